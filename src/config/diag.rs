@@ -1,0 +1,95 @@
+//! Config problems with their place in the file, rendered as `file:line:column: message`.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Byte range in the source text; `None` when the problem concerns the file as a whole.
+    pub span: Option<Range<usize>>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    pub fn new(span: impl Into<Option<Range<usize>>>, message: impl Into<String>) -> Self {
+        Problem {
+            span: span.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A problem placed in its file, ready to show to a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Located {
+    pub fn new(path: &Path, text: &str, problem: Problem) -> Self {
+        let (line, column) = match &problem.span {
+            Some(span) => line_column(text, span.start),
+            None => (1, 1),
+        };
+        Located {
+            path: path.to_owned(),
+            line,
+            column,
+            message: problem.message,
+            hint: problem.hint,
+        }
+    }
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_counts_characters_not_bytes() {
+        let text = "a = 1\nname = \"电梯\" x";
+        let offset = text.find('x').unwrap();
+        assert_eq!(line_column(text, offset), (2, 13));
+        assert_eq!(line_column(text, 0), (1, 1));
+    }
+}

@@ -1,0 +1,203 @@
+//! The config file as written: serde structs that mirror the TOML and reject unknown fields.
+//! `validate.rs` turns these into the typed config in `mod.rs`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub site: RawSite,
+    pub gateway: RawGateway,
+    pub mqtt: Option<Spanned<RawBroker>>,
+    #[serde(default)]
+    pub equipment: Vec<Spanned<RawEquipment>>,
+    #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
+    pub rules: RawRules,
+    #[serde(default)]
+    pub uplink: RawUplinks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub id: Spanned<String>,
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub id: Spanned<String>,
+    pub http_listen: Option<Spanned<String>>,
+    /// Upper bound on the time a graceful shutdown spends flushing queues.
+    pub shutdown_flush_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBroker {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub client_id: Option<Spanned<String>>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<Spanned<String>>,
+    pub keep_alive_s: Option<u64>,
+    pub max_payload_bytes: Option<Spanned<usize>>,
+    pub max_packet_bytes: Option<usize>,
+    pub reconnect_min_ms: Option<u64>,
+    pub reconnect_max_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEquipment {
+    pub id: Spanned<String>,
+    pub kind: crate::model::EquipmentKind,
+    pub name: Option<String>,
+    pub registration_code: Spanned<String>,
+    pub use_certificate: Option<String>,
+    pub rescue_code: Option<Spanned<String>>,
+    #[serde(default)]
+    pub using_unit: String,
+    pub maintenance_unit: Option<RawMaintenanceUnit>,
+    #[serde(default)]
+    pub address: String,
+    pub location: Option<Spanned<RawLocation>>,
+    pub nameplate: Option<Spanned<RawNameplate>>,
+    pub next_inspection: Option<Spanned<toml::value::Datetime>>,
+    pub insured: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenanceUnit {
+    pub name: String,
+    pub phone: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocation {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNameplate {
+    pub rated_speed_m_s: Option<f64>,
+    pub rated_load_kg: Option<f64>,
+    pub floors: Option<u32>,
+    pub working_pressure_mpa: Option<f64>,
+    pub set_pressure_mpa: Option<f64>,
+    pub design_pressure_mpa: Option<f64>,
+    pub safe_residual_mpa: Option<f64>,
+    pub medium: Option<String>,
+    pub volume_l: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    #[serde(default)]
+    pub mqtt: Vec<Spanned<RawMqttMapping>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttMapping {
+    pub topic: Spanned<String>,
+    pub equipment: Option<Spanned<String>>,
+    pub time_pointer: Option<Spanned<String>>,
+    pub time_format: Option<crate::config::TimeFormat>,
+    pub fields: Vec<Spanned<RawField>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    pub pointer: Spanned<String>,
+    pub metric: Spanned<String>,
+    #[serde(rename = "type")]
+    pub value_type: Option<crate::config::ValueType>,
+    pub unit: Option<String>,
+    pub scale: Option<Spanned<f64>>,
+    pub offset: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    #[serde(default)]
+    pub threshold: Vec<Spanned<RawThreshold>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub equipment: Vec<Spanned<String>>,
+    pub kind: Option<crate::model::EquipmentKind>,
+    pub metric: String,
+    pub high_high: Option<Spanned<RawLevel>>,
+    pub high: Option<Spanned<RawLevel>>,
+    pub low: Option<Spanned<RawLevel>>,
+    pub low_low: Option<Spanned<RawLevel>>,
+    pub deadband: Option<Spanned<f64>>,
+    pub on_delay_s: Option<Spanned<f64>>,
+    pub off_delay_s: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevel {
+    pub limit: f64,
+    pub severity: Option<crate::model::Severity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUplinks {
+    #[serde(default)]
+    pub influx: Vec<Spanned<RawInflux>>,
+    pub central: Option<Spanned<RawCentral>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInflux {
+    pub name: Option<Spanned<String>>,
+    pub api: crate::config::InfluxApi,
+    pub url: Spanned<String>,
+    pub database: Option<String>,
+    pub retention_policy: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub org: Option<String>,
+    pub bucket: Option<String>,
+    pub token: Option<String>,
+    pub token_env: Option<Spanned<String>>,
+    pub batch_max_points: Option<Spanned<usize>>,
+    pub flush_interval_ms: Option<u64>,
+    pub gzip: Option<bool>,
+    pub queue_max_points: Option<Spanned<usize>>,
+    pub timeout_ms: Option<u64>,
+    pub retry_min_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCentral {
+    pub broker: Option<Spanned<RawBroker>>,
+    pub topic_prefix: Option<String>,
+    pub queue_max_events: Option<usize>,
+    pub confirm_timeout_ms: Option<u64>,
+}

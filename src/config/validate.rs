@@ -1,0 +1,795 @@
+//! Turns the raw config into the typed one, collecting every problem instead of stopping at the
+//! first.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use toml::Spanned;
+
+use super::raw::*;
+use super::*;
+use crate::model::{Crs, GeoPoint, MaintenanceUnit, Nameplate};
+
+const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9180";
+
+pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
+    let mut v = Validator::default();
+    let site_id = raw.site.id.get_ref().clone();
+    v.check_id(&raw.site.id, "site id");
+    v.check_id(&raw.gateway.id, "gateway id");
+    let gateway_id = raw.gateway.id.get_ref().clone();
+
+    let http_listen = match &raw.gateway.http_listen {
+        None => DEFAULT_HTTP_LISTEN.parse().expect("default address parses"),
+        Some(s) => s.get_ref().parse::<SocketAddr>().unwrap_or_else(|_| {
+            v.push(
+                Problem::new(
+                    s.span(),
+                    format!("http_listen `{}` is not an address", s.get_ref()),
+                )
+                .hint("write host:port, for example \"127.0.0.1:9180\""),
+            );
+            DEFAULT_HTTP_LISTEN.parse().expect("default address parses")
+        }),
+    };
+
+    let equipment: Vec<Equipment> = raw
+        .equipment
+        .iter()
+        .filter_map(|e| v.equipment(e))
+        .collect();
+    let mut seen = HashSet::new();
+    for e in &raw.equipment {
+        let id = &e.get_ref().id;
+        if !seen.insert(id.get_ref().clone()) {
+            v.push(Problem::new(
+                id.span(),
+                format!("equipment id `{}` is used twice", id.get_ref()),
+            ));
+        }
+    }
+    let known: HashSet<&str> = equipment.iter().map(|e| e.id.as_str()).collect();
+
+    let mqtt = raw
+        .mqtt
+        .as_ref()
+        .map(|b| v.broker(b, &format!("seguard-{gateway_id}")));
+    if mqtt.is_none() && !raw.ingest.mqtt.is_empty() {
+        v.push(
+            Problem::new(raw.ingest.mqtt[0].span(), "MQTT mappings need a broker")
+                .hint("add a [mqtt] table with host and port"),
+        );
+    }
+    let mqtt_mappings = raw
+        .ingest
+        .mqtt
+        .iter()
+        .filter_map(|m| v.mqtt_mapping(m, &site_id, &known))
+        .collect();
+
+    let mut rule_ids = HashSet::new();
+    let thresholds = raw
+        .rules
+        .threshold
+        .iter()
+        .filter_map(|t| {
+            let id = &t.get_ref().id;
+            if !rule_ids.insert(id.get_ref().clone()) {
+                v.push(Problem::new(
+                    id.span(),
+                    format!("rule id `{}` is used twice", id.get_ref()),
+                ));
+            }
+            v.threshold(t, &equipment)
+        })
+        .collect();
+
+    let mut uplink_names = HashSet::new();
+    let influx = raw
+        .uplink
+        .influx
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            let uplink = v.influx(u, i)?;
+            if !uplink_names.insert(uplink.name.clone()) {
+                v.push(
+                    Problem::new(
+                        u.span(),
+                        format!("influx uplink name `{}` is used twice", uplink.name),
+                    )
+                    .hint("give each [[uplink.influx]] its own name"),
+                );
+            }
+            Some(uplink)
+        })
+        .collect();
+
+    let central = raw.uplink.central.as_ref().map(|c| {
+        let raw_central = c.get_ref();
+        let client_id = format!("seguard-{gateway_id}-uplink");
+        let broker = match (&raw_central.broker, &raw.mqtt) {
+            (Some(b), _) => v.broker(b, &client_id),
+            (None, Some(site_broker)) => {
+                let mut broker = v.broker(site_broker, &client_id);
+                broker.client_id = client_id;
+                broker
+            }
+            (None, None) => {
+                v.push(
+                    Problem::new(c.span(), "the central uplink has no broker")
+                        .hint("add [uplink.central.broker] with host and port, or a [mqtt] table to share"),
+                );
+                v.broker_defaults(&client_id)
+            }
+        };
+        CentralUplink {
+            broker,
+            topic_prefix: raw_central
+                .topic_prefix
+                .clone()
+                .unwrap_or_else(|| "seguard/v1".to_owned()),
+            queue_max_events: raw_central.queue_max_events.unwrap_or(100_000),
+            confirm_timeout: Duration::from_millis(raw_central.confirm_timeout_ms.unwrap_or(10_000)),
+        }
+    });
+
+    if !v.problems.is_empty() {
+        return Err(v.problems);
+    }
+    Ok(Config {
+        site: Site {
+            id: site_id,
+            name: raw.site.name,
+            address: raw.site.address,
+        },
+        gateway: GatewaySettings {
+            id: gateway_id,
+            http_listen,
+            shutdown_flush: Duration::from_secs(raw.gateway.shutdown_flush_s.unwrap_or(10)),
+        },
+        mqtt,
+        equipment,
+        mqtt_mappings,
+        thresholds,
+        influx,
+        central,
+    })
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    fn check_id(&mut self, id: &Spanned<String>, what: &str) {
+        let ok = !id.get_ref().is_empty()
+            && id
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.push(
+                Problem::new(id.span(), format!("{what} `{}` is not a valid id", id.get_ref()))
+                    .hint("use letters, digits, '-', '_' and '.' only: ids become MQTT topic segments and InfluxDB tags"),
+            );
+        }
+    }
+
+    fn secret(&mut self, inline: &Option<String>, env: &Option<Spanned<String>>) -> Option<String> {
+        match (inline, env) {
+            (_, Some(var)) => match std::env::var(var.get_ref()) {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    self.push(
+                        Problem::new(
+                            var.span(),
+                            format!("environment variable `{}` is not set", var.get_ref()),
+                        )
+                        .hint("export it before starting seguard, or remove the *_env key"),
+                    );
+                    None
+                }
+            },
+            (Some(value), None) => Some(value.clone()),
+            (None, None) => None,
+        }
+    }
+
+    fn broker_defaults(&self, client_id: &str) -> Broker {
+        Broker {
+            host: "127.0.0.1".to_owned(),
+            port: 1883,
+            client_id: client_id.to_owned(),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(30),
+            max_payload_bytes: 64 * 1024,
+            max_packet_bytes: 1024 * 1024,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+
+    fn broker(&mut self, raw: &Spanned<RawBroker>, default_client_id: &str) -> Broker {
+        let b = raw.get_ref();
+        let mut broker = self.broker_defaults(default_client_id);
+        if let Some(host) = &b.host {
+            broker.host = host.clone();
+        }
+        if let Some(port) = b.port {
+            broker.port = port;
+        }
+        if let Some(id) = &b.client_id {
+            if id.get_ref().is_empty() || id.get_ref().len() > 64 {
+                self.push(
+                    Problem::new(id.span(), "client_id must have 1 to 64 characters")
+                        .hint("a fixed, unique id lets the broker keep this gateway's session"),
+                );
+            }
+            broker.client_id = id.get_ref().clone();
+        }
+        broker.username = b.username.clone();
+        broker.password = self.secret(&b.password, &b.password_env);
+        if let Some(s) = b.keep_alive_s {
+            broker.keep_alive = Duration::from_secs(s.max(5));
+        }
+        if let Some(max) = &b.max_payload_bytes {
+            broker.max_payload_bytes = *max.get_ref();
+            if *max.get_ref() == 0 {
+                self.push(Problem::new(
+                    max.span(),
+                    "max_payload_bytes must be above 0",
+                ));
+            }
+        }
+        broker.max_packet_bytes = b
+            .max_packet_bytes
+            .unwrap_or(broker.max_packet_bytes)
+            .max(broker.max_payload_bytes + 1024);
+        if let Some(ms) = b.reconnect_min_ms {
+            broker.reconnect_min = Duration::from_millis(ms.max(10));
+        }
+        if let Some(ms) = b.reconnect_max_ms {
+            broker.reconnect_max = Duration::from_millis(ms).max(broker.reconnect_min);
+        }
+        broker
+    }
+
+    fn equipment(&mut self, raw: &Spanned<RawEquipment>) -> Option<Equipment> {
+        let e = raw.get_ref();
+        self.check_id(&e.id, "equipment id");
+        let id = e.id.get_ref();
+        if e.registration_code.get_ref().trim().is_empty() {
+            self.push(
+                Problem::new(
+                    e.registration_code.span(),
+                    format!("equipment `{id}` has an empty registration_code"),
+                )
+                .hint("the registration code (注册代码) is on the use certificate"),
+            );
+        }
+        if let Some(code) = &e.rescue_code {
+            let c = code.get_ref();
+            if !(c.len() == 5 || c.len() == 6) || !c.chars().all(|ch| ch.is_ascii_digit()) {
+                self.push(
+                    Problem::new(
+                        code.span(),
+                        format!("rescue_code `{c}` is not 5 or 6 digits"),
+                    )
+                    .hint("write the 96333 code as a quoted string, for example \"01234\""),
+                );
+            }
+            if e.kind != EquipmentKind::Elevator && e.kind != EquipmentKind::Escalator {
+                self.push(Problem::new(
+                    code.span(),
+                    "rescue_code applies to elevators and escalators only",
+                ));
+            }
+        }
+        let location = e.location.as_ref().map(|loc| {
+            let l = loc.get_ref();
+            if !(-90.0..=90.0).contains(&l.lat) || !(-180.0..=180.0).contains(&l.lon) {
+                self.push(
+                    Problem::new(
+                        loc.span(),
+                        format!("location {}, {} is outside the globe", l.lat, l.lon),
+                    )
+                    .hint("lat is -90..90 and lon is -180..180, in WGS-84 degrees"),
+                );
+            }
+            GeoPoint {
+                lat: l.lat,
+                lon: l.lon,
+                crs: Crs::Wgs84,
+            }
+        });
+        let next_inspection = e.next_inspection.as_ref().and_then(|d| self.date(d));
+        let nameplate = match &e.nameplate {
+            Some(n) => self.nameplate(n, e.kind, id),
+            None => Nameplate::default(),
+        };
+        Some(Equipment {
+            id: id.clone(),
+            kind: e.kind,
+            name: e.name.clone().unwrap_or_else(|| id.clone()),
+            registration_code: e.registration_code.get_ref().clone(),
+            use_certificate: e.use_certificate.clone(),
+            rescue_code: e.rescue_code.as_ref().map(|c| c.get_ref().clone()),
+            using_unit: e.using_unit.clone(),
+            maintenance_unit: e.maintenance_unit.as_ref().map(|m| MaintenanceUnit {
+                name: m.name.clone(),
+                phone: m.phone.clone(),
+            }),
+            address: e.address.clone(),
+            location,
+            nameplate,
+            next_inspection,
+            insured: e.insured,
+        })
+    }
+
+    fn date(&mut self, d: &Spanned<toml::value::Datetime>) -> Option<NaiveDate> {
+        let parsed = d
+            .get_ref()
+            .date
+            .filter(|_| d.get_ref().time.is_none())
+            .and_then(|date| {
+                NaiveDate::from_ymd_opt(date.year.into(), date.month.into(), date.day.into())
+            });
+        if parsed.is_none() {
+            self.push(
+                Problem::new(d.span(), format!("`{}` is not a date", d.get_ref()))
+                    .hint("write a bare date, for example next_inspection = 2027-03-31"),
+            );
+        }
+        parsed
+    }
+
+    fn nameplate(
+        &mut self,
+        raw: &Spanned<RawNameplate>,
+        kind: EquipmentKind,
+        id: &str,
+    ) -> Nameplate {
+        let n = raw.get_ref();
+        let span = raw.span();
+        let lift = [
+            ("rated_speed_m_s", n.rated_speed_m_s.is_some()),
+            ("rated_load_kg", n.rated_load_kg.is_some()),
+            ("floors", n.floors.is_some()),
+        ];
+        let vessel = [
+            ("working_pressure_mpa", n.working_pressure_mpa.is_some()),
+            ("set_pressure_mpa", n.set_pressure_mpa.is_some()),
+            ("design_pressure_mpa", n.design_pressure_mpa.is_some()),
+        ];
+        let is_lift = matches!(kind, EquipmentKind::Elevator | EquipmentKind::Escalator);
+        let applies = |field: &str| -> bool {
+            match field {
+                "rated_speed_m_s" | "rated_load_kg" | "floors" => is_lift,
+                "working_pressure_mpa" | "set_pressure_mpa" | "design_pressure_mpa" => {
+                    kind.is_pressure_vessel() || kind == EquipmentKind::GasCylinder
+                }
+                _ => true,
+            }
+        };
+        for (field, present) in lift.iter().chain(vessel.iter()) {
+            if *present && !applies(field) {
+                self.push(Problem::new(
+                    span.clone(),
+                    format!("nameplate field `{field}` does not apply to {kind} `{id}`"),
+                ));
+            }
+        }
+        if n.safe_residual_mpa.is_some() && kind != EquipmentKind::Autoclave {
+            self.push(Problem::new(
+                span.clone(),
+                format!("nameplate field `safe_residual_mpa` applies to autoclaves only, not to {kind} `{id}`"),
+            ));
+        }
+        if kind.is_pressure_vessel() {
+            self.pressure_ladder(n, span, id);
+        }
+        Nameplate {
+            rated_speed_m_s: n.rated_speed_m_s,
+            rated_load_kg: n.rated_load_kg,
+            floors: n.floors,
+            working_pressure_mpa: n.working_pressure_mpa,
+            set_pressure_mpa: n.set_pressure_mpa,
+            design_pressure_mpa: n.design_pressure_mpa,
+            safe_residual_mpa: n.safe_residual_mpa,
+            medium: n.medium.clone(),
+            volume_l: n.volume_l,
+        }
+    }
+
+    /// Working pressure <= safety-valve set pressure <= design pressure.
+    fn pressure_ladder(&mut self, n: &RawNameplate, span: Range<usize>, id: &str) {
+        let (Some(work), Some(set), Some(design)) = (
+            n.working_pressure_mpa,
+            n.set_pressure_mpa,
+            n.design_pressure_mpa,
+        ) else {
+            self.push(
+                Problem::new(span, format!("pressure vessel `{id}` needs working, set and design pressure"))
+                    .hint("add working_pressure_mpa, set_pressure_mpa and design_pressure_mpa from the nameplate"),
+            );
+            return;
+        };
+        if set > design {
+            self.push(
+                Problem::new(span.clone(), format!(
+                    "safety-valve set pressure {set} MPa of `{id}` is above its design pressure {design} MPa"
+                ))
+                .hint("the valve must open at or below design pressure; check the nameplate"),
+            );
+        }
+        if work > set {
+            self.push(
+                Problem::new(span, format!(
+                    "working pressure {work} MPa of `{id}` is above its safety-valve set pressure {set} MPa"
+                ))
+                .hint("set pressure is commonly 1.05 to 1.10 times working pressure"),
+            );
+        }
+    }
+
+    fn mqtt_mapping(
+        &mut self,
+        raw: &Spanned<RawMqttMapping>,
+        site_id: &str,
+        known: &HashSet<&str>,
+    ) -> Option<MqttMapping> {
+        let m = raw.get_ref();
+        let topic_span = m.topic.span();
+        let topic = m.topic.get_ref().replace("{site}", site_id);
+        let mut segments = Vec::new();
+        for part in topic.split('/') {
+            segments.push(match part {
+                "{equipment}" => TopicSegment::Equipment,
+                "+" => TopicSegment::Any,
+                "#" => {
+                    self.push(
+                        Problem::new(topic_span.clone(), "`#` is not allowed in a mapping topic")
+                            .hint("use `+` for one segment; every segment must be bound so payloads map to one equipment"),
+                    );
+                    return None;
+                }
+                p if p.contains('{') || p.contains('}') || p.contains('+') => {
+                    self.push(
+                        Problem::new(topic_span.clone(), format!("topic segment `{p}` is not understood"))
+                            .hint("placeholders are {site} and {equipment}, each a whole segment"),
+                    );
+                    return None;
+                }
+                p => TopicSegment::Literal(p.to_owned()),
+            });
+        }
+        let n_equipment = segments
+            .iter()
+            .filter(|s| **s == TopicSegment::Equipment)
+            .count();
+        let equipment = m.equipment.as_ref().map(|e| e.get_ref().clone());
+        match (n_equipment, &m.equipment) {
+            (0, None) => self.push(
+                Problem::new(
+                    topic_span.clone(),
+                    "this mapping does not say which equipment it is for",
+                )
+                .hint("put {equipment} in the topic, or add equipment = \"ID\""),
+            ),
+            (1, Some(e)) => self.push(
+                Problem::new(
+                    e.span(),
+                    "equipment is given both in the topic and as a field",
+                )
+                .hint("remove one of them"),
+            ),
+            (n, _) if n > 1 => self.push(Problem::new(
+                topic_span.clone(),
+                "{equipment} appears more than once",
+            )),
+            _ => {}
+        }
+        if let Some(e) = &m.equipment {
+            if !known.contains(e.get_ref().as_str()) {
+                self.push(
+                    Problem::new(e.span(), format!("unknown equipment `{}`", e.get_ref()))
+                        .hint("declare it in an [[equipment]] table first"),
+                );
+            }
+        }
+        let time = m.time_pointer.as_ref().map(|p| {
+            self.check_pointer(p);
+            (
+                p.get_ref().clone(),
+                m.time_format.unwrap_or(TimeFormat::UnixMs),
+            )
+        });
+        if m.fields.is_empty() {
+            self.push(
+                Problem::new(raw.span(), "this mapping has no fields")
+                    .hint("add [[ingest.mqtt.fields]] with pointer and metric"),
+            );
+        }
+        let fields = m
+            .fields
+            .iter()
+            .map(|f| {
+                let f_ref = f.get_ref();
+                self.check_pointer(&f_ref.pointer);
+                let metric = f_ref.metric.get_ref();
+                if metric.is_empty() || metric.chars().any(|c| c.is_whitespace() || c == '"') {
+                    self.push(
+                        Problem::new(
+                            f_ref.metric.span(),
+                            format!("metric name `{metric}` is not valid"),
+                        )
+                        .hint("use snake_case names such as car_status or pressure"),
+                    );
+                }
+                let scale = f_ref.scale.as_ref().map_or(1.0, |s| {
+                    if !s.get_ref().is_finite() || *s.get_ref() == 0.0 {
+                        self.push(Problem::new(
+                            s.span(),
+                            "scale must be a finite, non-zero number",
+                        ));
+                    }
+                    *s.get_ref()
+                });
+                FieldMapping {
+                    pointer: f_ref.pointer.get_ref().clone(),
+                    metric: metric.clone(),
+                    value_type: f_ref.value_type.unwrap_or(ValueType::Number),
+                    unit: f_ref.unit.clone(),
+                    scale,
+                    offset: f_ref.offset.unwrap_or(0.0),
+                }
+            })
+            .collect();
+        Some(MqttMapping {
+            topic,
+            segments,
+            equipment,
+            time,
+            fields,
+        })
+    }
+
+    fn check_pointer(&mut self, pointer: &Spanned<String>) {
+        let p = pointer.get_ref();
+        if !p.is_empty() && !p.starts_with('/') {
+            self.push(
+                Problem::new(pointer.span(), format!("`{p}` is not a JSON pointer")).hint(format!(
+                    "JSON pointers start with '/', for example \"/{p}\""
+                )),
+            );
+        }
+    }
+
+    fn threshold(
+        &mut self,
+        raw: &Spanned<RawThreshold>,
+        equipment: &[Equipment],
+    ) -> Option<ThresholdRule> {
+        let t = raw.get_ref();
+        self.check_id(&t.id, "rule id");
+        let mut targets = Vec::new();
+        for id in &t.equipment {
+            match equipment.iter().find(|e| e.id == *id.get_ref()) {
+                Some(e) => targets.push(e.id.clone()),
+                None => self.push(
+                    Problem::new(id.span(), format!("unknown equipment `{}`", id.get_ref()))
+                        .hint("declare it in an [[equipment]] table first"),
+                ),
+            }
+        }
+        if let Some(kind) = t.kind {
+            targets.extend(
+                equipment
+                    .iter()
+                    .filter(|e| e.kind == kind)
+                    .map(|e| e.id.clone()),
+            );
+        }
+        if t.equipment.is_empty() && t.kind.is_none() {
+            self.push(
+                Problem::new(
+                    t.id.span(),
+                    format!("rule `{}` applies to nothing", t.id.get_ref()),
+                )
+                .hint("add equipment = [\"ID\", ...] or kind = \"pressure_vessel\""),
+            );
+        }
+        targets.sort();
+        targets.dedup();
+
+        let mut levels = Vec::new();
+        for (kind, level) in [
+            (LevelKind::HighHigh, &t.high_high),
+            (LevelKind::High, &t.high),
+            (LevelKind::Low, &t.low),
+            (LevelKind::LowLow, &t.low_low),
+        ] {
+            if let Some(l) = level {
+                if !l.get_ref().limit.is_finite() {
+                    self.push(Problem::new(l.span(), "limit must be a finite number"));
+                }
+                levels.push(Level {
+                    kind,
+                    limit: l.get_ref().limit,
+                    severity: l
+                        .get_ref()
+                        .severity
+                        .unwrap_or_else(|| kind.default_severity()),
+                });
+            }
+        }
+        if levels.is_empty() {
+            self.push(
+                Problem::new(
+                    raw.span(),
+                    format!("rule `{}` has no level", t.id.get_ref()),
+                )
+                .hint("add high, high_high, low or low_low = { limit = ... }"),
+            );
+        }
+        // Limits must be ordered: low_low < low < high < high_high.
+        for pair in levels.windows(2) {
+            if pair[0].limit <= pair[1].limit {
+                self.push(
+                    Problem::new(
+                        raw.span(),
+                        format!(
+                            "rule `{}`: {} limit {} must be above {} limit {}",
+                            t.id.get_ref(),
+                            pair[0].kind.as_str(),
+                            pair[0].limit,
+                            pair[1].kind.as_str(),
+                            pair[1].limit
+                        ),
+                    )
+                    .hint("limits are ordered low_low < low < high < high_high"),
+                );
+            }
+        }
+        let deadband = t.deadband.as_ref().map_or(0.0, |d| {
+            if !(d.get_ref().is_finite() && *d.get_ref() >= 0.0) {
+                self.push(Problem::new(d.span(), "deadband must be zero or more"));
+            }
+            *d.get_ref()
+        });
+        let on_delay = self.delay(&t.on_delay_s);
+        let off_delay = self.delay(&t.off_delay_s);
+        Some(ThresholdRule {
+            id: t.id.get_ref().clone(),
+            equipment: targets,
+            metric: t.metric.clone(),
+            levels,
+            deadband,
+            on_delay,
+            off_delay,
+        })
+    }
+
+    fn delay(&mut self, raw: &Option<Spanned<f64>>) -> Duration {
+        match raw {
+            None => Duration::ZERO,
+            Some(s) if s.get_ref().is_finite() && *s.get_ref() >= 0.0 && *s.get_ref() < 1e9 => {
+                Duration::from_secs_f64(*s.get_ref())
+            }
+            Some(s) => {
+                self.push(Problem::new(
+                    s.span(),
+                    "a delay is a number of seconds, zero or more",
+                ));
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn influx(&mut self, raw: &Spanned<RawInflux>, index: usize) -> Option<InfluxUplink> {
+        let u = raw.get_ref();
+        let name = u
+            .name
+            .as_ref()
+            .map_or_else(|| format!("influx{index}"), |n| n.get_ref().clone());
+        let url = match url::Url::parse(u.url.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            _ => {
+                self.push(
+                    Problem::new(
+                        u.url.span(),
+                        format!("`{}` is not an http(s) URL", u.url.get_ref()),
+                    )
+                    .hint("for example \"http://127.0.0.1:8086\""),
+                );
+                return None;
+            }
+        };
+        let missing = |this: &mut Self, what: &str| {
+            this.push(
+                Problem::new(
+                    raw.span(),
+                    format!(
+                        "influx uplink `{name}` with api = \"{}\" needs `{what}`",
+                        match u.api {
+                            InfluxApi::V1 => "v1",
+                            InfluxApi::V2 => "v2",
+                        }
+                    ),
+                )
+                .hint("see firmware-configs/site-example.toml"),
+            );
+        };
+        let endpoint = match u.api {
+            InfluxApi::V1 => {
+                let Some(database) = u.database.clone() else {
+                    missing(self, "database");
+                    return None;
+                };
+                InfluxEndpoint::V1 {
+                    url,
+                    database,
+                    retention_policy: u.retention_policy.clone(),
+                    username: u.username.clone(),
+                    password: u.password.clone(),
+                }
+            }
+            InfluxApi::V2 => {
+                if url.path() != "/" {
+                    self.push(
+                        Problem::new(u.url.span(), format!("the v2 URL `{url}` has a path"))
+                            .hint("the influxdb2 client drops path prefixes: give scheme, host and port only"),
+                    );
+                }
+                let (Some(org), Some(bucket)) = (u.org.clone(), u.bucket.clone()) else {
+                    missing(self, "org and bucket");
+                    return None;
+                };
+                InfluxEndpoint::V2 {
+                    url,
+                    org,
+                    bucket,
+                    token: self.secret(&u.token, &u.token_env).unwrap_or_default(),
+                }
+            }
+        };
+        let batch_max_points = u.batch_max_points.as_ref().map_or(5000, |b| {
+            if *b.get_ref() == 0 {
+                self.push(Problem::new(b.span(), "batch_max_points must be above 0"));
+            }
+            *b.get_ref()
+        });
+        let queue_max_points = u.queue_max_points.as_ref().map_or(1_000_000, |q| {
+            if *q.get_ref() < batch_max_points {
+                self.push(
+                    Problem::new(q.span(), "queue_max_points is below batch_max_points")
+                        .hint("the queue must hold at least one batch"),
+                );
+            }
+            *q.get_ref()
+        });
+        let retry_min = Duration::from_millis(u.retry_min_ms.unwrap_or(200).max(1));
+        Some(InfluxUplink {
+            name,
+            endpoint,
+            batch_max_points,
+            flush_interval: Duration::from_millis(u.flush_interval_ms.unwrap_or(1000).max(1)),
+            gzip: u.gzip.unwrap_or(true),
+            queue_max_points,
+            timeout: Duration::from_millis(u.timeout_ms.unwrap_or(10_000)),
+            retry_min,
+            retry_max: Duration::from_millis(u.retry_max_ms.unwrap_or(30_000)).max(retry_min),
+        })
+    }
+}

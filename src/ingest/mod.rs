@@ -1,0 +1,3 @@
+//! Sources of readings. Each source turns what devices send into [`crate::model::Reading`]s.
+
+pub mod mqtt;

@@ -1,0 +1,13 @@
+//! seguard: an edge telemetry gateway and alarm service for special equipment (elevators,
+//! pressure vessels, gas cylinders). See ARCHITECTURE.md for the code map.
+
+pub mod api;
+pub mod backoff;
+pub mod config;
+pub mod gateway;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod outbox;
+pub mod rules;
+pub mod uplink;

@@ -1,0 +1,298 @@
+//! The gateway's own telemetry. Each thing worth counting is one function here that both logs and
+//! increments a Prometheus metric, so a drop or a rejection is never only a log line.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabel {
+    pub severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UplinkLabel {
+    pub uplink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabel {
+    pub lane: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    readings_received: Family<SourceLabel, Counter>,
+    messages_rejected: Family<ReasonLabel, Counter>,
+    alarms_raised: Family<SeverityLabel, Counter>,
+    alarms_cleared: Counter,
+    uplink_writes: Family<UplinkLabel, Counter>,
+    uplink_points: Family<UplinkLabel, Counter>,
+    uplink_failures: Family<UplinkLabel, Counter>,
+    uplink_rejected_points: Family<UplinkLabel, Counter>,
+    uplink_latency: Family<UplinkLabel, Histogram>,
+    queue_depth: Family<LaneLabel, Gauge>,
+    dropped: Family<LaneLabel, Counter>,
+    broker_connected: Family<UplinkLabel, Gauge>,
+    incidents_published: Counter,
+    log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+/// At most one log line per reason in this period; the rest are only counted.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("seguard");
+        let readings_received = Family::default();
+        registry.register(
+            "readings_received",
+            "Readings accepted, by source",
+            readings_received.clone(),
+        );
+        let messages_rejected = Family::default();
+        registry.register(
+            "messages_rejected",
+            "Messages rejected, by reason",
+            messages_rejected.clone(),
+        );
+        let alarms_raised = Family::default();
+        registry.register(
+            "alarms_raised",
+            "Alarms raised, by severity",
+            alarms_raised.clone(),
+        );
+        let alarms_cleared = Counter::default();
+        registry.register("alarms_cleared", "Alarms cleared", alarms_cleared.clone());
+        let uplink_writes = Family::default();
+        registry.register(
+            "uplink_writes",
+            "Batches the receiver confirmed",
+            uplink_writes.clone(),
+        );
+        let uplink_points = Family::default();
+        registry.register(
+            "uplink_points",
+            "Points the receiver confirmed",
+            uplink_points.clone(),
+        );
+        let uplink_failures = Family::default();
+        registry.register(
+            "uplink_failures",
+            "Failed write attempts (retried)",
+            uplink_failures.clone(),
+        );
+        let uplink_rejected_points = Family::default();
+        registry.register(
+            "uplink_rejected_points",
+            "Points the receiver refused as invalid (not retried)",
+            uplink_rejected_points.clone(),
+        );
+        let uplink_latency = Family::<UplinkLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        registry.register(
+            "uplink_write_seconds",
+            "Time of a successful write",
+            uplink_latency.clone(),
+        );
+        let queue_depth = Family::default();
+        registry.register(
+            "queue_depth",
+            "Entries waiting in an outbox lane",
+            queue_depth.clone(),
+        );
+        let dropped = Family::default();
+        registry.register(
+            "outbox_dropped",
+            "Entries dropped from an outbox lane",
+            dropped.clone(),
+        );
+        let broker_connected = Family::default();
+        registry.register(
+            "broker_connected",
+            "1 while the MQTT connection is up",
+            broker_connected.clone(),
+        );
+        let incidents_published = Counter::default();
+        registry.register(
+            "incidents_published",
+            "Incidents the central broker confirmed",
+            incidents_published.clone(),
+        );
+        Metrics {
+            registry,
+            readings_received,
+            messages_rejected,
+            alarms_raised,
+            alarms_cleared,
+            uplink_writes,
+            uplink_points,
+            uplink_failures,
+            uplink_rejected_points,
+            uplink_latency,
+            queue_depth,
+            dropped,
+            broker_connected,
+            incidents_published,
+            log_limiter: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Logs once per `LOG_PERIOD` per key, saying how many were suppressed in between.
+    fn log_limited(&self, key: &'static str, log: impl FnOnce(u64)) {
+        let mut limiter = self.log_limiter.lock().expect("log limiter lock");
+        let now = Instant::now();
+        let entry = limiter.entry(key).or_insert((now - LOG_PERIOD * 2, 0));
+        if now.duration_since(entry.0) >= LOG_PERIOD {
+            let suppressed = entry.1;
+            *entry = (now, 0);
+            drop(limiter);
+            log(suppressed);
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    pub fn readings_received(&self, source: &'static str, n: usize) {
+        self.readings_received
+            .get_or_create(&SourceLabel { source })
+            .inc_by(n as u64);
+    }
+
+    pub fn message_rejected(
+        &self,
+        reason: &'static str,
+        topic: &str,
+        detail: &dyn std::fmt::Display,
+    ) {
+        self.messages_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.log_limited(reason, |suppressed| {
+            tracing::warn!(reason, topic, %detail, suppressed, "message rejected");
+        });
+    }
+
+    pub fn rejected_count(&self, reason: &'static str) -> u64 {
+        self.messages_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .get()
+    }
+
+    pub fn alarm_raised(&self, severity: &'static str) {
+        self.alarms_raised
+            .get_or_create(&SeverityLabel { severity })
+            .inc();
+    }
+
+    pub fn alarm_cleared(&self) {
+        self.alarms_cleared.inc();
+    }
+
+    pub fn uplink_written(&self, uplink: &str, points: usize, seconds: f64) {
+        let label = UplinkLabel {
+            uplink: uplink.to_owned(),
+        };
+        self.uplink_writes.get_or_create(&label).inc();
+        self.uplink_points
+            .get_or_create(&label)
+            .inc_by(points as u64);
+        self.uplink_latency.get_or_create(&label).observe(seconds);
+    }
+
+    pub fn uplink_failed(&self, uplink: &str, error: &dyn std::fmt::Display, retry_in: Duration) {
+        self.uplink_failures
+            .get_or_create(&UplinkLabel {
+                uplink: uplink.to_owned(),
+            })
+            .inc();
+        self.log_limited("uplink_failed", |suppressed| {
+            tracing::warn!(uplink, %error, retry_in_ms = retry_in.as_millis() as u64, suppressed, "uplink write failed");
+        });
+    }
+
+    pub fn uplink_rejected(&self, uplink: &str, points: usize, error: &dyn std::fmt::Display) {
+        self.uplink_rejected_points
+            .get_or_create(&UplinkLabel {
+                uplink: uplink.to_owned(),
+            })
+            .inc_by(points as u64);
+        tracing::error!(uplink, points, %error, "receiver refused points as invalid; they are not retried");
+    }
+
+    pub fn queue_depth(&self, lane: &str, depth: usize) {
+        self.queue_depth
+            .get_or_create(&LaneLabel {
+                lane: lane.to_owned(),
+            })
+            .set(depth as i64);
+    }
+
+    pub fn dropped(&self, lane: &str, n: usize) {
+        self.dropped
+            .get_or_create(&LaneLabel {
+                lane: lane.to_owned(),
+            })
+            .inc_by(n as u64);
+        self.log_limited("outbox_dropped", |suppressed| {
+            tracing::error!(
+                lane,
+                n,
+                suppressed,
+                "outbox lane full: dropped the oldest entries"
+            );
+        });
+    }
+
+    pub fn dropped_count(&self, lane: &str) -> u64 {
+        self.dropped
+            .get_or_create(&LaneLabel {
+                lane: lane.to_owned(),
+            })
+            .get()
+    }
+
+    pub fn broker_connected(&self, connection: &str, up: bool) {
+        self.broker_connected
+            .get_or_create(&UplinkLabel {
+                uplink: connection.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    pub fn incidents_published(&self, n: usize) {
+        self.incidents_published.inc_by(n as u64);
+    }
+}

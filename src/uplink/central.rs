@@ -1,0 +1,286 @@
+//! Incidents to the central service over MQTT at QoS1, on `{prefix}/{gateway}/incidents`, and
+//! the gateway's retained status on `{prefix}/{gateway}/status` with a last will saying offline.
+//!
+//! **Invariant:** an incident leaves the outbox lane only after the broker's PUBACK for it. An
+//! incident not confirmed within `confirm_timeout` is published again; receivers drop the
+//! duplicate by its id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::{Broker, CentralUplink};
+use crate::metrics::Metrics;
+use crate::model::{GatewayState, GatewayStatus, Incident};
+use crate::outbox::Lane;
+
+/// How many incidents are published before waiting for their PUBACKs.
+const WINDOW: usize = 64;
+
+pub fn mqtt_options(broker: &Broker) -> MqttOptions {
+    let mut options = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
+    options
+        .set_clean_session(false)
+        .set_keep_alive(broker.keep_alive)
+        .set_max_packet_size(broker.max_packet_bytes, broker.max_packet_bytes);
+    if let Some(user) = &broker.username {
+        options.set_credentials(user, broker.password.clone().unwrap_or_default());
+    }
+    options
+}
+
+/// Which publish a packet id belongs to: a slot of the current window, or a status message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Incident { window: u64, slot: usize },
+    Status,
+}
+
+/// Matches PUBACKs to publishes. rumqttc reports the packet id it gave each publish, in the
+/// order the publishes were queued, and reports it again when it retransmits after a reconnect.
+#[derive(Default)]
+struct Tracker {
+    queued: std::collections::VecDeque<Tag>,
+    by_pkid: HashMap<u16, Tag>,
+    window: u64,
+    confirmed: Vec<bool>,
+}
+
+pub struct CentralPublisher {
+    config: CentralUplink,
+    gateway: String,
+    site: String,
+    client: AsyncClient,
+    tracker: Arc<Mutex<Tracker>>,
+    acked: Arc<Notify>,
+}
+
+impl CentralPublisher {
+    /// Connects lazily: the event loop returned must be driven by [`drive_event_loop`].
+    pub fn new(config: CentralUplink, gateway: &str, site: &str) -> (Self, EventLoop) {
+        let mut options = mqtt_options(&config.broker);
+        let offline = serde_json::to_vec(&GatewayStatus {
+            gateway: gateway.to_owned(),
+            site: site.to_owned(),
+            state: GatewayState::Offline,
+            since: None,
+        })
+        .expect("status serializes");
+        options.set_last_will(LastWill::new(
+            config.status_topic(gateway),
+            offline,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        let (client, event_loop) = AsyncClient::new(options, 1024);
+        let publisher = CentralPublisher {
+            config,
+            gateway: gateway.to_owned(),
+            site: site.to_owned(),
+            client,
+            tracker: Arc::new(Mutex::new(Tracker::default())),
+            acked: Arc::new(Notify::new()),
+        };
+        (publisher, event_loop)
+    }
+
+    fn status_payload(&self, state: GatewayState) -> Vec<u8> {
+        serde_json::to_vec(&GatewayStatus {
+            gateway: self.gateway.clone(),
+            site: self.site.clone(),
+            state,
+            since: Some(Utc::now()),
+        })
+        .expect("status serializes")
+    }
+
+    /// Queues a publish and records its tag in the same order rumqttc will number it.
+    async fn publish_tagged(&self, topic: &str, payload: Vec<u8>, retain: bool, tag: Tag) {
+        loop {
+            {
+                let mut tracker = self.tracker.lock().expect("tracker lock");
+                if self
+                    .client
+                    .try_publish(topic, QoS::AtLeastOnce, retain, payload.clone())
+                    .is_ok()
+                {
+                    tracker.queued.push_back(tag);
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Publishes incidents from `lane` until `flush` fires and the lane is empty, or `hard_stop`
+    /// fires; then says offline and disconnects.
+    pub async fn run(
+        self,
+        event_loop: EventLoop,
+        lane: Arc<Lane<Incident>>,
+        metrics: Arc<Metrics>,
+        connected: Arc<AtomicBool>,
+        flush: CancellationToken,
+        hard_stop: CancellationToken,
+    ) {
+        let online = self.status_payload(GatewayState::Online);
+        let driver = tokio::spawn(drive_event_loop(
+            event_loop,
+            self.client.clone(),
+            self.config.clone(),
+            self.tracker.clone(),
+            self.acked.clone(),
+            metrics.clone(),
+            connected,
+            online,
+            self.config.status_topic(&self.gateway),
+            hard_stop.clone(),
+        ));
+        let topic = self.config.incidents_topic(&self.gateway);
+        'batches: loop {
+            let batch = lane.peek_batch(WINDOW, Duration::ZERO, &flush).await;
+            if batch.is_empty() {
+                break;
+            }
+            let window = {
+                let mut tracker = self.tracker.lock().expect("tracker lock");
+                tracker.window += 1;
+                tracker.confirmed = vec![false; batch.len()];
+                tracker.window
+            };
+            let payloads: Vec<Vec<u8>> = batch
+                .iter()
+                .map(|i| serde_json::to_vec(i).expect("incident serializes"))
+                .collect();
+            let mut unconfirmed: Vec<usize> = (0..batch.len()).collect();
+            loop {
+                for &slot in &unconfirmed {
+                    self.publish_tagged(
+                        &topic,
+                        payloads[slot].clone(),
+                        false,
+                        Tag::Incident { window, slot },
+                    )
+                    .await;
+                }
+                let deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
+                loop {
+                    let acked = self.acked.notified();
+                    unconfirmed = {
+                        let tracker = self.tracker.lock().expect("tracker lock");
+                        (0..batch.len())
+                            .filter(|&s| !tracker.confirmed[s])
+                            .collect()
+                    };
+                    if unconfirmed.is_empty() {
+                        lane.confirm(batch.len());
+                        metrics.incidents_published(batch.len());
+                        continue 'batches;
+                    }
+                    tokio::select! {
+                        _ = acked => {}
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = hard_stop.cancelled() => {
+                            lane.release();
+                            tracing::warn!(queued = lane.len(), "stopping with incidents not yet confirmed by the broker");
+                            break 'batches;
+                        }
+                    }
+                }
+                tracing::warn!(
+                    unconfirmed = unconfirmed.len(),
+                    timeout_ms = self.config.confirm_timeout.as_millis() as u64,
+                    "incidents not confirmed in time; publishing them again"
+                );
+            }
+        }
+        // A clean disconnect suppresses the last will, so say offline ourselves.
+        let offline = self.status_payload(GatewayState::Offline);
+        let status_topic = self.config.status_topic(&self.gateway);
+        self.publish_tagged(&status_topic, offline, true, Tag::Status)
+            .await;
+        let _ = self.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive_event_loop(
+    mut event_loop: EventLoop,
+    client: AsyncClient,
+    config: CentralUplink,
+    tracker: Arc<Mutex<Tracker>>,
+    acked: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    connected: Arc<AtomicBool>,
+    online_payload: Vec<u8>,
+    status_topic: String,
+    hard_stop: CancellationToken,
+) {
+    let mut backoff = Backoff::new(config.broker.reconnect_min, config.broker.reconnect_max);
+    loop {
+        let event = tokio::select! {
+            event = event_loop.poll() => event,
+            _ = hard_stop.cancelled() => return,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected.store(true, Ordering::Relaxed);
+                metrics.broker_connected("central", true);
+                backoff.reset();
+                tracing::info!(broker = %config.broker.host, port = config.broker.port, "central uplink connected");
+                let mut t = tracker.lock().expect("tracker lock");
+                if client
+                    .try_publish(
+                        &status_topic,
+                        QoS::AtLeastOnce,
+                        true,
+                        online_payload.clone(),
+                    )
+                    .is_ok()
+                {
+                    t.queued.push_back(Tag::Status);
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut t = tracker.lock().expect("tracker lock");
+                if !t.by_pkid.contains_key(&pkid) {
+                    if let Some(tag) = t.queued.pop_front() {
+                        t.by_pkid.insert(pkid, tag);
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let mut t = tracker.lock().expect("tracker lock");
+                if let Some(Tag::Incident { window, slot }) = t.by_pkid.remove(&ack.pkid) {
+                    if window == t.window {
+                        if let Some(c) = t.confirmed.get_mut(slot) {
+                            *c = true;
+                        }
+                    }
+                }
+                drop(t);
+                acked.notify_one();
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(e) => {
+                connected.store(false, Ordering::Relaxed);
+                metrics.broker_connected("central", false);
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central uplink disconnected");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = hard_stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}

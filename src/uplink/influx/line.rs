@@ -1,0 +1,144 @@
+//! InfluxDB line protocol: one encoder for the v1 and v2 write APIs.
+//!
+//! Measurement = equipment kind; tags = site, gateway, equipment; fields = metrics; timestamps in
+//! nanoseconds. Consecutive readings of one equipment at one instant share a line. Readings
+//! that are not of good quality carry no value; they go to the `seguard_quality` measurement as
+//! `bad=1i` or `stale=1i` with the metric as a tag, so a gap in a series can be explained.
+
+use std::collections::HashMap;
+
+use influxdb_line_protocol::builder::{AfterField, LineProtocolBuilder};
+
+use crate::model::{EquipmentKind, Quality, Reading, Value};
+
+pub struct Encoder {
+    site: String,
+    gateway: String,
+    kinds: HashMap<String, EquipmentKind>,
+}
+
+impl Encoder {
+    pub fn new(site: &str, gateway: &str, kinds: HashMap<String, EquipmentKind>) -> Self {
+        Encoder {
+            site: site.to_owned(),
+            gateway: gateway.to_owned(),
+            kinds,
+        }
+    }
+
+    pub fn encode(&self, readings: &[Reading]) -> Vec<u8> {
+        let mut builder = LineProtocolBuilder::new_with(Vec::with_capacity(readings.len() * 96));
+        let mut rest = readings;
+        while let Some(first) = rest.first() {
+            let same_line = rest
+                .iter()
+                .take_while(|r| r.equipment == first.equipment && r.time == first.time)
+                .count();
+            let (line, tail) = rest.split_at(same_line);
+            rest = tail;
+            let time = first.time.timestamp_nanos_opt().unwrap_or_default();
+            let (good, other): (Vec<&Reading>, Vec<&Reading>) =
+                line.iter().partition(|r| r.quality == Quality::Good);
+            if let Some((head, tail)) = good.split_first() {
+                let measurement = self
+                    .kinds
+                    .get(&first.equipment)
+                    .map_or("equipment", |k| k.as_str());
+                let tagged = builder
+                    .measurement(measurement)
+                    .tag("site", &self.site)
+                    .tag("gateway", &self.gateway)
+                    .tag("equipment", &first.equipment);
+                let mut fields = add_field(tagged, head);
+                for r in tail {
+                    fields = add_more(fields, r);
+                }
+                builder = fields.timestamp(time).close_line();
+            }
+            for r in other {
+                let flag = if r.quality == Quality::Stale {
+                    "stale"
+                } else {
+                    "bad"
+                };
+                builder = builder
+                    .measurement("seguard_quality")
+                    .tag("site", &self.site)
+                    .tag("gateway", &self.gateway)
+                    .tag("equipment", &r.equipment)
+                    .tag("metric", &r.metric)
+                    .field(flag, 1i64)
+                    .timestamp(time)
+                    .close_line();
+            }
+        }
+        builder.build()
+    }
+}
+
+type Tagged = LineProtocolBuilder<Vec<u8>, influxdb_line_protocol::builder::AfterMeasurement>;
+type Fielded = LineProtocolBuilder<Vec<u8>, AfterField>;
+
+fn add_field(b: Tagged, r: &Reading) -> Fielded {
+    match &r.value {
+        Value::Number(n) => b.field(&r.metric, *n),
+        Value::Bool(v) => b.field(&r.metric, *v),
+        Value::Text(t) => b.field(&r.metric, t.as_str()),
+    }
+}
+
+fn add_more(b: Fielded, r: &Reading) -> Fielded {
+    match &r.value {
+        Value::Number(n) => b.field(&r.metric, *n),
+        Value::Bool(v) => b.field(&r.metric, *v),
+        Value::Text(t) => b.field(&r.metric, t.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Source;
+    use chrono::{TimeZone, Utc};
+
+    fn reading(equipment: &str, metric: &str, value: Value, ns: i64, quality: Quality) -> Reading {
+        Reading {
+            equipment: equipment.into(),
+            metric: metric.into(),
+            value,
+            unit: None,
+            time: Utc.timestamp_nanos(ns),
+            quality,
+            source: Source::Mqtt,
+        }
+    }
+
+    #[test]
+    fn groups_fields_and_escapes_names() {
+        let kinds = HashMap::from([
+            ("lift 1".to_owned(), EquipmentKind::Elevator),
+            ("pv=1".to_owned(), EquipmentKind::PressureVessel),
+        ]);
+        let encoder = Encoder::new("site,a", "gw", kinds);
+        let readings = [
+            reading(
+                "lift 1",
+                "floor",
+                Value::Text("B\"2".into()),
+                5,
+                Quality::Good,
+            ),
+            reading("lift 1", "occupied", Value::Bool(true), 5, Quality::Good),
+            reading("lift 1", "speed", Value::Number(1.5), 5, Quality::Good),
+            reading("pv=1", "pressure", Value::Number(1.25), 7, Quality::Good),
+            reading("pv=1", "temperature", Value::Number(0.0), 7, Quality::Bad),
+        ];
+        let text = String::from_utf8(encoder.encode(&readings)).unwrap();
+        assert_eq!(
+            text,
+            "elevator,site=site\\,a,gateway=gw,equipment=lift\\ 1 floor=\"B\\\"2\",occupied=true,speed=1.5 5\n\
+             pressure_vessel,site=site\\,a,gateway=gw,equipment=pv\\=1 pressure=1.25 7\n\
+             seguard_quality,site=site\\,a,gateway=gw,equipment=pv\\=1,metric=temperature bad=1i 7\n"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! Time series to InfluxDB. `api = "v1"` posts to `/write` (InfluxDB 1.x); `api = "v2"` goes
+//! through the influxdb2 crate's `write_line_protocol` (InfluxDB 2.x/3.x, VictoriaMetrics).
+//! Both send the bodies of one encoder (`line.rs`).
+//!
+//! **Invariant:** a batch leaves the outbox lane only after a 2xx, or after the server refused
+//! it as invalid (HTTP 400/422: retrying cannot help), which is counted and logged.
+
+pub mod line;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use flate2::write::GzEncoder;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::{InfluxEndpoint, InfluxUplink};
+use crate::metrics::Metrics;
+use crate::model::Reading;
+use crate::outbox::Lane;
+
+pub use line::Encoder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("write failed, will retry: {0}")]
+    Transient(String),
+    #[error("server refused the batch as invalid: {0}")]
+    Rejected(String),
+}
+
+enum Client {
+    V1 {
+        http: reqwest::Client,
+        write_url: url::Url,
+        username: Option<String>,
+        password: Option<String>,
+        gzip: bool,
+    },
+    V2 {
+        client: influxdb2::Client,
+        org: String,
+        bucket: String,
+    },
+}
+
+pub struct InfluxWriter {
+    uplink: InfluxUplink,
+    client: Client,
+}
+
+fn status_error(status: u16, text: String) -> WriteError {
+    let detail = format!("HTTP {status}: {}", text.trim());
+    if status == 400 || status == 422 {
+        WriteError::Rejected(detail)
+    } else {
+        WriteError::Transient(detail)
+    }
+}
+
+impl InfluxWriter {
+    pub fn new(uplink: InfluxUplink) -> Self {
+        let client = match &uplink.endpoint {
+            InfluxEndpoint::V1 {
+                url,
+                database,
+                retention_policy,
+                username,
+                password,
+            } => {
+                let mut write_url = url
+                    .join("write")
+                    .expect("a validated base URL joins a relative path");
+                {
+                    let mut query = write_url.query_pairs_mut();
+                    query
+                        .append_pair("db", database)
+                        .append_pair("precision", "ns");
+                    if let Some(rp) = retention_policy {
+                        query.append_pair("rp", rp);
+                    }
+                }
+                Client::V1 {
+                    http: reqwest::Client::builder()
+                        .timeout(uplink.timeout)
+                        .build()
+                        .expect("a plain HTTP client builds"),
+                    write_url,
+                    username: username.clone(),
+                    password: password.clone(),
+                    gzip: uplink.gzip,
+                }
+            }
+            InfluxEndpoint::V2 {
+                url,
+                org,
+                bucket,
+                token,
+            } => Client::V2 {
+                // The config check guarantees a valid URL without a path, so `new` cannot panic.
+                client: influxdb2::Client::new(url.as_str().trim_end_matches('/'), org, token),
+                org: org.clone(),
+                bucket: bucket.clone(),
+            },
+        };
+        InfluxWriter { uplink, client }
+    }
+
+    pub async fn write(&self, body: Vec<u8>) -> Result<(), WriteError> {
+        match &self.client {
+            Client::V1 {
+                http,
+                write_url,
+                username,
+                password,
+                gzip,
+            } => {
+                let mut request = http.post(write_url.clone());
+                if let Some(user) = username {
+                    request = request.basic_auth(user, password.as_ref());
+                }
+                let request = if *gzip {
+                    let mut encoder = GzEncoder::new(
+                        Vec::with_capacity(body.len() / 4),
+                        flate2::Compression::fast(),
+                    );
+                    encoder
+                        .write_all(&body)
+                        .expect("writing to a Vec cannot fail");
+                    let compressed = encoder.finish().expect("writing to a Vec cannot fail");
+                    request.header("Content-Encoding", "gzip").body(compressed)
+                } else {
+                    request.body(body)
+                };
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|e| WriteError::Transient(e.to_string()))?;
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                let text = response.text().await.unwrap_or_default();
+                Err(status_error(status.as_u16(), text))
+            }
+            Client::V2 {
+                client,
+                org,
+                bucket,
+            } => {
+                let write = client.write_line_protocol(org, bucket, body);
+                match tokio::time::timeout(self.uplink.timeout, write).await {
+                    Err(_) => Err(WriteError::Transient(format!(
+                        "no answer within {} ms",
+                        self.uplink.timeout.as_millis()
+                    ))),
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(influxdb2::RequestError::Http { status, text })) => {
+                        Err(status_error(status.as_u16(), text))
+                    }
+                    Ok(Err(e)) => Err(WriteError::Transient(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Drains `lane` into the server until `flush` fires and the lane is empty, or `hard_stop`
+    /// fires. Retries transient failures with backoff, forever: the lane's quota bounds memory.
+    pub async fn run(
+        self,
+        lane: Arc<Lane<Reading>>,
+        encoder: Arc<Encoder>,
+        metrics: Arc<Metrics>,
+        healthy: Arc<AtomicBool>,
+        flush: CancellationToken,
+        hard_stop: CancellationToken,
+    ) {
+        let name = self.uplink.name.clone();
+        let mut backoff = Backoff::new(self.uplink.retry_min, self.uplink.retry_max);
+        loop {
+            let batch = lane
+                .peek_batch(
+                    self.uplink.batch_max_points,
+                    self.uplink.flush_interval,
+                    &flush,
+                )
+                .await;
+            if batch.is_empty() {
+                break;
+            }
+            let body = encoder.encode(&batch);
+            loop {
+                let started = Instant::now();
+                match self.write(body.clone()).await {
+                    Ok(()) => {
+                        metrics.uplink_written(&name, batch.len(), started.elapsed().as_secs_f64());
+                        lane.confirm(batch.len());
+                        healthy.store(true, Ordering::Relaxed);
+                        backoff.reset();
+                        break;
+                    }
+                    Err(WriteError::Rejected(e)) => {
+                        metrics.uplink_rejected(&name, batch.len(), &e);
+                        lane.confirm(batch.len());
+                        break;
+                    }
+                    Err(WriteError::Transient(e)) => {
+                        healthy.store(false, Ordering::Relaxed);
+                        let delay = backoff.next_delay();
+                        metrics.uplink_failed(&name, &e, delay);
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = hard_stop.cancelled() => {
+                                lane.release();
+                                tracing::warn!(uplink = %name, queued = lane.len(), "stopping with points not yet written");
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
