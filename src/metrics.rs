@@ -52,6 +52,7 @@ pub struct Metrics {
     queue_depth: Family<LaneLabel, Gauge>,
     dropped: Family<LaneLabel, Counter>,
     broker_connected: Family<UplinkLabel, Gauge>,
+    broker_connects: Family<UplinkLabel, Counter>,
     incidents_published: Counter,
     log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
@@ -138,6 +139,12 @@ impl Metrics {
             "1 while the MQTT connection is up",
             broker_connected.clone(),
         );
+        let broker_connects = Family::default();
+        registry.register(
+            "broker_connects",
+            "Connections made to an MQTT broker",
+            broker_connects.clone(),
+        );
         let incidents_published = Counter::default();
         registry.register(
             "incidents_published",
@@ -158,6 +165,7 @@ impl Metrics {
             queue_depth,
             dropped,
             broker_connected,
+            broker_connects,
             incidents_published,
             log_limiter: Mutex::new(HashMap::new()),
         }
@@ -285,11 +293,15 @@ impl Metrics {
     }
 
     pub fn broker_connected(&self, connection: &str, up: bool) {
+        let label = UplinkLabel {
+            uplink: connection.to_owned(),
+        };
         self.broker_connected
-            .get_or_create(&UplinkLabel {
-                uplink: connection.to_owned(),
-            })
+            .get_or_create(&label)
             .set(i64::from(up));
+        if up {
+            self.broker_connects.get_or_create(&label).inc();
+        }
     }
 
     pub fn incidents_published(&self, n: usize) {

@@ -59,17 +59,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .collect(),
     };
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| locate(vec![toml_problem(&e)]))?;
-    validate::validate(raw).map_err(locate)
+    validate::validate(raw).map_err(|mut problems| {
+        problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+        locate(problems)
+    })
 }
 
 fn toml_problem(error: &toml::de::Error) -> Problem {
-    let message = error.message().trim().to_owned();
+    // Some toml messages span lines ("invalid date-time\nvalue is out of range").
+    let message = error.message().trim().replace('\n', ": ");
     let hint = if message.starts_with("unknown field") {
         Some("check the spelling against the commented example configs in firmware-configs/")
     } else if message.starts_with("missing field") {
         Some("add the field; the example configs in firmware-configs/ show every field")
-    } else if message.starts_with("invalid type") {
-        Some("quote text values; numbers and booleans go without quotes")
+    } else if message.starts_with("unknown variant") {
+        Some("use one of the listed values, in lower case")
+    } else if message.starts_with("invalid type: string") {
+        Some("write the number or boolean without quotes")
+    } else if message.starts_with("invalid type") && message.ends_with("expected a string") {
+        Some("quote the value: codes like the 96333 code keep their leading zeros as text")
     } else {
         None
     };

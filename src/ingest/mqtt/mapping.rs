@@ -182,7 +182,7 @@ fn convert(field: &FieldMapping, raw: &Json) -> Result<Value, Rejection> {
     match field.value_type {
         ValueType::Number => {
             let n = raw.as_f64().ok_or_else(|| wrong("a number"))?;
-            let scaled = n * field.scale + field.offset;
+            let scaled = scale(n, field.scale) + field.offset;
             if !scaled.is_finite() {
                 return Err(Rejection::NonFinite {
                     metric: field.metric.clone(),
@@ -203,6 +203,18 @@ fn convert(field: &FieldMapping, raw: &Json) -> Result<Value, Rejection> {
             Json::Number(n) if n.is_i64() || n.is_u64() => Ok(Value::Text(n.to_string())),
             _ => Err(wrong("text")),
         },
+    }
+}
+
+/// `value * scale`, except that a scale like 1e-6 (Pa to MPa) divides by 1e6 instead: decimal
+/// fractions are not exact in binary, and dividing by the exact power gives the correctly
+/// rounded result (1560000 Pa is 1.56 MPa, not 1.5599999999999998).
+fn scale(value: f64, scale: f64) -> f64 {
+    let inverse = 1.0 / scale;
+    if scale.abs() < 1.0 && (inverse - inverse.round()).abs() <= 1e-9 * inverse.abs() {
+        value / inverse.round()
+    } else {
+        value * scale
     }
 }
 
@@ -363,6 +375,19 @@ fields = [
                 String::from_utf8_lossy(payload)
             );
         }
+    }
+
+    #[test]
+    fn decimal_scales_round_correctly() {
+        assert_eq!(scale(1_560_000.0, 1e-6), 1.56);
+        assert_eq!(scale(1_650_000.0, 1e-6), 1.65);
+        assert_eq!(scale(15.0, 0.1), 1.5);
+        assert_eq!(
+            scale(3.0, 0.3),
+            3.0 * 0.3,
+            "a scale that is not 1/n multiplies"
+        );
+        assert_eq!(scale(2.0, 1000.0), 2000.0);
     }
 
     #[test]
