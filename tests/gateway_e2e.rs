@@ -355,6 +355,8 @@ async fn bad_messages_are_counted_by_reason_and_never_stop_the_gateway() {
             format!("{{\"speed\": 1, \"pad\": \"{}\"}}", "x".repeat(5000)).into_bytes(),
             "oversized",
         ),
+        // Far beyond rumqttc's default 10 KiB packet limit: must not break the connection.
+        (lift, vec![b' '; 3 << 20], "oversized"),
         (lift, br#"{"speed": "fast"}"#.to_vec(), "wrong_type"),
         (lift, br#"{"occupied": "yes"}"#.to_vec(), "wrong_type"),
         (lift, br#"{"load_t": 1e306}"#.to_vec(), "non_finite"),
@@ -414,6 +416,11 @@ async fn bad_messages_are_counted_by_reason_and_never_stop_the_gateway() {
     assert_eq!(
         metric(&gateway, "seguard_readings_received_total{source=\"mqtt\"}").await,
         1.0
+    );
+    assert_eq!(
+        metric(&gateway, "seguard_broker_connects_total{uplink=\"site\"}").await,
+        1.0,
+        "no bad message broke the connection"
     );
     gateway.stop().await;
 }
@@ -564,5 +571,70 @@ async fn http_api_serves_health_registry_alarms_and_latest_readings() {
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_influxdb_shows_in_readyz_and_loses_nothing() {
+    let broker = Mosquitto::start();
+    let mut influx = Influx1::start();
+    influx.create_database("outage").await;
+    let gateway = Gateway::start(site_config(broker.port, &influx_v1(&influx, "outage")))
+        .await
+        .unwrap();
+    let mut device = TestClient::connect(broker.port, "outage-device").await;
+    eventually("ready", Duration::from_secs(10), || async {
+        (get_text(&gateway, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+
+    influx.stop();
+    let message = |i: i64| {
+        (
+            "site/s1/lift-1/telemetry".to_owned(),
+            json!({"ts": T0_MS + i, "speed": i as f64})
+                .to_string()
+                .into_bytes(),
+        )
+    };
+    device
+        .publish_all((0..30).map(message).collect::<Vec<_>>())
+        .await;
+    let body = eventually(
+        "readyz reports the dead uplink",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = get_text(&gateway, "/readyz").await;
+            (status == 503).then_some(body)
+        },
+    )
+    .await;
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["checks"]["influx:influx1"], false);
+    assert!(
+        metric(
+            &gateway,
+            "seguard_uplink_failures_total{uplink=\"influx1\"}"
+        )
+        .await
+            >= 1.0
+    );
+
+    influx.restart();
+    let rows = eventually(
+        "all 30 points after the outage",
+        Duration::from_secs(30),
+        || async {
+            let rows = influx.query("outage", "SELECT speed FROM elevator").await;
+            (rows.len() == 30).then_some(rows)
+        },
+    )
+    .await;
+    let speeds: Vec<f64> = rows.iter().map(|r| r[1].as_f64().unwrap()).collect();
+    assert_eq!(speeds, (0..30).map(f64::from).collect::<Vec<_>>());
+    eventually("ready again", Duration::from_secs(10), || async {
+        (get_text(&gateway, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
     gateway.stop().await;
 }

@@ -146,8 +146,6 @@ pub struct Broker {
     pub keep_alive: Duration,
     /// Larger payloads are rejected and counted as `oversized`.
     pub max_payload_bytes: usize,
-    /// The MQTT client's own packet limit; above the payload limit so oversized input is counted, not fatal.
-    pub max_packet_bytes: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
 }

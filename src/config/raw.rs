@@ -49,7 +49,6 @@ pub struct RawBroker {
     pub password_env: Option<Spanned<String>>,
     pub keep_alive_s: Option<u64>,
     pub max_payload_bytes: Option<Spanned<usize>>,
-    pub max_packet_bytes: Option<usize>,
     pub reconnect_min_ms: Option<u64>,
     pub reconnect_max_ms: Option<u64>,
 }

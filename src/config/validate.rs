@@ -213,7 +213,6 @@ impl Validator {
             password: None,
             keep_alive: Duration::from_secs(30),
             max_payload_bytes: 64 * 1024,
-            max_packet_bytes: 1024 * 1024,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
         }
@@ -251,10 +250,6 @@ impl Validator {
                 ));
             }
         }
-        broker.max_packet_bytes = b
-            .max_packet_bytes
-            .unwrap_or(broker.max_packet_bytes)
-            .max(broker.max_payload_bytes + 1024);
         if let Some(ms) = b.reconnect_min_ms {
             broker.reconnect_min = Duration::from_millis(ms.max(10));
         }

@@ -24,12 +24,19 @@ use crate::outbox::Lane;
 /// How many incidents are published before waiting for their PUBACKs.
 const WINDOW: usize = 64;
 
+/// The largest packet MQTT allows. rumqttc drops the connection on a bigger incoming packet than
+/// its limit, and with a persistent session the broker sends the same message again on
+/// reconnect: a poison loop. So the client takes any packet, and the payload limit of the
+/// config rejects big messages one by one, counted. (Brokers can refuse them earlier with their
+/// own limit, mosquitto's `message_size_limit`.)
+const MQTT_MAX_PACKET_BYTES: usize = 268_435_455;
+
 pub fn mqtt_options(broker: &Broker) -> MqttOptions {
     let mut options = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
     options
         .set_clean_session(false)
         .set_keep_alive(broker.keep_alive)
-        .set_max_packet_size(broker.max_packet_bytes, broker.max_packet_bytes);
+        .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
     if let Some(user) = &broker.username {
         options.set_credentials(user, broker.password.clone().unwrap_or_default());
     }
