@@ -119,6 +119,16 @@ impl Gateway {
         };
         intake_tasks.push(tokio::spawn(pipeline.run(pipeline_rx, ack_tx)));
 
+        if !config.modbus_devices.is_empty() {
+            let ingest = crate::ingest::modbus::ModbusIngest {
+                devices: config.modbus_devices.clone(),
+                observer: metrics.clone(),
+                clock: crate::ingest::modbus::system_clock(),
+            };
+            intake_tasks.push(tokio::spawn(
+                ingest.run(pipeline_tx.clone(), stop_intake.clone()),
+            ));
+        }
         if let (Some(broker), false) = (&config.mqtt, config.mqtt_mappings.is_empty()) {
             let known = config.equipment.iter().map(|e| e.id.clone()).collect();
             let ingest = MqttIngest {

@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod model;
 pub mod outbox;
 pub mod rules;
+pub mod sim;
 pub mod uplink;

@@ -34,6 +34,17 @@ pub struct UplinkLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceReasonLabel {
+    pub device: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabel {
+    pub device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LaneLabel {
     pub lane: String,
 }
@@ -54,6 +65,8 @@ pub struct Metrics {
     broker_connected: Family<UplinkLabel, Gauge>,
     broker_connects: Family<UplinkLabel, Counter>,
     incidents_published: Counter,
+    modbus_errors: Family<DeviceReasonLabel, Counter>,
+    modbus_online: Family<DeviceLabel, Gauge>,
     log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
@@ -151,8 +164,22 @@ impl Metrics {
             "Incidents the central broker confirmed",
             incidents_published.clone(),
         );
+        let modbus_errors = Family::default();
+        registry.register(
+            "modbus_errors",
+            "Failed Modbus requests and undecodable values, by device and reason",
+            modbus_errors.clone(),
+        );
+        let modbus_online = Family::default();
+        registry.register(
+            "modbus_device_online",
+            "1 while the Modbus device answers",
+            modbus_online.clone(),
+        );
         Metrics {
             registry,
+            modbus_errors,
+            modbus_online,
             readings_received,
             messages_rejected,
             alarms_raised,
@@ -306,5 +333,39 @@ impl Metrics {
 
     pub fn incidents_published(&self, n: usize) {
         self.incidents_published.inc_by(n as u64);
+    }
+
+    pub fn modbus_error(&self, device: &str, reason: &'static str, detail: &dyn std::fmt::Display) {
+        self.modbus_errors
+            .get_or_create(&DeviceReasonLabel {
+                device: device.to_owned(),
+                reason,
+            })
+            .inc();
+        self.log_limited("modbus_error", |suppressed| {
+            tracing::warn!(device, reason, %detail, suppressed, "modbus request failed");
+        });
+    }
+
+    pub fn modbus_error_count(&self, device: &str, reason: &'static str) -> u64 {
+        self.modbus_errors
+            .get_or_create(&DeviceReasonLabel {
+                device: device.to_owned(),
+                reason,
+            })
+            .get()
+    }
+
+    pub fn modbus_device_online(&self, device: &str, online: bool) {
+        self.modbus_online
+            .get_or_create(&DeviceLabel {
+                device: device.to_owned(),
+            })
+            .set(i64::from(online));
+        if online {
+            tracing::info!(device, "modbus device answers");
+        } else {
+            tracing::warn!(device, "modbus device offline");
+        }
     }
 }

@@ -59,7 +59,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .collect(),
     };
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| locate(vec![toml_problem(&e)]))?;
-    validate::validate(raw).map_err(|mut problems| {
+    // Profiles and other relative paths are relative to the config file.
+    let config_dir = path.parent().unwrap_or(Path::new("."));
+    validate::validate(raw, config_dir).map_err(|mut problems| {
         problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
         locate(problems)
     })
@@ -96,6 +98,8 @@ pub struct Config {
     pub mqtt: Option<Broker>,
     pub equipment: Vec<Equipment>,
     pub mqtt_mappings: Vec<MqttMapping>,
+    /// Modbus devices bound to their profiles (`[modbus]`).
+    pub modbus_devices: Vec<crate::ingest::modbus::ModbusDevice>,
     pub thresholds: Vec<ThresholdRule>,
     pub influx: Vec<InfluxUplink>,
     pub central: Option<CentralUplink>,

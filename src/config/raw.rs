@@ -10,6 +10,7 @@ pub struct RawConfig {
     pub site: RawSite,
     pub gateway: RawGateway,
     pub mqtt: Option<Spanned<RawBroker>>,
+    pub modbus: Option<Spanned<crate::ingest::modbus::RawModbus>>,
     #[serde(default)]
     pub equipment: Vec<Spanned<RawEquipment>>,
     #[serde(default)]

@@ -15,7 +15,7 @@ use crate::model::{Crs, GeoPoint, MaintenanceUnit, Nameplate};
 
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9180";
 
-pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
+pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, Vec<Problem>> {
     let mut v = Validator::default();
     let site_id = raw.site.id.get_ref().clone();
     v.check_id(&raw.site.id, "site id");
@@ -52,6 +52,16 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         }
     }
     let known: HashSet<&str> = equipment.iter().map(|e| e.id.as_str()).collect();
+    let modbus_devices = match &raw.modbus {
+        Some(m) => {
+            let known_ids: HashSet<String> = known.iter().map(|id| (*id).to_owned()).collect();
+            crate::ingest::modbus::validate(m, config_dir, &known_ids).unwrap_or_else(|problems| {
+                v.problems.extend(problems);
+                Vec::new()
+            })
+        }
+        None => Vec::new(),
+    };
 
     let mqtt = raw
         .mqtt
@@ -154,6 +164,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Problem>> {
         mqtt,
         equipment,
         mqtt_mappings,
+        modbus_devices,
         thresholds,
         influx,
         central,

@@ -1,3 +1,5 @@
 //! Sources of readings. Each source turns what devices send into [`crate::model::Reading`]s.
 
 pub mod mqtt;
+
+pub mod modbus;

@@ -1,0 +1,33 @@
+//! Modbus ingest: polls devices over Modbus TCP, RTU on a serial line, and RTU over TCP, and
+//! turns their registers into readings.
+//!
+//! - `config.rs`: device profiles (`firmware-configs/profiles/<model>.toml`: metric, unit, table,
+//!   address, type, byte order, scale, poll group) and the site config's `[modbus]` table that
+//!   binds devices to profiles and transports; one validation step reports every problem.
+//! - `decode.rs`: register words to values for every type and the four byte/word orders. Pure.
+//! - `poller.rs`: merged read requests, one task per line (a TCP device, a serial bus, an RTU
+//!   converter), timeouts, retries, backoff, reconnect, bad-quality readings and the
+//!   `device_online` reading.
+//!
+//! **Invariant:** a Modbus exception, a timeout or an undecodable value becomes a counted,
+//! bad-quality reading, never a zero and never a panic.
+//!
+//! **Invariant:** one dead slave costs its line at most one timeout per cycle; the other slaves
+//! of the line keep their interval, late by at most that timeout.
+//!
+//! **Invariant:** the poller never gives up: a device, converter or serial port that comes back
+//! is polled again without a restart.
+
+pub mod config;
+pub mod decode;
+pub mod poller;
+
+pub use config::{
+    load_profile, parse_profile, validate, ModbusDevice, Point, PollGroup, Profile, RawModbus,
+    SerialLine, Table, Transport,
+};
+pub use decode::{decode, DataType, DecodeError, Order, Scaling};
+pub use poller::{
+    plan_requests, system_clock, Clock, FailReason, ModbusIngest, PollCounters, PollObserver,
+    ReadRequest,
+};

@@ -1,0 +1,1008 @@
+//! The poller: plans merged read requests (pure, [`plan_requests`]) and runs one task per line.
+//!
+//! A *line* is what requests queue on. A Modbus TCP device is a line of its own, so TCP devices
+//! are polled concurrently. The slaves of one serial bus share one line, and so do the slaves
+//! behind one RTU-over-TCP converter (host:port): one task sends their requests one at a time.
+//!
+//! Per request: a timeout (tokio-modbus has none), and up to `retries` re-sends after a
+//! transport or protocol error, reconnecting first when the connection broke. A timeout is not
+//! retried within the cycle and the rest of that device's cycle is skipped, so a dead slave costs
+//! at most one timeout per cycle and the other slaves of its line stay on time (late by at most
+//! one timeout). A device that did not answer a whole cycle is polled again after its own
+//! exponential backoff (from its interval up to `backoff_max`), never blocking the line longer.
+//! A broken connection or serial port is reopened, with backoff, when a request needs it, so
+//! the poller recovers by itself when a device or the bus comes back.
+//!
+//! Output, all on the pipeline channel as [`Batch`]es with `ack: None`:
+//! - one batch per polled group with a reading per point, timestamped by the injected clock when
+//!   the poll began. A Modbus exception, a timeout, a transport or protocol error, or a value that
+//!   does not decode (NaN) makes the affected readings `Quality::Bad` (their value is a short
+//!   `Value::Text` reason, never a number) and is counted per device and reason through
+//!   [`PollObserver::failed`];
+//! - the reading `device_online` (see [`ModbusDevice::online_metric`]), `Value::Bool`, good
+//!   quality: `true` on the first answered cycle and whenever the device answers again after
+//!   being offline, `false` after `offline_after_cycles` cycles in a row without any answer.
+//!   It is emitted only on these transitions, so a rule on it raises and clears a device-offline
+//!   alarm; [`PollObserver::online`] hears about the same transitions.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_modbus::client::{Client, Context};
+use tokio_modbus::slave::SlaveContext;
+use tokio_modbus::{ExceptionCode, Request, Response, Slave};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::config::{ModbusDevice, Parity, Point, Table, Transport};
+use super::decode::{decode, label, DataType};
+use crate::backoff::Backoff;
+use crate::ingest::mqtt::Batch;
+use crate::model::{Quality, Reading, Source, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Planning.
+
+/// One read request: a contiguous block of one table covering some points of a poll group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub table: Table,
+    /// 0-based protocol address of the first register (or bit).
+    pub start: u16,
+    pub count: u16,
+    /// Indexes into the poll group's points, in address order.
+    pub points: Vec<usize>,
+}
+
+/// Merges points into as few requests as possible: points of one table join the current
+/// request while the unused registers between them number at most `max_gap` and the request
+/// stays within `max_count` (and the protocol's limit for the table). Points that share
+/// registers (bits of one register) share a request. Pure, so it is table-tested.
+pub fn plan_requests(points: &[Point], max_gap: u16, max_count: u16) -> Vec<ReadRequest> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by_key(|&i| (points[i].table, points[i].address));
+    let mut requests: Vec<ReadRequest> = Vec::new();
+    // End (exclusive) of the current request, as u32 so the last register does not wrap.
+    let mut end = 0u32;
+    for i in order {
+        let p = &points[i];
+        let span = p.span();
+        let limit = u32::from(max_count.min(p.table.max_per_request()).max(1));
+        if let Some(current) = requests.last_mut() {
+            let start = u32::from(current.start);
+            let new_end = end.max(span.end);
+            if current.table == p.table
+                && span.start <= end + u32::from(max_gap)
+                && new_end - start <= limit
+            {
+                current.count = (new_end - start) as u16;
+                current.points.push(i);
+                end = new_end;
+                continue;
+            }
+        }
+        requests.push(ReadRequest {
+            table: p.table,
+            start: p.address,
+            count: (span.end - span.start) as u16,
+            points: vec![i],
+        });
+        end = span.end;
+    }
+    requests
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observation.
+
+/// Why a request (or one point) gave no good value. The label of the per-device error counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailReason {
+    /// No answer within the request timeout (or no connection within it).
+    Timeout,
+    /// The device answered with a Modbus exception code.
+    Exception,
+    /// The connection or serial port failed.
+    Transport,
+    /// The answer did not match the request.
+    Protocol,
+    /// No connection, and the reconnect backoff has not yet run out.
+    Disconnected,
+    /// The registers arrived but do not make a value (NaN, infinity, bad text).
+    Decode,
+}
+
+impl FailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::Timeout => "timeout",
+            FailReason::Exception => "exception",
+            FailReason::Transport => "transport",
+            FailReason::Protocol => "protocol",
+            FailReason::Disconnected => "disconnected",
+            FailReason::Decode => "decode",
+        }
+    }
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the poller reports what it counts. The gateway implements it with its Prometheus
+/// metrics; tests use [`PollCounters`].
+pub trait PollObserver: Send + Sync + 'static {
+    /// Readings sent to the pipeline, good and bad (not `device_online`).
+    fn readings(&self, n: usize);
+    /// One failed request, or one point that did not decode.
+    fn failed(&self, device: &str, reason: FailReason, detail: &dyn fmt::Display);
+    /// The device went offline (`false`) or answers again (`true`).
+    fn online(&self, device: &str, online: bool);
+}
+
+/// A [`PollObserver`] that keeps counts in memory.
+#[derive(Debug, Default)]
+pub struct PollCounters {
+    inner: Mutex<CountersInner>,
+}
+
+#[derive(Debug, Default)]
+struct CountersInner {
+    readings: u64,
+    failures: std::collections::HashMap<(String, FailReason), u64>,
+    transitions: Vec<(String, bool)>,
+}
+
+impl PollCounters {
+    pub fn readings_count(&self) -> u64 {
+        self.lock().readings
+    }
+
+    /// Failures of `device` for `reason` so far.
+    pub fn failures(&self, device: &str, reason: FailReason) -> u64 {
+        self.lock()
+            .failures
+            .get(&(device.to_owned(), reason))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every online/offline transition so far, in order.
+    pub fn transitions(&self) -> Vec<(String, bool)> {
+        self.lock().transitions.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CountersInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PollObserver for PollCounters {
+    fn readings(&self, n: usize) {
+        self.lock().readings += n as u64;
+    }
+
+    fn failed(&self, device: &str, reason: FailReason, _detail: &dyn fmt::Display) {
+        *self
+            .lock()
+            .failures
+            .entry((device.to_owned(), reason))
+            .or_default() += 1;
+    }
+
+    fn online(&self, device: &str, online: bool) {
+        self.lock().transitions.push((device.to_owned(), online));
+    }
+}
+
+/// The gateway's metrics: readings per source, failures per device and reason, and the
+/// device's online state.
+impl PollObserver for crate::metrics::Metrics {
+    fn readings(&self, n: usize) {
+        self.readings_received("modbus", n);
+    }
+
+    fn failed(&self, device: &str, reason: FailReason, detail: &dyn fmt::Display) {
+        self.modbus_error(device, reason.as_str(), detail);
+    }
+
+    fn online(&self, device: &str, online: bool) {
+        self.modbus_device_online(device, online);
+    }
+}
+
+/// The time stamped on readings: injected so tests control it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime.
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {target}: {source}")]
+    Io {
+        target: String,
+        source: std::io::Error,
+    },
+    #[error("no connection to {target} within {timeout_ms} ms")]
+    Timeout { target: String, timeout_ms: u64 },
+    #[error("cannot open serial port {path}: {source}")]
+    Serial {
+        path: String,
+        source: tokio_serial::Error,
+    },
+}
+
+/// Polls Modbus devices and sends their readings into the pipeline.
+pub struct ModbusIngest {
+    pub devices: Vec<ModbusDevice>,
+    pub observer: Arc<dyn PollObserver>,
+    pub clock: Clock,
+}
+
+impl ModbusIngest {
+    /// Runs one task per line until `stop` fires or the pipeline closes.
+    pub async fn run(self, pipeline: mpsc::Sender<Batch>, stop: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        for (transport, devices) in group_lines(self.devices) {
+            let span = tracing::info_span!("modbus_line", line = %transport);
+            let line = Line::new(
+                transport,
+                devices,
+                self.observer.clone(),
+                self.clock.clone(),
+            );
+            tasks.spawn(line.run(pipeline.clone(), stop.clone()).instrument(span));
+        }
+        drop(pipeline);
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "modbus line task failed");
+            }
+        }
+    }
+}
+
+/// Groups devices by what they queue on: each TCP device alone, serial slaves by bus, RTU over
+/// TCP slaves by host:port.
+pub fn group_lines(devices: Vec<ModbusDevice>) -> Vec<(Transport, Vec<ModbusDevice>)> {
+    let mut lines: Vec<(Transport, Vec<ModbusDevice>)> = Vec::new();
+    for device in devices {
+        let shared = !matches!(device.transport, Transport::Tcp { .. });
+        let existing = shared
+            .then(|| lines.iter_mut().find(|(t, _)| *t == device.transport))
+            .flatten();
+        match existing {
+            Some((_, members)) => members.push(device),
+            None => lines.push((device.transport.clone(), vec![device])),
+        }
+    }
+    lines
+}
+
+enum Payload {
+    Words(Vec<u16>),
+    Bits(Vec<bool>),
+}
+
+#[derive(Debug)]
+enum Failure {
+    Timeout,
+    Exception(ExceptionCode),
+    Transport(String),
+    Protocol(String),
+    Disconnected(String),
+}
+
+impl Failure {
+    fn reason(&self) -> FailReason {
+        match self {
+            Failure::Timeout => FailReason::Timeout,
+            Failure::Exception(_) => FailReason::Exception,
+            Failure::Transport(_) => FailReason::Transport,
+            Failure::Protocol(_) => FailReason::Protocol,
+            Failure::Disconnected(_) => FailReason::Disconnected,
+        }
+    }
+
+    /// Whether the device answered: an exception is an answer from a live device.
+    fn answered(&self) -> bool {
+        matches!(self, Failure::Exception(_))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("timeout"),
+            Failure::Exception(code) => write!(f, "exception 0x{:02x}: {code}", u8::from(*code)),
+            Failure::Transport(e) => write!(f, "transport: {e}"),
+            Failure::Protocol(e) => write!(f, "protocol: {e}"),
+            Failure::Disconnected(e) => write!(f, "disconnected: {e}"),
+        }
+    }
+}
+
+/// The connection of one line, opened when a request needs it.
+struct Connection {
+    transport: Transport,
+    context: Option<Context>,
+    connect_timeout: Duration,
+    backoff: Backoff,
+    /// After a failed connect, no new attempt before this instant.
+    retry_at: Option<Instant>,
+    /// Logged once per outage, not once per attempt.
+    reported_down: bool,
+}
+
+impl Connection {
+    async fn get(&mut self, unit_id: u8) -> Result<&mut Context, Failure> {
+        if self.context.is_none() {
+            if let Some(at) = self.retry_at {
+                if Instant::now() < at {
+                    return Err(Failure::Disconnected("waiting to reconnect".to_owned()));
+                }
+            }
+            match connect(&self.transport, self.connect_timeout).await {
+                Ok(context) => {
+                    if self.reported_down {
+                        tracing::info!("modbus line connected again");
+                    }
+                    self.context = Some(context);
+                    self.backoff.reset();
+                    self.retry_at = None;
+                    self.reported_down = false;
+                }
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    if !self.reported_down {
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "modbus line down");
+                        self.reported_down = true;
+                    }
+                    self.retry_at = Some(Instant::now() + delay);
+                    return Err(match e {
+                        ConnectError::Timeout { .. } => Failure::Timeout,
+                        other => Failure::Disconnected(other.to_string()),
+                    });
+                }
+            }
+        }
+        let context = self
+            .context
+            .as_mut()
+            .ok_or_else(|| Failure::Disconnected("no connection".to_owned()))?;
+        context.set_slave(Slave(unit_id));
+        Ok(context)
+    }
+
+    fn close(&mut self) {
+        // Dropping the context closes the socket or port; there is nothing to flush on a read.
+        self.context = None;
+    }
+
+    /// A timeout on a Modbus TCP connection leaves a late answer in flight; start afresh. On a
+    /// shared line a silent slave says nothing about the line, so it stays open.
+    fn close_after_timeout(&self) -> bool {
+        matches!(self.transport, Transport::Tcp { .. })
+    }
+}
+
+async fn connect(transport: &Transport, timeout: Duration) -> Result<Context, ConnectError> {
+    match transport {
+        Transport::Tcp { host, port } => {
+            let stream = tcp_stream(host, *port, timeout).await?;
+            Ok(tokio_modbus::client::tcp::attach_slave(stream, Slave(1)))
+        }
+        Transport::RtuOverTcp { host, port } => {
+            let stream = tcp_stream(host, *port, timeout).await?;
+            Ok(tokio_modbus::client::rtu::attach_slave(stream, Slave(1)))
+        }
+        Transport::Rtu(line) => {
+            let builder = tokio_serial::new(&line.path, line.baud)
+                .parity(match line.parity {
+                    Parity::None => tokio_serial::Parity::None,
+                    Parity::Even => tokio_serial::Parity::Even,
+                    Parity::Odd => tokio_serial::Parity::Odd,
+                })
+                .data_bits(match line.data_bits {
+                    5 => tokio_serial::DataBits::Five,
+                    6 => tokio_serial::DataBits::Six,
+                    7 => tokio_serial::DataBits::Seven,
+                    _ => tokio_serial::DataBits::Eight,
+                })
+                .stop_bits(if line.stop_bits == 2 {
+                    tokio_serial::StopBits::Two
+                } else {
+                    tokio_serial::StopBits::One
+                });
+            let port = tokio_serial::SerialStream::open(&builder).map_err(|source| {
+                ConnectError::Serial {
+                    path: line.path.clone(),
+                    source,
+                }
+            })?;
+            Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(1)))
+        }
+    }
+}
+
+async fn tcp_stream(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    let target = || format!("{host}:{port}");
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Err(_) => Err(ConnectError::Timeout {
+            target: target(),
+            timeout_ms: timeout.as_millis() as u64,
+        }),
+        Ok(Err(source)) => Err(ConnectError::Io {
+            target: target(),
+            source,
+        }),
+        Ok(Ok(stream)) => {
+            // Requests are small and answered one at a time: do not wait for Nagle.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+    }
+}
+
+async fn read_once(
+    context: &mut Context,
+    request: &ReadRequest,
+    timeout: Duration,
+) -> Result<Payload, Failure> {
+    let (start, count) = (request.start, request.count);
+    let call = match request.table {
+        Table::Coil => Request::ReadCoils(start, count),
+        Table::DiscreteInput => Request::ReadDiscreteInputs(start, count),
+        Table::Holding => Request::ReadHoldingRegisters(start, count),
+        Table::Input => Request::ReadInputRegisters(start, count),
+    };
+    let response = match tokio::time::timeout(timeout, context.call(call)).await {
+        Err(_) => return Err(Failure::Timeout),
+        Ok(Err(tokio_modbus::Error::Transport(e))) => {
+            return Err(Failure::Transport(e.to_string()))
+        }
+        Ok(Err(tokio_modbus::Error::Protocol(e))) => return Err(Failure::Protocol(e.to_string())),
+        Ok(Ok(Err(code))) => return Err(Failure::Exception(code)),
+        Ok(Ok(Ok(response))) => response,
+    };
+    let n = usize::from(count);
+    match response {
+        Response::ReadCoils(bits) | Response::ReadDiscreteInputs(bits) if bits.len() >= n => {
+            Ok(Payload::Bits(bits))
+        }
+        Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words)
+            if words.len() == n =>
+        {
+            Ok(Payload::Words(words))
+        }
+        other => Err(Failure::Protocol(format!(
+            "{count} values requested, answer does not match: {other:?}"
+        ))),
+    }
+}
+
+struct SlaveState {
+    device: ModbusDevice,
+    /// Per poll group: when it is due next.
+    next_due: Vec<Instant>,
+    /// While the device does not answer: no poll before this instant.
+    held_until: Option<Instant>,
+    backoff: Backoff,
+    failed_cycles: u32,
+    /// `None` until the first transition is known.
+    online: Option<bool>,
+}
+
+impl SlaveState {
+    fn due(&self, group: usize) -> Instant {
+        match self.held_until {
+            Some(h) => h.max(self.next_due[group]),
+            None => self.next_due[group],
+        }
+    }
+}
+
+struct Line {
+    connection: Connection,
+    slaves: Vec<SlaveState>,
+    observer: Arc<dyn PollObserver>,
+    clock: Clock,
+}
+
+impl Line {
+    fn new(
+        transport: Transport,
+        devices: Vec<ModbusDevice>,
+        observer: Arc<dyn PollObserver>,
+        clock: Clock,
+    ) -> Self {
+        let now = Instant::now();
+        let connect_timeout = devices
+            .iter()
+            .map(|d| d.timeout)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        let backoff_max = devices
+            .iter()
+            .map(|d| d.backoff_max)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let slaves = devices
+            .into_iter()
+            .map(|device| {
+                let min_interval = device
+                    .groups
+                    .iter()
+                    .map(|g| g.interval)
+                    .min()
+                    .unwrap_or(Duration::from_secs(1));
+                // Spread the first polls of many devices over their interval instead of
+                // polling all of them in the same instant every period.
+                let phase = f64::from(stable_hash(&device.name) % 1000) / 1000.0;
+                let next_due = device
+                    .groups
+                    .iter()
+                    .map(|g| now + g.interval.mul_f64(phase))
+                    .collect();
+                SlaveState {
+                    backoff: Backoff::new(min_interval, device.backoff_max.max(min_interval)),
+                    device,
+                    next_due,
+                    held_until: None,
+                    failed_cycles: 0,
+                    online: None,
+                }
+            })
+            .collect();
+        Line {
+            connection: Connection {
+                transport,
+                context: None,
+                connect_timeout,
+                backoff: Backoff::new(connect_timeout.min(Duration::from_millis(100)), backoff_max),
+                retry_at: None,
+                reported_down: false,
+            },
+            slaves,
+            observer,
+            clock,
+        }
+    }
+
+    async fn run(mut self, pipeline: mpsc::Sender<Batch>, stop: CancellationToken) {
+        loop {
+            let Some((slave, group, due)) = self.next_poll() else {
+                stop.cancelled().await;
+                break;
+            };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep_until(due) => {}
+            }
+            let readings = self.poll(slave, group).await;
+            self.reschedule(slave, group, due);
+            if readings.is_empty() {
+                continue;
+            }
+            let batch = Batch {
+                readings,
+                ack: None,
+            };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                sent = pipeline.send(batch) => if sent.is_err() { break },
+            }
+        }
+        self.connection.close();
+    }
+
+    fn next_poll(&self) -> Option<(usize, usize, Instant)> {
+        let mut best: Option<(usize, usize, Instant)> = None;
+        for (i, slave) in self.slaves.iter().enumerate() {
+            for g in 0..slave.next_due.len() {
+                let due = slave.due(g);
+                if best.map_or(true, |(_, _, b)| due < b) {
+                    best = Some((i, g, due));
+                }
+            }
+        }
+        best
+    }
+
+    /// Fixed rate: the next poll is one interval after the planned one, skipping whole periods
+    /// that already passed, so one late poll does not shift the ones after it.
+    fn reschedule(&mut self, slave: usize, group: usize, due: Instant) {
+        let s = &mut self.slaves[slave];
+        let interval = s.device.groups[group].interval;
+        let now = Instant::now();
+        let mut next = due + interval;
+        if next <= now {
+            let behind = (now - next).as_nanos() / interval.as_nanos().max(1) + 1;
+            next += interval * u32::try_from(behind).unwrap_or(u32::MAX);
+        }
+        s.next_due[group] = next;
+    }
+
+    /// Polls one group of one slave: every planned request, then the readings.
+    async fn poll(&mut self, slave_idx: usize, group_idx: usize) -> Vec<Reading> {
+        let time = (self.clock)();
+        let slave = &mut self.slaves[slave_idx];
+        let device = &slave.device;
+        let group = &device.groups[group_idx];
+        let mut readings = Vec::with_capacity(group.points.len() + 1);
+        let mut answered = false;
+        // After a timeout or a lost connection, the rest of this cycle is not attempted.
+        let mut given_up: Option<Failure> = None;
+        for request in &group.requests {
+            let result = match &given_up {
+                Some(_) => None,
+                None => Some(request_with_retries(&mut self.connection, device, request).await),
+            };
+            match result {
+                Some(Ok(payload)) => {
+                    answered = true;
+                    for &i in &request.points {
+                        let point = &group.points[i];
+                        let reading = match value_of(point, request, &payload) {
+                            Ok(value) => good(device, point, value, time),
+                            Err(e) => {
+                                self.observer.failed(&device.name, FailReason::Decode, &e);
+                                bad(device, point, format!("decode: {e}"), time)
+                            }
+                        };
+                        readings.push(reading);
+                    }
+                }
+                Some(Err(failure)) => {
+                    answered |= failure.answered();
+                    self.observer
+                        .failed(&device.name, failure.reason(), &failure);
+                    for &i in &request.points {
+                        readings.push(bad(device, &group.points[i], failure.to_string(), time));
+                    }
+                    if matches!(
+                        failure,
+                        Failure::Timeout | Failure::Disconnected(_) | Failure::Transport(_)
+                    ) {
+                        given_up = Some(failure);
+                    }
+                }
+                None => {
+                    let reason = given_up
+                        .as_ref()
+                        .map_or_else(String::new, |f| format!("{f} (skipped)"));
+                    for &i in &request.points {
+                        readings.push(bad(device, &group.points[i], reason.clone(), time));
+                    }
+                }
+            }
+        }
+        self.observer.readings(readings.len());
+
+        let now = Instant::now();
+        if answered {
+            slave.failed_cycles = 0;
+            slave.held_until = None;
+            slave.backoff.reset();
+            if slave.online != Some(true) {
+                if slave.online == Some(false) {
+                    tracing::info!(device = %device.name, "modbus device answers again");
+                }
+                slave.online = Some(true);
+                self.observer.online(&device.name, true);
+                readings.push(online_reading(device, true, time));
+            }
+        } else {
+            slave.failed_cycles = slave.failed_cycles.saturating_add(1);
+            slave.held_until = Some(now + slave.backoff.next_delay());
+            if slave.failed_cycles >= device.offline_after_cycles && slave.online != Some(false) {
+                tracing::warn!(device = %device.name, cycles = slave.failed_cycles, "modbus device offline");
+                slave.online = Some(false);
+                self.observer.online(&device.name, false);
+                readings.push(online_reading(device, false, time));
+            }
+        }
+        readings
+    }
+}
+
+async fn request_with_retries(
+    connection: &mut Connection,
+    device: &ModbusDevice,
+    request: &ReadRequest,
+) -> Result<Payload, Failure> {
+    let mut attempt = 0;
+    loop {
+        let context = connection.get(device.unit_id).await?;
+        let result = read_once(context, request, device.timeout).await;
+        match &result {
+            Err(Failure::Timeout) if connection.close_after_timeout() => connection.close(),
+            Err(Failure::Transport(_)) => connection.close(),
+            Err(Failure::Protocol(_)) if connection.close_after_timeout() => connection.close(),
+            _ => {}
+        }
+        match result {
+            Err(Failure::Transport(_) | Failure::Protocol(_)) if attempt < device.retries => {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn value_of(
+    point: &Point,
+    request: &ReadRequest,
+    payload: &Payload,
+) -> Result<Value, super::decode::DecodeError> {
+    let offset = usize::from(point.address - request.start);
+    let n = usize::from(point.data_type.register_count());
+    match payload {
+        Payload::Bits(bits) => bits.get(offset).map(|b| Value::Bool(*b)).ok_or(
+            super::decode::DecodeError::WrongLength {
+                expected: offset + 1,
+                got: bits.len(),
+            },
+        ),
+        Payload::Words(words) => {
+            let slice = words.get(offset..offset + n).unwrap_or(&[]);
+            debug_assert!(point.data_type != DataType::Text(0));
+            decode(slice, point.data_type, point.order, point.scaling)
+        }
+    }
+    .and_then(|value| label(value, &point.labels))
+}
+
+fn good(device: &ModbusDevice, point: &Point, value: Value, time: DateTime<Utc>) -> Reading {
+    Reading {
+        equipment: device.equipment.clone(),
+        metric: point.metric.clone(),
+        value,
+        unit: point.unit.clone(),
+        time,
+        quality: Quality::Good,
+        source: Source::Modbus,
+    }
+}
+
+fn bad(device: &ModbusDevice, point: &Point, reason: String, time: DateTime<Utc>) -> Reading {
+    Reading {
+        equipment: device.equipment.clone(),
+        metric: point.metric.clone(),
+        value: Value::Text(reason),
+        unit: point.unit.clone(),
+        time,
+        quality: Quality::Bad,
+        source: Source::Modbus,
+    }
+}
+
+fn online_reading(device: &ModbusDevice, online: bool, time: DateTime<Utc>) -> Reading {
+    Reading {
+        equipment: device.equipment.clone(),
+        metric: device.online_metric.clone(),
+        value: Value::Bool(online),
+        unit: None,
+        time,
+        quality: Quality::Good,
+        source: Source::Modbus,
+    }
+}
+
+/// FNV-1a: stable across runs, unlike the std hasher.
+fn stable_hash(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::modbus::decode::{Order, Scaling};
+
+    fn point(table: Table, address: u16, data_type: DataType) -> Point {
+        Point {
+            metric: format!("{table}_{address}"),
+            unit: None,
+            table,
+            address,
+            data_type,
+            order: Order::Abcd,
+            scaling: Scaling::IDENTITY,
+            group: None,
+            labels: vec![],
+        }
+    }
+
+    /// (table, start, count, point indexes) per request.
+    type Planned = (Table, u16, u16, Vec<usize>);
+    /// (name, points, max_gap, max_count, expected plan).
+    type Case = (&'static str, Vec<Point>, u16, u16, Vec<Planned>);
+
+    fn plan(points: &[Point], gap: u16, count: u16) -> Vec<Planned> {
+        plan_requests(points, gap, count)
+            .into_iter()
+            .map(|r| (r.table, r.start, r.count, r.points))
+            .collect()
+    }
+
+    #[test]
+    fn merge_plans() {
+        use DataType::*;
+        use Table::*;
+        let cases: Vec<Case> = vec![
+            (
+                "contiguous registers make one request",
+                vec![
+                    point(Holding, 0, U16),
+                    point(Holding, 1, F32),
+                    point(Holding, 3, U64),
+                ],
+                0,
+                100,
+                vec![(Holding, 0, 7, vec![0, 1, 2])],
+            ),
+            (
+                "a gap within max_gap is read across",
+                vec![point(Holding, 0, U16), point(Holding, 5, U16)],
+                4,
+                100,
+                vec![(Holding, 0, 6, vec![0, 1])],
+            ),
+            (
+                "a gap beyond max_gap splits",
+                vec![point(Holding, 0, U16), point(Holding, 6, U16)],
+                4,
+                100,
+                vec![(Holding, 0, 1, vec![0]), (Holding, 6, 1, vec![1])],
+            ),
+            (
+                "max_count splits, a wide value is never cut",
+                vec![
+                    point(Holding, 0, F32),
+                    point(Holding, 2, F32),
+                    point(Holding, 4, F32),
+                ],
+                0,
+                5,
+                vec![(Holding, 0, 4, vec![0, 1]), (Holding, 4, 2, vec![2])],
+            ),
+            (
+                "tables never merge, and come out in table order",
+                vec![
+                    point(Input, 0, U16),
+                    point(Holding, 1, U16),
+                    point(Holding, 0, U16),
+                ],
+                10,
+                100,
+                vec![(Holding, 0, 2, vec![2, 1]), (Input, 0, 1, vec![0])],
+            ),
+            (
+                "bits of one register share it",
+                vec![
+                    point(Holding, 7, Bit(0)),
+                    point(Holding, 7, Bit(3)),
+                    point(Holding, 8, U16),
+                ],
+                0,
+                100,
+                vec![(Holding, 7, 2, vec![0, 1, 2])],
+            ),
+            (
+                "coils merge by bit address",
+                vec![
+                    point(Coil, 0, Bool),
+                    point(Coil, 3, Bool),
+                    point(Coil, 40, Bool),
+                ],
+                8,
+                100,
+                vec![(Coil, 0, 4, vec![0, 1]), (Coil, 40, 1, vec![2])],
+            ),
+            (
+                "the last register of the table does not wrap",
+                vec![point(Holding, 65534, U16), point(Holding, 65535, U16)],
+                0,
+                100,
+                vec![(Holding, 65534, 2, vec![0, 1])],
+            ),
+            (
+                "unsorted input is sorted by address",
+                vec![
+                    point(Holding, 10, U16),
+                    point(Holding, 0, U16),
+                    point(Holding, 5, U16),
+                ],
+                5,
+                100,
+                vec![(Holding, 0, 11, vec![1, 2, 0])],
+            ),
+            (
+                "a max_count of 125 holds a 125-register string",
+                vec![point(Holding, 0, Text(125)), point(Holding, 125, U16)],
+                0,
+                125,
+                vec![(Holding, 0, 125, vec![0]), (Holding, 125, 1, vec![1])],
+            ),
+            ("nothing to read", vec![], 0, 100, vec![]),
+        ];
+        for (name, points, gap, count, expected) in cases {
+            assert_eq!(plan(&points, gap, count), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn tcp_devices_get_their_own_line_and_shared_lines_group() {
+        use super::super::config::{PollGroup, SerialLine};
+        let device = |name: &str, transport: Transport| ModbusDevice {
+            name: name.to_owned(),
+            equipment: name.to_owned(),
+            profile: "p".to_owned(),
+            transport,
+            unit_id: 1,
+            groups: vec![PollGroup {
+                name: None,
+                interval: Duration::from_secs(1),
+                points: vec![],
+                requests: vec![],
+            }],
+            timeout: Duration::from_millis(100),
+            retries: 0,
+            offline_after_cycles: 3,
+            backoff_max: Duration::from_secs(1),
+            online_metric: "device_online".to_owned(),
+        };
+        let tcp = Transport::Tcp {
+            host: "h".into(),
+            port: 502,
+        };
+        let bus = Transport::Rtu(SerialLine {
+            name: "b".into(),
+            path: "/dev/x".into(),
+            baud: 9600,
+            parity: Parity::None,
+            data_bits: 8,
+            stop_bits: 1,
+        });
+        let converter = Transport::RtuOverTcp {
+            host: "c".into(),
+            port: 4001,
+        };
+        let lines = group_lines(vec![
+            device("a", tcp.clone()),
+            device("b", tcp.clone()),
+            device("c", bus.clone()),
+            device("d", converter.clone()),
+            device("e", bus.clone()),
+            device("f", converter.clone()),
+        ]);
+        let names: Vec<Vec<&str>> = lines
+            .iter()
+            .map(|(_, ds)| ds.iter().map(|d| d.name.as_str()).collect())
+            .collect();
+        assert_eq!(
+            names,
+            vec![vec!["a"], vec!["b"], vec!["c", "e"], vec!["d", "f"]]
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! Test harness for the Modbus integration tests: a pymodbus server (an independent Modbus
+//! implementation, `tests/support/pymodbus_server.py`) on a loopback port or a pseudo-terminal,
+//! and a socat pty pair that stands in for an RS-485 line.
+//!
+//! Every process is started as `sh -c 'CMD & echo pid $!; read _; kill $!'` with a piped stdin:
+//! when the test process ends for any reason its stdin closes and the shell kills the server.
+//! Dropping a guard closes stdin, waits a bounded time, and kills the recorded pid if needed.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The Debian pymodbus works only with the system interpreter.
+const PYTHON: &str = "/usr/bin/python3";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/pymodbus_server.py")
+}
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A process tied to the test: it dies when the guard drops or the test process exits.
+struct Guarded {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pid: Option<u32>,
+    lines: mpsc::Receiver<String>,
+    log: PathBuf,
+}
+
+impl Guarded {
+    fn start(name: &str, command: &str, log: PathBuf) -> Guarded {
+        let wrapped = format!("{command} & echo pid $!; read _; kill $! 2>/dev/null; wait");
+        let log_file = std::fs::File::create(&log).expect("create log file");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(wrapped)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut guarded = Guarded {
+            name: name.to_owned(),
+            child,
+            stdin,
+            pid: None,
+            lines,
+            log,
+        };
+        let first = guarded.wait_line(|l| l.starts_with("pid "), Duration::from_secs(5));
+        guarded.pid = first.and_then(|l| l[4..].trim().parse().ok());
+        guarded
+    }
+
+    fn wait_line(&self, wanted: impl Fn(&str) -> bool, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(pid) = self.pid {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A pymodbus server. Its registers come from a JSON spec (see the script's doc); the control
+/// file makes slaves go silent or answer exceptions while it runs.
+pub struct PyModbus {
+    process: Guarded,
+    control: PathBuf,
+    _dir: tempfile::TempDir,
+    /// The loopback port, for the TCP variants.
+    pub port: Option<u16>,
+}
+
+impl PyModbus {
+    /// Modbus TCP on a free loopback port.
+    pub fn tcp(spec: &serde_json::Value) -> PyModbus {
+        Self::tcp_on(free_port(), spec, false)
+    }
+
+    /// RTU framing over TCP (a serial-to-Ethernet converter) on a free loopback port.
+    pub fn rtu_over_tcp(spec: &serde_json::Value) -> PyModbus {
+        Self::tcp_on(free_port(), spec, true)
+    }
+
+    pub fn tcp_on(port: u16, spec: &serde_json::Value, rtu_framer: bool) -> PyModbus {
+        let framer = if rtu_framer { " --rtu-framer" } else { "" };
+        Self::start(spec, &format!("--tcp {port}{framer}"), Some(port))
+    }
+
+    /// RTU on a serial device (one end of a [`SocatPair`]).
+    pub fn serial(path: &Path, spec: &serde_json::Value) -> PyModbus {
+        Self::start(spec, &format!("--serial '{}'", path.display()), None)
+    }
+
+    fn start(spec: &serde_json::Value, transport_args: &str, port: Option<u16>) -> PyModbus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec_path = dir.path().join("spec.json");
+        let control = dir.path().join("control.json");
+        std::fs::write(&spec_path, spec.to_string()).expect("write spec");
+        std::fs::write(&control, "{}").expect("write control");
+        let command = format!(
+            "exec {PYTHON} '{}' --spec '{}' --control '{}' {transport_args}",
+            script().display(),
+            spec_path.display(),
+            control.display(),
+        );
+        let process = Guarded::start("pymodbus", &command, dir.path().join("server.log"));
+        if process
+            .wait_line(|l| l == "ready", Duration::from_secs(15))
+            .is_none()
+        {
+            panic!("pymodbus did not start:\n{}", process.log_text());
+        }
+        PyModbus {
+            process,
+            control,
+            _dir: dir,
+            port,
+        }
+    }
+
+    /// Replaces the control file atomically, e.g. `{"dead": [2]}` or
+    /// `{"exceptions": {"1": {"holding": [10]}}}`.
+    pub fn set_control(&self, control: &serde_json::Value) {
+        let tmp = self.control.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).expect("create control");
+        f.write_all(control.to_string().as_bytes())
+            .expect("write control");
+        f.sync_all().expect("sync control");
+        std::fs::rename(&tmp, &self.control).expect("rename control");
+    }
+
+    /// Stops the server now (the device "goes away").
+    pub fn stop(mut self) {
+        self.process.stop();
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log_text()
+    }
+}
+
+/// Two connected pseudo-terminals: what one end writes, the other reads.
+pub struct SocatPair {
+    _process: Guarded,
+    pub a: PathBuf,
+    pub b: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SocatPair {
+    pub fn start() -> SocatPair {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("ttyA");
+        let b = dir.path().join("ttyB");
+        let command = format!(
+            "exec socat pty,raw,echo=0,link='{}' pty,raw,echo=0,link='{}'",
+            a.display(),
+            b.display()
+        );
+        let process = Guarded::start("socat", &command, dir.path().join("socat.log"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(a.exists() && b.exists()) {
+            assert!(
+                Instant::now() < deadline,
+                "socat did not create the pty pair:\n{}",
+                process.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        SocatPair {
+            _process: process,
+            a,
+            b,
+            _dir: dir,
+        }
+    }
+}
+
+/// Register words of a value given as its big-endian bytes, in one of the four orders, written
+/// independently of the decoder: ABCD as is, DCBA all bytes reversed, BADC bytes swapped within
+/// each pair, CDAB pairs reversed.
+pub fn words(be_bytes: &[u8], order: &str) -> Vec<u16> {
+    let mut bytes = be_bytes.to_vec();
+    match order {
+        "ABCD" => {}
+        "DCBA" => bytes.reverse(),
+        "BADC" => bytes.chunks_mut(2).for_each(|pair| pair.swap(0, 1)),
+        "CDAB" => {
+            let pairs: Vec<[u8; 2]> = bytes.chunks(2).rev().map(|p| [p[0], p[1]]).collect();
+            bytes = pairs.concat();
+        }
+        other => panic!("unknown order {other}"),
+    }
+    bytes
+        .chunks(2)
+        .map(|p| u16::from_be_bytes([p[0], p[1]]))
+        .collect()
+}
+
+/// Validated devices from a `[modbus]` site snippet and profiles written to a temp directory
+/// (the default `profiles` directory beside the config). `equipment` lists the known ids.
+pub fn devices(
+    site: &str,
+    profiles: &[(&str, &str)],
+    equipment: &[&str],
+) -> (
+    tempfile::TempDir,
+    Vec<seguard::ingest::modbus::ModbusDevice>,
+) {
+    #[derive(serde::Deserialize)]
+    struct Site {
+        modbus: toml::Spanned<seguard::ingest::modbus::RawModbus>,
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile_dir = dir.path().join("profiles");
+    std::fs::create_dir(&profile_dir).expect("profile dir");
+    for (name, text) in profiles {
+        std::fs::write(profile_dir.join(format!("{name}.toml")), text).expect("write profile");
+    }
+    let site: Site = toml::from_str(site).unwrap_or_else(|e| panic!("site toml: {e}"));
+    let known = equipment.iter().map(|e| e.to_string()).collect();
+    let devices = seguard::ingest::modbus::validate(&site.modbus, dir.path(), &known)
+        .unwrap_or_else(|problems| panic!("invalid modbus config: {problems:#?}"));
+    (dir, devices)
+}
+
+/// A running poller whose batches the test reads.
+pub struct Poller {
+    pub batches: tokio::sync::mpsc::Receiver<seguard::ingest::mqtt::Batch>,
+    pub counters: std::sync::Arc<seguard::ingest::modbus::PollCounters>,
+    stop: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Poller {
+    pub fn start(devices: Vec<seguard::ingest::modbus::ModbusDevice>) -> Poller {
+        let counters = std::sync::Arc::new(seguard::ingest::modbus::PollCounters::default());
+        let (tx, batches) = tokio::sync::mpsc::channel(1024);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ingest = seguard::ingest::modbus::ModbusIngest {
+            devices,
+            observer: counters.clone(),
+            clock: seguard::ingest::modbus::system_clock(),
+        };
+        let task = tokio::spawn(ingest.run(tx, stop.clone()));
+        Poller {
+            batches,
+            counters,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// The next batch within `within`, or `None`.
+    pub async fn next(&mut self, within: Duration) -> Option<seguard::ingest::mqtt::Batch> {
+        tokio::time::timeout(within, self.batches.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Readings until a batch holds one that matches `wanted`, at most `within`; returns every
+    /// reading seen up to the end of that batch, or `None` when it never came.
+    pub async fn until(
+        &mut self,
+        within: Duration,
+        wanted: impl Fn(&seguard::model::Reading) -> bool,
+    ) -> Option<Vec<seguard::model::Reading>> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.checked_duration_since(tokio::time::Instant::now())?;
+            let batch = self.next(left).await?;
+            let hit = batch.readings.iter().any(&wanted);
+            seen.extend(batch.readings);
+            if hit {
+                return Some(seen);
+            }
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Whether `r` is the `device_online` reading with this value.
+pub fn is_online(r: &seguard::model::Reading, equipment: &str, online: bool) -> bool {
+    r.equipment == equipment
+        && r.metric.starts_with("device_online")
+        && r.value == seguard::model::Value::Bool(online)
+}
