@@ -1,22 +1,28 @@
-//! The gateway's HTTP API: health, readiness, Prometheus metrics, and read-only views of the
-//! registry, the active alarms and the latest readings.
+//! The gateway's HTTP API: health, readiness, Prometheus metrics, read-only views of the
+//! registry, the alarms, their history, the fills and the latest readings, and the operator's
+//! alarm actions (acknowledge, shelve, unshelve, out of service) with who and a comment.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::{Equipment, Reading};
-use crate::rules::ActiveAlarm;
+use crate::model::{AlarmEvent, Equipment, FillRecord, Reading};
+use crate::rules::{ActiveAlarm, LifecycleError};
+use tokio::sync::{mpsc, oneshot};
+
+/// How many events and fills the live view keeps for the API.
+pub const HISTORY_LEN: usize = 10_000;
 
 /// What the pipeline knows now, shared with the API.
 #[derive(Default)]
@@ -24,10 +30,18 @@ pub struct Live {
     /// equipment → metric → latest reading.
     pub latest: RwLock<HashMap<String, BTreeMap<String, Reading>>>,
     pub alarms: RwLock<Vec<ActiveAlarm>>,
+    /// The last [`HISTORY_LEN`] events of the incident stream, oldest first.
+    pub history: RwLock<VecDeque<AlarmEvent>>,
+    /// The last [`HISTORY_LEN`] fill records, oldest first.
+    pub fills: RwLock<VecDeque<FillRecord>>,
+    /// Where operator actions go: the pipeline, which owns the rule engine, installs it.
+    pub alarm_commands: Mutex<Option<mpsc::Sender<AlarmCommand>>>,
     pub site_broker: Arc<AtomicBool>,
     pub central_broker: Arc<AtomicBool>,
     /// One flag per influx uplink: false after a failed write, true after a good one.
     pub influx: Vec<(String, Arc<AtomicBool>)>,
+    /// The outbox lanes, for their backlog and the age of their oldest entry.
+    pub outbox: RwLock<Vec<Arc<dyn crate::outbox::LaneStatus>>>,
 }
 
 impl Live {
@@ -42,6 +56,29 @@ impl Live {
     }
 }
 
+/// An operator action on one alarm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlarmAction {
+    Acknowledge,
+    Shelve { duration: Duration },
+    Unshelve,
+    OutOfService,
+    InService,
+}
+
+/// An operator action sent to the pipeline, with the time it was asked and where to answer.
+#[derive(Debug)]
+pub struct AlarmCommand {
+    pub equipment: String,
+    pub rule: String,
+    pub action: AlarmAction,
+    pub user: String,
+    pub comment: Option<String>,
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The events the action put on the incident stream, or why it was refused.
+    pub reply: oneshot::Sender<Result<Vec<AlarmEvent>, LifecycleError>>,
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
@@ -53,12 +90,24 @@ pub struct AppState {
 pub enum ApiError {
     #[error("unknown equipment `{0}`")]
     UnknownEquipment(String),
+    #[error("{0}")]
+    Lifecycle(#[from] LifecycleError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the rule engine is not running")]
+    EngineDown,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
             ApiError::UnknownEquipment(_) => StatusCode::NOT_FOUND,
+            ApiError::Lifecycle(LifecycleError::UnknownAlarm { .. }) => StatusCode::NOT_FOUND,
+            ApiError::Lifecycle(LifecycleError::ShelfTooLong { .. }) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Lifecycle(_) => StatusCode::CONFLICT,
+            ApiError::EngineDown => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
@@ -71,6 +120,19 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/equipment", get(equipment))
         .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/alarms/history", get(history))
+        .route("/api/v1/alarms/{equipment}/{rule}/ack", post(acknowledge))
+        .route("/api/v1/alarms/{equipment}/{rule}/shelve", post(shelve))
+        .route("/api/v1/alarms/{equipment}/{rule}/unshelve", post(unshelve))
+        .route(
+            "/api/v1/alarms/{equipment}/{rule}/out-of-service",
+            post(out_of_service),
+        )
+        .route(
+            "/api/v1/alarms/{equipment}/{rule}/in-service",
+            post(in_service),
+        )
+        .route("/api/v1/fills", get(fills))
         .route("/api/v1/readings/latest", get(latest))
         .with_state(state)
 }
@@ -101,18 +163,31 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "ready": ready, "checks": checks }))).into_response()
+    // The backlog informs; it does not make the gateway unready (it is still taking input).
+    let outbox: serde_json::Map<String, serde_json::Value> = state
+        .live
+        .outbox
+        .read()
+        .expect("outbox lock")
+        .iter()
+        .map(|lane| {
+            let status = json!({
+                "backlog": lane.backlog(),
+                "oldest_age_s": lane.oldest_age().map(|d| d.as_secs_f64()),
+                "disk_bytes": lane.disk_bytes(),
+            });
+            (lane.lane_name().to_owned(), status)
+        })
+        .collect();
+    (
+        status,
+        Json(json!({ "ready": ready, "checks": checks, "outbox": outbox })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+    crate::metrics::openmetrics_response(state.metrics.render())
 }
 
 async fn equipment(State(state): State<AppState>) -> Json<Vec<Equipment>> {
@@ -141,4 +216,138 @@ async fn latest(
         .map(|m| m.values().cloned().collect())
         .unwrap_or_default();
     Ok(Json(readings))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    equipment: Option<String>,
+    rule: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The incident stream as it went out, newest first, optionally for one equipment or alarm.
+async fn history(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Json<Vec<AlarmEvent>> {
+    let history = state.live.history.read().expect("history lock");
+    let events = history
+        .iter()
+        .rev()
+        .filter(|e| query.equipment.as_ref().is_none_or(|q| *q == e.equipment))
+        .filter(|e| query.rule.as_ref().is_none_or(|q| *q == e.rule))
+        .take(query.limit.unwrap_or(100).min(HISTORY_LEN))
+        .cloned()
+        .collect();
+    Json(events)
+}
+
+async fn fills(State(state): State<AppState>) -> Json<Vec<FillRecord>> {
+    let fills = state.live.fills.read().expect("fills lock");
+    Json(fills.iter().rev().take(100).cloned().collect())
+}
+
+/// Who acts, and why.
+#[derive(Deserialize)]
+struct ActionBody {
+    user: String,
+    comment: Option<String>,
+    /// Shelve only: for how long.
+    duration_s: Option<f64>,
+}
+
+async fn act(
+    state: &AppState,
+    equipment: String,
+    rule: String,
+    body: ActionBody,
+    action: AlarmAction,
+) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    if state.config.equipment(&equipment).is_none() {
+        return Err(ApiError::UnknownEquipment(equipment));
+    }
+    if body.user.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "`user` is empty: every alarm action records who took it".into(),
+        ));
+    }
+    let sender = state
+        .live
+        .alarm_commands
+        .lock()
+        .expect("alarm commands lock")
+        .clone()
+        .ok_or(ApiError::EngineDown)?;
+    let (reply, answer) = oneshot::channel();
+    let command = AlarmCommand {
+        equipment,
+        rule,
+        action,
+        user: body.user,
+        comment: body.comment.filter(|c| !c.trim().is_empty()),
+        time: chrono::Utc::now(),
+        reply,
+    };
+    sender
+        .send(command)
+        .await
+        .map_err(|_| ApiError::EngineDown)?;
+    let events = answer.await.map_err(|_| ApiError::EngineDown)??;
+    Ok(Json(events))
+}
+
+async fn acknowledge(
+    State(state): State<AppState>,
+    Path((equipment, rule)): Path<(String, String)>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    act(&state, equipment, rule, body, AlarmAction::Acknowledge).await
+}
+
+async fn shelve(
+    State(state): State<AppState>,
+    Path((equipment, rule)): Path<(String, String)>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    let seconds = body.duration_s.ok_or_else(|| {
+        ApiError::BadRequest("`duration_s` is missing: a shelf always ends".into())
+    })?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
+        return Err(ApiError::BadRequest(
+            "`duration_s` must be a number of seconds above 0".into(),
+        ));
+    }
+    let duration = Duration::from_secs_f64(seconds);
+    act(
+        &state,
+        equipment,
+        rule,
+        body,
+        AlarmAction::Shelve { duration },
+    )
+    .await
+}
+
+async fn unshelve(
+    State(state): State<AppState>,
+    Path((equipment, rule)): Path<(String, String)>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    act(&state, equipment, rule, body, AlarmAction::Unshelve).await
+}
+
+async fn out_of_service(
+    State(state): State<AppState>,
+    Path((equipment, rule)): Path<(String, String)>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    act(&state, equipment, rule, body, AlarmAction::OutOfService).await
+}
+
+async fn in_service(
+    State(state): State<AppState>,
+    Path((equipment, rule)): Path<(String, String)>,
+    Json(body): Json<ActionBody>,
+) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    act(&state, equipment, rule, body, AlarmAction::InService).await
 }

@@ -17,15 +17,27 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, Live};
+use crate::api::{self, AlarmAction, AlarmCommand, AppState, Live};
 use crate::config::Config;
 use crate::ingest::mqtt::{Batch, Mapper, MqttIngest};
 use crate::metrics::Metrics;
-use crate::model::{AlarmEvent, Incident, Reading, SiteRecord, Transition, INCIDENT_SCHEMA};
+use crate::model::{
+    AlarmEvent, GatewayRegistry, Incident, Quality, Reading, SiteRecord, Source, Transition, Value,
+    INCIDENT_SCHEMA, REGISTRY_SCHEMA,
+};
 use crate::outbox::{Lane, Overflow};
-use crate::rules::Engine;
+use crate::rules::{Engine, LifecycleError};
 use crate::uplink::central::CentralPublisher;
 use crate::uplink::influx::{Encoder, InfluxWriter};
+
+/// The site as incidents and the registry message carry it.
+fn site_record(config: &Config) -> SiteRecord {
+    SiteRecord {
+        id: config.site.id.clone(),
+        name: config.site.name.clone(),
+        address: config.site.address.clone(),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -34,6 +46,42 @@ pub enum GatewayError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
+}
+
+/// Opens a lane: durable under `[outbox]`, in memory (bounded by `capacity` entries) without.
+async fn open_lane<T>(
+    config: &Config,
+    name: String,
+    capacity: usize,
+    overflow: Overflow,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Lane<T>>, GatewayError>
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    let Some(outbox) = &config.outbox else {
+        return Ok(Arc::new(Lane::new(
+            name,
+            capacity,
+            overflow,
+            metrics.clone(),
+        )));
+    };
+    let options = match overflow {
+        Overflow::DropOldest => outbox.telemetry_lane(),
+        Overflow::Wait => outbox.incident_lane(),
+    };
+    let (dir, metrics) = (outbox.dir.clone(), metrics.clone());
+    let lane_name = name.clone();
+    // Opening scans every segment: keep it off the async workers.
+    let (lane, recovery) =
+        tokio::task::spawn_blocking(move || Lane::open(&dir, lane_name, options, metrics))
+            .await
+            .expect("outbox open task does not panic")?;
+    tracing::info!(lane = %name, ?recovery, "outbox lane opened");
+    Ok(Arc::new(lane))
 }
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::stop`].
@@ -48,6 +96,9 @@ pub struct Gateway {
     intake_tasks: Vec<JoinHandle<()>>,
     uplink_tasks: Vec<JoinHandle<()>>,
     http_task: JoinHandle<()>,
+    /// Closed (flushed and fsynced) after the uplinks stop.
+    telemetry_lanes: Vec<Arc<Lane<Reading>>>,
+    incident_lane: Option<Arc<Lane<Incident>>>,
 }
 
 impl Gateway {
@@ -69,12 +120,14 @@ impl Gateway {
         let encoder = Arc::new(Encoder::new(&config.site.id, &config.gateway.id, kinds));
         let mut telemetry_lanes = Vec::new();
         for (uplink, (_, healthy)) in config.influx.iter().zip(&live.influx) {
-            let lane = Arc::new(Lane::new(
+            let lane = open_lane(
+                &config,
                 format!("telemetry:{}", uplink.name),
                 uplink.queue_max_points,
                 Overflow::DropOldest,
-                metrics.clone(),
-            ));
+                &metrics,
+            )
+            .await?;
             telemetry_lanes.push(lane.clone());
             let writer = InfluxWriter::new(uplink.clone());
             uplink_tasks.push(tokio::spawn(writer.run(
@@ -87,15 +140,45 @@ impl Gateway {
             )));
         }
 
-        let incident_lane = config.central.as_ref().map(|central| {
-            let lane = Arc::new(Lane::new(
-                "incidents",
+        for (uplink, queue_max_points) in &config.line_files {
+            let lane = open_lane(
+                &config,
+                format!("telemetry:{}", uplink.name),
+                *queue_max_points,
+                Overflow::DropOldest,
+                &metrics,
+            )
+            .await?;
+            telemetry_lanes.push(lane.clone());
+            uplink_tasks.push(tokio::spawn(crate::uplink::linefile::run(
+                uplink.clone(),
+                lane,
+                encoder.clone(),
+                metrics.clone(),
+                flush.clone(),
+                hard_stop.clone(),
+            )));
+        }
+
+        let mut incident_lane = None;
+        if let Some(central) = &config.central {
+            let lane = open_lane(
+                &config,
+                "incidents".to_owned(),
                 central.queue_max_events,
                 Overflow::Wait,
-                metrics.clone(),
-            ));
-            let (publisher, event_loop) =
-                CentralPublisher::new(central.clone(), &config.gateway.id, &config.site.id);
+                &metrics,
+            )
+            .await?;
+            let (publisher, event_loop) = CentralPublisher::new(
+                central.clone(),
+                GatewayRegistry {
+                    schema: REGISTRY_SCHEMA.to_owned(),
+                    gateway: config.gateway.id.clone(),
+                    site: site_record(&config),
+                    equipment: config.equipment.clone(),
+                },
+            );
             uplink_tasks.push(tokio::spawn(publisher.run(
                 event_loop,
                 lane.clone(),
@@ -104,18 +187,28 @@ impl Gateway {
                 flush.clone(),
                 hard_stop.clone(),
             )));
-            lane
-        });
+            incident_lane = Some(lane);
+        }
+
+        {
+            let mut statuses = live.outbox.write().expect("outbox lock");
+            for lane in &telemetry_lanes {
+                statuses.push(lane.clone());
+            }
+            if let Some(lane) = &incident_lane {
+                statuses.push(lane.clone());
+            }
+        }
 
         let (pipeline_tx, pipeline_rx) = mpsc::channel(1024);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let pipeline = Pipeline {
             config: config.clone(),
-            engine: Engine::new(&config.gateway.id, &config.thresholds),
+            engine: Engine::from_config(&config),
             live: live.clone(),
             metrics: metrics.clone(),
-            telemetry_lanes,
-            incident_lane,
+            telemetry_lanes: telemetry_lanes.clone(),
+            incident_lane: incident_lane.clone(),
         };
         intake_tasks.push(tokio::spawn(pipeline.run(pipeline_rx, ack_tx)));
 
@@ -190,37 +283,49 @@ impl Gateway {
             intake_tasks,
             uplink_tasks,
             http_task,
+            telemetry_lanes,
+            incident_lane,
         })
     }
 
     /// Stops intake, drains the pipeline, flushes the uplinks (at most `shutdown_flush`), and
     /// stops the HTTP server.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         tracing::info!("stopping: no new input, flushing queues");
         self.stop_intake.cancel();
         for task in self.intake_tasks {
             let _ = task.await;
         }
         self.flush.cancel();
-        let uplinks = futures_join_all(self.uplink_tasks);
-        if tokio::time::timeout(self.shutdown_flush, uplinks)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                seconds = self.shutdown_flush.as_secs(),
-                "flush did not finish in time"
-            );
+        let deadline = tokio::time::Instant::now() + self.shutdown_flush;
+        for task in &mut self.uplink_tasks {
+            if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
+                tracing::warn!(
+                    seconds = self.shutdown_flush.as_secs(),
+                    "flush did not finish in time; what is left stays in the outbox"
+                );
+                break;
+            }
         }
         self.hard_stop.cancel();
+        // Those still running end promptly now; a handle awaited above must not be polled again.
+        for task in self.uplink_tasks {
+            if !task.is_finished() {
+                let _ = task.await;
+            }
+        }
+        for lane in &self.telemetry_lanes {
+            if let Err(e) = lane.close().await {
+                tracing::error!(lane = lane.name(), error = %e, "cannot close the outbox lane");
+            }
+        }
+        if let Some(lane) = &self.incident_lane {
+            if let Err(e) = lane.close().await {
+                tracing::error!(lane = lane.name(), error = %e, "cannot close the outbox lane");
+            }
+        }
         let _ = self.http_task.await;
         tracing::info!("stopped");
-    }
-}
-
-async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
-    for task in tasks {
-        let _ = task.await;
     }
 }
 
@@ -247,6 +352,12 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Messages the pipeline takes at once into one outbox append.
+const GROUP_MAX_MESSAGES: usize = 256;
+
+/// The alarm raised when telemetry was lost from the outbox.
+pub const DATA_LOSS_RULE: &str = "gateway.data_loss";
+
 /// The processing step between ingest and the outbox: rules, the live view, and the lanes.
 struct Pipeline {
     config: Arc<Config>,
@@ -259,32 +370,188 @@ struct Pipeline {
 
 impl Pipeline {
     async fn run(mut self, mut input: mpsc::Receiver<Batch>, acks: mpsc::UnboundedSender<Publish>) {
+        let (command_tx, mut commands) = mpsc::channel::<AlarmCommand>(64);
+        *self
+            .live
+            .alarm_commands
+            .lock()
+            .expect("alarm commands lock") = Some(command_tx);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events = Vec::new();
         loop {
             tokio::select! {
                 batch = input.recv() => {
-                    let Some(batch) = batch else { break };
-                    for reading in &batch.readings {
-                        self.engine.on_reading(reading, &mut events);
+                    let Some(first) = batch else { break };
+                    // Group commit: take what else is waiting, so one durable append (one fsync)
+                    // covers many messages. Each message is still evaluated on its own.
+                    let mut batches = vec![first];
+                    while batches.len() < GROUP_MAX_MESSAGES {
+                        match input.try_recv() {
+                            Ok(b) => batches.push(b),
+                            Err(_) => break,
+                        }
                     }
-                    self.record_latest(&batch.readings);
+                    let mut readings = Vec::new();
+                    for batch in &mut batches {
+                        self.engine.on_readings(&batch.readings, &mut events);
+                        readings.append(&mut batch.readings);
+                    }
+                    self.record_latest(&readings);
+                    readings.extend(self.take_fills());
                     for lane in &self.telemetry_lanes {
-                        lane.push_all(batch.readings.iter().cloned()).await;
+                        lane.push_all(readings.iter().cloned()).await;
                     }
                     self.emit(&mut events).await;
-                    if let Some(publish) = batch.ack {
+                    for publish in batches.into_iter().filter_map(|b| b.ack) {
                         // The ingest task may already be gone at shutdown; the broker redelivers.
                         let _ = acks.send(publish);
                     }
                 }
+                Some(command) = commands.recv() => {
+                    let result = self.command(&command, &mut events);
+                    let answer = result.map(|()| events.clone());
+                    self.emit(&mut events).await;
+                    let _ = command.reply.send(answer);
+                }
                 _ = tick.tick() => {
-                    self.engine.tick(Utc::now(), &mut events);
+                    let now = Utc::now();
+                    self.engine.tick(now, &mut events);
+                    self.data_loss(now, &mut events);
                     self.emit(&mut events).await;
                 }
             }
         }
+        *self
+            .live
+            .alarm_commands
+            .lock()
+            .expect("alarm commands lock") = None;
+    }
+
+    /// Raises the data-loss alarm when a telemetry lane dropped entries (quota full) or lost
+    /// corrupt ones since the last tick. Loss is an event, not a condition: raised and cleared
+    /// at once, so every loss reaches central and none stays open.
+    fn data_loss(&self, now: chrono::DateTime<Utc>, events: &mut Vec<AlarmEvent>) {
+        for lane in &self.telemetry_lanes {
+            let age = lane.oldest_age().map_or(0.0, |d| d.as_secs_f64());
+            self.metrics.outbox_oldest_age(lane.name(), age);
+            let lost = lane.take_lost();
+            if lost == 0 {
+                continue;
+            }
+            let gateway = &self.config.gateway.id;
+            let message = format!(
+                "{gateway}: outbox lane {} lost {lost} entries (disk quota full or corrupt records)",
+                lane.name()
+            );
+            tracing::error!(lane = lane.name(), lost, "telemetry lost: data-loss alarm");
+            for transition in [Transition::Raise, Transition::Clear] {
+                events.push(AlarmEvent::new(
+                    gateway,
+                    gateway,
+                    DATA_LOSS_RULE,
+                    crate::model::Severity::High,
+                    transition,
+                    now,
+                    Some(lost as f64),
+                    None,
+                    message.clone(),
+                ));
+            }
+        }
+    }
+
+    /// The registry record an incident carries: the equipment's, or the gateway's own for
+    /// alarms about the gateway (data loss).
+    fn incident_equipment(&self, id: &str) -> Option<crate::model::Equipment> {
+        if let Some(e) = self.config.equipment(id) {
+            return Some(e.clone());
+        }
+        (id == self.config.gateway.id).then(|| crate::model::Equipment {
+            id: id.to_owned(),
+            kind: crate::model::EquipmentKind::Gateway,
+            name: format!("gateway {id}"),
+            registration_code: String::new(),
+            use_certificate: None,
+            rescue_code: None,
+            using_unit: self.config.site.name.clone(),
+            maintenance_unit: None,
+            address: self.config.site.address.clone(),
+            location: None,
+            nameplate: crate::model::Nameplate::default(),
+            next_inspection: None,
+            insured: None,
+        })
+    }
+
+    fn command(
+        &mut self,
+        c: &AlarmCommand,
+        events: &mut Vec<AlarmEvent>,
+    ) -> Result<(), LifecycleError> {
+        let (equipment, rule, user) = (c.equipment.as_str(), c.rule.as_str(), c.user.as_str());
+        let comment = c.comment.as_deref();
+        match c.action {
+            AlarmAction::Acknowledge => self
+                .engine
+                .acknowledge(equipment, rule, user, comment, c.time, events),
+            AlarmAction::Shelve { duration } => self
+                .engine
+                .shelve(equipment, rule, duration, user, comment, c.time, events)
+                .map(|_| ()),
+            AlarmAction::Unshelve => self
+                .engine
+                .unshelve(equipment, rule, user, comment, c.time, events),
+            AlarmAction::OutOfService | AlarmAction::InService => self.engine.set_out_of_service(
+                equipment,
+                rule,
+                c.action == AlarmAction::OutOfService,
+                user,
+                comment,
+                c.time,
+                events,
+            ),
+        }
+    }
+
+    /// Counts and keeps the fills the engine checked, and turns each into readings of its
+    /// station (`fill_accepted`, `fill_rejection`, `fill_cylinder`) for InfluxDB.
+    fn take_fills(&mut self) -> Vec<Reading> {
+        let fills = self.engine.take_fills();
+        if fills.is_empty() {
+            return Vec::new();
+        }
+        let mut readings = Vec::with_capacity(fills.len() * 3);
+        let mut kept = self.live.fills.write().expect("fills lock");
+        for fill in fills {
+            let outcome = fill.rejections.first().map_or("accepted", |r| r.as_str());
+            self.metrics.fill_checked(outcome);
+            tracing::info!(station = %fill.equipment, cylinder = %fill.cylinder_code, accepted = fill.accepted, outcome, "fill checked");
+            let reading = |metric: &str, value: Value| Reading {
+                equipment: fill.equipment.clone(),
+                metric: metric.to_owned(),
+                value,
+                unit: None,
+                time: fill.time,
+                quality: Quality::Good,
+                source: Source::Fill,
+            };
+            readings.push(reading("fill_accepted", Value::Bool(fill.accepted)));
+            readings.push(reading(
+                "fill_cylinder",
+                Value::Text(fill.cylinder_code.clone()),
+            ));
+            if !fill.accepted {
+                let reasons: Vec<&str> = fill.rejections.iter().map(|r| r.as_str()).collect();
+                readings.push(reading("fill_rejection", Value::Text(reasons.join(","))));
+            }
+            if kept.len() >= api::HISTORY_LEN {
+                kept.pop_front();
+            }
+            kept.push_back(fill);
+        }
+        readings
     }
 
     fn record_latest(&self, readings: &[Reading]) {
@@ -302,14 +569,26 @@ impl Pipeline {
             return;
         }
         *self.live.alarms.write().expect("alarms lock") = self.engine.active();
+        self.metrics.alarm_stats(&self.engine.stats());
+        {
+            let mut history = self.live.history.write().expect("history lock");
+            for event in events.iter() {
+                if history.len() >= api::HISTORY_LEN {
+                    history.pop_front();
+                }
+                history.push_back(event.clone());
+            }
+        }
         let mut incidents = Vec::with_capacity(events.len());
         for event in events.drain(..) {
             match event.transition {
                 Transition::Raise => self.metrics.alarm_raised(event.severity.as_str()),
                 Transition::Clear => self.metrics.alarm_cleared(),
+                _ => {}
             }
+            self.metrics.alarm_transition(event.transition.as_str());
             tracing::info!(equipment = %event.equipment, rule = %event.rule, transition = ?event.transition, severity = event.severity.as_str(), message = %event.message, "alarm");
-            let Some(equipment) = self.config.equipment(&event.equipment) else {
+            let Some(equipment) = self.incident_equipment(&event.equipment) else {
                 continue;
             };
             incidents.push(Incident {
@@ -321,7 +600,7 @@ impl Pipeline {
                     name: self.config.site.name.clone(),
                     address: self.config.site.address.clone(),
                 },
-                equipment: equipment.clone(),
+                equipment,
                 event,
             });
         }

@@ -29,6 +29,21 @@ pub struct SeverityLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabel {
+    pub transition: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UplinkLabel {
     pub uplink: String,
 }
@@ -55,6 +70,11 @@ pub struct Metrics {
     messages_rejected: Family<ReasonLabel, Counter>,
     alarms_raised: Family<SeverityLabel, Counter>,
     alarms_cleared: Counter,
+    alarm_transitions: Family<TransitionLabel, Counter>,
+    alarms_by_state: Family<StateLabel, Gauge>,
+    alarm_rate: Gauge,
+    alarm_flood: Gauge,
+    fills_checked: Family<OutcomeLabel, Counter>,
     uplink_writes: Family<UplinkLabel, Counter>,
     uplink_points: Family<UplinkLabel, Counter>,
     uplink_failures: Family<UplinkLabel, Counter>,
@@ -62,6 +82,8 @@ pub struct Metrics {
     uplink_latency: Family<UplinkLabel, Histogram>,
     queue_depth: Family<LaneLabel, Gauge>,
     dropped: Family<LaneLabel, Counter>,
+    outbox_skipped: Family<LaneLabel, Counter>,
+    outbox_oldest_age: Family<LaneLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     broker_connected: Family<UplinkLabel, Gauge>,
     broker_connects: Family<UplinkLabel, Counter>,
     incidents_published: Counter,
@@ -102,6 +124,36 @@ impl Metrics {
         );
         let alarms_cleared = Counter::default();
         registry.register("alarms_cleared", "Alarms cleared", alarms_cleared.clone());
+        let alarm_transitions = Family::default();
+        registry.register(
+            "alarm_transitions",
+            "Alarm lifecycle events on the incident stream, by transition",
+            alarm_transitions.clone(),
+        );
+        let alarms_by_state = Family::default();
+        registry.register(
+            "alarms",
+            "Alarms by ISA-18.2 state (chattering and unacknowledged counted apart)",
+            alarms_by_state.clone(),
+        );
+        let alarm_rate = Gauge::default();
+        registry.register(
+            "alarm_rate",
+            "Alarms announced within the flood window (10 minutes by default)",
+            alarm_rate.clone(),
+        );
+        let alarm_flood = Gauge::default();
+        registry.register(
+            "alarm_flood",
+            "1 while more alarms are announced than an operator can handle",
+            alarm_flood.clone(),
+        );
+        let fills_checked = Family::default();
+        registry.register(
+            "fills_checked",
+            "Cylinder fills checked against the registry, by outcome (accepted or the first reason)",
+            fills_checked.clone(),
+        );
         let uplink_writes = Family::default();
         registry.register(
             "uplink_writes",
@@ -146,6 +198,18 @@ impl Metrics {
             "Entries dropped from an outbox lane",
             dropped.clone(),
         );
+        let outbox_skipped = Family::default();
+        registry.register(
+            "outbox_skipped_records",
+            "Outbox records skipped as corrupt on disk (lost)",
+            outbox_skipped.clone(),
+        );
+        let outbox_oldest_age = Family::default();
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest entry waiting in an outbox lane",
+            outbox_oldest_age.clone(),
+        );
         let broker_connected = Family::default();
         registry.register(
             "broker_connected",
@@ -184,6 +248,11 @@ impl Metrics {
             messages_rejected,
             alarms_raised,
             alarms_cleared,
+            alarm_transitions,
+            alarms_by_state,
+            alarm_rate,
+            alarm_flood,
+            fills_checked,
             uplink_writes,
             uplink_points,
             uplink_failures,
@@ -191,6 +260,8 @@ impl Metrics {
             uplink_latency,
             queue_depth,
             dropped,
+            outbox_skipped,
+            outbox_oldest_age,
             broker_connected,
             broker_connects,
             incidents_published,
@@ -256,6 +327,37 @@ impl Metrics {
         self.alarms_cleared.inc();
     }
 
+    /// Counts every event on the incident stream by its transition (raise, acknowledge...).
+    pub fn alarm_transition(&self, transition: &'static str) {
+        self.alarm_transitions
+            .get_or_create(&TransitionLabel { transition })
+            .inc();
+    }
+
+    /// The lifecycle's counts after a change: alarm rate, flood, and alarms by state.
+    pub fn alarm_stats(&self, stats: &crate::rules::AlarmStats) {
+        self.alarm_rate.set(stats.announced_in_window as i64);
+        self.alarm_flood.set(i64::from(stats.flood));
+        for (state, n) in [
+            ("active", stats.active),
+            ("unacknowledged", stats.unacknowledged),
+            ("shelved", stats.shelved),
+            ("suppressed", stats.suppressed),
+            ("out_of_service", stats.out_of_service),
+            ("chattering", stats.chattering),
+        ] {
+            self.alarms_by_state
+                .get_or_create(&StateLabel { state })
+                .set(n as i64);
+        }
+    }
+
+    pub fn fill_checked(&self, outcome: &'static str) {
+        self.fills_checked
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
     pub fn uplink_written(&self, uplink: &str, points: usize, seconds: f64) {
         let label = UplinkLabel {
             uplink: uplink.to_owned(),
@@ -307,6 +409,23 @@ impl Metrics {
                 n,
                 suppressed,
                 "outbox lane full: dropped the oldest entries"
+            );
+        });
+    }
+
+    /// Outbox records found corrupt on disk and skipped: lost, so never only a log line.
+    pub fn outbox_skipped(&self, lane: &str, n: u64) {
+        self.outbox_skipped
+            .get_or_create(&LaneLabel {
+                lane: lane.to_owned(),
+            })
+            .inc_by(n);
+        self.log_limited("outbox_skipped", |suppressed| {
+            tracing::error!(
+                lane,
+                n,
+                suppressed,
+                "outbox records corrupt on disk: skipped"
             );
         });
     }
@@ -368,4 +487,25 @@ impl Metrics {
             tracing::warn!(device, "modbus device offline");
         }
     }
+
+    pub fn outbox_oldest_age(&self, lane: &str, seconds: f64) {
+        self.outbox_oldest_age
+            .get_or_create(&LaneLabel {
+                lane: lane.to_owned(),
+            })
+            .set(seconds);
+    }
+}
+
+/// An HTTP response carrying a rendered OpenMetrics text, for `GET /metrics`.
+pub fn openmetrics_response(text: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

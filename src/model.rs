@@ -1,6 +1,7 @@
 //! The data that flows through seguard: readings in, alarm events out, and the equipment
 //! registry record that travels with every incident.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -17,9 +18,12 @@ pub enum EquipmentKind {
     Autoclave,
     GasCylinder,
     FillingStation,
+    /// The gateway itself, for alarms about it (data loss). Not configurable as equipment.
+    Gateway,
 }
 
 impl EquipmentKind {
+    /// The kinds a site configures (every kind but `Gateway`).
     pub const ALL: [EquipmentKind; 6] = [
         Self::Elevator,
         Self::Escalator,
@@ -37,6 +41,7 @@ impl EquipmentKind {
             Self::Autoclave => "autoclave",
             Self::GasCylinder => "gas_cylinder",
             Self::FillingStation => "filling_station",
+            Self::Gateway => "gateway",
         }
     }
 
@@ -207,8 +212,38 @@ impl Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transition {
+    /// The condition began (or, for a shelved or suppressed alarm, is announced now).
     Raise,
+    /// The condition ended; the incident is closed.
     Clear,
+    /// An operator acknowledged the alarm (`actor`, `comment`).
+    Acknowledge,
+    /// An operator shelved the alarm until `details.shelved_until`.
+    Shelve,
+    /// The shelf ended, by an operator or because its time ran out.
+    Unshelve,
+    /// Suppressed by design, for example an elevator in inspection.
+    Suppress,
+    Unsuppress,
+    /// An operator took the alarm out of service, or returned it.
+    OutOfService,
+    InService,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Raise => "raise",
+            Transition::Clear => "clear",
+            Transition::Acknowledge => "acknowledge",
+            Transition::Shelve => "shelve",
+            Transition::Unshelve => "unshelve",
+            Transition::Suppress => "suppress",
+            Transition::Unsuppress => "unsuppress",
+            Transition::OutOfService => "out_of_service",
+            Transition::InService => "in_service",
+        }
+    }
 }
 
 /// A rule's alarm changing state. The id is derived from its content, so a duplicate delivered
@@ -226,6 +261,15 @@ pub struct AlarmEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
     pub message: String,
+    /// Who acknowledged, shelved or took the alarm out of service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Facts a rule adds for whoever acts on the alarm: for a trapped passenger the floor, the
+    /// door zone and the time stopped; for a refused fill the cylinder and the reasons.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, Value>,
 }
 
 impl AlarmEvent {
@@ -256,7 +300,29 @@ impl AlarmEvent {
             value,
             limit,
             message,
+            actor: None,
+            comment: None,
+            details: BTreeMap::new(),
         }
+    }
+
+    /// Adds facts to the event. They take part in the id, so two events of one rule at one
+    /// instant that differ in their facts (two refused fills) keep distinct ids.
+    pub fn with_details(mut self, details: BTreeMap<String, Value>) -> Self {
+        if !details.is_empty() {
+            let facts = serde_json::to_string(&details).unwrap_or_default();
+            let key = format!("{}/{facts}", self.id);
+            self.id = Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes());
+        }
+        self.details = details;
+        self
+    }
+
+    /// Records the operator and comment of a lifecycle action.
+    pub fn by(mut self, actor: &str, comment: Option<&str>) -> Self {
+        self.actor = Some(actor.to_owned());
+        self.comment = comment.map(str::to_owned);
+        self
     }
 }
 
@@ -284,6 +350,20 @@ pub struct Incident {
 
 pub const INCIDENT_SCHEMA: &str = "seguard.incident.v1";
 
+/// The gateway's equipment registry, retained on `{prefix}/{gateway}/registry` and published
+/// again on every connection, so the central map shows every piece of equipment, also the ones
+/// that never raised an alarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRegistry {
+    /// `seguard.registry.v1`.
+    pub schema: String,
+    pub gateway: String,
+    pub site: SiteRecord,
+    pub equipment: Vec<Equipment>,
+}
+
+pub const REGISTRY_SCHEMA: &str = "seguard.registry.v1";
+
 /// The retained gateway status on `{prefix}/{gateway}/status`; the last will says `offline`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GatewayStatus {
@@ -299,4 +379,79 @@ pub struct GatewayStatus {
 pub enum GatewayState {
     Online,
     Offline,
+}
+
+/// One cylinder fill as the scale reported it, with the gateway's verdict. Every record goes to
+/// the central service (traceability, kept at least two years) and to InfluxDB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FillRecord {
+    /// `seguard.fill.v1`.
+    pub schema: String,
+    /// Derived from gateway, station, cylinder and time: a replay carries the same id.
+    pub id: Uuid,
+    pub gateway: String,
+    /// The filling-station equipment that reported the fill.
+    pub equipment: String,
+    /// This station's code, as cylinders are bound to it in the registry.
+    pub station: String,
+    pub cylinder_code: String,
+    pub time: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mass_kg: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pressure_mpa: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub residual_pressure_mpa: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gun: Option<String>,
+    pub accepted: bool,
+    /// Why the fill was refused; empty when accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<FillRejection>,
+}
+
+pub const FILL_SCHEMA: &str = "seguard.fill.v1";
+
+/// Why a fill is refused (TSG 23-2021 and local rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillRejection {
+    Unregistered,
+    Scrapped,
+    PastDesignLife,
+    InspectionExpired,
+    WrongMedium,
+    NotOwned,
+    NoResidualPressure,
+    Overfill,
+}
+
+impl FillRejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unregistered => "unregistered",
+            Self::Scrapped => "scrapped",
+            Self::PastDesignLife => "past_design_life",
+            Self::InspectionExpired => "inspection_expired",
+            Self::WrongMedium => "wrong_medium",
+            Self::NotOwned => "not_owned",
+            Self::NoResidualPressure => "no_residual_pressure",
+            Self::Overfill => "overfill",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::WrongMedium | Self::Overfill => Severity::Critical,
+            Self::Scrapped | Self::PastDesignLife | Self::InspectionExpired => Severity::High,
+            Self::Unregistered | Self::NoResidualPressure => Severity::High,
+            Self::NotOwned => Severity::Medium,
+        }
+    }
 }

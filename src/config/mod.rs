@@ -98,10 +98,16 @@ pub struct Config {
     pub mqtt: Option<Broker>,
     pub equipment: Vec<Equipment>,
     pub mqtt_mappings: Vec<MqttMapping>,
+    /// The durable outbox (`[outbox]`); without it the lanes are in memory.
+    pub outbox: Option<crate::outbox::OutboxConfig>,
     /// Modbus devices bound to their profiles (`[modbus]`).
     pub modbus_devices: Vec<crate::ingest::modbus::ModbusDevice>,
     pub thresholds: Vec<ThresholdRule>,
+    /// The domain rules (elevators, vessels, fills), the other rule kinds and the alarm lifecycle.
+    pub rules: RuleSet,
     pub influx: Vec<InfluxUplink>,
+    /// Local line-protocol files (`[[uplink.linefile]]`), with their queue sizes.
+    pub line_files: Vec<(crate::uplink::linefile::LineFileUplink, usize)>,
     pub central: Option<CentralUplink>,
 }
 
@@ -272,6 +278,241 @@ pub struct ThresholdRule {
     pub off_delay: Duration,
 }
 
+/// Every rule besides the plain thresholds, resolved against the equipment registry.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub elevator: Vec<ElevatorRule>,
+    pub vessel: Vec<VesselRule>,
+    pub rate: Vec<RateRule>,
+    pub stale: Vec<StaleRule>,
+    pub expr: Vec<ExprRule>,
+    pub fill: Option<FillRule>,
+    /// The cylinder registry that fills are checked against.
+    pub cylinders: Vec<Cylinder>,
+    pub lifecycle: LifecycleSettings,
+}
+
+impl RuleSet {
+    pub fn len(&self) -> usize {
+        self.elevator.len()
+            + self.vessel.len()
+            + self.rate.len()
+            + self.stale.len()
+            + self.expr.len()
+            + usize::from(self.fill.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which numbering the `fault_code` metric of an elevator uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultNumbering {
+    /// GB/T 24476 style (BACnet model): faults 1-8, events 40-47, 90 alarm button, 91-93.
+    Gbt24476,
+    /// GB/T 38656 `fault_type`: 1-11, escalators 61-65.
+    Gbt38656,
+}
+
+/// The metric names an elevator rule reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElevatorMetrics {
+    pub car_status: String,
+    pub door_zone: String,
+    pub floor: String,
+    pub door_closed_locked: String,
+    pub occupied: String,
+    pub service_mode: String,
+    pub speed: String,
+    pub fault_code: String,
+    pub alarm_button: String,
+    pub power: String,
+}
+
+impl Default for ElevatorMetrics {
+    fn default() -> Self {
+        ElevatorMetrics {
+            car_status: "car_status".into(),
+            door_zone: "door_zone".into(),
+            floor: "floor".into(),
+            door_closed_locked: "door_closed_locked".into(),
+            occupied: "occupied".into(),
+            service_mode: "service_mode".into(),
+            speed: "speed".into(),
+            fault_code: "fault_code".into(),
+            alarm_button: "alarm_button".into(),
+            power: "power".into(),
+        }
+    }
+}
+
+/// Fault codes, trapped passengers, overtravel, door open while running and power cut for a
+/// set of elevators. Alarm names are `{id}.{alarm}`, for example `lift.trapped`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElevatorRule {
+    pub id: String,
+    pub equipment: Vec<String>,
+    pub numbering: FaultNumbering,
+    pub metrics: ElevatorMetrics,
+    /// Stopped, closed, occupied and in normal service this long at a landing: trapped.
+    pub trapped_delay_at_landing: Duration,
+    /// The same outside the door zone (非平层关人), the more severe case.
+    pub trapped_delay_outside_zone: Duration,
+    /// Service modes in which this rule's alarms are suppressed by design.
+    pub suppress_in: Vec<String>,
+}
+
+/// High and high-high pressure from the nameplate, and the autoclave door interlock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VesselRule {
+    pub id: String,
+    pub metric: String,
+    pub door_metric: String,
+    pub targets: Vec<VesselTarget>,
+    pub deadband: Option<f64>,
+    pub on_delay: Duration,
+    pub off_delay: Duration,
+}
+
+/// One vessel with its resolved limits in MPa.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VesselTarget {
+    pub equipment: String,
+    pub high: f64,
+    pub high_high: f64,
+    pub deadband: f64,
+    /// Autoclaves: pressure above this with the door not locked is the interlock alarm.
+    pub safe_residual: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateRule {
+    pub id: String,
+    pub equipment: Vec<String>,
+    pub metric: String,
+    /// Per minute, both positive; `None` means not watched.
+    pub max_rise_per_min: Option<f64>,
+    pub max_fall_per_min: Option<f64>,
+    /// The rate is the change since the oldest reading inside this window.
+    pub window: Duration,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleRule {
+    pub id: String,
+    pub equipment: Vec<String>,
+    /// `None`: any metric of the equipment counts as a sign of life.
+    pub metric: Option<String>,
+    pub expected_interval: Duration,
+    pub factor: f64,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExprRule {
+    pub id: String,
+    pub equipment: Vec<String>,
+    /// As written, for messages.
+    pub source: String,
+    pub expr: crate::rules::Expr,
+    pub severity: Severity,
+    pub on_delay: Duration,
+    pub off_delay: Duration,
+    pub message: Option<String>,
+}
+
+/// The metric names a filling scale reports a fill with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillMetrics {
+    pub cylinder_code: String,
+    pub medium: String,
+    pub mass_kg: String,
+    pub pressure_mpa: String,
+    pub temperature_c: String,
+    pub residual_pressure_mpa: String,
+    pub operator: String,
+    pub gun: String,
+}
+
+impl Default for FillMetrics {
+    fn default() -> Self {
+        FillMetrics {
+            cylinder_code: "cylinder_code".into(),
+            medium: "medium".into(),
+            mass_kg: "fill_mass_kg".into(),
+            pressure_mpa: "fill_pressure".into(),
+            temperature_c: "fill_temperature".into(),
+            residual_pressure_mpa: "residual_pressure".into(),
+            operator: "operator".into(),
+            gun: "gun".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillRule {
+    pub id: String,
+    /// Filling-station equipment whose readings carry fill records.
+    pub equipment: Vec<String>,
+    /// This station's code: cylinders must be bound to it.
+    pub station: String,
+    pub metrics: FillMetrics,
+}
+
+/// One entry of the cylinder registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cylinder {
+    pub code: String,
+    pub medium: String,
+    pub volume_l: f64,
+    pub permitted_fill_kg: f64,
+    pub next_inspection: chrono::NaiveDate,
+    pub design_life_end: Option<chrono::NaiveDate>,
+    pub scrapped: bool,
+    pub station: String,
+}
+
+/// ISA-18.2 alarm handling; the defaults are those of `domain.md`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleSettings {
+    /// This many raises of one alarm within `chatter_window` mark it chattering.
+    pub chatter_count: usize,
+    pub chatter_window: Duration,
+    /// A chattering alarm is announced at most once per this interval.
+    pub chatter_announce_interval: Duration,
+    /// More than `flood_count` announced alarms within `flood_window`: flood; it ends below
+    /// `flood_end_count`.
+    pub flood_count: usize,
+    pub flood_end_count: usize,
+    pub flood_window: Duration,
+    /// Longest shelf an operator may ask for.
+    pub shelve_max: Duration,
+    /// Alarm names (or rule ids, which cover every level) that stay until acknowledged.
+    pub latched: Vec<String>,
+    /// Events kept in the in-memory history.
+    pub history: usize,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        LifecycleSettings {
+            chatter_count: 3,
+            chatter_window: Duration::from_secs(60),
+            chatter_announce_interval: Duration::from_secs(60),
+            flood_count: 10,
+            flood_end_count: 5,
+            flood_window: Duration::from_secs(600),
+            shelve_max: Duration::from_secs(8 * 3600),
+            latched: Vec::new(),
+            history: 10_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InfluxApi {
@@ -324,6 +565,10 @@ pub struct CentralUplink {
 impl CentralUplink {
     pub fn incidents_topic(&self, gateway: &str) -> String {
         format!("{}/{gateway}/incidents", self.topic_prefix)
+    }
+
+    pub fn registry_topic(&self, gateway: &str) -> String {
+        format!("{}/{gateway}/registry", self.topic_prefix)
     }
 
     pub fn status_topic(&self, gateway: &str) -> String {

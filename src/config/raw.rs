@@ -11,6 +11,7 @@ pub struct RawConfig {
     pub gateway: RawGateway,
     pub mqtt: Option<Spanned<RawBroker>>,
     pub modbus: Option<Spanned<crate::ingest::modbus::RawModbus>>,
+    pub outbox: Option<Spanned<crate::outbox::RawOutboxConfig>>,
     #[serde(default)]
     pub equipment: Vec<Spanned<RawEquipment>>,
     #[serde(default)]
@@ -58,7 +59,7 @@ pub struct RawBroker {
 #[serde(deny_unknown_fields)]
 pub struct RawEquipment {
     pub id: Spanned<String>,
-    pub kind: crate::model::EquipmentKind,
+    pub kind: RawKind,
     pub name: Option<String>,
     pub registration_code: Spanned<String>,
     pub use_certificate: Option<String>,
@@ -72,6 +73,31 @@ pub struct RawEquipment {
     pub nameplate: Option<Spanned<RawNameplate>>,
     pub next_inspection: Option<Spanned<toml::value::Datetime>>,
     pub insured: Option<bool>,
+}
+
+/// The kinds a site may configure: every [`crate::model::EquipmentKind`] but `Gateway`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawKind {
+    Elevator,
+    Escalator,
+    PressureVessel,
+    Autoclave,
+    GasCylinder,
+    FillingStation,
+}
+
+impl From<RawKind> for crate::model::EquipmentKind {
+    fn from(kind: RawKind) -> Self {
+        match kind {
+            RawKind::Elevator => Self::Elevator,
+            RawKind::Escalator => Self::Escalator,
+            RawKind::PressureVessel => Self::PressureVessel,
+            RawKind::Autoclave => Self::Autoclave,
+            RawKind::GasCylinder => Self::GasCylinder,
+            RawKind::FillingStation => Self::FillingStation,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +162,165 @@ pub struct RawField {
 pub struct RawRules {
     #[serde(default)]
     pub threshold: Vec<Spanned<RawThreshold>>,
+    #[serde(default)]
+    pub elevator: Vec<Spanned<RawElevatorRule>>,
+    #[serde(default)]
+    pub vessel: Vec<Spanned<RawVesselRule>>,
+    #[serde(default)]
+    pub rate: Vec<Spanned<RawRateRule>>,
+    #[serde(default)]
+    pub stale: Vec<Spanned<RawStaleRule>>,
+    #[serde(default)]
+    pub expr: Vec<Spanned<RawExprRule>>,
+    pub fill: Option<Spanned<RawFillRule>>,
+    #[serde(default)]
+    pub cylinder: Vec<Spanned<RawCylinder>>,
+    pub lifecycle: Option<Spanned<RawLifecycle>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawElevatorRule {
+    pub id: Spanned<String>,
+    /// Default: every elevator and escalator.
+    #[serde(default)]
+    pub equipment: Vec<Spanned<String>>,
+    pub fault_numbering: Option<crate::config::FaultNumbering>,
+    pub trapped_delay_at_landing_s: Option<Spanned<f64>>,
+    pub trapped_delay_outside_zone_s: Option<Spanned<f64>>,
+    pub suppress_in: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub metrics: RawElevatorMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawElevatorMetrics {
+    pub car_status: Option<String>,
+    pub door_zone: Option<String>,
+    pub floor: Option<String>,
+    pub door_closed_locked: Option<String>,
+    pub occupied: Option<String>,
+    pub service_mode: Option<String>,
+    pub speed: Option<String>,
+    pub fault_code: Option<String>,
+    pub alarm_button: Option<String>,
+    pub power: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVesselRule {
+    pub id: Spanned<String>,
+    /// Default: every pressure vessel and autoclave.
+    #[serde(default)]
+    pub equipment: Vec<Spanned<String>>,
+    pub metric: Option<String>,
+    pub door_metric: Option<String>,
+    /// high = high_of_set × set pressure, unless high_mpa is given.
+    pub high_of_set: Option<Spanned<f64>>,
+    /// high_high = set pressure × (1 - valve_tolerance), unless high_high_mpa is given.
+    pub valve_tolerance: Option<Spanned<f64>>,
+    pub high_mpa: Option<Spanned<f64>>,
+    pub high_high_mpa: Option<Spanned<f64>>,
+    pub deadband_mpa: Option<Spanned<f64>>,
+    pub on_delay_s: Option<Spanned<f64>>,
+    pub off_delay_s: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateRule {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub equipment: Vec<Spanned<String>>,
+    pub kind: Option<crate::model::EquipmentKind>,
+    pub metric: String,
+    pub max_rise_per_min: Option<Spanned<f64>>,
+    pub max_fall_per_min: Option<Spanned<f64>>,
+    pub window_s: Option<Spanned<f64>>,
+    pub severity: Option<crate::model::Severity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStaleRule {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub equipment: Vec<Spanned<String>>,
+    pub kind: Option<crate::model::EquipmentKind>,
+    pub metric: Option<String>,
+    pub expected_interval_s: Spanned<f64>,
+    pub factor: Option<Spanned<f64>>,
+    pub severity: Option<crate::model::Severity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExprRule {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub equipment: Vec<Spanned<String>>,
+    pub kind: Option<crate::model::EquipmentKind>,
+    pub when: Spanned<String>,
+    pub severity: Option<crate::model::Severity>,
+    pub on_delay_s: Option<Spanned<f64>>,
+    pub off_delay_s: Option<Spanned<f64>>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFillRule {
+    pub id: Option<Spanned<String>>,
+    /// Default: every filling station.
+    #[serde(default)]
+    pub equipment: Vec<Spanned<String>>,
+    pub station: Spanned<String>,
+    #[serde(default)]
+    pub metrics: RawFillMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFillMetrics {
+    pub cylinder_code: Option<String>,
+    pub medium: Option<String>,
+    pub mass_kg: Option<String>,
+    pub pressure_mpa: Option<String>,
+    pub temperature_c: Option<String>,
+    pub residual_pressure_mpa: Option<String>,
+    pub operator: Option<String>,
+    pub gun: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCylinder {
+    pub code: Spanned<String>,
+    pub medium: String,
+    pub volume_l: f64,
+    pub permitted_fill_kg: Spanned<f64>,
+    pub next_inspection: Spanned<toml::value::Datetime>,
+    pub design_life_end: Option<Spanned<toml::value::Datetime>>,
+    #[serde(default)]
+    pub scrapped: bool,
+    pub station: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLifecycle {
+    pub chatter_count: Option<Spanned<usize>>,
+    pub chatter_window_s: Option<Spanned<f64>>,
+    pub chatter_announce_interval_s: Option<Spanned<f64>>,
+    pub flood_count: Option<Spanned<usize>>,
+    pub flood_end_count: Option<Spanned<usize>>,
+    pub flood_window_s: Option<Spanned<f64>>,
+    pub shelve_max_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub latched: Vec<String>,
+    pub history: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,7 +352,21 @@ pub struct RawLevel {
 pub struct RawUplinks {
     #[serde(default)]
     pub influx: Vec<Spanned<RawInflux>>,
+    #[serde(default)]
+    pub linefile: Vec<Spanned<RawLineFile>>,
     pub central: Option<Spanned<RawCentral>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLineFile {
+    pub name: Option<String>,
+    pub dir: Spanned<String>,
+    pub rotate_mb: Option<Spanned<u64>>,
+    pub keep_files: Option<Spanned<usize>>,
+    pub batch_max_points: Option<usize>,
+    pub flush_interval_ms: Option<u64>,
+    pub queue_max_points: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

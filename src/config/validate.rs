@@ -52,6 +52,24 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
         }
     }
     let known: HashSet<&str> = equipment.iter().map(|e| e.id.as_str()).collect();
+    let outbox = raw.outbox.as_ref().and_then(|o| {
+        o.get_ref()
+            .validate()
+            .map(|mut outbox| {
+                // A relative directory is relative to the config file, like every other path.
+                outbox.dir = config_dir.join(&outbox.dir);
+                outbox
+            })
+            .map_err(|problems| {
+                for p in problems {
+                    v.push(
+                        Problem::new(o.span(), format!("[outbox] {}: {}", p.field, p.message))
+                            .hint(p.hint),
+                    );
+                }
+            })
+            .ok()
+    });
     let modbus_devices = match &raw.modbus {
         Some(m) => {
             let known_ids: HashSet<String> = known.iter().map(|id| (*id).to_owned()).collect();
@@ -73,7 +91,7 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
                 .hint("add a [mqtt] table with host and port"),
         );
     }
-    let mqtt_mappings = raw
+    let mqtt_mappings: Vec<MqttMapping> = raw
         .ingest
         .mqtt
         .iter()
@@ -96,6 +114,8 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
             v.threshold(t, &equipment)
         })
         .collect();
+    let metric_types = mapped_metric_types(&mqtt_mappings);
+    let rules = v.rule_set(&raw.rules, &equipment, &metric_types, &mut rule_ids);
 
     let mut uplink_names = HashSet::new();
     let influx = raw
@@ -116,6 +136,14 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
             }
             Some(uplink)
         })
+        .collect();
+
+    let line_files = raw
+        .uplink
+        .linefile
+        .iter()
+        .enumerate()
+        .map(|(i, f)| v.line_file(f, i, config_dir))
         .collect();
 
     let central = raw.uplink.central.as_ref().map(|c| {
@@ -164,9 +192,12 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
         mqtt,
         equipment,
         mqtt_mappings,
+        outbox,
         modbus_devices,
         thresholds,
+        rules,
         influx,
+        line_files,
         central,
     })
 }
@@ -272,6 +303,7 @@ impl Validator {
 
     fn equipment(&mut self, raw: &Spanned<RawEquipment>) -> Option<Equipment> {
         let e = raw.get_ref();
+        let kind = EquipmentKind::from(e.kind);
         self.check_id(&e.id, "equipment id");
         let id = e.id.get_ref();
         if e.registration_code.get_ref().trim().is_empty() {
@@ -294,7 +326,7 @@ impl Validator {
                     .hint("write the 96333 code as a quoted string, for example \"01234\""),
                 );
             }
-            if e.kind != EquipmentKind::Elevator && e.kind != EquipmentKind::Escalator {
+            if kind != EquipmentKind::Elevator && kind != EquipmentKind::Escalator {
                 self.push(Problem::new(
                     code.span(),
                     "rescue_code applies to elevators and escalators only",
@@ -320,12 +352,12 @@ impl Validator {
         });
         let next_inspection = e.next_inspection.as_ref().and_then(|d| self.date(d));
         let nameplate = match &e.nameplate {
-            Some(n) => self.nameplate(n, e.kind, id),
+            Some(n) => self.nameplate(n, kind, id),
             None => Nameplate::default(),
         };
         Some(Equipment {
             id: id.clone(),
-            kind: e.kind,
+            kind,
             name: e.name.clone().unwrap_or_else(|| id.clone()),
             registration_code: e.registration_code.get_ref().clone(),
             use_certificate: e.use_certificate.clone(),
@@ -703,6 +735,42 @@ impl Validator {
         }
     }
 
+    fn line_file(
+        &mut self,
+        raw: &Spanned<RawLineFile>,
+        index: usize,
+        config_dir: &std::path::Path,
+    ) -> (crate::uplink::linefile::LineFileUplink, usize) {
+        let f = raw.get_ref();
+        if f.dir.get_ref().trim().is_empty() {
+            self.push(Problem::new(f.dir.span(), "dir must name a directory"));
+        }
+        let rotate_mb = f.rotate_mb.as_ref().map_or(64, |r| {
+            if *r.get_ref() == 0 {
+                self.push(Problem::new(r.span(), "rotate_mb must be above 0"));
+            }
+            *r.get_ref()
+        });
+        let keep_files = f.keep_files.as_ref().map_or(32, |k| {
+            if *k.get_ref() == 0 {
+                self.push(
+                    Problem::new(k.span(), "keep_files must be above 0")
+                        .hint("the oldest file is deleted (and its points counted as dropped) beyond this many"),
+                );
+            }
+            *k.get_ref()
+        });
+        let uplink = crate::uplink::linefile::LineFileUplink {
+            name: f.name.clone().unwrap_or_else(|| format!("linefile{index}")),
+            dir: config_dir.join(f.dir.get_ref()),
+            rotate_bytes: rotate_mb * 1024 * 1024,
+            keep_files,
+            batch_max_points: f.batch_max_points.unwrap_or(5000).max(1),
+            flush_interval: Duration::from_millis(f.flush_interval_ms.unwrap_or(1000).max(1)),
+        };
+        (uplink, f.queue_max_points.unwrap_or(1_000_000).max(1))
+    }
+
     fn influx(&mut self, raw: &Spanned<RawInflux>, index: usize) -> Option<InfluxUplink> {
         let u = raw.get_ref();
         let name = u
@@ -798,4 +866,575 @@ impl Validator {
             retry_max: Duration::from_millis(u.retry_max_ms.unwrap_or(30_000)).max(retry_min),
         })
     }
+}
+
+/// The type of every metric the MQTT mappings produce; a metric mapped with two types is left
+/// out (expressions then infer its type from how they use it).
+fn mapped_metric_types(mappings: &[MqttMapping]) -> std::collections::HashMap<String, ValueType> {
+    let mut types = std::collections::HashMap::new();
+    let mut conflicting = HashSet::new();
+    for field in mappings.iter().flat_map(|m| &m.fields) {
+        match types.insert(field.metric.clone(), field.value_type) {
+            Some(t) if t != field.value_type => {
+                conflicting.insert(field.metric.clone());
+            }
+            _ => {}
+        }
+    }
+    for metric in conflicting {
+        types.remove(&metric);
+    }
+    types
+}
+
+/// Validation of the domain rules, the other rule kinds and the alarm lifecycle.
+impl Validator {
+    fn rule_set(
+        &mut self,
+        raw: &RawRules,
+        equipment: &[Equipment],
+        metric_types: &std::collections::HashMap<String, ValueType>,
+        rule_ids: &mut HashSet<String>,
+    ) -> RuleSet {
+        let mut unique = |v: &mut Self, id: &Spanned<String>| {
+            v.check_id(id, "rule id");
+            if !rule_ids.insert(id.get_ref().clone()) {
+                v.push(Problem::new(
+                    id.span(),
+                    format!("rule id `{}` is used twice", id.get_ref()),
+                ));
+            }
+        };
+        let mut set = RuleSet::default();
+        let mut elevators_seen: HashSet<String> = HashSet::new();
+        for r in &raw.elevator {
+            unique(self, &r.get_ref().id);
+            let rule = self.elevator_rule(r, equipment, &mut elevators_seen);
+            set.elevator.push(rule);
+        }
+        for r in &raw.vessel {
+            unique(self, &r.get_ref().id);
+            let rule = self.vessel_rule(r, equipment);
+            set.vessel.push(rule);
+        }
+        for r in &raw.rate {
+            unique(self, &r.get_ref().id);
+            let rule = self.rate_rule(r, equipment);
+            set.rate.push(rule);
+        }
+        for r in &raw.stale {
+            unique(self, &r.get_ref().id);
+            let rule = self.stale_rule(r, equipment);
+            set.stale.push(rule);
+        }
+        for r in &raw.expr {
+            unique(self, &r.get_ref().id);
+            if let Some(rule) = self.expr_rule(r, equipment, metric_types) {
+                set.expr.push(rule);
+            }
+        }
+        if let Some(f) = &raw.fill {
+            let id = f
+                .get_ref()
+                .id
+                .clone()
+                .unwrap_or_else(|| Spanned::new(f.span(), "fill".to_owned()));
+            unique(self, &id);
+            set.fill = Some(self.fill_rule(f, &id, equipment));
+        }
+        let mut codes = HashSet::new();
+        for c in &raw.cylinder {
+            let code = &c.get_ref().code;
+            if !codes.insert(code.get_ref().clone()) {
+                self.push(Problem::new(
+                    code.span(),
+                    format!("cylinder code `{}` is listed twice", code.get_ref()),
+                ));
+            }
+            if let Some(cylinder) = self.cylinder(c) {
+                set.cylinders.push(cylinder);
+            }
+        }
+        if !raw.cylinder.is_empty() && raw.fill.is_none() {
+            self.push(
+                Problem::new(
+                    raw.cylinder[0].span(),
+                    "a cylinder registry without a fill rule checks nothing",
+                )
+                .hint("add [rules.fill] with station = \"this station's code\""),
+            );
+        }
+        if let Some(l) = &raw.lifecycle {
+            set.lifecycle = self.lifecycle(l);
+        }
+        set
+    }
+
+    /// Resolves `equipment = [...]`, or else every equipment of `kinds`.
+    fn rule_targets(
+        &mut self,
+        rule_id: &Spanned<String>,
+        listed: &[Spanned<String>],
+        kinds: &[EquipmentKind],
+        equipment: &[Equipment],
+    ) -> Vec<String> {
+        let mut targets = Vec::new();
+        for id in listed {
+            match equipment.iter().find(|e| e.id == *id.get_ref()) {
+                Some(e) if kinds.contains(&e.kind) => targets.push(e.id.clone()),
+                Some(e) => self.push(
+                    Problem::new(
+                        id.span(),
+                        format!(
+                            "rule `{}` does not apply to {} `{}`",
+                            rule_id.get_ref(),
+                            e.kind,
+                            e.id
+                        ),
+                    )
+                    .hint(format!(
+                        "this kind of rule applies to: {}",
+                        kinds
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ),
+                None => self.push(
+                    Problem::new(id.span(), format!("unknown equipment `{}`", id.get_ref()))
+                        .hint("declare it in an [[equipment]] table first"),
+                ),
+            }
+        }
+        if listed.is_empty() {
+            targets.extend(
+                equipment
+                    .iter()
+                    .filter(|e| kinds.contains(&e.kind))
+                    .map(|e| e.id.clone()),
+            );
+        }
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+
+    fn seconds_or(&mut self, raw: &Option<Spanned<f64>>, default: f64) -> Duration {
+        match raw {
+            None => Duration::from_secs_f64(default),
+            Some(_) => self.delay(raw),
+        }
+    }
+
+    fn positive(&mut self, raw: &Option<Spanned<f64>>, what: &str) -> Option<f64> {
+        let r = raw.as_ref()?;
+        let value = *r.get_ref();
+        if !(value.is_finite() && value > 0.0) {
+            self.push(Problem::new(
+                r.span(),
+                format!("{what} must be a number above 0"),
+            ));
+            return None;
+        }
+        Some(value)
+    }
+
+    fn elevator_rule(
+        &mut self,
+        raw: &Spanned<RawElevatorRule>,
+        equipment: &[Equipment],
+        seen: &mut HashSet<String>,
+    ) -> ElevatorRule {
+        let r = raw.get_ref();
+        let equipment_ids = self.rule_targets(
+            &r.id,
+            &r.equipment,
+            &[EquipmentKind::Elevator, EquipmentKind::Escalator],
+            equipment,
+        );
+        for e in &equipment_ids {
+            if !seen.insert(e.clone()) {
+                self.push(
+                    Problem::new(raw.span(), format!("elevator `{e}` is covered by two elevator rules"))
+                        .hint("list each elevator in one [[rules.elevator]] only: a second one would raise every alarm twice"),
+                );
+            }
+        }
+        let defaults = ElevatorMetrics::default();
+        let m = &r.metrics;
+        let pick = |v: &Option<String>, d: &String| v.clone().unwrap_or_else(|| d.clone());
+        let metrics = ElevatorMetrics {
+            car_status: pick(&m.car_status, &defaults.car_status),
+            door_zone: pick(&m.door_zone, &defaults.door_zone),
+            floor: pick(&m.floor, &defaults.floor),
+            door_closed_locked: pick(&m.door_closed_locked, &defaults.door_closed_locked),
+            occupied: pick(&m.occupied, &defaults.occupied),
+            service_mode: pick(&m.service_mode, &defaults.service_mode),
+            speed: pick(&m.speed, &defaults.speed),
+            fault_code: pick(&m.fault_code, &defaults.fault_code),
+            alarm_button: pick(&m.alarm_button, &defaults.alarm_button),
+            power: pick(&m.power, &defaults.power),
+        };
+        let suppress_in = match &r.suppress_in {
+            None => vec!["inspection".to_owned(), "out_of_service".to_owned()],
+            Some(modes) => modes
+                .iter()
+                .filter_map(|mode| {
+                    if crate::rules::SERVICE_MODES.contains(&mode.get_ref().as_str()) {
+                        Some(mode.get_ref().clone())
+                    } else {
+                        self.push(
+                            Problem::new(
+                                mode.span(),
+                                format!("`{}` is not a service mode", mode.get_ref()),
+                            )
+                            .hint(format!(
+                                "use one of: {}",
+                                crate::rules::SERVICE_MODES.join(", ")
+                            )),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        };
+        ElevatorRule {
+            id: r.id.get_ref().clone(),
+            equipment: equipment_ids,
+            numbering: r.fault_numbering.unwrap_or(FaultNumbering::Gbt24476),
+            metrics,
+            trapped_delay_at_landing: self.seconds_or(&r.trapped_delay_at_landing_s, 60.0),
+            trapped_delay_outside_zone: self.seconds_or(&r.trapped_delay_outside_zone_s, 30.0),
+            suppress_in,
+        }
+    }
+
+    fn fraction(&mut self, raw: &Option<Spanned<f64>>, default: f64, what: &str) -> f64 {
+        match raw {
+            None => default,
+            Some(f) if f.get_ref().is_finite() && *f.get_ref() > 0.0 && *f.get_ref() < 1.0 => {
+                *f.get_ref()
+            }
+            Some(f) => {
+                self.push(
+                    Problem::new(
+                        f.span(),
+                        format!("{what} must be a fraction between 0 and 1"),
+                    )
+                    .hint("write a fraction: 0.95 for 95 %, 0.03 for 3 %"),
+                );
+                default
+            }
+        }
+    }
+
+    fn vessel_rule(&mut self, raw: &Spanned<RawVesselRule>, equipment: &[Equipment]) -> VesselRule {
+        let r = raw.get_ref();
+        let rule = r.id.get_ref();
+        let ids = self.rule_targets(
+            &r.id,
+            &r.equipment,
+            &[EquipmentKind::PressureVessel, EquipmentKind::Autoclave],
+            equipment,
+        );
+        let high_of_set = self.fraction(&r.high_of_set, 0.95, "high_of_set");
+        let valve_tolerance = self.fraction(&r.valve_tolerance, 0.03, "valve_tolerance");
+        let high_mpa = self.positive(&r.high_mpa, "high_mpa");
+        let high_high_mpa = self.positive(&r.high_high_mpa, "high_high_mpa");
+        let deadband = r.deadband_mpa.as_ref().map(|d| {
+            if !(d.get_ref().is_finite() && *d.get_ref() >= 0.0) {
+                self.push(Problem::new(d.span(), "deadband must be zero or more"));
+            }
+            *d.get_ref()
+        });
+        let place = |v: &Option<Spanned<f64>>| v.as_ref().map_or_else(|| raw.span(), |s| s.span());
+        let mut targets = Vec::new();
+        for id in ids {
+            let Some(e) = equipment.iter().find(|e| e.id == id) else {
+                continue;
+            };
+            let n = &e.nameplate;
+            // The nameplate check reports a missing or broken ladder already.
+            let (Some(set), Some(design)) = (n.set_pressure_mpa, n.design_pressure_mpa) else {
+                continue;
+            };
+            if set > design {
+                continue;
+            }
+            let high = high_mpa.unwrap_or(high_of_set * set);
+            let high_high = high_high_mpa.unwrap_or(set * (1.0 - valve_tolerance));
+            if high >= set {
+                self.push(
+                    Problem::new(place(&r.high_mpa), format!(
+                        "rule `{rule}`: high limit {} MPa of `{id}` is not below its safety-valve set pressure {set} MPa",
+                        round4(high)
+                    ))
+                    .hint("the high alarm must come before the valve lifts: lower high_mpa or high_of_set"),
+                );
+            }
+            if high_high >= set {
+                self.push(
+                    Problem::new(place(&r.high_high_mpa), format!(
+                        "rule `{rule}`: high_high limit {} MPa of `{id}` is not below its safety-valve set pressure {set} MPa",
+                        round4(high_high)
+                    ))
+                    .hint("place high_high below set pressure minus the valve tolerance"),
+                );
+            }
+            if high >= high_high {
+                self.push(
+                    Problem::new(raw.span(), format!(
+                        "rule `{rule}`: high limit {} MPa of `{id}` is not below its high_high limit {} MPa",
+                        round4(high),
+                        round4(high_high)
+                    ))
+                    .hint("lower high_of_set or valve_tolerance, or give high_mpa and high_high_mpa"),
+                );
+            }
+            let safe_residual = if e.kind == EquipmentKind::Autoclave {
+                if n.safe_residual_mpa.is_none() {
+                    self.push(
+                        Problem::new(raw.span(), format!("autoclave `{id}` has no safe_residual_mpa for the door interlock"))
+                            .hint("add safe_residual_mpa to its nameplate: the pressure below which the door may open"),
+                    );
+                }
+                n.safe_residual_mpa
+            } else {
+                None
+            };
+            targets.push(VesselTarget {
+                equipment: id,
+                high,
+                high_high,
+                // Two percent of the set pressure keeps a noisy transmitter from chattering.
+                deadband: deadband.unwrap_or(0.02 * set),
+                safe_residual,
+            });
+        }
+        VesselRule {
+            id: rule.clone(),
+            metric: r.metric.clone().unwrap_or_else(|| "pressure".to_owned()),
+            door_metric: r
+                .door_metric
+                .clone()
+                .unwrap_or_else(|| "door_closed_locked".to_owned()),
+            targets,
+            deadband,
+            on_delay: self.delay(&r.on_delay_s),
+            off_delay: self.delay(&r.off_delay_s),
+        }
+    }
+
+    fn any_targets(
+        &mut self,
+        id: &Spanned<String>,
+        listed: &[Spanned<String>],
+        kind: Option<EquipmentKind>,
+        equipment: &[Equipment],
+    ) -> Vec<String> {
+        if listed.is_empty() && kind.is_none() {
+            self.push(
+                Problem::new(
+                    id.span(),
+                    format!("rule `{}` applies to nothing", id.get_ref()),
+                )
+                .hint("add equipment = [\"ID\", ...] or kind = \"pressure_vessel\""),
+            );
+            return Vec::new();
+        }
+        let kinds: Vec<EquipmentKind> = match kind {
+            Some(k) if listed.is_empty() => vec![k],
+            _ => EquipmentKind::ALL.to_vec(),
+        };
+        self.rule_targets(id, listed, &kinds, equipment)
+    }
+
+    fn rate_rule(&mut self, raw: &Spanned<RawRateRule>, equipment: &[Equipment]) -> RateRule {
+        let r = raw.get_ref();
+        let targets = self.any_targets(&r.id, &r.equipment, r.kind, equipment);
+        let rise = self.positive(&r.max_rise_per_min, "max_rise_per_min");
+        let fall = self.positive(&r.max_fall_per_min, "max_fall_per_min");
+        if r.max_rise_per_min.is_none() && r.max_fall_per_min.is_none() {
+            self.push(
+                Problem::new(
+                    raw.span(),
+                    format!("rule `{}` has no limit", r.id.get_ref()),
+                )
+                .hint("add max_rise_per_min, max_fall_per_min or both"),
+            );
+        }
+        let window = self.positive(&r.window_s, "window_s").unwrap_or(60.0);
+        RateRule {
+            id: r.id.get_ref().clone(),
+            equipment: targets,
+            metric: r.metric.clone(),
+            max_rise_per_min: rise,
+            max_fall_per_min: fall,
+            window: Duration::from_secs_f64(window.min(1e9)),
+            severity: r.severity.unwrap_or(Severity::High),
+        }
+    }
+
+    fn stale_rule(&mut self, raw: &Spanned<RawStaleRule>, equipment: &[Equipment]) -> StaleRule {
+        let r = raw.get_ref();
+        let targets = self.any_targets(&r.id, &r.equipment, r.kind, equipment);
+        let interval = self
+            .positive(&Some(r.expected_interval_s.clone()), "expected_interval_s")
+            .unwrap_or(1.0);
+        let factor = self.positive(&r.factor, "factor").unwrap_or(3.0);
+        StaleRule {
+            id: r.id.get_ref().clone(),
+            equipment: targets,
+            metric: r.metric.clone(),
+            expected_interval: Duration::from_secs_f64(interval.min(1e9)),
+            factor: factor.min(1e6),
+            severity: r.severity.unwrap_or(Severity::Medium),
+        }
+    }
+
+    fn expr_rule(
+        &mut self,
+        raw: &Spanned<RawExprRule>,
+        equipment: &[Equipment],
+        metric_types: &std::collections::HashMap<String, ValueType>,
+    ) -> Option<ExprRule> {
+        let r = raw.get_ref();
+        let targets = self.any_targets(&r.id, &r.equipment, r.kind, equipment);
+        let source = r.when.get_ref();
+        let expr = match crate::rules::parse_expr(source, metric_types) {
+            Ok(expr) => Some(expr),
+            Err(e) => {
+                // The span covers the quoted string: skip its opening quote. Escapes inside the
+                // string would shift the column; expressions have no reason to use them.
+                let start = r.when.span().start + 1 + e.offset;
+                let mut problem =
+                    Problem::new(start..start + 1, format!("in `when`: {}", e.message));
+                if let Some(hint) = e.hint {
+                    problem = problem.hint(hint);
+                }
+                self.push(problem);
+                None
+            }
+        };
+        let on_delay = self.delay(&r.on_delay_s);
+        let off_delay = self.delay(&r.off_delay_s);
+        Some(ExprRule {
+            id: r.id.get_ref().clone(),
+            equipment: targets,
+            source: source.clone(),
+            expr: expr?,
+            severity: r.severity.unwrap_or(Severity::Medium),
+            on_delay,
+            off_delay,
+            message: r.message.clone(),
+        })
+    }
+
+    fn fill_rule(
+        &mut self,
+        raw: &Spanned<RawFillRule>,
+        id: &Spanned<String>,
+        equipment: &[Equipment],
+    ) -> FillRule {
+        let r = raw.get_ref();
+        let targets = self.rule_targets(
+            id,
+            &r.equipment,
+            &[EquipmentKind::FillingStation],
+            equipment,
+        );
+        if targets.is_empty() {
+            self.push(
+                Problem::new(raw.span(), "the fill rule has no filling station")
+                    .hint("declare an [[equipment]] with kind = \"filling_station\""),
+            );
+        }
+        if r.station.get_ref().trim().is_empty() {
+            self.push(
+                Problem::new(r.station.span(), "station is empty")
+                    .hint("write this station's code, as cylinders are bound to it"),
+            );
+        }
+        let d = FillMetrics::default();
+        let m = &r.metrics;
+        let pick = |v: &Option<String>, d: &String| v.clone().unwrap_or_else(|| d.clone());
+        FillRule {
+            id: id.get_ref().clone(),
+            equipment: targets,
+            station: r.station.get_ref().clone(),
+            metrics: FillMetrics {
+                cylinder_code: pick(&m.cylinder_code, &d.cylinder_code),
+                medium: pick(&m.medium, &d.medium),
+                mass_kg: pick(&m.mass_kg, &d.mass_kg),
+                pressure_mpa: pick(&m.pressure_mpa, &d.pressure_mpa),
+                temperature_c: pick(&m.temperature_c, &d.temperature_c),
+                residual_pressure_mpa: pick(&m.residual_pressure_mpa, &d.residual_pressure_mpa),
+                operator: pick(&m.operator, &d.operator),
+                gun: pick(&m.gun, &d.gun),
+            },
+        }
+    }
+
+    fn cylinder(&mut self, raw: &Spanned<RawCylinder>) -> Option<Cylinder> {
+        let c = raw.get_ref();
+        if c.code.get_ref().trim().is_empty() {
+            self.push(Problem::new(c.code.span(), "cylinder code is empty"));
+        }
+        let permitted = *c.permitted_fill_kg.get_ref();
+        if !(permitted.is_finite() && permitted > 0.0) {
+            self.push(Problem::new(
+                c.permitted_fill_kg.span(),
+                "permitted_fill_kg must be a number above 0",
+            ));
+        }
+        let next_inspection = self.date(&c.next_inspection);
+        let design_life_end = c.design_life_end.as_ref().and_then(|d| self.date(d));
+        Some(Cylinder {
+            code: c.code.get_ref().clone(),
+            medium: c.medium.clone(),
+            volume_l: c.volume_l,
+            permitted_fill_kg: permitted,
+            next_inspection: next_inspection?,
+            design_life_end,
+            scrapped: c.scrapped,
+            station: c.station.clone(),
+        })
+    }
+
+    fn lifecycle(&mut self, raw: &Spanned<RawLifecycle>) -> LifecycleSettings {
+        let l = raw.get_ref();
+        let d = LifecycleSettings::default();
+        let count = |v: &mut Self, raw: &Option<Spanned<usize>>, default: usize| match raw {
+            None => default,
+            Some(c) if *c.get_ref() >= 1 => *c.get_ref(),
+            Some(c) => {
+                v.push(Problem::new(c.span(), "a count must be 1 or more"));
+                default
+            }
+        };
+        let settings = LifecycleSettings {
+            chatter_count: count(self, &l.chatter_count, d.chatter_count),
+            flood_count: count(self, &l.flood_count, d.flood_count),
+            flood_end_count: count(self, &l.flood_end_count, d.flood_end_count),
+            chatter_window: self.seconds_or(&l.chatter_window_s, 60.0),
+            chatter_announce_interval: self.seconds_or(&l.chatter_announce_interval_s, 60.0),
+            flood_window: self.seconds_or(&l.flood_window_s, 600.0),
+            shelve_max: self.seconds_or(&l.shelve_max_s, 8.0 * 3600.0),
+            latched: l.latched.clone(),
+            history: l.history.unwrap_or(d.history).max(1),
+        };
+        if settings.flood_end_count > settings.flood_count {
+            self.push(
+                Problem::new(raw.span(), "flood_end_count is above flood_count")
+                    .hint("a flood starts above flood_count and ends below flood_end_count"),
+            );
+        }
+        settings
+    }
+}
+
+/// Derived limits shown in messages without floating-point noise.
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
 }

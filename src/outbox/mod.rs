@@ -1,23 +1,142 @@
-//! Outbox lanes between the rules and the uplinks.
+//! Outbox lanes between the rules and the uplinks: a durable, disk-backed FIFO per receiver.
 //!
-//! This is the in-memory outbox; the durable disk outbox replaces its storage and keeps its
-//! interface. A lane has one consumer, which peeks a batch, sends it, and confirms it; only a
-//! confirmation removes entries.
+//! A lane has one producer (the pipeline, which calls [`Lane::push_all`] and only then
+//! acknowledges the MQTT message) and one consumer (an uplink, which calls
+//! [`Lane::peek_batch`], sends the batch, and then [`Lane::confirm`]s it or
+//! [`Lane::release`]s it). This doc is the specification; the code follows it.
 //!
-//! **Invariant:** an entry leaves a lane only when its receiver confirmed it, or when a
-//! telemetry lane is full and drops its oldest entries, which is counted and logged.
-//! **Invariant:** the incident lane never drops: when it is full, `push` waits, which holds back
-//! the MQTT acknowledgements and so the broker keeps the input.
+//! # Invariants
+//! - **An entry is deleted only after confirm**, or when a telemetry lane over its quota drops
+//!   it, which is counted ([`Metrics::dropped`]) and reported by [`Lane::take_lost`] so the
+//!   gateway raises a data-loss alarm on the incident lane. Nothing leaves a lane silently.
+//! - **What `push_all` acknowledged survives a crash.** When `push_all` returns, the entries
+//!   are in the segment file: written with `write(2)` (they survive a process crash) and, under
+//!   [`FsyncPolicy::Batch`], `fdatasync`ed (they survive a power loss too).
+//! - **A confirmed entry is not replayed** after a process crash: `confirm` renames the new
+//!   ledger into place before it returns. After a power loss, the confirms of the last
+//!   second may be replayed (duplicates are harmless downstream: points are idempotent by
+//!   series and time, incidents carry ids). Replaying is the safe side: never the reverse.
+//! - **FIFO per lane.** Entries are delivered in the order they were pushed. A dropped segment
+//!   or a skipped corrupt record leaves a gap; the order of what remains is unchanged.
+//! - **The incident lane never drops** ([`Overflow::Wait`]): when its quota is full, `push_all`
+//!   waits for the consumer to confirm, which holds back the MQTT acknowledgements, so the
+//!   broker keeps the input.
+//! - Nothing here panics on what it reads from disk: every length, checksum and sequence
+//!   number is checked, and a bad one is a counted, logged skip.
+//!
+//! # On-disk format
+//! A lane lives in its own directory, `{dir}/{lane name}` (characters outside
+//! `[A-Za-z0-9._-]` become `_`, so `telemetry:influx` is `telemetry_influx`):
+//!
+//! ```text
+//! {lane}/00000000000000000000.seg   segment: the records from sequence number 0 on
+//! {lane}/00000000000000052311.seg   the next segment: its name is its first sequence number
+//! {lane}/ledger                     the confirmed position
+//! {lane}/ledger.tmp                 only while the ledger is being replaced
+//! ```
+//!
+//! A **segment** starts with a 16-byte header, `b"SGOUTBOX"` then the format version (`u32`
+//! little-endian, now 1) and 4 reserved zero bytes, followed by records:
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     payload length in bytes (u32 LE), at most MAX_RECORD_BYTES (16 MiB)
+//! 4       4     CRC-32 (IEEE, crc32fast) of bytes 8.. of this record: sequence, time, payload
+//! 8       8     sequence number (u64 LE), +1 per entry over the whole life of the lane
+//! 16      8     append time, milliseconds since the Unix epoch (u64 LE)
+//! 24      n     payload: the entry as JSON (serde_json)
+//! ```
+//!
+//! Sequence numbers rise strictly within a segment and from one segment to the next. The
+//! writer rotates to a new segment when the current one reaches the segment size (8 MiB, or an
+//! eighth of the quota when that is smaller), and on every open. Sealed segments are never
+//! written again.
+//!
+//! The **ledger** is 20 bytes: `b"SGLEDGR1"`, the *head* (`u64` LE: the sequence number of the
+//! oldest entry not yet confirmed; every entry below it is confirmed or dropped), and a CRC-32
+//! of the first 16 bytes. It is replaced atomically: write `ledger.tmp`, `rename` it over
+//! `ledger` (in `confirm`, so a process crash never replays a confirmed entry), and then, on the
+//! lane's writer thread, `fsync` the ledger and the directory at most once a second and on
+//! close (so a power loss may replay the confirms of the last second, never lose an entry).
+//!
+//! # Fsync policy ([`FsyncPolicy`])
+//! - `Batch`: `push_all` returns after the records are written and `fdatasync`ed (and, for a new
+//!   segment, its directory too). A power loss loses nothing acknowledged. Cost: one fsync per
+//!   `push_all` call (concurrent calls share one: group commit), so the rate of acknowledged
+//!   batches is bounded by the disk's fsync rate; see `benches/outbox.rs`.
+//! - `Interval(d)`: `push_all` returns after `write(2)`; the writer thread fsyncs every `d`. A
+//!   process crash loses nothing (the data is in the kernel's page cache); a power loss or a
+//!   kernel crash can lose what was acknowledged in the last `d`.
+//!
+//! In both, a clean [`Lane::close`] fsyncs the segment, the ledger and the directory.
+//!
+//! # Recovery (on [`Lane::open`])
+//! 1. Read the ledger. Missing: head = 0. Bad magic or CRC: head = 0 and a warning, which
+//!    replays what is left on disk (duplicates, never loss).
+//! 2. List `*.seg` in sequence order; ignore other files; delete `ledger.tmp`.
+//! 3. Scan every segment record by record and check length, CRC and rising sequence.
+//!    - A record that runs past the end of the file, with no valid record after it, is a
+//!      **torn tail** (a crash in the middle of a write): the file is truncated to the end of
+//!      the last good record.
+//!    - A record with a bad CRC or an impossible length is **corrupt**: the scan looks for the
+//!      next valid record byte by byte (a CRC-valid record with a higher sequence number) and
+//!      goes on from there. The records skipped (from the sequence gap; at least 1) are
+//!      counted in `outbox_skipped_records{lane}`, logged, and added to [`Lane::take_lost`].
+//!      With nothing valid after it, the corrupt tail is truncated like a torn one.
+//!    - A segment too short for its header, or with a wrong magic, is skipped whole (and
+//!      counted as at least one corrupt record when it is not empty).
+//!    - A record whose CRC is valid but whose JSON does not decode is skipped and counted the
+//!      same way when it is read.
+//! 4. Segments wholly below the head are deleted. The head becomes the larger of the ledger's
+//!    head and the first sequence number on disk (segments dropped for quota leave gaps).
+//! 5. Writing continues in a new segment after the highest sequence number seen.
+//!
+//! # Quota and overflow ([`Overflow`])
+//! The quota counts the bytes of the lane's segment files. Space comes back only when a whole
+//! segment is deleted: when it is wholly confirmed, or dropped.
+//! - `DropOldest` (telemetry): before a write that would pass the quota, the writer deletes the
+//!   oldest sealed segments that hold no entry of the batch being sent, counting their
+//!   unconfirmed entries as dropped. If only in-flight segments are left, the quota is
+//!   exceeded by at most those segments rather than dropping what is being sent.
+//! - `Wait` (incidents): `push_all` waits until the batch fits. A lane with no unconfirmed
+//!   entry always takes the batch, so a record bigger than the quota cannot block forever.
+//!
+//! # Draining without a storm
+//! A lane may have a drain rate (entries per second, [`LaneOptions::drain_rate`]). `peek_batch`
+//! then hands out no more than that: a token bucket holding at most one second of tokens. Set
+//! it well above the live rate (2-5x): the surplus is the catch-up speed after an outage, and
+//! the receiver is never hit with the whole backlog at once.
+//!
+//! # Threads
+//! Each durable lane has one writer thread (`outbox-{lane}`) that owns the segment being
+//! written: `push_all` encodes on the caller and hands the records over; the writer appends,
+//! fsyncs per policy, and answers. Reads of a backlog that is no longer in memory run on
+//! tokio's blocking pool. The newest entries (up to [`LaneOptions::memory_entries`]) are also
+//! kept decoded in memory, so a consumer that keeps up never reads the disk.
+//!
+//! [`Lane::new`] makes an in-memory lane with the same interface (bounded by a number of
+//! entries, not durable): for tests and for a gateway configured without `[outbox]`.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+mod config;
+mod disk;
+mod ledger;
+mod memory;
+mod rate;
+mod segment;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+pub use config::{FsyncMode, OutboxConfig, OutboxConfigProblem, RawOutboxConfig};
+
+/// What a lane does when its quota is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
     /// Telemetry: make room by dropping the oldest entries, counted.
@@ -26,34 +145,101 @@ pub enum Overflow {
     Wait,
 }
 
-pub struct Lane<T> {
-    name: String,
-    capacity: usize,
-    overflow: Overflow,
-    entries: Mutex<VecDeque<T>>,
-    /// Entries that the consumer holds in a peeked batch; a drop must not remove them.
-    in_flight: Mutex<usize>,
-    added: Notify,
-    freed: Notify,
-    metrics: Arc<Metrics>,
+/// When written records are forced to stable storage. See the module doc for what each risks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `push_all` returns after an fsync: survives power loss.
+    Batch,
+    /// Fsync every interval: survives a process crash, a power loss may lose the last interval.
+    Interval(Duration),
 }
 
-impl<T: Clone> Lane<T> {
+/// Tuning of a durable lane; `LaneOptions::new` gives the defaults.
+#[derive(Debug, Clone)]
+pub struct LaneOptions {
+    pub quota_bytes: u64,
+    pub overflow: Overflow,
+    pub fsync: FsyncPolicy,
+    /// Entries per second that `peek_batch` hands out at most; `None` is unlimited.
+    pub drain_rate: Option<u32>,
+    /// A segment is sealed at this size. Capped at an eighth of the quota so that dropping a
+    /// segment frees a small part of it.
+    pub segment_bytes: u64,
+    /// How many of the newest entries are also kept decoded in memory.
+    pub memory_entries: usize,
+}
+
+impl LaneOptions {
+    pub fn new(quota_bytes: u64, overflow: Overflow, fsync: FsyncPolicy) -> Self {
+        LaneOptions {
+            quota_bytes,
+            overflow,
+            fsync,
+            drain_rate: None,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            memory_entries: DEFAULT_MEMORY_ENTRIES,
+        }
+    }
+}
+
+pub const DEFAULT_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_MEMORY_ENTRIES: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox lane {lane}: cannot {action} {path}: {source}")]
+    Io {
+        lane: String,
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("outbox lane {lane}: its writer thread is gone")]
+    WriterGone { lane: String },
+}
+
+/// What [`Lane::open`] found on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Entries not yet confirmed, replayed from disk.
+    pub entries: usize,
+    pub segments: usize,
+    /// Records skipped as corrupt (also counted in `outbox_skipped_records`).
+    pub corrupt_records: u64,
+    /// Bytes cut off torn or corrupt segment tails.
+    pub truncated_bytes: u64,
+    /// The ledger was unreadable, so everything on disk is replayed.
+    pub ledger_reset: bool,
+}
+
+/// One outbox lane. Cheap to share behind an `Arc`; one producer and one consumer.
+pub struct Lane<T> {
+    name: String,
+    backend: Backend<T>,
+}
+
+enum Backend<T> {
+    Memory(memory::MemoryLane<T>),
+    Disk(disk::DiskLane<T>),
+}
+
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
+    /// An in-memory lane of at most `capacity` entries: not durable.
     pub fn new(
         name: impl Into<String>,
         capacity: usize,
         overflow: Overflow,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let name = name.into();
         Lane {
-            name: name.into(),
-            capacity: capacity.max(1),
-            overflow,
-            entries: Mutex::new(VecDeque::new()),
-            in_flight: Mutex::new(0),
-            added: Notify::new(),
-            freed: Notify::new(),
-            metrics,
+            backend: Backend::Memory(memory::MemoryLane::new(
+                name.clone(),
+                capacity,
+                overflow,
+                metrics,
+            )),
+            name,
         }
     }
 
@@ -61,103 +247,157 @@ impl<T: Clone> Lane<T> {
         &self.name
     }
 
+    /// Entries pushed and not yet confirmed or dropped.
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("lane lock").len()
+        match &self.backend {
+            Backend::Memory(m) => m.len(),
+            Backend::Disk(d) => d.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Appends entries. A telemetry lane drops its oldest unsent entries to make room; an
-    /// incident lane waits for room.
-    pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
-        for item in items {
-            loop {
-                let freed = self.freed.notified();
-                if self.try_push(&item) {
-                    break;
-                }
-                freed.await;
-            }
+    /// How long the oldest unconfirmed entry has been waiting (since it was pushed; for a
+    /// durable lane this survives restarts). `None` when the lane is empty.
+    pub fn oldest_age(&self) -> Option<Duration> {
+        match &self.backend {
+            Backend::Memory(m) => m.oldest_age(),
+            Backend::Disk(d) => d.oldest_age(),
         }
-        self.added.notify_one();
     }
 
-    /// Returns false when the lane waits for room (incident lane full).
-    fn try_push(&self, item: &T) -> bool {
-        let mut entries = self.entries.lock().expect("lane lock");
-        if entries.len() >= self.capacity {
-            match self.overflow {
-                Overflow::Wait => return false,
-                Overflow::DropOldest => {
-                    let in_flight = *self.in_flight.lock().expect("lane lock");
-                    if entries.len() > in_flight {
-                        entries.remove(in_flight);
-                        self.metrics.dropped(&self.name, 1);
-                    } else {
-                        return false;
-                    }
-                }
-            }
+    /// Bytes the lane holds on disk (0 in memory).
+    pub fn disk_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Memory(_) => 0,
+            Backend::Disk(d) => d.disk_bytes(),
         }
-        entries.push_back(item.clone());
-        self.metrics.queue_depth(&self.name, entries.len());
-        true
+    }
+
+    /// Entries lost since the last call (dropped for the quota, or skipped as corrupt), and
+    /// resets the count. The gateway polls it and raises a data-loss alarm when it is not 0.
+    /// The same entries are counted in `outbox_dropped{lane}` / `outbox_skipped_records{lane}`.
+    pub fn take_lost(&self) -> u64 {
+        match &self.backend {
+            Backend::Memory(m) => m.take_lost(),
+            Backend::Disk(d) => d.take_lost(),
+        }
+    }
+
+    /// Appends entries in order. Returns when they are held per the lane's durability: in
+    /// memory, or on disk per its [`FsyncPolicy`]. A telemetry lane drops its oldest unsent
+    /// entries to make room; an incident lane waits for room. On a disk error it logs, counts,
+    /// and retries with backoff: it never returns before the entries are held, so the caller
+    /// never acknowledges input the outbox does not have.
+    pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
+        match &self.backend {
+            Backend::Memory(m) => m.push_all(items).await,
+            Backend::Disk(d) => d.push_all(items.into_iter().collect()).await,
+        }
     }
 
     /// Waits for at least one entry, then up to `linger` for `max` entries, and returns copies of
-    /// the oldest ones (at most `max`). They stay in the lane until [`Lane::confirm`].
-    /// Returns an empty batch when `shutdown` fires while the lane is empty.
+    /// the oldest ones (at most `max`, fewer under a drain rate). They stay in the lane until
+    /// [`Lane::confirm`]. Returns an empty batch only when `shutdown` fires while the lane is
+    /// empty (or while it waits for drain tokens).
     pub async fn peek_batch(
         &self,
         max: usize,
         linger: Duration,
         shutdown: &CancellationToken,
     ) -> Vec<T> {
-        loop {
-            let added = self.added.notified();
-            if !self.is_empty() {
-                break;
-            }
-            tokio::select! {
-                _ = added => {}
-                _ = shutdown.cancelled() => return Vec::new(),
-            }
+        match &self.backend {
+            Backend::Memory(m) => m.peek_batch(max, linger, shutdown).await,
+            Backend::Disk(d) => d.peek_batch(max, linger, shutdown).await,
         }
-        let deadline = tokio::time::Instant::now() + linger;
-        loop {
-            let added = self.added.notified();
-            if self.len() >= max || shutdown.is_cancelled() {
-                break;
-            }
-            tokio::select! {
-                _ = added => {}
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = shutdown.cancelled() => break,
-            }
-        }
-        let entries = self.entries.lock().expect("lane lock");
-        let batch: Vec<T> = entries.iter().take(max).cloned().collect();
-        *self.in_flight.lock().expect("lane lock") = batch.len();
-        batch
     }
 
-    /// The receiver confirmed the oldest `n` entries: remove them.
+    /// The receiver confirmed the first `n` entries of the last peeked batch: remove them.
     pub fn confirm(&self, n: usize) {
-        let mut entries = self.entries.lock().expect("lane lock");
-        let n = n.min(entries.len());
-        entries.drain(..n);
-        *self.in_flight.lock().expect("lane lock") = 0;
-        self.metrics.queue_depth(&self.name, entries.len());
-        drop(entries);
-        self.freed.notify_waiters();
+        match &self.backend {
+            Backend::Memory(m) => m.confirm(n),
+            Backend::Disk(d) => d.confirm(n),
+        }
     }
 
     /// The consumer gave up on its peeked batch without sending it; it stays queued.
     pub fn release(&self) {
-        *self.in_flight.lock().expect("lane lock") = 0;
+        match &self.backend {
+            Backend::Memory(m) => m.release(),
+            Backend::Disk(d) => d.release(),
+        }
     }
+
+    /// Clean shutdown: fsyncs the segment, the ledger and the directory and stops the writer
+    /// thread. Pushing after `close` is an error that `push_all` retries forever, so close a
+    /// lane only after its producer stopped. Does nothing for an in-memory lane.
+    pub async fn close(&self) -> Result<(), OutboxError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Disk(d) => d.close().await,
+        }
+    }
+}
+
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
+    /// Opens (or creates) the durable lane `name` under `dir` and recovers what is on disk, per
+    /// the module doc. Reads every segment, so it takes time in proportion to the backlog:
+    /// call it before serving, or from `spawn_blocking`.
+    pub fn open(
+        dir: &Path,
+        name: impl Into<String>,
+        options: LaneOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Lane<T>, Recovery), OutboxError> {
+        let name = name.into();
+        let (lane, recovery) = disk::DiskLane::open(dir, name.clone(), options, metrics)?;
+        Ok((
+            Lane {
+                name,
+                backend: Backend::Disk(lane),
+            },
+            recovery,
+        ))
+    }
+}
+
+/// What `/readyz` and `/metrics` show of a lane, whatever its entry type.
+pub trait LaneStatus: Send + Sync {
+    fn lane_name(&self) -> &str;
+    /// Entries not yet confirmed.
+    fn backlog(&self) -> usize;
+    fn oldest_age(&self) -> Option<Duration>;
+    fn disk_bytes(&self) -> u64;
+}
+
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> LaneStatus for Lane<T> {
+    fn lane_name(&self) -> &str {
+        Lane::name(self)
+    }
+    fn backlog(&self) -> usize {
+        Lane::len(self)
+    }
+    fn oldest_age(&self) -> Option<Duration> {
+        Lane::oldest_age(self)
+    }
+    fn disk_bytes(&self) -> u64 {
+        Lane::disk_bytes(self)
+    }
+}
+
+/// The directory name of a lane: characters outside `[A-Za-z0-9._-]` become `_`.
+pub fn lane_dir_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,103 +1,527 @@
-//! Alarm rules. The engine is a pure state machine: readings and clock ticks go in, alarm events
-//! come out.
+//! Alarm rules. The engine is a pure state machine: readings, clock ticks and operator actions go
+//! in, alarm events come out.
 //!
 //! **Invariant:** rules do no I/O and never read the wall clock. Time comes with each reading,
-//! or as the `now` of [`Engine::tick`], so every rule is tested with exact instants.
+//! as the `now` of [`Engine::tick`], or with an operator action, so every rule is tested with
+//! exact instants.
 //!
-//! **Invariant:** at most one alarm is active per rule and equipment (for a threshold rule, per
-//! level), and every raise is followed by at most one clear.
+//! **Invariant:** at most one alarm is open per alarm name and equipment (for a threshold rule,
+//! per level), and every raise is followed by exactly one clear before the next raise.
+//!
+//! Layout, in the order a reading meets them:
+//! - `threshold.rs`: levels with deadband and delays (also the nameplate-derived vessel limits);
+//! - `rate.rs`, `stale.rs`: rate of change, and no data for N × the expected interval;
+//! - `elevator.rs`: the canonical fault enum, both numberings, trapped passenger and friends;
+//! - `condition.rs` with `expr.rs` and `debounce.rs`: typed expressions over several metrics,
+//!   and the autoclave door interlock;
+//! - `fill.rs`: cylinder fills against the registry;
+//! - `lifecycle.rs`: ISA-18.2 states, acknowledgement, shelving, suppression, chattering, flood.
+//!
+//! Readings of one equipment with one timestamp are one snapshot: the rules that look at
+//! several metrics (elevators, expressions, interlock, fills) evaluate the whole snapshot once.
 
+mod condition;
+mod debounce;
+mod elevator;
+mod expr;
+mod fill;
+mod lifecycle;
+mod rate;
+mod stale;
 mod threshold;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::ThresholdRule;
-use crate::model::{AlarmEvent, Quality, Reading, Severity};
+use crate::config::{Config, Level, LevelKind, RuleSet, ThresholdRule};
+use crate::model::{AlarmEvent, FillRecord, Quality, Reading, Severity, Value};
 
+pub use elevator::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault, SERVICE_MODES};
+pub use expr::{parse as parse_expr, Expr, ExprError};
+pub use fill::local_date;
+pub use lifecycle::{AlarmState, AlarmStats, LifecycleError};
 pub use threshold::ThresholdPoint;
 
-/// An alarm that is raised now.
+use condition::ConditionPoint;
+use elevator::ElevatorUnit;
+use fill::FillStation;
+use lifecycle::Lifecycle;
+use rate::RatePoint;
+use stale::StalePoint;
+
+/// An alarm that is not normal now, with its ISA-18.2 state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActiveAlarm {
     pub equipment: String,
     pub rule: String,
     pub severity: Severity,
+    /// When the condition last began.
     pub since: DateTime<Utc>,
     pub value: Option<f64>,
     pub limit: Option<f64>,
     pub message: String,
+    pub state: AlarmState,
+    /// Whether the rule's condition holds now (false for returned or latched alarms).
+    pub condition: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shelved_until: Option<DateTime<Utc>>,
+    pub chattering: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, Value>,
+}
+
+/// Everything the engine keeps about one equipment.
+struct Unit {
+    equipment: String,
+    /// (metric, point)
+    thresholds: Vec<(String, ThresholdPoint)>,
+    rates: Vec<RatePoint>,
+    stale: Vec<StalePoint>,
+    elevator: Option<ElevatorUnit>,
+    elevator_suppressed: bool,
+    conditions: Vec<ConditionPoint>,
+    fill: Option<FillStation>,
+    /// Latest good value per metric, kept only when a condition needs it.
+    values: HashMap<String, Value>,
+    keeps_values: bool,
+    /// The instant of the snapshot being collected.
+    snapshot: Option<DateTime<Utc>>,
+    dirty: bool,
+}
+
+impl Unit {
+    fn new(equipment: &str) -> Self {
+        Unit {
+            equipment: equipment.to_owned(),
+            thresholds: Vec::new(),
+            rates: Vec::new(),
+            stale: Vec::new(),
+            elevator: None,
+            elevator_suppressed: false,
+            conditions: Vec::new(),
+            fill: None,
+            values: HashMap::new(),
+            keeps_values: false,
+            snapshot: None,
+            dirty: false,
+        }
+    }
+
+    fn has_snapshot_rules(&self) -> bool {
+        self.elevator.is_some() || !self.conditions.is_empty() || self.fill.is_some()
+    }
 }
 
 pub struct Engine {
     gateway: String,
-    points: Vec<ThresholdPoint>,
-    /// (equipment, metric) → indexes into `points`.
-    by_input: HashMap<(String, String), Vec<usize>>,
+    units: Vec<Unit>,
+    by_equipment: HashMap<String, usize>,
+    lifecycle: Lifecycle,
+    /// Units with a snapshot that is not evaluated yet.
+    dirty: Vec<usize>,
+    /// Raises and clears from the rules, before the lifecycle.
+    raw: Vec<AlarmEvent>,
+    fills: Vec<FillRecord>,
+    evaluations: u64,
 }
 
 impl Engine {
+    /// An engine with threshold rules only.
     pub fn new(gateway: &str, thresholds: &[ThresholdRule]) -> Self {
-        let mut points = Vec::new();
-        let mut by_input: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        Self::with_rules(gateway, thresholds, &RuleSet::default())
+    }
+
+    /// An engine with every rule of a config.
+    pub fn from_config(config: &Config) -> Self {
+        Self::with_rules(&config.gateway.id, &config.thresholds, &config.rules)
+    }
+
+    pub fn with_rules(gateway: &str, thresholds: &[ThresholdRule], rules: &RuleSet) -> Self {
+        let mut momentary = BTreeSet::new();
+        if let Some(fill) = &rules.fill {
+            momentary.insert(format!("{}.rejected", fill.id));
+        }
+        let mut engine = Engine {
+            gateway: gateway.to_owned(),
+            units: Vec::new(),
+            by_equipment: HashMap::new(),
+            lifecycle: Lifecycle::new(gateway, rules.lifecycle.clone(), momentary),
+            dirty: Vec::new(),
+            raw: Vec::new(),
+            fills: Vec::new(),
+            evaluations: 0,
+        };
         for rule in thresholds {
-            for equipment in &rule.equipment {
-                for level in &rule.levels {
-                    by_input
-                        .entry((equipment.clone(), rule.metric.clone()))
-                        .or_default()
-                        .push(points.len());
-                    points.push(ThresholdPoint::new(rule, level, equipment));
+            engine.add_threshold(rule);
+        }
+        for rule in &rules.vessel {
+            for target in &rule.targets {
+                engine.add_threshold(&ThresholdRule {
+                    id: rule.id.clone(),
+                    equipment: vec![target.equipment.clone()],
+                    metric: rule.metric.clone(),
+                    levels: vec![
+                        Level {
+                            kind: LevelKind::HighHigh,
+                            limit: target.high_high,
+                            severity: Severity::Critical,
+                        },
+                        Level {
+                            kind: LevelKind::High,
+                            limit: target.high,
+                            severity: Severity::High,
+                        },
+                    ],
+                    deadband: target.deadband,
+                    on_delay: rule.on_delay,
+                    off_delay: rule.off_delay,
+                });
+                if let Some(safe_residual) = target.safe_residual {
+                    let unit = engine.unit(&target.equipment);
+                    unit.keeps_values = true;
+                    unit.conditions.push(ConditionPoint::interlock(
+                        format!("{}.door_interlock", rule.id),
+                        rule.metric.clone(),
+                        rule.door_metric.clone(),
+                        safe_residual,
+                        &target.equipment,
+                    ));
                 }
             }
         }
-        Engine {
-            gateway: gateway.to_owned(),
-            points,
-            by_input,
+        for rule in &rules.elevator {
+            let rule = Arc::new(rule.clone());
+            for e in &rule.equipment {
+                engine.unit(e).elevator = Some(ElevatorUnit::new(rule.clone(), e));
+            }
+        }
+        for rule in &rules.rate {
+            let rule = Arc::new(rule.clone());
+            for e in &rule.equipment {
+                engine.unit(e).rates.push(RatePoint::new(rule.clone(), e));
+            }
+        }
+        for rule in &rules.stale {
+            let rule = Arc::new(rule.clone());
+            for e in &rule.equipment {
+                engine.unit(e).stale.push(StalePoint::new(rule.clone(), e));
+            }
+        }
+        for rule in &rules.expr {
+            let rule = Arc::new(rule.clone());
+            for e in &rule.equipment {
+                let unit = engine.unit(e);
+                unit.keeps_values = true;
+                unit.conditions.push(ConditionPoint::expr(rule.clone(), e));
+            }
+        }
+        if let Some(fill) = &rules.fill {
+            let fill = Arc::new(fill.clone());
+            let registry: Arc<HashMap<_, _>> = Arc::new(
+                rules
+                    .cylinders
+                    .iter()
+                    .map(|c| (c.code.clone(), c.clone()))
+                    .collect(),
+            );
+            for e in &fill.equipment {
+                engine.unit(e).fill = Some(FillStation::new(fill.clone(), registry.clone(), e));
+            }
+        }
+        engine
+    }
+
+    fn unit(&mut self, equipment: &str) -> &mut Unit {
+        let index = match self.by_equipment.get(equipment) {
+            Some(&i) => i,
+            None => {
+                self.units.push(Unit::new(equipment));
+                self.by_equipment
+                    .insert(equipment.to_owned(), self.units.len() - 1);
+                self.units.len() - 1
+            }
+        };
+        &mut self.units[index]
+    }
+
+    fn add_threshold(&mut self, rule: &ThresholdRule) {
+        for equipment in &rule.equipment {
+            for level in &rule.levels {
+                let point = ThresholdPoint::new(rule, level, equipment);
+                self.unit(equipment)
+                    .thresholds
+                    .push((rule.metric.clone(), point));
+            }
         }
     }
 
-    /// Evaluates every rule that reads this reading's metric. Bad and stale readings are not
-    /// evaluated: a threshold decision needs a trustworthy value.
+    /// Evaluates one reading. Bad and stale readings are not evaluated: a decision needs a
+    /// trustworthy value.
     pub fn on_reading(&mut self, reading: &Reading, events: &mut Vec<AlarmEvent>) {
+        self.on_readings(std::slice::from_ref(reading), events);
+    }
+
+    /// Evaluates a batch of readings, then every snapshot the batch completed.
+    pub fn on_readings(&mut self, readings: &[Reading], events: &mut Vec<AlarmEvent>) {
+        for reading in readings {
+            self.apply(reading, events);
+        }
+        for index in std::mem::take(&mut self.dirty) {
+            self.settle(index, events);
+        }
+    }
+
+    fn apply(&mut self, reading: &Reading, events: &mut Vec<AlarmEvent>) {
         if reading.quality != Quality::Good {
             return;
         }
-        let Some(value) = reading.value.as_f64() else {
+        let Some(&index) = self.by_equipment.get(reading.equipment.as_str()) else {
             return;
         };
-        // Looking up with borrowed strings would need a custom key type; the clone is cheap next
-        // to the encode and network work every reading costs anyway.
-        let key = (reading.equipment.clone(), reading.metric.clone());
-        let Some(indexes) = self.by_input.get(&key) else {
+        if self.units[index].dirty && self.units[index].snapshot.is_some_and(|s| reading.time > s) {
+            self.settle(index, events);
+        }
+        let gateway = self.gateway.as_str();
+        let unit = &mut self.units[index];
+        let time = reading.time;
+        let metric = reading.metric.as_str();
+        let mut n = 0u64;
+        if let Some(value) = reading.value.as_f64().filter(|v| v.is_finite()) {
+            for (m, point) in &mut unit.thresholds {
+                if m == metric {
+                    point.on_value(gateway, value, reading.unit.as_deref(), time, &mut self.raw);
+                    n += 1;
+                }
+            }
+            for point in &mut unit.rates {
+                if point.metric() == metric {
+                    point.on_value(gateway, value, time, &mut self.raw);
+                    n += 1;
+                }
+            }
+        }
+        for point in &mut unit.stale {
+            if point.watches(metric) {
+                point.on_reading(gateway, time, &mut self.raw);
+                n += 1;
+            }
+        }
+        let late = unit.snapshot.is_some_and(|s| time < s);
+        if unit.has_snapshot_rules() && !late {
+            if unit.snapshot != Some(time) {
+                // The previous state held until now: let delays that ran out meanwhile act.
+                if let Some(elevator) = &mut unit.elevator {
+                    elevator.expire(gateway, time, &mut self.raw);
+                }
+                for c in &mut unit.conditions {
+                    c.expire(gateway, &unit.values, time, &mut self.raw);
+                }
+            }
+            let mut used = false;
+            if let Some(elevator) = &mut unit.elevator {
+                if elevator.reads(metric) {
+                    elevator.apply(metric, &reading.value, time);
+                    used = true;
+                }
+            }
+            if let Some(fill) = &mut unit.fill {
+                fill.apply(metric, &reading.value);
+                used = true;
+            }
+            if unit.keeps_values {
+                match unit.values.get_mut(metric) {
+                    Some(v) => v.clone_from(&reading.value),
+                    None => {
+                        unit.values.insert(metric.to_owned(), reading.value.clone());
+                    }
+                }
+                used = true;
+            }
+            if used {
+                n += 1;
+                unit.snapshot = Some(time);
+                if !unit.dirty {
+                    unit.dirty = true;
+                    self.dirty.push(index);
+                }
+            }
+        }
+        self.evaluations += n;
+        self.pass(events);
+    }
+
+    /// Evaluates the collected snapshot of one unit.
+    fn settle(&mut self, index: usize, events: &mut Vec<AlarmEvent>) {
+        let gateway = self.gateway.as_str();
+        let unit = &mut self.units[index];
+        if !unit.dirty {
+            return;
+        }
+        unit.dirty = false;
+        let Some(time) = unit.snapshot else {
             return;
         };
-        for &i in indexes {
-            self.points[i].on_value(
-                &self.gateway,
-                value,
-                reading.unit.as_deref(),
-                reading.time,
-                events,
-            );
+        if let Some(elevator) = &mut unit.elevator {
+            let suppressed = elevator.suppressed();
+            if suppressed != unit.elevator_suppressed {
+                unit.elevator_suppressed = suppressed;
+                let reason = if suppressed {
+                    "elevator in inspection or out of service"
+                } else {
+                    "elevator back in service"
+                };
+                self.lifecycle.set_suppressed(
+                    &unit.equipment,
+                    elevator.rule_id(),
+                    suppressed,
+                    reason,
+                    time,
+                    events,
+                );
+            }
+            elevator.settle(gateway, time, &mut self.raw);
+        }
+        for c in &mut unit.conditions {
+            c.settle(gateway, &unit.values, time, &mut self.raw);
+        }
+        if let Some(fill) = &mut unit.fill {
+            fill.settle(gateway, time, &mut self.raw, &mut self.fills);
+        }
+        self.pass(events);
+    }
+
+    /// Hands the rules' raises and clears to the lifecycle.
+    fn pass(&mut self, events: &mut Vec<AlarmEvent>) {
+        for event in self.raw.drain(..) {
+            self.lifecycle.on_condition(event, events);
         }
     }
 
-    /// Lets delays expire without a new reading.
+    /// Lets delays and shelves expire without a new reading.
     pub fn tick(&mut self, now: DateTime<Utc>, events: &mut Vec<AlarmEvent>) {
-        for point in &mut self.points {
-            point.on_tick(&self.gateway, now, events);
+        for index in std::mem::take(&mut self.dirty) {
+            self.settle(index, events);
         }
+        let gateway = self.gateway.as_str();
+        for unit in &mut self.units {
+            for (_, point) in &mut unit.thresholds {
+                point.on_tick(gateway, now, &mut self.raw);
+            }
+            if let Some(elevator) = &mut unit.elevator {
+                elevator.expire(gateway, now, &mut self.raw);
+            }
+            for c in &mut unit.conditions {
+                c.expire(gateway, &unit.values, now, &mut self.raw);
+            }
+            for point in &mut unit.stale {
+                point.on_tick(gateway, now, &mut self.raw);
+            }
+            for event in self.raw.drain(..) {
+                self.lifecycle.on_condition(event, events);
+            }
+        }
+        self.lifecycle.tick(now, events);
     }
 
+    /// Acknowledges an alarm (ISA-18.2: unack → ack, or returned-unack → normal).
+    pub fn acknowledge(
+        &mut self,
+        equipment: &str,
+        rule: &str,
+        user: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+        events: &mut Vec<AlarmEvent>,
+    ) -> Result<(), LifecycleError> {
+        self.lifecycle
+            .acknowledge(equipment, rule, user, comment, now, events)
+    }
+
+    /// Shelves an alarm for `duration`; returns when the shelf ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn shelve(
+        &mut self,
+        equipment: &str,
+        rule: &str,
+        duration: Duration,
+        user: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+        events: &mut Vec<AlarmEvent>,
+    ) -> Result<DateTime<Utc>, LifecycleError> {
+        self.lifecycle
+            .shelve(equipment, rule, duration, user, comment, now, events)
+    }
+
+    pub fn unshelve(
+        &mut self,
+        equipment: &str,
+        rule: &str,
+        user: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+        events: &mut Vec<AlarmEvent>,
+    ) -> Result<(), LifecycleError> {
+        self.lifecycle
+            .unshelve(equipment, rule, user, comment, now, events)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_out_of_service(
+        &mut self,
+        equipment: &str,
+        rule: &str,
+        out_of_service: bool,
+        user: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+        events: &mut Vec<AlarmEvent>,
+    ) -> Result<(), LifecycleError> {
+        self.lifecycle.set_out_of_service(
+            equipment,
+            rule,
+            out_of_service,
+            user,
+            comment,
+            now,
+            events,
+        )
+    }
+
+    /// Every alarm that is not normal.
     pub fn active(&self) -> Vec<ActiveAlarm> {
-        self.points
-            .iter()
-            .filter_map(ThresholdPoint::active)
-            .collect()
+        self.lifecycle.active()
+    }
+
+    pub fn state(&self, equipment: &str, rule: &str) -> Option<AlarmState> {
+        self.lifecycle.state(equipment, rule)
+    }
+
+    /// Whether an alarm is open on the incident stream (raised, not yet cleared).
+    pub fn is_open(&self, equipment: &str, rule: &str) -> bool {
+        self.lifecycle.is_open(equipment, rule)
+    }
+
+    pub fn stats(&self) -> AlarmStats {
+        self.lifecycle.stats()
+    }
+
+    /// The fill records checked since the last call, accepted and refused.
+    pub fn take_fills(&mut self) -> Vec<FillRecord> {
+        std::mem::take(&mut self.fills)
+    }
+
+    /// Rule evaluations so far: one per rule point a reading reached.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
     }
 }
 

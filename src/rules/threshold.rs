@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::ActiveAlarm;
 use crate::config::{Level, ThresholdRule};
 use crate::model::{AlarmEvent, Severity, Transition};
 
@@ -195,29 +194,12 @@ impl ThresholdPoint {
                 self.level.kind.as_str(),
                 self.level.limit
             ),
-            Transition::Clear => format!(
+            _ => format!(
                 "{} back to {value}{unit}, inside {} limit {}{unit} and its deadband",
                 self.equipment,
                 self.level.kind.as_str(),
                 self.level.limit
             ),
         }
-    }
-
-    pub fn active(&self) -> Option<ActiveAlarm> {
-        let (since, value) = match self.state {
-            State::Active { since, value } => (since, value),
-            State::Clearing { raised, value, .. } => (raised, value),
-            State::Normal | State::Raising { .. } => return None,
-        };
-        Some(ActiveAlarm {
-            equipment: self.equipment.clone(),
-            rule: self.rule.clone(),
-            severity: self.severity(),
-            since,
-            value: Some(value),
-            limit: Some(self.level.limit),
-            message: self.message(Transition::Raise, value),
-        })
     }
 }

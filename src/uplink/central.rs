@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::{Broker, CentralUplink};
 use crate::metrics::Metrics;
-use crate::model::{GatewayState, GatewayStatus, Incident};
+use crate::model::{GatewayRegistry, GatewayState, GatewayStatus, Incident};
 use crate::outbox::Lane;
 
 /// How many incidents are published before waiting for their PUBACKs.
@@ -64,6 +64,8 @@ pub struct CentralPublisher {
     config: CentralUplink,
     gateway: String,
     site: String,
+    /// The serialized [`GatewayRegistry`].
+    registry: Vec<u8>,
     client: AsyncClient,
     tracker: Arc<Mutex<Tracker>>,
     acked: Arc<Notify>,
@@ -71,7 +73,10 @@ pub struct CentralPublisher {
 
 impl CentralPublisher {
     /// Connects lazily: the event loop returned must be driven by [`drive_event_loop`].
-    pub fn new(config: CentralUplink, gateway: &str, site: &str) -> (Self, EventLoop) {
+    /// `registry` is published retained on every connection, beside the online status.
+    pub fn new(config: CentralUplink, registry: GatewayRegistry) -> (Self, EventLoop) {
+        let gateway = registry.gateway.as_str();
+        let site = registry.site.id.as_str();
         let mut options = mqtt_options(&config.broker);
         let offline = serde_json::to_vec(&GatewayStatus {
             gateway: gateway.to_owned(),
@@ -91,6 +96,7 @@ impl CentralPublisher {
             config,
             gateway: gateway.to_owned(),
             site: site.to_owned(),
+            registry: serde_json::to_vec(&registry).expect("registry serializes"),
             client,
             tracker: Arc::new(Mutex::new(Tracker::default())),
             acked: Arc::new(Notify::new()),
@@ -137,7 +143,17 @@ impl CentralPublisher {
         flush: CancellationToken,
         hard_stop: CancellationToken,
     ) {
-        let online = self.status_payload(GatewayState::Online);
+        // Said again on every connection: the broker may have lost its retained messages.
+        let on_connect = vec![
+            (
+                self.config.registry_topic(&self.gateway),
+                self.registry.clone(),
+            ),
+            (
+                self.config.status_topic(&self.gateway),
+                self.status_payload(GatewayState::Online),
+            ),
+        ];
         let driver = tokio::spawn(drive_event_loop(
             event_loop,
             self.client.clone(),
@@ -146,8 +162,7 @@ impl CentralPublisher {
             self.acked.clone(),
             metrics.clone(),
             connected,
-            online,
-            self.config.status_topic(&self.gateway),
+            on_connect,
             hard_stop.clone(),
         ));
         let topic = self.config.incidents_topic(&self.gateway);
@@ -227,8 +242,7 @@ async fn drive_event_loop(
     acked: Arc<Notify>,
     metrics: Arc<Metrics>,
     connected: Arc<AtomicBool>,
-    online_payload: Vec<u8>,
-    status_topic: String,
+    on_connect: Vec<(String, Vec<u8>)>,
     hard_stop: CancellationToken,
 ) {
     let mut backoff = Backoff::new(config.broker.reconnect_min, config.broker.reconnect_max);
@@ -244,16 +258,13 @@ async fn drive_event_loop(
                 backoff.reset();
                 tracing::info!(broker = %config.broker.host, port = config.broker.port, "central uplink connected");
                 let mut t = tracker.lock().expect("tracker lock");
-                if client
-                    .try_publish(
-                        &status_topic,
-                        QoS::AtLeastOnce,
-                        true,
-                        online_payload.clone(),
-                    )
-                    .is_ok()
-                {
-                    t.queued.push_back(Tag::Status);
+                for (topic, payload) in &on_connect {
+                    if client
+                        .try_publish(topic, QoS::AtLeastOnce, true, payload.clone())
+                        .is_ok()
+                    {
+                        t.queued.push_back(Tag::Status);
+                    }
                 }
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {

@@ -3,3 +3,4 @@
 
 pub mod central;
 pub mod influx;
+pub mod linefile;

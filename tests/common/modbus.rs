@@ -8,12 +8,17 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use seguard::model::Value;
+use serde_json::json;
 
 /// The Debian pymodbus works only with the system interpreter.
 const PYTHON: &str = "/usr/bin/python3";
@@ -351,3 +356,196 @@ pub fn is_online(r: &seguard::model::Reading, equipment: &str, online: bool) -> 
         && r.metric.starts_with("device_online")
         && r.value == seguard::model::Value::Bool(online)
 }
+
+pub const ORDERS: [&str; 4] = ["ABCD", "CDAB", "BADC", "DCBA"];
+
+/// A profile with one register per type and order (every number type in all four orders, bits,
+/// scale and offset, text with both paddings, labels, coils, discrete inputs), the pymodbus spec
+/// that fills them, and the value each metric must arrive as. Shared by the poller tests and the
+/// whole-pipeline test.
+pub struct AllTypes {
+    /// Profile text: one register entry per metric.
+    pub profile: String,
+    /// The pymodbus spec (unit 1) that fills those registers.
+    pub spec: serde_json::Value,
+    /// The value each metric must arrive as.
+    pub expected: BTreeMap<String, Value>,
+}
+
+pub fn all_types() -> AllTypes {
+    let mut profile = String::from("description = \"every type and order\"\n");
+    let mut holding: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    let mut input: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    let mut expected = BTreeMap::new();
+    let register = |profile: &mut String,
+                    metric: &str,
+                    table: &str,
+                    address: u16,
+                    ty: &str,
+                    extra: &str| {
+        let _ = write!(
+            profile,
+            "\n[[register]]\nmetric = \"{metric}\"\ntable = \"{table}\"\naddress = {address}\ntype = \"{ty}\"\n{extra}"
+        );
+    };
+
+    let numbers: Vec<(&str, Vec<u8>, f64)> = vec![
+        ("u16", 51234u16.to_be_bytes().to_vec(), 51234.0),
+        ("i16", (-1234i16).to_be_bytes().to_vec(), -1234.0),
+        (
+            "u32",
+            3_000_000_000u32.to_be_bytes().to_vec(),
+            3_000_000_000.0,
+        ),
+        ("i32", (-123_456i32).to_be_bytes().to_vec(), -123_456.0),
+        (
+            "u64",
+            0x0123_4567_89AB_CDEFu64.to_be_bytes().to_vec(),
+            0x0123_4567_89AB_CDEFu64 as f64,
+        ),
+        (
+            "i64",
+            (-9_876_543_210i64).to_be_bytes().to_vec(),
+            -9_876_543_210.0,
+        ),
+        (
+            "f32",
+            123.456f32.to_be_bytes().to_vec(),
+            f64::from(123.456f32),
+        ),
+        (
+            "f64",
+            (-1234.5678e-9f64).to_be_bytes().to_vec(),
+            -1234.5678e-9,
+        ),
+    ];
+    let mut address = 0u16;
+    for order in ORDERS {
+        for (ty, be, value) in &numbers {
+            let metric = format!("{ty}_{order}");
+            register(
+                &mut profile,
+                &metric,
+                "holding",
+                address,
+                ty,
+                &format!("order = \"{order}\"\n"),
+            );
+            let w = words(be, order);
+            holding.insert(address.to_string(), w.clone());
+            address += w.len() as u16;
+            expected.insert(metric, Value::Number(*value));
+        }
+    }
+
+    // Bits of one register: 0xA005 has bits 0, 2, 13 and 15 set.
+    holding.insert("200".into(), vec![0xA005]);
+    holding.insert("201".into(), vec![0xA005]);
+    for (metric, address, bit, order, value) in [
+        ("bit0", 200, 0, "ABCD", true),
+        ("bit1", 200, 1, "ABCD", false),
+        ("bit15", 200, 15, "ABCD", true),
+        // Byte-swapped, the wire word 0xA005 is the value 0x05A0.
+        ("bit0_swapped", 201, 0, "BADC", false),
+        ("bit8_swapped", 201, 8, "BADC", true),
+    ] {
+        register(
+            &mut profile,
+            metric,
+            "holding",
+            address,
+            "bit",
+            &format!("bit = {bit}\norder = \"{order}\"\n"),
+        );
+        expected.insert(metric.to_owned(), Value::Bool(value));
+    }
+
+    // Scale and offset: -400 * 0.1 + 2 = -38.
+    input.insert("0".into(), words(&(-400i16).to_be_bytes(), "ABCD"));
+    register(
+        &mut profile,
+        "scaled",
+        "input",
+        0,
+        "i16",
+        "scale = 0.1\noffset = 2.0\nunit = \"°C\"\n",
+    );
+    expected.insert("scaled".into(), Value::Number(-400.0 * 0.1 + 2.0));
+
+    // Text: NUL padding, high byte first; space padding, low byte first.
+    let mut code = b"CY-2024-000123".to_vec();
+    code.resize(20, 0);
+    input.insert("10".into(), words(&code, "ABCD"));
+    register(
+        &mut profile,
+        "cylinder_code",
+        "input",
+        10,
+        "string",
+        "registers = 10\n",
+    );
+    expected.insert("cylinder_code".into(), Value::Text("CY-2024-000123".into()));
+    input.insert("20".into(), words(b"B2  ", "BADC"));
+    register(
+        &mut profile,
+        "floor",
+        "input",
+        20,
+        "string",
+        "registers = 2\norder = \"BADC\"\n",
+    );
+    expected.insert("floor".into(), Value::Text("B2".into()));
+
+    // A code with labels.
+    input.insert("30".into(), vec![2]);
+    register(
+        &mut profile,
+        "direction",
+        "input",
+        30,
+        "u16",
+        "values = { \"0\" = \"none\", \"1\" = \"up\", \"2\" = \"down\" }\n",
+    );
+    expected.insert("direction".into(), Value::Text("down".into()));
+
+    // Coils and discrete inputs.
+    for (metric, table, address, value) in [
+        ("coil0", "coil", 0, true),
+        ("coil1", "coil", 1, false),
+        ("coil5", "coil", 5, true),
+        ("di3", "discrete_input", 3, true),
+    ] {
+        register(&mut profile, metric, table, address, "bool", "");
+        expected.insert(metric.to_owned(), Value::Bool(value));
+    }
+    let spec = json!({"slaves": {"1": {
+        "holding": holding,
+        "input": input,
+        "coil": {"0": [true, false, false, false, false, true]},
+        "discrete_input": {"3": [true]},
+    }}});
+    AllTypes {
+        profile,
+        spec,
+        expected,
+    }
+}
+
+/// Three u16 registers: `a` and `b` in holding 0 and 1, `c` in input 0.
+pub const SMALL_PROFILE: &str = r#"
+[[register]]
+metric = "a"
+table = "holding"
+address = 0
+type = "u16"
+[[register]]
+metric = "b"
+table = "holding"
+address = 1
+type = "u16"
+[[register]]
+metric = "c"
+table = "input"
+address = 0
+type = "u16"
+"#;

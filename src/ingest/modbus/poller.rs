@@ -619,7 +619,7 @@ impl Line {
         for (i, slave) in self.slaves.iter().enumerate() {
             for g in 0..slave.next_due.len() {
                 let due = slave.due(g);
-                if best.map_or(true, |(_, _, b)| due < b) {
+                if best.is_none_or(|(_, _, b)| due < b) {
                     best = Some((i, g, due));
                 }
             }

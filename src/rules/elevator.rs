@@ -1,0 +1,690 @@
+//! Elevators: one canonical fault enum with the two numberings mapped onto it, and the
+//! per-elevator state machine that raises fault, trapped-passenger, door-open-while-running and
+//! power-cut alarms.
+//!
+//! Trapped passenger (`domain.md`): the car stopped, doors closed and locked, occupied and in
+//! normal service, continuously for the trapped delay (per elevator; default 60 s at a landing,
+//! 30 s outside the door zone, which is the more severe case, 非平层关人). The alarm button
+//! (event 90, or an `alarm_button` metric) and a terminal's own trapped code raise it at once
+//! while the car is occupied and stopped. It ends when the doors open at a landing or the car
+//! is empty. There is one trapped alarm per elevator, whatever raised it.
+//!
+//! Readings with one timestamp form one snapshot of the car and are evaluated together, so a
+//! message saying "stopped, doors open" never looks like "running, doors open" half-way.
+//! A service mode never reported counts as normal; an occupancy never reported counts as empty
+//! (without a sensor, only the button and the terminal raise a trapped alarm).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{ElevatorRule, FaultNumbering};
+use crate::model::{AlarmEvent, Severity, Transition, Value};
+
+use super::debounce::to_chrono;
+
+/// Service modes as the `service_mode` metric names them.
+pub const SERVICE_MODES: [&str; 8] = [
+    "normal",
+    "out_of_service",
+    "inspection",
+    "fire_return",
+    "firefighter",
+    "emergency_power",
+    "earthquake",
+    "unknown",
+];
+
+/// A speed at or below this (m/s) counts as stopped when `car_status` is not reported.
+const STOPPED_SPEED_M_S: f64 = 0.05;
+
+/// Every fault seguard knows, whatever numbering the terminal uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ElevatorFault {
+    SafetyCircuit,
+    DoorCloseFault,
+    DoorOpenFault,
+    StoppedOutsideUnlockingZone,
+    UnintendedMovement,
+    RunTimeLimiter,
+    FloorPositionLost,
+    RerunPrevention,
+    TopOvertravel,
+    BottomOvertravel,
+    Overspeed,
+    DoorOpenWhileRunning,
+    PowerCut,
+    LowBattery,
+    EscalatorSafetyCircuit,
+    EscalatorOverspeed,
+    NonCommandedReversal,
+    MissingStep,
+    RestartPrevention,
+}
+
+impl ElevatorFault {
+    /// The alarm name after the rule id, for example `lift.top_overtravel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SafetyCircuit => "safety_circuit",
+            Self::DoorCloseFault => "door_close_fault",
+            Self::DoorOpenFault => "door_open_fault",
+            Self::StoppedOutsideUnlockingZone => "stopped_outside_unlocking_zone",
+            Self::UnintendedMovement => "unintended_movement",
+            Self::RunTimeLimiter => "run_time_limiter",
+            Self::FloorPositionLost => "floor_position_lost",
+            Self::RerunPrevention => "rerun_prevention",
+            Self::TopOvertravel => "top_overtravel",
+            Self::BottomOvertravel => "bottom_overtravel",
+            Self::Overspeed => "overspeed",
+            Self::DoorOpenWhileRunning => "door_open_while_running",
+            Self::PowerCut => "power_cut",
+            Self::LowBattery => "low_battery",
+            Self::EscalatorSafetyCircuit => "escalator_safety_circuit",
+            Self::EscalatorOverspeed => "escalator_overspeed",
+            Self::NonCommandedReversal => "non_commanded_reversal",
+            Self::MissingStep => "missing_step",
+            Self::RestartPrevention => "restart_prevention",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::UnintendedMovement
+            | Self::TopOvertravel
+            | Self::BottomOvertravel
+            | Self::Overspeed
+            | Self::DoorOpenWhileRunning
+            | Self::SafetyCircuit
+            | Self::EscalatorOverspeed
+            | Self::NonCommandedReversal
+            | Self::MissingStep => Severity::Critical,
+            Self::StoppedOutsideUnlockingZone
+            | Self::RunTimeLimiter
+            | Self::PowerCut
+            | Self::EscalatorSafetyCircuit => Severity::High,
+            Self::DoorCloseFault
+            | Self::DoorOpenFault
+            | Self::FloorPositionLost
+            | Self::RerunPrevention
+            | Self::RestartPrevention => Severity::Medium,
+            Self::LowBattery => Severity::Low,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::SafetyCircuit => "safety circuit open while running",
+            Self::DoorCloseFault => "door-close fault",
+            Self::DoorOpenFault => "door-open fault",
+            Self::StoppedOutsideUnlockingZone => {
+                "car stopped outside the unlocking zone (非平层停梯)"
+            }
+            Self::UnintendedMovement => "unintended car movement (开门走车)",
+            Self::RunTimeLimiter => "motor run-time limiter tripped",
+            Self::FloorPositionLost => "floor position lost",
+            Self::RerunPrevention => "re-run prevention active",
+            Self::TopOvertravel => "top overtravel (冲顶)",
+            Self::BottomOvertravel => "bottom overtravel (蹲底)",
+            Self::Overspeed => "overspeed",
+            Self::DoorOpenWhileRunning => "door open while running",
+            Self::PowerCut => "main power cut",
+            Self::LowBattery => "low battery",
+            Self::EscalatorSafetyCircuit => "escalator safety circuit open",
+            Self::EscalatorOverspeed => "escalator overspeed",
+            Self::NonCommandedReversal => "escalator non-commanded reversal",
+            Self::MissingStep => "escalator missing step",
+            Self::RestartPrevention => "escalator restart prevention",
+        }
+    }
+}
+
+/// Events of the GB/T 24476 model that are not faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElevatorEvent {
+    BackToNormal,
+    MainPowerOff,
+    /// The terminal changes the service mode (42-47).
+    ServiceMode(&'static str),
+    AlarmButton,
+    /// The terminal decided on its own that a passenger is trapped (93, or 38656 type 11).
+    Trapped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Fault(ElevatorFault),
+    Event(ElevatorEvent),
+}
+
+/// Maps a reported code to the canonical enum. Code 0 means "no fault" in both numberings.
+pub fn decode(numbering: FaultNumbering, code: i64) -> Option<Code> {
+    use Code::{Event, Fault};
+    use ElevatorEvent as E;
+    use ElevatorFault as F;
+    Some(match (numbering, code) {
+        (_, 0) => Event(E::BackToNormal),
+        (FaultNumbering::Gbt24476, c) => match c {
+            1 => Fault(F::SafetyCircuit),
+            2 => Fault(F::DoorCloseFault),
+            3 => Fault(F::DoorOpenFault),
+            4 => Fault(F::StoppedOutsideUnlockingZone),
+            5 => Fault(F::UnintendedMovement),
+            6 => Fault(F::RunTimeLimiter),
+            7 => Fault(F::FloorPositionLost),
+            8 => Fault(F::RerunPrevention),
+            40 => Event(E::BackToNormal),
+            41 => Event(E::MainPowerOff),
+            42 => Event(E::ServiceMode("out_of_service")),
+            43 => Event(E::ServiceMode("inspection")),
+            44 => Event(E::ServiceMode("fire_return")),
+            45 => Event(E::ServiceMode("firefighter")),
+            46 => Event(E::ServiceMode("emergency_power")),
+            47 => Event(E::ServiceMode("earthquake")),
+            90 => Event(E::AlarmButton),
+            91 => Fault(F::BottomOvertravel),
+            92 => Fault(F::TopOvertravel),
+            93 => Event(E::Trapped),
+            _ => return None,
+        },
+        (FaultNumbering::Gbt38656, c) => match c {
+            1 => Fault(F::SafetyCircuit),
+            2 => Fault(F::DoorCloseFault),
+            3 => Fault(F::DoorOpenFault),
+            4 => Fault(F::StoppedOutsideUnlockingZone),
+            5 => Fault(F::UnintendedMovement),
+            6 => Fault(F::RunTimeLimiter),
+            7 => Fault(F::FloorPositionLost),
+            8 => Fault(F::RerunPrevention),
+            9 => Fault(F::TopOvertravel),
+            10 => Fault(F::BottomOvertravel),
+            11 => Event(E::Trapped),
+            61 => Fault(F::EscalatorSafetyCircuit),
+            62 => Fault(F::EscalatorOverspeed),
+            63 => Fault(F::NonCommandedReversal),
+            64 => Fault(F::MissingStep),
+            65 => Fault(F::RestartPrevention),
+            _ => return None,
+        },
+    })
+}
+
+#[derive(Debug, Clone)]
+struct Trapped {
+    severity: Severity,
+}
+
+/// One elevator's state, fed metric by metric and evaluated per snapshot.
+#[derive(Debug, Clone)]
+pub struct ElevatorUnit {
+    rule: Arc<ElevatorRule>,
+    equipment: String,
+    stopped: Option<bool>,
+    stopped_since: Option<DateTime<Utc>>,
+    speed: Option<f64>,
+    door_zone: Option<bool>,
+    floor: Option<String>,
+    closed_locked: Option<bool>,
+    occupied: Option<bool>,
+    mode: String,
+    power_metric_cut: bool,
+    /// Faults raised by codes, cleared by the back-to-normal event.
+    code_faults: BTreeSet<ElevatorFault>,
+    unknown_code: Option<i64>,
+    /// Set by the button or a terminal trapped code in the current snapshot.
+    trigger: Option<&'static str>,
+    candidate_since: Option<DateTime<Utc>>,
+    trapped: Option<Trapped>,
+    /// The fault alarms raised now, with the unknown code as its own entry.
+    raised: BTreeSet<ElevatorFault>,
+    unknown_raised: Option<i64>,
+}
+
+impl ElevatorUnit {
+    pub fn new(rule: Arc<ElevatorRule>, equipment: &str) -> Self {
+        ElevatorUnit {
+            rule,
+            equipment: equipment.to_owned(),
+            stopped: None,
+            stopped_since: None,
+            speed: None,
+            door_zone: None,
+            floor: None,
+            closed_locked: None,
+            occupied: None,
+            mode: "normal".to_owned(),
+            power_metric_cut: false,
+            code_faults: BTreeSet::new(),
+            unknown_code: None,
+            trigger: None,
+            candidate_since: None,
+            trapped: None,
+            raised: BTreeSet::new(),
+            unknown_raised: None,
+        }
+    }
+
+    pub fn rule_id(&self) -> &str {
+        &self.rule.id
+    }
+
+    /// True while this elevator's alarms are suppressed by design (inspection, out of service).
+    pub fn suppressed(&self) -> bool {
+        self.rule.suppress_in.contains(&self.mode)
+    }
+
+    /// Whether this unit reads `metric`.
+    pub fn reads(&self, metric: &str) -> bool {
+        let m = &self.rule.metrics;
+        [
+            &m.car_status,
+            &m.door_zone,
+            &m.floor,
+            &m.door_closed_locked,
+            &m.occupied,
+            &m.service_mode,
+            &m.speed,
+            &m.fault_code,
+            &m.alarm_button,
+            &m.power,
+        ]
+        .iter()
+        .any(|name| *name == metric)
+    }
+
+    /// Takes one metric of the snapshot at `time`.
+    pub fn apply(&mut self, metric: &str, value: &Value, time: DateTime<Utc>) {
+        let rule = self.rule.clone();
+        let m = &rule.metrics;
+        if metric == m.car_status {
+            if let Value::Text(s) = value {
+                match s.as_str() {
+                    "stopped" => self.set_stopped(true, time),
+                    "running" => self.set_stopped(false, time),
+                    _ => {}
+                }
+            }
+        } else if metric == m.speed {
+            // Only a fallback for the car state: an explicit car_status wins.
+            self.speed = value.as_f64();
+        } else if metric == m.door_zone {
+            self.door_zone = as_bool(value);
+        } else if metric == m.floor {
+            self.floor = match value {
+                Value::Text(s) => Some(s.clone()),
+                Value::Number(n) => Some(format!("{n}")),
+                Value::Bool(_) => None,
+            };
+        } else if metric == m.door_closed_locked {
+            self.closed_locked = as_bool(value);
+        } else if metric == m.occupied {
+            self.occupied = as_bool(value);
+        } else if metric == m.service_mode {
+            if let Value::Text(s) = value {
+                self.mode = if SERVICE_MODES.contains(&s.as_str()) {
+                    s.clone()
+                } else {
+                    "unknown".to_owned()
+                };
+            }
+        } else if metric == m.alarm_button {
+            if as_bool(value) == Some(true) {
+                self.trigger = Some("alarm_button");
+            }
+        } else if metric == m.power {
+            if let Value::Text(s) = value {
+                self.power_metric_cut = matches!(s.as_str(), "cut" | "battery" | "off");
+            }
+        } else if metric == m.fault_code {
+            if let Some(code) = value.as_f64().filter(|c| c.fract() == 0.0 && c.is_finite()) {
+                self.on_code(code as i64);
+            }
+        }
+    }
+
+    fn set_stopped(&mut self, stopped: bool, time: DateTime<Utc>) {
+        if stopped && self.stopped != Some(true) {
+            self.stopped_since = Some(time);
+        }
+        if !stopped {
+            self.stopped_since = None;
+        }
+        self.stopped = Some(stopped);
+    }
+
+    fn on_code(&mut self, code: i64) {
+        match decode(self.rule.numbering, code) {
+            Some(Code::Fault(fault)) => {
+                self.code_faults.insert(fault);
+            }
+            Some(Code::Event(ElevatorEvent::BackToNormal)) => {
+                self.code_faults.clear();
+                self.unknown_code = None;
+                if self.mode != "normal" && SERVICE_MODES[1..7].contains(&self.mode.as_str()) {
+                    self.mode = "normal".to_owned();
+                }
+            }
+            Some(Code::Event(ElevatorEvent::MainPowerOff)) => {
+                self.code_faults.insert(ElevatorFault::PowerCut);
+            }
+            Some(Code::Event(ElevatorEvent::ServiceMode(mode))) => self.mode = mode.to_owned(),
+            Some(Code::Event(ElevatorEvent::AlarmButton)) => self.trigger = Some("alarm_button"),
+            Some(Code::Event(ElevatorEvent::Trapped)) => self.trigger = Some("terminal"),
+            None => self.unknown_code = Some(code),
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        match self.stopped {
+            Some(s) => s,
+            None => self.speed.is_some_and(|v| v.abs() <= STOPPED_SPEED_M_S),
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        match self.stopped {
+            Some(s) => !s,
+            None => self.speed.is_some_and(|v| v.abs() > STOPPED_SPEED_M_S),
+        }
+    }
+
+    /// Doors open at a landing, or the car empty: nobody is trapped.
+    fn free(&self) -> bool {
+        (self.door_zone == Some(true) && self.closed_locked == Some(false))
+            || self.occupied != Some(true)
+    }
+
+    fn trapped_delay(&self) -> chrono::Duration {
+        if self.door_zone == Some(false) {
+            to_chrono(self.rule.trapped_delay_outside_zone)
+        } else {
+            to_chrono(self.rule.trapped_delay_at_landing)
+        }
+    }
+
+    fn alarm(&self, name: &str) -> String {
+        format!("{}.{name}", self.rule.id)
+    }
+
+    /// Lets the trapped delay run out by `now`: the alarm carries the instant it ended.
+    pub fn expire(&mut self, gateway: &str, now: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
+        if self.trapped.is_some() {
+            return;
+        }
+        if let Some(since) = self.candidate_since {
+            let at = since + self.trapped_delay();
+            if now >= at {
+                self.raise_trapped(gateway, at, "delay", out);
+            }
+        }
+    }
+
+    /// Evaluates the snapshot at `time`.
+    pub fn settle(&mut self, gateway: &str, time: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
+        self.settle_trapped(gateway, time, out);
+        self.settle_faults(gateway, time, out);
+    }
+
+    fn settle_trapped(&mut self, gateway: &str, time: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
+        let trigger = self.trigger.take();
+        if self.trapped.is_some() {
+            if self.free() {
+                let how = if self.occupied != Some(true) {
+                    "the car is empty"
+                } else {
+                    "the doors opened at a landing"
+                };
+                let severity = self.trapped.take().map_or(Severity::High, |t| t.severity);
+                self.candidate_since = None;
+                let mut details = self.trapped_details(time);
+                details.insert("cleared_because".into(), Value::Text(how.into()));
+                let message = format!("{}: trapped passenger released: {how}", self.equipment);
+                out.push(
+                    AlarmEvent::new(
+                        gateway,
+                        &self.equipment,
+                        &self.alarm("trapped"),
+                        severity,
+                        Transition::Clear,
+                        time,
+                        None,
+                        None,
+                        message,
+                    )
+                    .with_details(details),
+                );
+            }
+            return;
+        }
+        let candidate = self.is_stopped()
+            && self.closed_locked == Some(true)
+            && self.occupied == Some(true)
+            && self.mode == "normal";
+        if candidate {
+            self.candidate_since.get_or_insert(time);
+        } else {
+            self.candidate_since = None;
+        }
+        let at_once = match trigger {
+            Some("alarm_button") => {
+                self.occupied == Some(true) && !self.is_running() && !self.free()
+            }
+            Some(_) => !self.free(),
+            None => false,
+        };
+        if let (true, Some(how)) = (at_once, trigger) {
+            self.raise_trapped(gateway, time, how, out);
+        } else {
+            self.expire(gateway, time, out);
+        }
+    }
+
+    fn trapped_details(&self, time: DateTime<Utc>) -> BTreeMap<String, Value> {
+        let mut details = BTreeMap::new();
+        if let Some(floor) = &self.floor {
+            details.insert("floor".into(), Value::Text(floor.clone()));
+        }
+        if let Some(zone) = self.door_zone {
+            details.insert("door_zone".into(), Value::Bool(zone));
+        }
+        if let Some(since) = self.stopped_since {
+            details.insert("stopped_since".into(), Value::Text(since.to_rfc3339()));
+            let stopped = (time - since).num_milliseconds() as f64 / 1000.0;
+            details.insert("stopped_s".into(), Value::Number(stopped));
+        }
+        details
+    }
+
+    fn raise_trapped(
+        &mut self,
+        gateway: &str,
+        at: DateTime<Utc>,
+        trigger: &str,
+        out: &mut Vec<AlarmEvent>,
+    ) {
+        let outside = self.door_zone == Some(false);
+        let severity = if outside {
+            Severity::Critical
+        } else {
+            Severity::High
+        };
+        self.trapped = Some(Trapped { severity });
+        let mut details = self.trapped_details(at);
+        details.insert("trigger".into(), Value::Text(trigger.into()));
+        let place = if outside {
+            "outside the door zone (非平层关人)"
+        } else if self.door_zone == Some(true) {
+            "at a landing (平层关人)"
+        } else {
+            "with the door zone unknown"
+        };
+        let floor = self.floor.as_deref().unwrap_or("unknown");
+        let how = match trigger {
+            "alarm_button" => "alarm button pressed".to_owned(),
+            "terminal" => "reported by the terminal".to_owned(),
+            _ => format!(
+                "stopped with doors locked for {} s",
+                self.trapped_delay().num_seconds()
+            ),
+        };
+        let message = format!(
+            "{}: passenger trapped {place}, floor {floor}: {how}",
+            self.equipment
+        );
+        out.push(
+            AlarmEvent::new(
+                gateway,
+                &self.equipment,
+                &self.alarm("trapped"),
+                severity,
+                Transition::Raise,
+                at,
+                None,
+                None,
+                message,
+            )
+            .with_details(details),
+        );
+    }
+
+    fn settle_faults(&mut self, gateway: &str, time: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
+        let mut now_active = self.code_faults.clone();
+        if self.is_running() && self.closed_locked == Some(false) {
+            now_active.insert(ElevatorFault::DoorOpenWhileRunning);
+        }
+        if self.power_metric_cut {
+            now_active.insert(ElevatorFault::PowerCut);
+        }
+        for fault in self.raised.difference(&now_active) {
+            out.push(self.fault_event(gateway, *fault, Transition::Clear, time));
+        }
+        for fault in now_active.difference(&self.raised) {
+            out.push(self.fault_event(gateway, *fault, Transition::Raise, time));
+        }
+        self.raised = now_active;
+        if self.unknown_raised != self.unknown_code {
+            if let Some(code) = self.unknown_raised {
+                out.push(self.unknown_event(gateway, code, Transition::Clear, time));
+            }
+            if let Some(code) = self.unknown_code {
+                out.push(self.unknown_event(gateway, code, Transition::Raise, time));
+            }
+            self.unknown_raised = self.unknown_code;
+        }
+    }
+
+    fn fault_event(
+        &self,
+        gateway: &str,
+        fault: ElevatorFault,
+        transition: Transition,
+        time: DateTime<Utc>,
+    ) -> AlarmEvent {
+        let message = match transition {
+            Transition::Raise => format!("{}: {}", self.equipment, fault.describe()),
+            _ => format!("{}: {} ended", self.equipment, fault.describe()),
+        };
+        let mut details = BTreeMap::new();
+        if let Some(floor) = &self.floor {
+            details.insert("floor".into(), Value::Text(floor.clone()));
+        }
+        AlarmEvent::new(
+            gateway,
+            &self.equipment,
+            &self.alarm(fault.as_str()),
+            fault.severity(),
+            transition,
+            time,
+            None,
+            None,
+            message,
+        )
+        .with_details(details)
+    }
+
+    fn unknown_event(
+        &self,
+        gateway: &str,
+        code: i64,
+        transition: Transition,
+        time: DateTime<Utc>,
+    ) -> AlarmEvent {
+        let numbering = match self.rule.numbering {
+            FaultNumbering::Gbt24476 => "GB/T 24476",
+            FaultNumbering::Gbt38656 => "GB/T 38656",
+        };
+        let message = match transition {
+            Transition::Raise => format!(
+                "{}: fault code {code} is not a known {numbering} code",
+                self.equipment
+            ),
+            _ => format!("{}: fault code {code} ended", self.equipment),
+        };
+        let details = BTreeMap::from([("code".to_owned(), Value::Number(code as f64))]);
+        AlarmEvent::new(
+            gateway,
+            &self.equipment,
+            &self.alarm("unknown_fault_code"),
+            Severity::Medium,
+            transition,
+            time,
+            None,
+            None,
+            message,
+        )
+        .with_details(details)
+    }
+}
+
+fn as_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) if *n == 0.0 => Some(false),
+        Value::Number(n) if *n == 1.0 => Some(true),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_numberings_map_to_the_same_faults() {
+        use FaultNumbering::*;
+        let pairs = [
+            (1, 1, ElevatorFault::SafetyCircuit),
+            (4, 4, ElevatorFault::StoppedOutsideUnlockingZone),
+            (5, 5, ElevatorFault::UnintendedMovement),
+            (92, 9, ElevatorFault::TopOvertravel),
+            (91, 10, ElevatorFault::BottomOvertravel),
+        ];
+        for (a, b, fault) in pairs {
+            assert_eq!(decode(Gbt24476, a), Some(Code::Fault(fault)), "24476 {a}");
+            assert_eq!(decode(Gbt38656, b), Some(Code::Fault(fault)), "38656 {b}");
+        }
+        assert_eq!(
+            decode(Gbt24476, 93),
+            Some(Code::Event(ElevatorEvent::Trapped))
+        );
+        assert_eq!(
+            decode(Gbt38656, 11),
+            Some(Code::Event(ElevatorEvent::Trapped))
+        );
+        assert_eq!(
+            decode(Gbt24476, 90),
+            Some(Code::Event(ElevatorEvent::AlarmButton))
+        );
+        assert_eq!(
+            decode(Gbt24476, 43),
+            Some(Code::Event(ElevatorEvent::ServiceMode("inspection")))
+        );
+        assert_eq!(
+            decode(Gbt38656, 64),
+            Some(Code::Fault(ElevatorFault::MissingStep))
+        );
+        assert_eq!(decode(Gbt38656, 40), None);
+        assert_eq!(decode(Gbt24476, 12), None);
+    }
+}
