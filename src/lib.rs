@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod backoff;
+pub mod central;
 pub mod config;
+pub mod demo;
 pub mod gateway;
 pub mod ingest;
 pub mod metrics;

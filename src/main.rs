@@ -22,6 +22,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything on this machine: broker, simulated fleet, gateway and central service.
+    Demo(DemoArgs),
     /// Run the edge gateway.
     Gateway {
         /// Site config file (TOML).
@@ -34,6 +36,12 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the regional central service: intake, store, dashboard, rescue dispatch.
+    Central {
+        /// Central config file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Check a config file and report every problem with file:line:column.
     Check {
         /// Config file to check.
@@ -41,9 +49,63 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Port of the embedded MQTT broker.
+    #[arg(long, default_value_t = 1883)]
+    mqtt_port: u16,
+    /// Port of the central service (dashboard, map, rescue page).
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+    /// Port of the gateway's API.
+    #[arg(long, default_value_t = 9180)]
+    gateway_port: u16,
+    /// Where the generated configs, the store and the telemetry files go.
+    #[arg(long, default_value = "seguard-demo")]
+    data_dir: PathBuf,
+    /// WGS-84 "lat,lon" the fleet is placed around.
+    #[arg(long, default_value = "31.2304,121.4737", value_parser = parse_center)]
+    center: (f64, f64),
+    /// How many elevators to simulate.
+    #[arg(long, default_value_t = 12)]
+    elevators: u32,
+    /// Seconds after start when a passenger gets trapped between floors.
+    #[arg(long, default_value_t = 20.0)]
+    trapped_after_s: f64,
+    /// An InfluxDB 1.x URL for the time series; without it they go to files in the data dir.
+    #[arg(long)]
+    influx_url: Option<String>,
+    /// The InfluxDB database, with --influx-url.
+    #[arg(long, default_value = "seguard")]
+    influx_db: String,
+}
+
+fn parse_center(text: &str) -> Result<(f64, f64), String> {
+    let (lat, lon) = text
+        .split_once(',')
+        .ok_or_else(|| "write the centre as lat,lon".to_owned())?;
+    let lat: f64 = lat
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{lat}` is not a latitude"))?;
+    let lon: f64 = lon
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{lon}` is not a longitude"))?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err("lat is -90..90 and lon -180..180".to_owned());
+    }
+    Ok((lat, lon))
+}
+
 fn init_logs(format: LogFormat) {
+    init_logs_with(format, "info");
+}
+
+/// `default_filter` applies unless RUST_LOG is set.
+fn init_logs_with(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -53,17 +115,51 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// What kind of config a file is, from its top-level tables: a fleet file has `elevators` or a
-/// `seed`; anything else is checked as a gateway config, so its errors speak of that format.
-fn is_fleet_file(text: &str) -> bool {
-    toml::from_str::<toml::Table>(text).is_ok_and(|t| {
-        !t.contains_key("gateway") && (t.contains_key("elevators") || t.contains_key("seed"))
-    })
+/// The kinds of config file `seguard check` knows.
+enum ConfigKind {
+    Gateway,
+    Central,
+    Fleet,
+}
+
+/// What kind of config a file is, from its top-level tables: a central config has `[central]`,
+/// a fleet file `elevators` or a `seed`; anything else is checked as a gateway config, so its
+/// errors speak of that format.
+fn config_kind(text: &str) -> ConfigKind {
+    match toml::from_str::<toml::Table>(text) {
+        Ok(t) if t.contains_key("central") => ConfigKind::Central,
+        Ok(t)
+            if !t.contains_key("gateway")
+                && (t.contains_key("elevators") || t.contains_key("seed")) =>
+        {
+            ConfigKind::Fleet
+        }
+        _ => ConfigKind::Gateway,
+    }
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    if is_fleet_file(&text) {
+    if let ConfigKind::Central = config_kind(&text) {
+        return match seguard::central::config::parse(&text, file) {
+            Ok(central) => {
+                println!(
+                    "{}: ok: central {}: {} gateways, {} rescue units, {} tokens",
+                    file.display(),
+                    central.instance,
+                    central.gateways.len(),
+                    central.rescue_units.len(),
+                    central.tokens.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let ConfigKind::Fleet = config_kind(&text) {
         return match seguard::sim::FleetConfig::parse(&text, file) {
             Ok(fleet) => {
                 println!(
@@ -101,6 +197,35 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Runs `task` on a fresh tokio runtime and turns its result into the exit code; `with_signal`
+/// hands the task a token that SIGINT/SIGTERM cancels.
+fn run<Fut, E>(what: &str, task: Fut) -> ExitCode
+where
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    match runtime.block_on(task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{what} failed");
+            eprintln!("seguard {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM. Call inside the runtime.
+fn stop_on_signal() -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        seguard::gateway::shutdown_signal().await;
+        on_signal.cancel();
+    });
+    stop
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -114,23 +239,31 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-            let result = runtime.block_on(async {
-                let stop = tokio_util::sync::CancellationToken::new();
-                let on_signal = stop.clone();
-                tokio::spawn(async move {
-                    seguard::gateway::shutdown_signal().await;
-                    on_signal.cancel();
-                });
-                seguard::sim::run(fleet, stop).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "sim failed");
-                    ExitCode::FAILURE
-                }
-            }
+            run("sim", async {
+                seguard::sim::run(fleet, stop_on_signal()).await
+            })
+        }
+        Command::Demo(args) => {
+            // The embedded broker logs harmless things (a bare TCP probe) at ERROR.
+            init_logs_with(cli.log_format, "info,rumqttd=off");
+            let loopback = std::net::Ipv4Addr::LOCALHOST;
+            let options = seguard::demo::DemoOptions {
+                mqtt: (loopback, args.mqtt_port).into(),
+                central_http: (loopback, args.http_port).into(),
+                gateway_http: (loopback, args.gateway_port).into(),
+                data_dir: args.data_dir,
+                center: args.center,
+                elevators: args.elevators.max(3),
+                trapped_after_s: args.trapped_after_s,
+                influx: args.influx_url.map(|url| (url, args.influx_db)),
+            };
+            run("demo", async {
+                seguard::demo::run(options, stop_on_signal()).await
+            })
+        }
+        Command::Central { config } => {
+            init_logs(cli.log_format);
+            run("central", seguard::central::run(&config))
         }
         Command::Gateway { config } => {
             init_logs(cli.log_format);
@@ -141,14 +274,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-            match runtime.block_on(seguard::gateway::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "gateway failed");
-                    ExitCode::FAILURE
-                }
-            }
+            run("gateway", seguard::gateway::run(config))
         }
     }
 }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+pub mod smtp;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

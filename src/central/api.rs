@@ -1,0 +1,512 @@
+//! The central HTTP API and pages: intake, the dashboard's data, acknowledgements, and the
+//! rescue page's steps. Every data route checks a role token (`Authorization: Bearer`), hashed
+//! with SHA-256 and compared with the hashes in the config; scopes: a rescue team sees only the
+//! dispatches that called its unit, an equipment unit only its own equipment and alarms.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{token_hash, CentralConfig, Role, TileCrs};
+use super::dispatch::Status;
+use super::intake::{self, Rejection};
+use super::store::{AlarmFilter, Store, StoreError};
+use super::{geo, now_ms, web, CentralMetrics};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<CentralConfig>,
+    pub store: Store,
+    pub metrics: Arc<CentralMetrics>,
+    pub mqtt_connected: Arc<AtomicBool>,
+    /// Wakes the notifier when an HTTP incident created a dispatch.
+    pub wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("missing or unknown token")]
+    Unauthorized,
+    #[error("this token may not {0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the store is unavailable; try again")]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, reason) = match &self {
+            ApiError::Rejected(r) => (r.status(), r.reason()),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store error in API");
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+        };
+        (
+            status,
+            Json(json!({ "error": self.to_string(), "reason": reason })),
+        )
+            .into_response()
+    }
+}
+
+/// Who is calling, from the bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    pub name: String,
+    pub unit: Option<String>,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let hash = token_hash(bearer(headers).ok_or(ApiError::Unauthorized)?);
+    config
+        .tokens
+        .iter()
+        .find(|t| t.sha256 == hash)
+        .map(|t| Caller {
+            role: t.role,
+            name: t.name.clone(),
+            unit: t.unit.clone(),
+        })
+        .ok_or(ApiError::Unauthorized)
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(web::MAP_HTML) }))
+        .route("/alarms", get(|| async { Html(web::ALARMS_HTML) }))
+        .route("/indicators", get(|| async { Html(web::INDICATORS_HTML) }))
+        .route("/rescue/{id}", get(|| async { Html(web::RESCUE_HTML) }))
+        .route("/assets/{*file}", get(asset))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/intake/incidents", post(intake_incident))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/map/config", get(map_config))
+        .route("/api/v1/map/district", get(map_district))
+        .route("/api/v1/equipment", get(equipment))
+        .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/alarms/{id}/ack", post(ack))
+        .route("/api/v1/alarms/{id}/timeline", get(timeline))
+        .route("/api/v1/indicators", get(indicators))
+        .route("/api/v1/dispatches", get(dispatches))
+        .route("/api/v1/dispatches/{id}", get(dispatch))
+        .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
+        .route("/api/v1/audit", get(audit))
+        .with_state(state)
+}
+
+/// Serves the router until `stop` fires; for tests on a real socket.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match web::asset(&file) {
+        Some((content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.event_count().await.is_ok();
+    let mqtt = state.mqtt_connected.load(Ordering::Relaxed);
+    let ready = store && mqtt;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "ready": ready, "checks": { "store": store, "mqtt": mqtt } })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    crate::metrics::openmetrics_response(state.metrics.render())
+}
+
+/// `POST /api/v1/intake/incidents` with the gateway's token. 201 when stored, 200 for a
+/// duplicate; 401, 413, 400, 422, 403 for the rejections, each counted.
+async fn intake_incident(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let reject = |r: Rejection| {
+        state
+            .metrics
+            .intake_rejected("http", r.reason(), &r.to_string());
+        ApiError::Rejected(r)
+    };
+    let sender = bearer(&headers)
+        .map(token_hash)
+        .and_then(|hash| {
+            state
+                .config
+                .gateways
+                .iter()
+                .find(|g| g.token_sha256 == hash)
+        })
+        .map(|g| g.id.clone())
+        .ok_or_else(|| reject(Rejection::Unauthorized))?;
+    let limit = state.config.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        reject(Rejection::Oversized {
+            size: limit + 1,
+            limit,
+        })
+    })?;
+    let incident = intake::decode(&state.config, &bytes, &sender).map_err(reject)?;
+    let started = std::time::Instant::now();
+    let outcome = state
+        .store
+        .ingest_incident(&state.config, &incident, "http", now_ms())
+        .await?;
+    if outcome.stored {
+        state
+            .metrics
+            .intake_stored("http", started.elapsed().as_secs_f64());
+    } else {
+        state.metrics.intake_duplicate("http");
+    }
+    if let Some(d) = &outcome.dispatch {
+        state.metrics.dispatch_created(d);
+        state.wake.notify_one();
+    }
+    let status = if outcome.stored {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "id": incident.id, "stored": outcome.stored, "duplicate": !outcome.stored, "dispatch": outcome.dispatch }))).into_response())
+}
+
+async fn whoami(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    Ok(Json(
+        json!({ "role": c.role.as_str(), "name": c.name, "unit": c.unit }),
+    ))
+}
+
+async fn map_config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let m = &state.config.map;
+    let center = match m.tile_crs {
+        TileCrs::Wgs84 => m.center,
+        TileCrs::Gcj02 => {
+            let (lat, lon) = geo::wgs84_to_gcj02(m.center[0], m.center[1]);
+            [lat, lon]
+        }
+    };
+    Json(json!({
+        "tile_url": m.tile_url,
+        "tile_crs": m.tile_crs,
+        "tile_attribution": m.tile_attribution,
+        "center": center,
+        "zoom": m.zoom,
+        "district": m.district_geojson.is_some(),
+    }))
+}
+
+async fn map_district(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let path = state
+        .config
+        .map
+        .district_geojson
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("district outline".into()))?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| ApiError::NotFound(format!("district outline ({e})")))?;
+    let mut value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ApiError::BadRequest(format!("district outline is not GeoJSON: {e}")))?;
+    if state.config.map.tile_crs == TileCrs::Gcj02 {
+        geo::geojson_to_gcj02(&mut value);
+    }
+    Ok(Json(value))
+}
+
+/// Equipment with its state and, for drawing, its position in the basemap's system.
+async fn equipment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    let unit = match c.role {
+        Role::Regulator => None,
+        Role::EquipmentUnit => c.unit.as_deref(),
+        _ => return Err(ApiError::Forbidden("list equipment")),
+    };
+    let today = chrono::Utc::now().date_naive();
+    let rows = state.store.equipment_states(unit, today).await?;
+    let crs = state.config.map.tile_crs;
+    let out: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|e| {
+            let display = match (e.lat, e.lon, crs) {
+                (Some(lat), Some(lon), TileCrs::Gcj02) => {
+                    let (a, b) = geo::wgs84_to_gcj02(lat, lon);
+                    Some([a, b])
+                }
+                (Some(lat), Some(lon), TileCrs::Wgs84) => Some([lat, lon]),
+                _ => None,
+            };
+            let mut v = serde_json::to_value(&e).expect("equipment serializes");
+            v["display"] = json!(display);
+            v
+        })
+        .collect();
+    Ok(Json(json!(out)))
+}
+
+async fn alarms(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filter): Query<AlarmFilter>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    let unit = match c.role {
+        Role::Regulator => None,
+        Role::EquipmentUnit => c.unit.as_deref(),
+        _ => return Err(ApiError::Forbidden("list alarms")),
+    };
+    Ok(Json(json!(state.store.alarms(&filter, unit).await?)))
+}
+
+#[derive(Deserialize)]
+struct AckBody {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<AckBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    let unit = state
+        .store
+        .alarm_unit(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("alarm {id}")))?;
+    let allowed = c.role == Role::Regulator
+        || (c.role == Role::EquipmentUnit && c.unit.as_deref() == Some(unit.as_str()));
+    if !allowed {
+        return Err(ApiError::Forbidden("acknowledge this alarm"));
+    }
+    if !state
+        .store
+        .ack_alarm(&id, &c.name, c.role.as_str(), &body.comment, now_ms())
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "alarm {id} is already acknowledged"
+        )));
+    }
+    Ok(Json(json!({ "acked": true, "by": c.name })))
+}
+
+async fn timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    let unit = state
+        .store
+        .alarm_unit(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("alarm {id}")))?;
+    if !(c.role == Role::Regulator
+        || (c.role == Role::EquipmentUnit && c.unit.as_deref() == Some(unit.as_str())))
+    {
+        return Err(ApiError::Forbidden("read this alarm"));
+    }
+    Ok(Json(json!(state.store.timeline(&id).await?)))
+}
+
+async fn indicators(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("read indicators"));
+    }
+    Ok(Json(state.store.indicators(&state.config, now_ms()).await?))
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("read the audit log"));
+    }
+    Ok(Json(json!(state.store.audit(500).await?)))
+}
+
+async fn dispatches(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    let unit = match c.role {
+        Role::Regulator => None,
+        Role::RescueTeam => c.unit.as_deref(),
+        _ => return Err(ApiError::Forbidden("list dispatches")),
+    };
+    Ok(Json(json!(state.store.dispatches(unit).await?)))
+}
+
+#[derive(Deserialize)]
+struct LinkToken {
+    t: Option<String>,
+}
+
+/// Who may see or act on a dispatch: the holder of its link token (sent to the called unit),
+/// a rescue team that was called for it, or (to read) a regulator.
+async fn dispatch_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    link: Option<&str>,
+    write: bool,
+) -> Result<Caller, ApiError> {
+    if let Some(t) = link {
+        let unit = state
+            .store
+            .dispatch_link_unit(id, t)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        return Ok(Caller {
+            role: Role::RescueTeam,
+            name: format!("{unit} (link)"),
+            unit: Some(unit),
+        });
+    }
+    let c = caller(&state.config, headers)?;
+    match c.role {
+        Role::Regulator if !write => Ok(c),
+        Role::RescueTeam => {
+            let unit = c.unit.clone().unwrap_or_default();
+            if state.store.dispatch_called(id, &unit).await? {
+                Ok(c)
+            } else {
+                Err(ApiError::Forbidden("see dispatches of another unit"))
+            }
+        }
+        _ => Err(ApiError::Forbidden("update this dispatch")),
+    }
+}
+
+async fn dispatch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(link): Query<LinkToken>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    dispatch_caller(&state, &headers, &id, link.t.as_deref(), false).await?;
+    let d = state
+        .store
+        .dispatch(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("dispatch {id}")))?;
+    Ok(Json(json!(d)))
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    status: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn dispatch_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(link): Query<LinkToken>,
+    Json(body): Json<StatusBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref(), true).await?;
+    let status = Status::parse(&body.status)
+        .filter(|s| *s != Status::Occurred)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown step `{}`: use responded, on_site, completed or false_alarm",
+                body.status
+            ))
+        })?;
+    match state
+        .store
+        .set_dispatch_status(
+            &state.config,
+            &id,
+            status,
+            &c.name,
+            c.role.as_str(),
+            &body.note,
+            now_ms(),
+        )
+        .await?
+    {
+        Ok(d) => Ok(Json(json!(d))),
+        Err(why) => Err(ApiError::Conflict(why)),
+    }
+}

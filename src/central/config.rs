@@ -1,0 +1,645 @@
+//! Central service configuration: the TOML as written (`Raw*` structs with
+//! `deny_unknown_fields`), then one validation step into [`CentralConfig`] that reports every
+//! problem at once with file, line and column. The commented example is
+//! `firmware-configs/central-example.toml`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{ConfigError, Located, Problem};
+
+/// Who a token belongs to; decides what its holder may see and do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees everything, acknowledges alarms.
+    Regulator,
+    /// Sees and updates only the dispatches sent to its unit.
+    RescueTeam,
+    /// Sees only the equipment of its using unit.
+    EquipmentUnit,
+    /// Posts incidents for one gateway.
+    Gateway,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Regulator => "regulator",
+            Role::RescueTeam => "rescue_team",
+            Role::EquipmentUnit => "equipment_unit",
+            Role::Gateway => "gateway",
+        }
+    }
+}
+
+/// Which coordinate system the basemap tiles are drawn in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum TileCrs {
+    #[serde(rename = "WGS-84")]
+    Wgs84,
+    #[serde(rename = "GCJ-02")]
+    Gcj02,
+}
+
+#[derive(Debug, Clone)]
+pub struct CentralConfig {
+    /// Unique per instance: the MQTT client id and the owner name of claimed rows derive from it.
+    pub instance: String,
+    pub http_listen: SocketAddr,
+    /// Base of the links sent to rescue teams.
+    pub public_url: String,
+    /// Larger HTTP intake bodies and MQTT payloads are rejected as `oversized`.
+    pub max_body_bytes: usize,
+    /// `sqlite://path` (the default, `sqlite://seguard-central.db`) or `postgres://...`.
+    pub store_url: String,
+    pub mqtt: Option<CentralMqtt>,
+    pub dispatch: DispatchSettings,
+    pub smtp: Option<Smtp>,
+    pub map: MapSettings,
+    pub gateways: Vec<GatewayEntry>,
+    pub rescue_units: Vec<RescueUnit>,
+    pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CentralMqtt {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+    /// Topic prefix the gateways publish under (`seguard/v1`).
+    pub prefix: String,
+    /// The shared-subscription group all central instances join.
+    pub share_group: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// An alarm whose rule id contains this text is a trapped-passenger incident.
+    pub trapped_rule_contains: String,
+    /// Escalate when the notified unit has not responded within this time (default 3 min).
+    pub respond_within: Duration,
+    /// Escalate when the unit has not reached the site within this time (default 30 min).
+    pub arrive_within: Duration,
+    /// The unit called when the maintenance unit does not respond or arrive in time.
+    pub backup_unit: Option<String>,
+    /// The last level of escalation.
+    pub fire_service: Option<String>,
+    /// How often each instance looks for due dispatch timers and pending notifications.
+    pub poll_interval: Duration,
+    /// How long a claimed notification stays with the instance that claimed it.
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MapSettings {
+    /// Leaflet tile URL template; empty means the plain offline base.
+    pub tile_url: String,
+    pub tile_crs: TileCrs,
+    pub tile_attribution: String,
+    /// WGS-84 centre used before any equipment is known.
+    pub center: [f64; 2],
+    pub zoom: u8,
+    /// A district outline (GeoJSON, WGS-84) drawn on the map.
+    #[serde(skip)]
+    pub district_geojson: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayEntry {
+    pub id: String,
+    /// SHA-256 (hex) of the gateway's intake token.
+    pub token_sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RescueUnit {
+    pub name: String,
+    pub phone: String,
+    pub webhook: Option<String>,
+    pub email: Option<String>,
+    pub mqtt_topic: Option<String>,
+    /// Overrides `dispatch.backup_unit` for incidents of this unit.
+    pub backup: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    pub role: Role,
+    /// Who the token is: recorded with every acknowledgement and dispatch step.
+    pub name: String,
+    /// The rescue unit (rescue_team) or using unit (equipment_unit) the token is scoped to.
+    pub unit: Option<String>,
+    pub sha256: String,
+}
+
+impl CentralConfig {
+    pub fn rescue_unit(&self, name: &str) -> Option<&RescueUnit> {
+        self.rescue_units.iter().find(|u| u.name == name)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    central: RawCentral,
+    #[serde(default)]
+    store: RawStore,
+    mqtt: Option<RawMqtt>,
+    #[serde(default)]
+    dispatch: RawDispatch,
+    smtp: Option<RawSmtp>,
+    #[serde(default)]
+    map: RawMap,
+    #[serde(default)]
+    gateway: Vec<RawGatewayEntry>,
+    #[serde(default)]
+    rescue_unit: Vec<RawRescueUnit>,
+    #[serde(default)]
+    token: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCentral {
+    instance: Spanned<String>,
+    http_listen: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    host: Option<String>,
+    port: Option<u16>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    keep_alive_s: Option<u64>,
+    prefix: Option<Spanned<String>>,
+    share_group: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDispatch {
+    trapped_rule_contains: Option<Spanned<String>>,
+    respond_within_s: Option<f64>,
+    arrive_within_s: Option<f64>,
+    backup_unit: Option<Spanned<String>>,
+    fire_service: Option<Spanned<String>>,
+    poll_interval_ms: Option<u64>,
+    lease_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    from: Spanned<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    tile_url: Option<String>,
+    tile_crs: Option<TileCrs>,
+    tile_attribution: Option<String>,
+    center: Option<Spanned<[f64; 2]>>,
+    zoom: Option<u8>,
+    district_geojson: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGatewayEntry {
+    id: Spanned<String>,
+    token_sha256: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRescueUnit {
+    name: Spanned<String>,
+    phone: String,
+    webhook: Option<Spanned<String>>,
+    email: Option<String>,
+    mqtt_topic: Option<String>,
+    backup: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    role: Role,
+    name: String,
+    unit: Option<String>,
+    sha256: Spanned<String>,
+}
+
+/// Reads and validates a central config file.
+pub fn load(path: &Path) -> Result<CentralConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text; `path` names the file in messages and anchors relative
+/// paths.
+pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
+    let locate = |problems: Vec<Problem>| ConfigError::Invalid {
+        problems: problems
+            .into_iter()
+            .map(|p| Located::new(path, text, p))
+            .collect(),
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().replace('\n', ": ");
+        locate(vec![Problem::new(e.span(), message)
+            .hint("compare with firmware-configs/central-example.toml")])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(raw, base).map_err(|mut problems| {
+        problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+        locate(problems)
+    })
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let instance = raw.central.instance.get_ref().clone();
+    if instance.is_empty()
+        || !instance
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        problems.push(
+            Problem::new(
+                raw.central.instance.span(),
+                format!("instance `{instance}` is not an id"),
+            )
+            .hint("use letters, digits, `-` and `_`; each instance needs its own"),
+        );
+    }
+    let default_listen: SocketAddr = "127.0.0.1:9280".parse().expect("default address");
+    let http_listen = match &raw.central.http_listen {
+        None => default_listen,
+        Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+            problems.push(
+                Problem::new(
+                    s.span(),
+                    format!("http_listen `{}` is not an address", s.get_ref()),
+                )
+                .hint("write host:port, for example \"127.0.0.1:9280\""),
+            );
+            default_listen
+        }),
+    };
+    let public_url = match &raw.central.public_url {
+        None => format!("http://{http_listen}"),
+        Some(s) => {
+            if url::Url::parse(s.get_ref()).is_err() {
+                problems.push(Problem::new(
+                    s.span(),
+                    format!("public_url `{}` is not a URL", s.get_ref()),
+                ));
+            }
+            s.get_ref().trim_end_matches('/').to_owned()
+        }
+    };
+    let store_url = match &raw.store.url {
+        None => "sqlite://seguard-central.db".to_owned(),
+        Some(s) => {
+            let url = s.get_ref();
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                problems.push(
+                    Problem::new(
+                        s.span(),
+                        format!("store url `{url}` is neither SQLite nor PostgreSQL"),
+                    )
+                    .hint("write sqlite://central.db or postgres://user@host:5432/db"),
+                );
+            }
+            url.clone()
+        }
+    };
+    let mqtt = raw.mqtt.map(|m| {
+        let prefix = m.prefix.map_or_else(
+            || "seguard/v1".to_owned(),
+            |p| {
+                if p.get_ref().contains(['+', '#']) || p.get_ref().ends_with('/') {
+                    problems.push(Problem::new(
+                        p.span(),
+                        "prefix must be a plain topic without wildcards or a trailing `/`",
+                    ));
+                }
+                p.into_inner()
+            },
+        );
+        let share_group = m.share_group.map_or_else(
+            || "seguard-central".to_owned(),
+            |g| {
+                if g.get_ref().is_empty() || g.get_ref().contains(['/', '+', '#']) {
+                    problems.push(Problem::new(
+                        g.span(),
+                        "share_group must be one topic level",
+                    ));
+                }
+                g.into_inner()
+            },
+        );
+        CentralMqtt {
+            host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: m.port.unwrap_or(1883),
+            client_id: m
+                .client_id
+                .unwrap_or_else(|| format!("seguard-central-{instance}")),
+            username: m.username,
+            password: m.password,
+            keep_alive: Duration::from_secs(m.keep_alive_s.unwrap_or(30)),
+            prefix,
+            share_group,
+        }
+    });
+    let unit_names: HashSet<String> = raw
+        .rescue_unit
+        .iter()
+        .map(|u| u.name.get_ref().clone())
+        .collect();
+    let check_unit = |s: &Spanned<String>, problems: &mut Vec<Problem>| {
+        if !unit_names.contains(s.get_ref()) {
+            problems.push(
+                Problem::new(
+                    s.span(),
+                    format!("no [[rescue_unit]] named `{}`", s.get_ref()),
+                )
+                .hint("add a [[rescue_unit]] with its phone and webhook, e-mail or MQTT topic"),
+            );
+        }
+    };
+    let d = raw.dispatch;
+    for s in [&d.backup_unit, &d.fire_service].into_iter().flatten() {
+        check_unit(s, &mut problems);
+    }
+    let secs = |v: Option<f64>, default: f64| {
+        Duration::from_secs_f64(v.filter(|s| *s > 0.0).unwrap_or(default))
+    };
+    let dispatch = DispatchSettings {
+        trapped_rule_contains: d.trapped_rule_contains.map_or_else(
+            || "trapped".into(),
+            |s| {
+                if s.get_ref().is_empty() {
+                    problems.push(Problem::new(
+                        s.span(),
+                        "trapped_rule_contains must not be empty",
+                    ));
+                }
+                s.into_inner()
+            },
+        ),
+        respond_within: secs(d.respond_within_s, 180.0),
+        arrive_within: secs(d.arrive_within_s, 1800.0),
+        backup_unit: d.backup_unit.map(Spanned::into_inner),
+        fire_service: d.fire_service.map(Spanned::into_inner),
+        poll_interval: Duration::from_millis(d.poll_interval_ms.unwrap_or(500).max(10)),
+        lease: Duration::from_secs(d.lease_s.unwrap_or(30).max(1)),
+    };
+    let smtp = raw.smtp.map(|s| {
+        if s.from
+            .get_ref()
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            problems.push(
+                Problem::new(
+                    s.from.span(),
+                    format!("from `{}` is not a mailbox", s.from.get_ref()),
+                )
+                .hint("write \"seguard central <central@example.org>\""),
+            );
+        }
+        Smtp {
+            host: s.host,
+            port: s.port.unwrap_or(25),
+            from: s.from.into_inner(),
+            username: s.username,
+            password: s.password,
+        }
+    });
+    let center = raw.map.center.map_or([31.2304, 121.4737], |c| {
+        let [lat, lon] = *c.get_ref();
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            problems.push(Problem::new(
+                c.span(),
+                "center must be [lat, lon] in degrees",
+            ));
+        }
+        [lat, lon]
+    });
+    let map = MapSettings {
+        tile_url: raw.map.tile_url.unwrap_or_default(),
+        tile_crs: raw.map.tile_crs.unwrap_or(TileCrs::Wgs84),
+        tile_attribution: raw.map.tile_attribution.unwrap_or_default(),
+        center,
+        zoom: raw.map.zoom.unwrap_or(12),
+        district_geojson: raw.map.district_geojson.map(|p| base.join(p)),
+    };
+    let mut seen = HashSet::new();
+    let gateways = raw
+        .gateway
+        .into_iter()
+        .map(|g| {
+            if !seen.insert(g.id.get_ref().clone()) {
+                problems.push(Problem::new(
+                    g.id.span(),
+                    format!("gateway `{}` is listed twice", g.id.get_ref()),
+                ));
+            }
+            if !is_sha256_hex(g.token_sha256.get_ref()) {
+                problems.push(
+                    Problem::new(g.token_sha256.span(), "token_sha256 must be 64 hex digits")
+                        .hint("store only the hash: printf %s TOKEN | sha256sum"),
+                );
+            }
+            GatewayEntry {
+                id: g.id.into_inner(),
+                token_sha256: g.token_sha256.into_inner().to_ascii_lowercase(),
+            }
+        })
+        .collect();
+    let rescue_units = raw
+        .rescue_unit
+        .into_iter()
+        .map(|u| {
+            if let Some(b) = &u.backup {
+                check_unit(b, &mut problems);
+            }
+            if let Some(w) = &u.webhook {
+                if url::Url::parse(w.get_ref()).is_err() {
+                    problems.push(Problem::new(
+                        w.span(),
+                        format!("webhook `{}` is not a URL", w.get_ref()),
+                    ));
+                }
+            }
+            RescueUnit {
+                name: u.name.into_inner(),
+                phone: u.phone,
+                webhook: u.webhook.map(Spanned::into_inner),
+                email: u.email,
+                mqtt_topic: u.mqtt_topic,
+                backup: u.backup.map(Spanned::into_inner),
+            }
+        })
+        .collect();
+    let tokens = raw
+        .token
+        .into_iter()
+        .map(|t| {
+            let span = t.span();
+            let t = t.into_inner();
+            if !is_sha256_hex(t.sha256.get_ref()) {
+                problems.push(
+                    Problem::new(t.sha256.span(), "sha256 must be 64 hex digits")
+                        .hint("store only the hash: printf %s TOKEN | sha256sum"),
+                );
+            }
+            let needs_unit = matches!(t.role, Role::RescueTeam | Role::EquipmentUnit);
+            if needs_unit && t.unit.is_none() {
+                problems.push(
+                    Problem::new(
+                        span.clone(),
+                        format!("a {} token needs `unit`", t.role.as_str()),
+                    )
+                    .hint("name the rescue unit or using unit the token is scoped to"),
+                );
+            }
+            if t.role == Role::Gateway {
+                problems.push(
+                    Problem::new(span, "gateway tokens belong in [[gateway]] entries")
+                        .hint("write [[gateway]] id = \"gw1\" token_sha256 = \"...\""),
+                );
+            }
+            TokenEntry {
+                role: t.role,
+                name: t.name,
+                unit: t.unit,
+                sha256: t.sha256.into_inner().to_ascii_lowercase(),
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(CentralConfig {
+        instance,
+        http_listen,
+        public_url,
+        max_body_bytes: raw.central.max_body_bytes.unwrap_or(64 * 1024),
+        store_url,
+        mqtt,
+        dispatch,
+        smtp,
+        map,
+        gateways,
+        rescue_units,
+        tokens,
+    })
+}
+
+/// SHA-256 of a token, in lower-case hex: what the config and the store keep.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, Path::new("c.toml")) {
+            Ok(_) => vec![],
+            Err(e) => e
+                .problems()
+                .iter()
+                .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/firmware-configs/central-example.toml"
+        ));
+        let config = load(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.dispatch.respond_within, Duration::from_secs(180));
+        assert_eq!(config.dispatch.arrive_within, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn each_mistake_is_placed() {
+        let cases = [
+            ("[central]\ninstance = \"a b\"\n", vec!["2:12: instance `a b` is not an id"]),
+            (
+                "[central]\ninstance = \"a\"\n[[gateway]]\nid = \"gw1\"\ntoken_sha256 = \"abc\"\n",
+                vec!["5:16: token_sha256 must be 64 hex digits"],
+            ),
+            (
+                "[central]\ninstance = \"a\"\n[dispatch]\nbackup_unit = \"Nobody\"\n",
+                vec!["4:15: no [[rescue_unit]] named `Nobody`"],
+            ),
+            ("[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://x\"\n", vec!["4:7: store url `mysql://x` is neither SQLite nor PostgreSQL"]),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`"]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(problems(text), expected, "for:\n{text}");
+        }
+    }
+
+    #[test]
+    fn token_hash_is_sha256_hex() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

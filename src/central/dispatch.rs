@@ -1,0 +1,338 @@
+//! Rescue dispatch: who is called, when the next escalation check is due, and what the rescue
+//! units receive. Pure functions over config and rows; the store applies them in transactions
+//! and the timer loop ([`run_timers`]) polls the store for due checks.
+//!
+//! A trapped incident creates a dispatch at once to the elevator's maintenance unit (level 0).
+//! When the called unit has not responded within `respond_within` of being called, or has not
+//! reached the site within `arrive_within`, the dispatch escalates to the next level: the
+//! backup unit, then the fire service. Every step is a timestamped row; the timer is a column
+//! (`next_check_ms`), so it survives restarts and any instance can run it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::config::CentralConfig;
+use super::store::Store;
+use super::{now_ms, CentralMetrics};
+use crate::model::MaintenanceUnit;
+
+pub const DISPATCH_SCHEMA: &str = "seguard.dispatch.v1";
+
+/// GB/T 38656 `fault_type` for a trapped passenger.
+pub const FAULT_TYPE_TRAPPED: &str = "11";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Occurred,
+    Responded,
+    OnSite,
+    Completed,
+    FalseAlarm,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Occurred => "occurred",
+            Status::Responded => "responded",
+            Status::OnSite => "on_site",
+            Status::Completed => "completed",
+            Status::FalseAlarm => "false_alarm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Occurred,
+            Status::Responded,
+            Status::OnSite,
+            Status::Completed,
+            Status::FalseAlarm,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Status::Occurred => 0,
+            Status::Responded => 1,
+            Status::OnSite => 2,
+            Status::Completed | Status::FalseAlarm => 3,
+        }
+    }
+
+    pub fn is_closed(self) -> bool {
+        self.rank() == 3
+    }
+
+    /// Steps go forward only (a team may skip one: on site without pressing responded first);
+    /// false alarm closes from any open state.
+    pub fn can_become(self, next: Status) -> bool {
+        !self.is_closed() && next.rank() > self.rank()
+    }
+}
+
+/// One level of the escalation chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    pub name: String,
+    pub phone: String,
+}
+
+/// Maintenance unit, then its backup (the unit's own or the default), then the fire service;
+/// a unit appears once.
+pub fn chain(config: &CentralConfig, maintenance: Option<&MaintenanceUnit>) -> Vec<Level> {
+    let mut levels: Vec<Level> = Vec::new();
+    let phone_of = |name: &str| {
+        config
+            .rescue_unit(name)
+            .map(|u| u.phone.clone())
+            .unwrap_or_default()
+    };
+    if let Some(m) = maintenance {
+        levels.push(Level {
+            name: m.name.clone(),
+            phone: m.phone.clone(),
+        });
+    }
+    let backup = maintenance
+        .and_then(|m| config.rescue_unit(&m.name))
+        .and_then(|u| u.backup.clone())
+        .or_else(|| config.dispatch.backup_unit.clone());
+    for name in [backup, config.dispatch.fire_service.clone()]
+        .into_iter()
+        .flatten()
+    {
+        if !levels.iter().any(|l| l.name == name) {
+            levels.push(Level {
+                phone: phone_of(&name),
+                name,
+            });
+        }
+    }
+    levels
+}
+
+/// When the escalation check of a dispatch in `status` is due, if ever.
+pub fn next_check(config: &CentralConfig, status: Status, level_started_ms: i64) -> Option<i64> {
+    let d = &config.dispatch;
+    match status {
+        Status::Occurred => Some(level_started_ms + d.respond_within.as_millis() as i64),
+        Status::Responded => Some(level_started_ms + d.arrive_within.as_millis() as i64),
+        _ => None,
+    }
+}
+
+pub fn escalation_reason(config: &CentralConfig, status: Status) -> String {
+    let d = &config.dispatch;
+    match status {
+        Status::Occurred => format!("no response within {} s", d.respond_within.as_secs_f64()),
+        _ => format!("not on site within {} s", d.arrive_within.as_secs_f64()),
+    }
+}
+
+/// The static part of a dispatch record, fixed when it is created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub fault_type: String,
+    pub fault_name: String,
+    pub rule: String,
+    pub message: String,
+    pub elevator: ElevatorCodes,
+    pub address: String,
+    pub using_unit: String,
+    pub maintenance_unit: Option<MaintenanceUnit>,
+    pub site: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ElevatorCodes {
+    pub equipment_id: String,
+    pub name: String,
+    pub registration_code: String,
+    pub use_certificate: Option<String>,
+    /// The 96333 rescue identification code, as text.
+    pub rescue_code: Option<String>,
+}
+
+/// A dispatch as the API shows it and as rescue units receive it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub id: String,
+    pub order_no: String,
+    pub incident_id: String,
+    pub alarm_id: String,
+    pub gateway: String,
+    pub fault_type: String,
+    pub fault_name: String,
+    pub rule: String,
+    pub message: String,
+    /// When the incident happened (the rule's time), RFC 3339.
+    pub time: String,
+    pub created: String,
+    pub elevator: ElevatorCodes,
+    pub address: String,
+    pub using_unit: String,
+    pub maintenance_unit: Option<MaintenanceUnit>,
+    pub status: Status,
+    pub level: i64,
+    /// The unit called now.
+    pub unit: Level,
+    pub responded_at: Option<String>,
+    pub on_site_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub next_check: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub at: String,
+    pub step: String,
+    pub level: i64,
+    pub unit: String,
+    pub actor: String,
+    pub note: String,
+}
+
+/// One message to send: channel (`webhook`, `email`, `mqtt`), target, subject and body.
+pub struct Outgoing {
+    pub channel: &'static str,
+    pub target: String,
+    pub subject: String,
+    pub payload: String,
+}
+
+/// What a called unit receives: the dispatch, why it is called, and the link to its page.
+pub fn messages_for(
+    config: &CentralConfig,
+    dispatch: &Dispatch,
+    reason: &str,
+    rescue_url: &str,
+) -> Vec<Outgoing> {
+    let mut body = serde_json::to_value(dispatch).expect("dispatch serializes");
+    body["schema"] = DISPATCH_SCHEMA.into();
+    body["reason"] = reason.into();
+    body["rescue_url"] = rescue_url.into();
+    let json = body.to_string();
+    let subject = format!(
+        "[{}] trapped passenger: {} ({})",
+        dispatch.order_no, dispatch.elevator.name, dispatch.address
+    );
+    let mut out = Vec::new();
+    let Some(unit) = config.rescue_unit(&dispatch.unit.name) else {
+        return out;
+    };
+    if let Some(url) = &unit.webhook {
+        out.push(Outgoing {
+            channel: "webhook",
+            target: url.clone(),
+            subject: subject.clone(),
+            payload: json.clone(),
+        });
+    }
+    if let Some(topic) = &unit.mqtt_topic {
+        out.push(Outgoing {
+            channel: "mqtt",
+            target: topic.clone(),
+            subject: subject.clone(),
+            payload: json.clone(),
+        });
+    }
+    if let Some(to) = &unit.email {
+        let m = &dispatch.maintenance_unit;
+        let text = format!(
+            "Trapped passenger: rescue dispatch {order}\n\n\
+             Reason: {reason}\nIncident: {incident}\nFault type: {fault} ({fault_name})\nTime: {time}\n\
+             Elevator: {name}\nRegistration code: {reg}\nUse certificate: {cert}\nRescue code (96333): {code}\n\
+             Address: {address}\nUsing unit: {using}\nMaintenance unit: {mu} ({mphone})\nStatus: {status}\n\n\
+             Report progress: {url}\n",
+            order = dispatch.order_no,
+            incident = dispatch.incident_id,
+            fault = dispatch.fault_type,
+            fault_name = dispatch.fault_name,
+            time = dispatch.time,
+            name = dispatch.elevator.name,
+            reg = dispatch.elevator.registration_code,
+            cert = dispatch.elevator.use_certificate.as_deref().unwrap_or("-"),
+            code = dispatch.elevator.rescue_code.as_deref().unwrap_or("-"),
+            address = dispatch.address,
+            using = dispatch.using_unit,
+            mu = m.as_ref().map_or("-", |m| m.name.as_str()),
+            mphone = m.as_ref().map_or("-", |m| m.phone.as_str()),
+            status = dispatch.status.as_str(),
+            url = rescue_url,
+        );
+        out.push(Outgoing {
+            channel: "email",
+            target: to.clone(),
+            subject,
+            payload: text,
+        });
+    }
+    out
+}
+
+/// Every `poll_interval`, escalates the dispatches whose check is due. Runs in every instance;
+/// the store's compare-and-set lets exactly one of them act on each due check.
+pub async fn run_timers(
+    config: Arc<CentralConfig>,
+    store: Store,
+    metrics: Arc<CentralMetrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        match store.due_dispatches(now_ms(), 50).await {
+            Ok(due) => {
+                for d in due {
+                    match store.escalate(&config, &d, now_ms()).await {
+                        Ok(Some(level)) => metrics.escalated(level),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(dispatch = %d.id, error = %e, "escalation check failed; retrying")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read due dispatches; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.dispatch.poll_interval) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The delay before the next delivery attempt: 1 s doubling to at most 60 s.
+pub fn retry_delay(attempts: i64) -> Duration {
+    Duration::from_secs(1u64 << attempts.clamp(0, 6) as u64).min(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_only_go_forward() {
+        use Status::*;
+        let cases = [
+            (Occurred, Responded, true),
+            (Occurred, OnSite, true),
+            (Responded, OnSite, true),
+            (OnSite, Completed, true),
+            (Responded, FalseAlarm, true),
+            (OnSite, Responded, false),
+            (Completed, FalseAlarm, false),
+            (Responded, Responded, false),
+        ];
+        for (from, to, ok) in cases {
+            assert_eq!(from.can_become(to), ok, "{from:?} → {to:?}");
+        }
+    }
+}

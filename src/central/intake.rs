@@ -1,0 +1,291 @@
+//! Incident intake: the MQTT shared subscription and the checks both MQTT and HTTP apply.
+//!
+//! **Invariant:** an MQTT incident is acknowledged (PUBACK, manual acks) only after the store
+//! committed it, or after it was rejected and counted. A rejected message is acknowledged so
+//! that it does not come back forever; it is never stored, not even in part.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::config::{CentralConfig, CentralMqtt};
+use super::store::Store;
+use super::{now_ms, CentralMetrics};
+use crate::backoff::Backoff;
+use crate::model::{GatewayRegistry, GatewayStatus, Incident, INCIDENT_SCHEMA, REGISTRY_SCHEMA};
+
+/// Why an incident was refused; each has its HTTP status and its counter label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("missing or unknown gateway token")]
+    Unauthorized,
+    #[error("body of {size} bytes exceeds the limit of {limit} bytes")]
+    Oversized { size: usize, limit: usize },
+    #[error("malformed incident: {0}")]
+    Malformed(String),
+    #[error("unknown schema `{0}`; this central accepts `seguard.incident.v1`")]
+    UnknownSchema(String),
+    #[error("unknown gateway `{0}`; register it in the central config as [[gateway]]")]
+    UnknownGateway(String),
+    #[error("incident from gateway `{incident}` sent with the credentials of `{sender}`")]
+    GatewayMismatch { incident: String, sender: String },
+}
+
+impl Rejection {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::Oversized { .. } => "oversized",
+            Rejection::Malformed(_) => "malformed",
+            Rejection::UnknownSchema(_) => "unknown_schema",
+            Rejection::UnknownGateway(_) => "unknown_gateway",
+            Rejection::GatewayMismatch { .. } => "gateway_mismatch",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
+            Rejection::Oversized { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+            Rejection::UnknownSchema(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::UnknownGateway(_) | Rejection::GatewayMismatch { .. } => {
+                StatusCode::FORBIDDEN
+            }
+        }
+    }
+}
+
+/// Decodes and checks an incident. `sender` is the gateway the transport vouches for: the
+/// topic's gateway level for MQTT, the token's gateway for HTTP.
+pub fn decode(config: &CentralConfig, payload: &[u8], sender: &str) -> Result<Incident, Rejection> {
+    if payload.len() > config.max_body_bytes {
+        return Err(Rejection::Oversized {
+            size: payload.len(),
+            limit: config.max_body_bytes,
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    match value.get("schema").and_then(|s| s.as_str()) {
+        Some(INCIDENT_SCHEMA) => {}
+        Some(other) => return Err(Rejection::UnknownSchema(other.to_owned())),
+        None => return Err(Rejection::Malformed("missing field `schema`".into())),
+    }
+    let incident: Incident =
+        serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    if !config.gateways.iter().any(|g| g.id == incident.gateway) {
+        return Err(Rejection::UnknownGateway(incident.gateway));
+    }
+    if incident.gateway != sender {
+        return Err(Rejection::GatewayMismatch {
+            incident: incident.gateway,
+            sender: sender.to_owned(),
+        });
+    }
+    if incident.event.equipment != incident.equipment.id {
+        return Err(Rejection::Malformed(format!(
+            "event equipment `{}` differs from equipment `{}`",
+            incident.event.equipment, incident.equipment.id
+        )));
+    }
+    Ok(incident)
+}
+
+/// The largest packet MQTT allows: bigger incidents are rejected one by one by the payload
+/// limit (counted), not by dropping the connection (which would loop on redelivery).
+const MQTT_MAX_PACKET_BYTES: usize = 268_435_455;
+
+pub fn mqtt_client(m: &CentralMqtt, _max_body_bytes: usize) -> (AsyncClient, EventLoop) {
+    let mut options = MqttOptions::new(&m.client_id, &m.host, m.port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(m.keep_alive)
+        .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
+    if let Some(user) = &m.username {
+        options.set_credentials(user, m.password.clone().unwrap_or_default());
+    }
+    AsyncClient::new(options, 1024)
+}
+
+/// Stores one incident, retrying the store until it answers or `stop` fires. Returns whether
+/// the message may be acknowledged.
+pub async fn store_incident(
+    config: &CentralConfig,
+    store: &Store,
+    metrics: &CentralMetrics,
+    wake: &Notify,
+    incident: &Incident,
+    source: &'static str,
+    stop: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        match store
+            .ingest_incident(config, incident, source, now_ms())
+            .await
+        {
+            Ok(outcome) => {
+                if outcome.stored {
+                    metrics.intake_stored(source, started.elapsed().as_secs_f64());
+                } else {
+                    metrics.intake_duplicate(source);
+                }
+                if let Some(d) = &outcome.dispatch {
+                    metrics.dispatch_created(d);
+                    wake.notify_one();
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, incident = %incident.id, "cannot store incident; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Drives the MQTT client: subscribes on every ConnAck without a session, hands publishes to
+/// the worker, and reconnects with backoff.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_mqtt(
+    config: Arc<CentralConfig>,
+    store: Store,
+    metrics: Arc<CentralMetrics>,
+    client: AsyncClient,
+    mut event_loop: EventLoop,
+    connected: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let Some(m) = config.mqtt.clone() else { return };
+    let incidents = format!("$share/{}/{}/+/incidents", m.share_group, m.prefix);
+    let status = format!("{}/+/status", m.prefix);
+    let registry = format!("{}/+/registry", m.prefix);
+    let (tx, rx) = mpsc::channel::<Publish>(1024);
+    let worker = tokio::spawn(work(
+        config.clone(),
+        store,
+        metrics,
+        client.clone(),
+        rx,
+        wake,
+        stop.clone(),
+    ));
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        let event = tokio::select! {
+            event = event_loop.poll() => event,
+            _ = stop.cancelled() => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connected.store(true, Ordering::Relaxed);
+                backoff.reset();
+                tracing::info!(host = %m.host, port = m.port, session_present = ack.session_present, "central intake connected");
+                if !ack.session_present {
+                    for filter in [&incidents, &status, &registry] {
+                        if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
+                            tracing::error!(error = %e, filter, "cannot subscribe");
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send(p).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                connected.store(false, Ordering::Relaxed);
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central intake disconnected");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while event_loop.poll().await.is_ok() {}
+    })
+    .await;
+}
+
+async fn work(
+    config: Arc<CentralConfig>,
+    store: Store,
+    metrics: Arc<CentralMetrics>,
+    client: AsyncClient,
+    mut rx: mpsc::Receiver<Publish>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    while let Some(p) = rx.recv().await {
+        let levels: Vec<&str> = p.topic.split('/').collect();
+        let ack = if p.topic.ends_with("/registry") {
+            match serde_json::from_slice::<GatewayRegistry>(&p.payload) {
+                Ok(r)
+                    if r.schema == REGISTRY_SCHEMA
+                        && levels.get(levels.len().wrapping_sub(2))
+                            == Some(&r.gateway.as_str())
+                        && config.gateways.iter().any(|g| g.id == r.gateway) =>
+                {
+                    if let Err(e) = store.merge_registry(&r, now_ms()).await {
+                        tracing::warn!(error = %e, "cannot store gateway registry");
+                    }
+                }
+                _ if p.payload.is_empty() => {}
+                _ => tracing::warn!(topic = %p.topic, "gateway registry not understood; ignored"),
+            }
+            true
+        } else if p.topic.ends_with("/status") {
+            if let Ok(status) = serde_json::from_slice::<GatewayStatus>(&p.payload) {
+                if let Err(e) = store.set_gateway_status(&status, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot store gateway status");
+                }
+            } else if !p.payload.is_empty() {
+                tracing::warn!(topic = %p.topic, "gateway status is not JSON; ignored");
+            }
+            true
+        } else {
+            let sender = levels
+                .len()
+                .checked_sub(2)
+                .map(|i| levels[i])
+                .unwrap_or_default();
+            match decode(&config, &p.payload, sender) {
+                Ok(incident) => {
+                    store_incident(&config, &store, &metrics, &wake, &incident, "mqtt", &stop).await
+                }
+                Err(r) => {
+                    metrics.intake_rejected("mqtt", r.reason(), &r.to_string());
+                    true
+                }
+            }
+        };
+        if ack {
+            if let Err(e) = client.ack(&p).await {
+                tracing::warn!(error = %e, "cannot acknowledge incident; the broker will send it again");
+            }
+        } else {
+            return;
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! `seguard central`: the regional service. It takes incidents from many gateways (MQTT shared
+//! subscription and HTTP POST), keeps them with the equipment registry in the store (SQLite or
+//! PostgreSQL), dispatches trapped-elevator alerts to rescue units and escalates them, and
+//! serves the regulators' dashboard (map, alarm list, indicators) and the rescue page.
+//!
+//! Data flow:
+//! ```text
+//! MQTT $share/…/+/incidents ─┐                        ┌─► dispatch timers (dispatch.rs)
+//! HTTP POST /api/v1/intake ──┴─► intake ─► store ─────┤
+//! MQTT …/+/status (retained) ───────────────►  │      └─► notifications (notify.rs):
+//!                                              ▼            webhook, MQTT, e-mail
+//!                                   dashboard + API (api.rs)
+//! ```
+//! **Invariant:** every piece of state is in the store; an instance holds none that another
+//! instance would need to take over (timers are rows, notifications are rows).
+
+pub mod api;
+pub mod config;
+pub mod dispatch;
+pub mod geo;
+pub mod intake;
+pub mod notify;
+pub mod store;
+mod web;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::CentralConfig;
+use store::Store;
+
+/// Wall-clock milliseconds since the epoch: the time base of every stored timestamp.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CentralError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabel {
+    source: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabel {
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LevelLabel {
+    level: String,
+}
+
+/// The central service's own telemetry: each counted thing is one method that counts and logs.
+pub struct CentralMetrics {
+    registry: Registry,
+    intake_stored: Family<SourceLabel, Counter>,
+    intake_duplicates: Family<SourceLabel, Counter>,
+    intake_rejected: Family<RejectLabel, Counter>,
+    dispatches_created: Counter,
+    escalations: Family<LevelLabel, Counter>,
+    notifications_sent: Family<ChannelLabel, Counter>,
+    notification_failures: Family<ChannelLabel, Counter>,
+    intake_commit_seconds: Histogram,
+    log_limiter: Mutex<HashMap<&'static str, Instant>>,
+}
+
+impl Default for CentralMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CentralMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("seguard_central");
+        let intake_stored = Family::default();
+        registry.register(
+            "intake_stored",
+            "Incidents stored, by source",
+            intake_stored.clone(),
+        );
+        let intake_duplicates = Family::default();
+        registry.register(
+            "intake_duplicates",
+            "Incidents already stored (same event id), by source",
+            intake_duplicates.clone(),
+        );
+        let intake_rejected = Family::default();
+        registry.register(
+            "intake_rejected",
+            "Incidents rejected, by source and reason",
+            intake_rejected.clone(),
+        );
+        let dispatches_created = Counter::default();
+        registry.register(
+            "dispatches_created",
+            "Rescue dispatches created",
+            dispatches_created.clone(),
+        );
+        let escalations = Family::default();
+        registry.register(
+            "dispatch_escalations",
+            "Rescue dispatches escalated, by new level",
+            escalations.clone(),
+        );
+        let notifications_sent = Family::default();
+        registry.register(
+            "notifications_sent",
+            "Notifications delivered, by channel",
+            notifications_sent.clone(),
+        );
+        let notification_failures = Family::default();
+        registry.register(
+            "notification_failures",
+            "Failed notification attempts (retried), by channel",
+            notification_failures.clone(),
+        );
+        let intake_commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "intake_commit_seconds",
+            "Time to store one incident",
+            intake_commit_seconds.clone(),
+        );
+        CentralMetrics {
+            registry,
+            intake_stored,
+            intake_duplicates,
+            intake_rejected,
+            dispatches_created,
+            escalations,
+            notifications_sent,
+            notification_failures,
+            intake_commit_seconds,
+            log_limiter: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn should_log(&self, key: &'static str) -> bool {
+        let mut limiter = self.log_limiter.lock().expect("log limiter lock");
+        let now = Instant::now();
+        match limiter.get(key) {
+            Some(last) if now.duration_since(*last) < Duration::from_secs(10) => false,
+            _ => {
+                limiter.insert(key, now);
+                true
+            }
+        }
+    }
+
+    pub fn intake_stored(&self, source: &'static str, seconds: f64) {
+        self.intake_stored
+            .get_or_create(&SourceLabel { source })
+            .inc();
+        self.intake_commit_seconds.observe(seconds);
+    }
+
+    pub fn intake_duplicate(&self, source: &'static str) {
+        self.intake_duplicates
+            .get_or_create(&SourceLabel { source })
+            .inc();
+        tracing::debug!(source, "duplicate incident ignored");
+    }
+
+    pub fn intake_rejected(&self, source: &'static str, reason: &'static str, detail: &str) {
+        self.intake_rejected
+            .get_or_create(&RejectLabel { source, reason })
+            .inc();
+        if self.should_log(reason) {
+            tracing::warn!(source, reason, detail, "incident rejected");
+        }
+    }
+
+    /// How many incidents were rejected for this source and reason.
+    pub fn rejected(&self, source: &'static str, reason: &'static str) -> u64 {
+        self.intake_rejected
+            .get_or_create(&RejectLabel { source, reason })
+            .get()
+    }
+
+    pub fn dispatch_created(&self, id: &str) {
+        self.dispatches_created.inc();
+        tracing::warn!(dispatch = id, "rescue dispatch created");
+    }
+
+    pub fn escalated(&self, level: i64) {
+        self.escalations
+            .get_or_create(&LevelLabel {
+                level: level.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn notification_sent(&self, channel: &str) {
+        self.notifications_sent
+            .get_or_create(&ChannelLabel {
+                channel: channel.into(),
+            })
+            .inc();
+    }
+
+    pub fn notification_failed(&self, channel: &str, error: &str) {
+        self.notification_failures
+            .get_or_create(&ChannelLabel {
+                channel: channel.into(),
+            })
+            .inc();
+        if self.should_log("notification") {
+            tracing::warn!(channel, error, "notification failed; will retry");
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("encoding metrics");
+        out
+    }
+}
+
+/// A running central instance.
+pub struct Central {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub metrics: Arc<CentralMetrics>,
+    pub config: Arc<CentralConfig>,
+    stop: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Central {
+    /// Opens the store, binds HTTP, and starts intake, timers and notifications.
+    pub async fn start(config: CentralConfig) -> Result<Central, CentralError> {
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| CentralError::Bind {
+                addr: config.http_listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| CentralError::Bind {
+            addr: config.http_listen,
+            source,
+        })?;
+        let mut config = config;
+        // A default public URL on port 0 names the port actually bound.
+        if config.public_url == format!("http://{}", config.http_listen) {
+            config.public_url = format!("http://{addr}");
+        }
+        let config = Arc::new(config);
+        let store = Store::open(&config.store_url).await?;
+        let metrics = Arc::new(CentralMetrics::new());
+        let stop = CancellationToken::new();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mqtt_connected = Arc::new(AtomicBool::new(config.mqtt.is_none()));
+        let mut tasks = Vec::new();
+        let mqtt_client = match &config.mqtt {
+            Some(m) => {
+                let (client, event_loop) = intake::mqtt_client(m, config.max_body_bytes);
+                tasks.push((
+                    "central-mqtt-intake",
+                    tokio::spawn(intake::run_mqtt(
+                        config.clone(),
+                        store.clone(),
+                        metrics.clone(),
+                        client.clone(),
+                        event_loop,
+                        mqtt_connected.clone(),
+                        wake.clone(),
+                        stop.clone(),
+                    )),
+                ));
+                Some(client)
+            }
+            None => None,
+        };
+        tasks.push((
+            "central-dispatch-timers",
+            tokio::spawn(dispatch::run_timers(
+                config.clone(),
+                store.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )),
+        ));
+        tasks.push((
+            "central-notifier",
+            tokio::spawn(notify::run(
+                config.clone(),
+                store.clone(),
+                mqtt_client,
+                metrics.clone(),
+                wake.clone(),
+                stop.clone(),
+            )),
+        ));
+        let router = api::router(api::AppState {
+            config: config.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            mqtt_connected,
+            wake,
+        });
+        let http_stop = stop.clone();
+        tasks.push((
+            "central-http",
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "central HTTP server failed");
+                }
+            }),
+        ));
+        tracing::info!(instance = %config.instance, %addr, store = ?store.backend, "central started");
+        Ok(Central {
+            addr,
+            store,
+            metrics,
+            config,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops gracefully: intake stops (unacknowledged messages stay with the broker), HTTP
+    /// drains, then the store closes.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for (name, task) in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(task = name, "task did not stop in time");
+            }
+        }
+        self.store.close().await;
+    }
+
+    /// Ends every task at once, as a crash would: nothing is flushed or said goodbye to.
+    pub fn abort(self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Runs `seguard central -c FILE` until SIGTERM or Ctrl-C.
+pub async fn run(config_path: &Path) -> Result<(), CentralError> {
+    let config = config::load(config_path)?;
+    let central = Central::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("stopping central");
+    central.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,28 @@
+//! The dashboard's pages and assets, embedded in the binary: no internet needed at run time.
+//! Leaflet and its marker-cluster plugin come from npm through build.rs (OUT_DIR/web).
+
+pub const MAP_HTML: &str = include_str!("map.html");
+pub const ALARMS_HTML: &str = include_str!("alarms.html");
+pub const INDICATORS_HTML: &str = include_str!("indicators.html");
+pub const RESCUE_HTML: &str = include_str!("rescue.html");
+
+macro_rules! built {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/web/", $name)).as_slice()
+    };
+}
+
+/// The asset served at `/assets/{name}`, with its content type.
+pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
+    let found: (&str, &[u8]) = match name {
+        "seguard.css" => ("text/css", include_bytes!("seguard.css")),
+        "seguard.js" => ("text/javascript", include_bytes!("seguard.js")),
+        "leaflet.js" => ("text/javascript", built!("leaflet.js")),
+        "leaflet.css" => ("text/css", built!("leaflet.css")),
+        "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
+        "MarkerCluster.css" => ("text/css", built!("MarkerCluster.css")),
+        "MarkerCluster.Default.css" => ("text/css", built!("MarkerCluster.Default.css")),
+        _ => return None,
+    };
+    Some(found)
+}

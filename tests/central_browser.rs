@@ -1,0 +1,292 @@
+//! The dashboard in headless Chromium: the map's markers and colours, an acknowledgement made
+//! from the alarm page, and the rescue page's steps. Screenshots go to target/screenshots/.
+//! Needs Debian `chromium` and `npm ci` (playwright-core); tests/run provides both.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use seguard::central::config::{parse, token_hash};
+use seguard::central::Central;
+use seguard::model::{GatewayState, GatewayStatus};
+use serde_json::{json, Value};
+
+const GW1: &str = "gw1-token";
+const GW2: &str = "gw2-token";
+const REGULATOR: &str = "regulator-token";
+
+fn incident(
+    gateway: &str,
+    n: u32,
+    lift: &str,
+    lat: f64,
+    rule: &str,
+    transition: &str,
+    next_inspection: &str,
+) -> Value {
+    let id = format!("00000000-0000-4000-8000-{n:012}");
+    json!({
+        "schema": "seguard.incident.v1", "id": id, "gateway": gateway,
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": {
+            "id": lift, "kind": "elevator", "name": format!("Lift {lift}"),
+            "registration_code": "31103101002016010001", "rescue_code": "02417",
+            "using_unit": "Riverside Property Co.",
+            "maintenance_unit": { "name": "Shenlong Elevator Service", "phone": "+86-21-5555-0101" },
+            "address": format!("8 River Road, {lift}"),
+            "location": { "lat": lat, "lon": 121.50, "crs": "WGS-84" },
+            "nameplate": {}, "next_inspection": next_inspection, "insured": true
+        },
+        "event": { "id": id, "equipment": lift, "rule": rule, "severity": "high", "transition": transition,
+                   "time": format!("2026-05-01T08:00:{:02}Z", n % 60), "message": format!("{rule} on {lift}") }
+    })
+}
+
+#[tokio::test]
+async fn dashboard_map_ack_and_rescue_page_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm ci` in {} (tests/run does)",
+        root.display()
+    );
+    let (hook_port, mut hooks) = {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let app = axum::Router::new().route(
+            "/{*path}",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (port, rx)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[central]
+instance = "browser"
+http_listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[map]
+# Unreachable on purpose: the map must fall back to its plain base.
+tile_url = "http://127.0.0.1:1/{{z}}/{{x}}/{{y}}.png"
+tile_crs = "GCJ-02"
+[[gateway]]
+id = "gw1"
+token_sha256 = "{gw1}"
+[[gateway]]
+id = "gw2"
+token_sha256 = "{gw2}"
+[[rescue_unit]]
+name = "Shenlong Elevator Service"
+phone = "+86-21-5555-0101"
+webhook = "http://127.0.0.1:{hook_port}/shenlong"
+[[token]]
+role = "regulator"
+name = "inspector-li"
+sha256 = "{regulator}"
+"#,
+        db = dir.path().join("central.db").display(),
+        gw1 = token_hash(GW1),
+        gw2 = token_hash(GW2),
+        regulator = token_hash(REGULATOR),
+    );
+    let central = Central::start(parse(&text, Path::new("browser.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let client = reqwest::Client::new();
+    let post = |gateway: &str, body: Value| {
+        let token = if gateway == "gw1" { GW1 } else { GW2 };
+        client
+            .post(format!("{base}/api/v1/intake/incidents"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    // lift-a trapped, lift-b door alarm, lift-c alarm that cleared, lift-d overdue inspection,
+    // lift-e behind an offline gateway.
+    let incidents = [
+        (
+            "gw1",
+            incident(
+                "gw1",
+                1,
+                "lift-a",
+                31.20,
+                "elevator.trapped_at_level",
+                "raise",
+                "2027-01-01",
+            ),
+        ),
+        (
+            "gw1",
+            incident(
+                "gw1",
+                2,
+                "lift-b",
+                31.23,
+                "elevator.door_fault",
+                "raise",
+                "2027-01-01",
+            ),
+        ),
+        (
+            "gw1",
+            incident(
+                "gw1",
+                3,
+                "lift-c",
+                31.26,
+                "elevator.door_fault",
+                "raise",
+                "2027-01-01",
+            ),
+        ),
+        (
+            "gw1",
+            incident(
+                "gw1",
+                4,
+                "lift-c",
+                31.26,
+                "elevator.door_fault",
+                "clear",
+                "2027-01-01",
+            ),
+        ),
+        (
+            "gw1",
+            incident(
+                "gw1",
+                5,
+                "lift-d",
+                31.29,
+                "elevator.power_cut",
+                "raise",
+                "2020-01-01",
+            ),
+        ),
+        (
+            "gw1",
+            incident(
+                "gw1",
+                6,
+                "lift-d",
+                31.29,
+                "elevator.power_cut",
+                "clear",
+                "2020-01-01",
+            ),
+        ),
+        (
+            "gw2",
+            incident(
+                "gw2",
+                7,
+                "lift-e",
+                31.32,
+                "elevator.power_cut",
+                "raise",
+                "2027-01-01",
+            ),
+        ),
+        (
+            "gw2",
+            incident(
+                "gw2",
+                8,
+                "lift-e",
+                31.32,
+                "elevator.power_cut",
+                "clear",
+                "2027-01-01",
+            ),
+        ),
+    ];
+    for (gateway, body) in incidents {
+        let r = post(gateway, body).await.unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    }
+    central
+        .store
+        .set_gateway_status(
+            &GatewayStatus {
+                gateway: "gw2".into(),
+                site: "s2".into(),
+                state: GatewayState::Offline,
+                since: None,
+            },
+            seguard::central::now_ms(),
+        )
+        .await
+        .unwrap();
+    let dispatch = tokio::time::timeout(Duration::from_secs(10), hooks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let rescue_url = dispatch["rescue_url"].as_str().unwrap().to_owned();
+    let alarm_id = "00000000-0000-4000-8000-000000000002";
+
+    let screenshots = root.join("target/screenshots/central");
+    let script = root.join("tests/browser/dashboard.mjs");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .env("BASE_URL", &base)
+            .env("REGULATOR_TOKEN", REGULATOR)
+            .env("ALARM_ID", alarm_id)
+            .env("RESCUE_URL", &rescue_url)
+            .env(
+                "EXPECTED",
+                r#"{"trapped":1,"alarm":1,"normal":1,"overdue":1,"offline":1}"#,
+            )
+            .env("SCREENSHOTS", &screenshots)
+            .output()
+            .expect("running node (Debian `nodejs`)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    eprintln!("browser results: {results}");
+
+    // What the pages did is in the store, with who did it.
+    let audit = central.store.audit(10).await.unwrap();
+    let ack = audit
+        .iter()
+        .find(|a| a.action == "alarm.ack")
+        .expect("ack in the audit log");
+    assert_eq!(
+        (ack.actor.as_str(), ack.target.as_str(), ack.detail.as_str()),
+        ("inspector-li", alarm_id, "called the maintenance unit")
+    );
+    let id = dispatch["id"].as_str().unwrap();
+    let d = central.store.dispatch(id).await.unwrap().unwrap();
+    let steps: Vec<(String, String)> = d
+        .steps
+        .iter()
+        .map(|s| (s.step.clone(), s.note.clone()))
+        .collect();
+    assert_eq!(d.status, seguard::central::dispatch::Status::Completed);
+    assert!(
+        steps.contains(&("on_site".into(), "on_site from the phone".into())),
+        "{steps:?}"
+    );
+    central.stop().await;
+}
