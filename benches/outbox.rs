@@ -15,8 +15,6 @@ use seguard::model::{Quality, Reading, Source, Value};
 use seguard::outbox::{FsyncPolicy, Lane, LaneOptions, Overflow};
 use tokio_util::sync::CancellationToken;
 
-const RUN: Duration = Duration::from_secs(3);
-
 fn reading(i: u64) -> Reading {
     Reading {
         equipment: format!("elevator-{:04}", i % 1000),
@@ -70,7 +68,7 @@ fn raw(dir: &Path, record: &[u8], per_push: usize, fsync: bool) -> Rate {
     }
     let started = Instant::now();
     let mut pushes = 0u64;
-    while started.elapsed() < RUN {
+    while started.elapsed() < run_time() {
         file.write_all(&chunk).expect("raw write");
         if fsync {
             file.sync_data().expect("raw fsync");
@@ -115,7 +113,7 @@ async fn outbox(dir: &Path, fsync: FsyncPolicy, per_push: usize, record_bytes: u
     let started = Instant::now();
     let mut pushes = 0u64;
     let mut i = 0u64;
-    while started.elapsed() < RUN {
+    while started.elapsed() < run_time() {
         lane.push_all((i..i + per_push as u64).map(reading)).await;
         i += per_push as u64;
         pushes += 1;
@@ -178,13 +176,28 @@ async fn drain(dir: &Path, record_bytes: usize) -> Rate {
     }
 }
 
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, and
+/// then it only proves that it still works, on a small load in a few seconds.
+fn smoke_test() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
+/// How long each case runs.
+fn run_time() -> Duration {
+    if smoke_test() {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(3)
+    }
+}
+
 fn main() {
     let (_guard, dir) = bench_dir();
     let record = serde_json::to_vec(&reading(1)).expect("a reading serializes");
     println!(
-        "outbox append throughput in {} ({} s per case; record = 24 + {} bytes, a reading as JSON)",
+        "outbox append throughput in {} ({:.1} s per case; record = 24 + {} bytes, a reading as JSON)",
         dir.display(),
-        RUN.as_secs(),
+        run_time().as_secs_f64(),
         record.len()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
