@@ -22,8 +22,8 @@ use crate::config::Config;
 use crate::ingest::mqtt::{Batch, Mapper, MqttIngest};
 use crate::metrics::Metrics;
 use crate::model::{
-    AlarmEvent, GatewayRegistry, Incident, Quality, Reading, SiteRecord, Source, Transition, Value,
-    INCIDENT_SCHEMA, REGISTRY_SCHEMA,
+    AlarmEvent, GatewayRegistry, Incident, Quality, Reading, SiteRecord, Source, ToCentral,
+    Transition, Value, INCIDENT_SCHEMA, REGISTRY_SCHEMA,
 };
 use crate::outbox::{Lane, Overflow};
 use crate::rules::{Engine, LifecycleError};
@@ -98,7 +98,7 @@ pub struct Gateway {
     http_task: JoinHandle<()>,
     /// Closed (flushed and fsynced) after the uplinks stop.
     telemetry_lanes: Vec<Arc<Lane<Reading>>>,
-    incident_lane: Option<Arc<Lane<Incident>>>,
+    incident_lane: Option<Arc<Lane<ToCentral>>>,
 }
 
 impl Gateway {
@@ -365,7 +365,7 @@ struct Pipeline {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     telemetry_lanes: Vec<Arc<Lane<Reading>>>,
-    incident_lane: Option<Arc<Lane<Incident>>>,
+    incident_lane: Option<Arc<Lane<ToCentral>>>,
 }
 
 impl Pipeline {
@@ -398,10 +398,11 @@ impl Pipeline {
                         readings.append(&mut batch.readings);
                     }
                     self.record_latest(&readings);
-                    readings.extend(self.take_fills());
+                    let fills = self.take_fills(&mut readings);
                     for lane in &self.telemetry_lanes {
                         lane.push_all(readings.iter().cloned()).await;
                     }
+                    self.send_to_central(fills).await;
                     self.emit(&mut events).await;
                     for publish in batches.into_iter().filter_map(|b| b.ack) {
                         // The ingest task may already be gone at shutdown; the broker redelivers.
@@ -515,14 +516,18 @@ impl Pipeline {
         }
     }
 
-    /// Counts and keeps the fills the engine checked, and turns each into readings of its
-    /// station (`fill_accepted`, `fill_rejection`, `fill_cylinder`) for InfluxDB.
-    fn take_fills(&mut self) -> Vec<Reading> {
+    /// Counts and keeps the fills the engine checked, adds readings of each to its station
+    /// (`fill_accepted`, `fill_rejection`, `fill_cylinder`) for InfluxDB, and returns the
+    /// records for central.
+    fn take_fills(&mut self, readings: &mut Vec<Reading>) -> Vec<ToCentral> {
         let fills = self.engine.take_fills();
         if fills.is_empty() {
             return Vec::new();
         }
-        let mut readings = Vec::with_capacity(fills.len() * 3);
+        let records = fills
+            .iter()
+            .map(|f| ToCentral::Fill(Box::new(f.clone())))
+            .collect();
         let mut kept = self.live.fills.write().expect("fills lock");
         for fill in fills {
             let outcome = fill.rejections.first().map_or("accepted", |r| r.as_str());
@@ -551,7 +556,7 @@ impl Pipeline {
             }
             kept.push_back(fill);
         }
-        readings
+        records
     }
 
     fn record_latest(&self, readings: &[Reading]) {
@@ -591,7 +596,7 @@ impl Pipeline {
             let Some(equipment) = self.incident_equipment(&event.equipment) else {
                 continue;
             };
-            incidents.push(Incident {
+            incidents.push(ToCentral::Incident(Box::new(Incident {
                 schema: INCIDENT_SCHEMA.to_owned(),
                 id: event.id,
                 gateway: self.config.gateway.id.clone(),
@@ -602,10 +607,17 @@ impl Pipeline {
                 },
                 equipment,
                 event,
-            });
+            })));
         }
+        self.send_to_central(incidents).await;
+    }
+
+    /// Durably queues incidents and fill records for central; they never drop (the lane waits).
+    async fn send_to_central(&self, messages: Vec<ToCentral>) {
         if let Some(lane) = &self.incident_lane {
-            lane.push_all(incidents).await;
+            if !messages.is_empty() {
+                lane.push_all(messages).await;
+            }
         }
     }
 }

@@ -87,6 +87,7 @@ pub struct Metrics {
     broker_connected: Family<UplinkLabel, Gauge>,
     broker_connects: Family<UplinkLabel, Counter>,
     incidents_published: Counter,
+    fills_published: Counter,
     modbus_errors: Family<DeviceReasonLabel, Counter>,
     modbus_online: Family<DeviceLabel, Gauge>,
     log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
@@ -228,6 +229,12 @@ impl Metrics {
             "Incidents the central broker confirmed",
             incidents_published.clone(),
         );
+        let fills_published = Counter::default();
+        registry.register(
+            "fills_published",
+            "Fill records the central broker confirmed",
+            fills_published.clone(),
+        );
         let modbus_errors = Family::default();
         registry.register(
             "modbus_errors",
@@ -265,6 +272,7 @@ impl Metrics {
             broker_connected,
             broker_connects,
             incidents_published,
+            fills_published,
             log_limiter: Mutex::new(HashMap::new()),
         }
     }
@@ -452,6 +460,10 @@ impl Metrics {
 
     pub fn incidents_published(&self, n: usize) {
         self.incidents_published.inc_by(n as u64);
+    }
+
+    pub fn fills_published(&self, n: usize) {
+        self.fills_published.inc_by(n as u64);
     }
 
     pub fn modbus_error(&self, device: &str, reason: &'static str, detail: &dyn std::fmt::Display) {

@@ -418,6 +418,16 @@ pub struct FillRecord {
 
 pub const FILL_SCHEMA: &str = "seguard.fill.v1";
 
+/// What the gateway sends the central service, in one ordered, durable outbox lane: incidents
+/// on `{prefix}/{gateway}/incidents`, fill records on `{prefix}/{gateway}/fills`.
+/// Untagged, so a lane written before fills travelled (incidents only) still reads back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToCentral {
+    Incident(Box<Incident>),
+    Fill(Box<FillRecord>),
+}
+
 /// Why a fill is refused (TSG 23-2021 and local rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -127,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dispatches/{id}", get(dispatch))
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills))
         .with_state(state)
 }
 
@@ -388,6 +389,21 @@ async fn indicators(
         return Err(ApiError::Forbidden("read indicators"));
     }
     Ok(Json(state.store.indicators(&state.config, now_ms()).await?))
+}
+
+/// `GET /api/v1/cylinders/{code}/fills`: a cylinder's fill records, newest first (regulators).
+async fn cylinder_fills(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("read fill records"));
+    }
+    Ok(Json(json!(
+        state.store.fills_of_cylinder(&code, 500).await?
+    )))
 }
 
 async fn audit(

@@ -1,4 +1,5 @@
-//! Incident intake: the MQTT shared subscription and the checks both MQTT and HTTP apply.
+//! Intake of incidents and fill records: the MQTT shared subscriptions and the checks both MQTT
+//! and HTTP apply.
 //!
 //! **Invariant:** an MQTT incident is acknowledged (PUBACK, manual acks) only after the store
 //! committed it, or after it was rejected and counted. A rejected message is acknowledged so
@@ -17,7 +18,10 @@ use super::config::{CentralConfig, CentralMqtt};
 use super::store::Store;
 use super::{now_ms, CentralMetrics};
 use crate::backoff::Backoff;
-use crate::model::{GatewayRegistry, GatewayStatus, Incident, INCIDENT_SCHEMA, REGISTRY_SCHEMA};
+use crate::model::{
+    FillRecord, GatewayRegistry, GatewayStatus, Incident, FILL_SCHEMA, INCIDENT_SCHEMA,
+    REGISTRY_SCHEMA,
+};
 
 /// Why an incident was refused; each has its HTTP status and its counter label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,12 +32,15 @@ pub enum Rejection {
     Oversized { size: usize, limit: usize },
     #[error("malformed incident: {0}")]
     Malformed(String),
-    #[error("unknown schema `{0}`; this central accepts `seguard.incident.v1`")]
-    UnknownSchema(String),
+    #[error("unknown schema `{found}`; expected `{expected}`")]
+    UnknownSchema {
+        found: String,
+        expected: &'static str,
+    },
     #[error("unknown gateway `{0}`; register it in the central config as [[gateway]]")]
     UnknownGateway(String),
-    #[error("incident from gateway `{incident}` sent with the credentials of `{sender}`")]
-    GatewayMismatch { incident: String, sender: String },
+    #[error("message of gateway `{claimed}` sent with the credentials of `{sender}`")]
+    GatewayMismatch { claimed: String, sender: String },
 }
 
 impl Rejection {
@@ -42,7 +49,7 @@ impl Rejection {
             Rejection::Unauthorized => "unauthorized",
             Rejection::Oversized { .. } => "oversized",
             Rejection::Malformed(_) => "malformed",
-            Rejection::UnknownSchema(_) => "unknown_schema",
+            Rejection::UnknownSchema { .. } => "unknown_schema",
             Rejection::UnknownGateway(_) => "unknown_gateway",
             Rejection::GatewayMismatch { .. } => "gateway_mismatch",
         }
@@ -53,7 +60,7 @@ impl Rejection {
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::Oversized { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
-            Rejection::UnknownSchema(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Rejection::UnknownSchema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::UnknownGateway(_) | Rejection::GatewayMismatch { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -61,9 +68,15 @@ impl Rejection {
     }
 }
 
-/// Decodes and checks an incident. `sender` is the gateway the transport vouches for: the
-/// topic's gateway level for MQTT, the token's gateway for HTTP.
-pub fn decode(config: &CentralConfig, payload: &[u8], sender: &str) -> Result<Incident, Rejection> {
+/// Parses a message of `schema` from a known gateway. `sender` is the gateway the transport
+/// vouches for: the topic's gateway level for MQTT, the token's gateway for HTTP.
+fn parse<T: serde::de::DeserializeOwned>(
+    config: &CentralConfig,
+    payload: &[u8],
+    schema: &'static str,
+    sender: &str,
+    gateway_of: impl Fn(&T) -> &str,
+) -> Result<T, Rejection> {
     if payload.len() > config.max_body_bytes {
         return Err(Rejection::Oversized {
             size: payload.len(),
@@ -73,21 +86,50 @@ pub fn decode(config: &CentralConfig, payload: &[u8], sender: &str) -> Result<In
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
     match value.get("schema").and_then(|s| s.as_str()) {
-        Some(INCIDENT_SCHEMA) => {}
-        Some(other) => return Err(Rejection::UnknownSchema(other.to_owned())),
+        Some(s) if s == schema => {}
+        Some(other) => {
+            return Err(Rejection::UnknownSchema {
+                found: other.to_owned(),
+                expected: schema,
+            })
+        }
         None => return Err(Rejection::Malformed("missing field `schema`".into())),
     }
-    let incident: Incident =
+    let message: T =
         serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?;
-    if !config.gateways.iter().any(|g| g.id == incident.gateway) {
-        return Err(Rejection::UnknownGateway(incident.gateway));
+    let gateway = gateway_of(&message);
+    if !config.gateways.iter().any(|g| g.id == gateway) {
+        return Err(Rejection::UnknownGateway(gateway.to_owned()));
     }
-    if incident.gateway != sender {
+    if gateway != sender {
         return Err(Rejection::GatewayMismatch {
-            incident: incident.gateway,
+            claimed: gateway.to_owned(),
             sender: sender.to_owned(),
         });
     }
+    Ok(message)
+}
+
+/// Decodes and checks a fill record (see [`parse`] for `sender`).
+pub fn decode_fill(
+    config: &CentralConfig,
+    payload: &[u8],
+    sender: &str,
+) -> Result<FillRecord, Rejection> {
+    let fill: FillRecord = parse(config, payload, FILL_SCHEMA, sender, |f: &FillRecord| {
+        &f.gateway
+    })?;
+    if fill.cylinder_code.trim().is_empty() {
+        return Err(Rejection::Malformed("empty `cylinder_code`".into()));
+    }
+    Ok(fill)
+}
+
+/// Decodes and checks an incident (see [`parse`] for `sender`).
+pub fn decode(config: &CentralConfig, payload: &[u8], sender: &str) -> Result<Incident, Rejection> {
+    let incident: Incident = parse(config, payload, INCIDENT_SCHEMA, sender, |i: &Incident| {
+        &i.gateway
+    })?;
     if incident.event.equipment != incident.equipment.id {
         return Err(Rejection::Malformed(format!(
             "event equipment `{}` differs from equipment `{}`",
@@ -114,6 +156,29 @@ pub fn mqtt_client(m: &CentralMqtt, _max_body_bytes: usize) -> (AsyncClient, Eve
     AsyncClient::new(options, 1024)
 }
 
+/// Runs `attempt` until the store answers, backing off between failures, or until `stop`
+/// fires (then `None`: the message is not acknowledged and the broker keeps it).
+async fn until_stored<T, F, Fut>(what: &str, stop: &CancellationToken, attempt: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, super::store::StoreError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                tracing::warn!(error = %e, what, "cannot store; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => return None,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Stores one incident, retrying the store until it answers or `stop` fires. Returns whether
 /// the message may be acknowledged.
 pub async fn store_incident(
@@ -125,34 +190,42 @@ pub async fn store_incident(
     source: &'static str,
     stop: &CancellationToken,
 ) -> bool {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let started = Instant::now();
-        match store
-            .ingest_incident(config, incident, source, now_ms())
-            .await
-        {
-            Ok(outcome) => {
-                if outcome.stored {
-                    metrics.intake_stored(source, started.elapsed().as_secs_f64());
-                } else {
-                    metrics.intake_duplicate(source);
-                }
-                if let Some(d) = &outcome.dispatch {
-                    metrics.dispatch_created(d);
-                    wake.notify_one();
-                }
-                return true;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, incident = %incident.id, "cannot store incident; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.cancelled() => return false,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+    let started = Instant::now();
+    let what = format!("incident {}", incident.id);
+    let Some(outcome) = until_stored(&what, stop, || {
+        store.ingest_incident(config, incident, source, now_ms())
+    })
+    .await
+    else {
+        return false;
+    };
+    if outcome.stored {
+        metrics.intake_stored(source, started.elapsed().as_secs_f64());
+    } else {
+        metrics.intake_duplicate(source);
+    }
+    if let Some(d) = &outcome.dispatch {
+        metrics.dispatch_created(d);
+        wake.notify_one();
+    }
+    true
+}
+
+/// Stores one fill record (idempotent by its id), retrying the store until it answers or
+/// `stop` fires. Returns whether the message may be acknowledged.
+async fn store_fill(
+    store: &Store,
+    metrics: &CentralMetrics,
+    fill: &FillRecord,
+    stop: &CancellationToken,
+) -> bool {
+    let what = format!("fill record {}", fill.id);
+    match until_stored(&what, stop, || store.ingest_fill(fill, now_ms())).await {
+        Some(stored) => {
+            metrics.fill_received(stored);
+            true
         }
+        None => false,
     }
 }
 
@@ -173,6 +246,7 @@ pub async fn run_mqtt(
     let incidents = format!("$share/{}/{}/+/incidents", m.share_group, m.prefix);
     let status = format!("{}/+/status", m.prefix);
     let registry = format!("{}/+/registry", m.prefix);
+    let fills = format!("$share/{}/{}/+/fills", m.share_group, m.prefix);
     let (tx, rx) = mpsc::channel::<Publish>(1024);
     let worker = tokio::spawn(work(
         config.clone(),
@@ -195,7 +269,7 @@ pub async fn run_mqtt(
                 backoff.reset();
                 tracing::info!(host = %m.host, port = m.port, session_present = ack.session_present, "central intake connected");
                 if !ack.session_present {
-                    for filter in [&incidents, &status, &registry] {
+                    for filter in [&incidents, &fills, &status, &registry] {
                         if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
                             tracing::error!(error = %e, filter, "cannot subscribe");
                         }
@@ -239,12 +313,17 @@ async fn work(
 ) {
     while let Some(p) = rx.recv().await {
         let levels: Vec<&str> = p.topic.split('/').collect();
+        // `{prefix}/{gateway}/{kind}`: the gateway level is what the broker's ACL vouches for.
+        let sender = levels
+            .len()
+            .checked_sub(2)
+            .map(|i| levels[i])
+            .unwrap_or_default();
         let ack = if p.topic.ends_with("/registry") {
             match serde_json::from_slice::<GatewayRegistry>(&p.payload) {
                 Ok(r)
                     if r.schema == REGISTRY_SCHEMA
-                        && levels.get(levels.len().wrapping_sub(2))
-                            == Some(&r.gateway.as_str())
+                        && sender == r.gateway
                         && config.gateways.iter().any(|g| g.id == r.gateway) =>
                 {
                     if let Err(e) = store.merge_registry(&r, now_ms()).await {
@@ -264,12 +343,15 @@ async fn work(
                 tracing::warn!(topic = %p.topic, "gateway status is not JSON; ignored");
             }
             true
+        } else if p.topic.ends_with("/fills") {
+            match decode_fill(&config, &p.payload, sender) {
+                Ok(fill) => store_fill(&store, &metrics, &fill, &stop).await,
+                Err(r) => {
+                    metrics.intake_rejected("mqtt_fill", r.reason(), &r.to_string());
+                    true
+                }
+            }
         } else {
-            let sender = levels
-                .len()
-                .checked_sub(2)
-                .map(|i| levels[i])
-                .unwrap_or_default();
             match decode(&config, &p.payload, sender) {
                 Ok(incident) => {
                     store_incident(&config, &store, &metrics, &wake, &incident, "mqtt", &stop).await

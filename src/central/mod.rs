@@ -72,6 +72,11 @@ struct RejectLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabel {
     channel: String,
 }
@@ -87,6 +92,7 @@ pub struct CentralMetrics {
     intake_stored: Family<SourceLabel, Counter>,
     intake_duplicates: Family<SourceLabel, Counter>,
     intake_rejected: Family<RejectLabel, Counter>,
+    fills_received: Family<OutcomeLabel, Counter>,
     dispatches_created: Counter,
     escalations: Family<LevelLabel, Counter>,
     notifications_sent: Family<ChannelLabel, Counter>,
@@ -119,8 +125,14 @@ impl CentralMetrics {
         let intake_rejected = Family::default();
         registry.register(
             "intake_rejected",
-            "Incidents rejected, by source and reason",
+            "Incidents and fill records rejected, by source and reason",
             intake_rejected.clone(),
+        );
+        let fills_received = Family::default();
+        registry.register(
+            "fills_received",
+            "Fill records received, by outcome: stored or duplicate (same id)",
+            fills_received.clone(),
         );
         let dispatches_created = Counter::default();
         registry.register(
@@ -157,6 +169,7 @@ impl CentralMetrics {
             intake_stored,
             intake_duplicates,
             intake_rejected,
+            fills_received,
             dispatches_created,
             escalations,
             notifications_sent,
@@ -197,8 +210,15 @@ impl CentralMetrics {
             .get_or_create(&RejectLabel { source, reason })
             .inc();
         if self.should_log(reason) {
-            tracing::warn!(source, reason, detail, "incident rejected");
+            tracing::warn!(source, reason, detail, "intake rejected a message");
         }
+    }
+
+    pub fn fill_received(&self, stored: bool) {
+        let outcome = if stored { "stored" } else { "duplicate" };
+        self.fills_received
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// How many incidents were rejected for this source and reason.

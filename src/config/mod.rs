@@ -567,6 +567,10 @@ impl CentralUplink {
         format!("{}/{gateway}/incidents", self.topic_prefix)
     }
 
+    pub fn fills_topic(&self, gateway: &str) -> String {
+        format!("{}/{gateway}/fills", self.topic_prefix)
+    }
+
     pub fn registry_topic(&self, gateway: &str) -> String {
         format!("{}/{gateway}/registry", self.topic_prefix)
     }

@@ -1,8 +1,9 @@
-//! Incidents to the central service over MQTT at QoS1, on `{prefix}/{gateway}/incidents`, and
-//! the gateway's retained status on `{prefix}/{gateway}/status` with a last will saying offline.
+//! Incidents and fill records to the central service over MQTT at QoS1, on
+//! `{prefix}/{gateway}/incidents` and `{prefix}/{gateway}/fills`, and the gateway's retained
+//! status on `{prefix}/{gateway}/status` with a last will saying offline.
 //!
-//! **Invariant:** an incident leaves the outbox lane only after the broker's PUBACK for it. An
-//! incident not confirmed within `confirm_timeout` is published again; receivers drop the
+//! **Invariant:** a message leaves the outbox lane only after the broker's PUBACK for it. A
+//! message not confirmed within `confirm_timeout` is published again; receivers drop the
 //! duplicate by its id.
 
 use std::collections::HashMap;
@@ -18,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::{Broker, CentralUplink};
 use crate::metrics::Metrics;
-use crate::model::{GatewayRegistry, GatewayState, GatewayStatus, Incident};
+use crate::model::{GatewayRegistry, GatewayState, GatewayStatus, ToCentral};
 use crate::outbox::Lane;
 
-/// How many incidents are published before waiting for their PUBACKs.
+/// How many messages are published before waiting for their PUBACKs.
 const WINDOW: usize = 64;
 
 /// The largest packet MQTT allows. rumqttc drops the connection on a bigger incoming packet than
@@ -132,12 +133,12 @@ impl CentralPublisher {
         }
     }
 
-    /// Publishes incidents from `lane` until `flush` fires and the lane is empty, or `hard_stop`
-    /// fires; then says offline and disconnects.
+    /// Publishes incidents and fill records from `lane` until `flush` fires and the lane is
+    /// empty, or `hard_stop` fires; then says offline and disconnects.
     pub async fn run(
         self,
         event_loop: EventLoop,
-        lane: Arc<Lane<Incident>>,
+        lane: Arc<Lane<ToCentral>>,
         metrics: Arc<Metrics>,
         connected: Arc<AtomicBool>,
         flush: CancellationToken,
@@ -165,7 +166,8 @@ impl CentralPublisher {
             on_connect,
             hard_stop.clone(),
         ));
-        let topic = self.config.incidents_topic(&self.gateway);
+        let incidents_topic = self.config.incidents_topic(&self.gateway);
+        let fills_topic = self.config.fills_topic(&self.gateway);
         'batches: loop {
             let batch = lane.peek_batch(WINDOW, Duration::ZERO, &flush).await;
             if batch.is_empty() {
@@ -177,16 +179,21 @@ impl CentralPublisher {
                 tracker.confirmed = vec![false; batch.len()];
                 tracker.window
             };
-            let payloads: Vec<Vec<u8>> = batch
+            let messages: Vec<(&str, Vec<u8>)> = batch
                 .iter()
-                .map(|i| serde_json::to_vec(i).expect("incident serializes"))
+                .map(|m| match m {
+                    ToCentral::Incident(i) => (incidents_topic.as_str(), serde_json::to_vec(i)),
+                    ToCentral::Fill(f) => (fills_topic.as_str(), serde_json::to_vec(f)),
+                })
+                .map(|(topic, json)| (topic, json.expect("a central message serializes")))
                 .collect();
             let mut unconfirmed: Vec<usize> = (0..batch.len()).collect();
             loop {
                 for &slot in &unconfirmed {
+                    let (topic, payload) = &messages[slot];
                     self.publish_tagged(
-                        &topic,
-                        payloads[slot].clone(),
+                        topic,
+                        payload.clone(),
                         false,
                         Tag::Incident { window, slot },
                     )
@@ -203,7 +210,12 @@ impl CentralPublisher {
                     };
                     if unconfirmed.is_empty() {
                         lane.confirm(batch.len());
-                        metrics.incidents_published(batch.len());
+                        let fills = batch
+                            .iter()
+                            .filter(|m| matches!(m, ToCentral::Fill(_)))
+                            .count();
+                        metrics.incidents_published(batch.len() - fills);
+                        metrics.fills_published(fills);
                         continue 'batches;
                     }
                     tokio::select! {
@@ -211,7 +223,7 @@ impl CentralPublisher {
                         _ = tokio::time::sleep_until(deadline) => break,
                         _ = hard_stop.cancelled() => {
                             lane.release();
-                            tracing::warn!(queued = lane.len(), "stopping with incidents not yet confirmed by the broker");
+                            tracing::warn!(queued = lane.len(), "stopping with messages to central not yet confirmed by the broker");
                             break 'batches;
                         }
                     }
@@ -219,7 +231,7 @@ impl CentralPublisher {
                 tracing::warn!(
                     unconfirmed = unconfirmed.len(),
                     timeout_ms = self.config.confirm_timeout.as_millis() as u64,
-                    "incidents not confirmed in time; publishing them again"
+                    "messages to central not confirmed in time; publishing them again"
                 );
             }
         }

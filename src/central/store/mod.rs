@@ -24,7 +24,8 @@ use sqlx::{AnyPool, Row};
 use super::config::CentralConfig;
 use super::dispatch::{self, Dispatch, ElevatorCodes, Level, Record, Status, Step};
 use crate::model::{
-    Equipment, EquipmentKind, GatewayRegistry, GatewayStatus, Incident, Transition,
+    Equipment, EquipmentKind, FillRecord, FillRejection, GatewayRegistry, GatewayStatus, Incident,
+    Transition,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +288,50 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores a fill record, idempotently by its id. Returns whether it was new. A cylinder
+    /// counts as labelled when its code was found in the registry (not `unregistered`).
+    pub async fn ingest_fill(&self, fill: &FillRecord, now: i64) -> Result<bool, StoreError> {
+        let labelled = !fill.rejections.contains(&FillRejection::Unregistered);
+        let record = serde_json::to_string(fill).expect("a fill record serializes");
+        let inserted = sqlx::query(
+            "INSERT INTO fill_records (id, gateway, cylinder_code, labelled, station, time_ms, record, received_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(fill.id.to_string())
+        .bind(&fill.gateway)
+        .bind(&fill.cylinder_code)
+        .bind(i64::from(labelled))
+        .bind(&fill.station)
+        .bind(ms(fill.time))
+        .bind(record)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// The fill records of one cylinder, newest first (traceability).
+    pub async fn fills_of_cylinder(
+        &self,
+        cylinder_code: &str,
+        limit: i64,
+    ) -> Result<Vec<FillRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record FROM fill_records WHERE cylinder_code = $1 ORDER BY time_ms DESC LIMIT $2",
+        )
+        .bind(cylinder_code)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("record")?;
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     /// Stores an incident whole, idempotently by event id; a trapped raise creates a dispatch

@@ -4,16 +4,17 @@
 //! applied in one transaction and recorded in `schema_migrations`; never edit a released one,
 //! add the next.
 
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE gateways (
+pub const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE gateways (
             id TEXT PRIMARY KEY,
             site TEXT NOT NULL,
             state TEXT NOT NULL,
             since_ms BIGINT,
             updated_ms BIGINT NOT NULL)",
-        "CREATE TABLE equipment (
+            "CREATE TABLE equipment (
             gateway TEXT NOT NULL,
             id TEXT NOT NULL,
             kind TEXT NOT NULL,
@@ -30,8 +31,8 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             record TEXT NOT NULL,
             updated_ms BIGINT NOT NULL,
             PRIMARY KEY (gateway, id))",
-        // Every alarm event received, once: the primary key is the event id.
-        "CREATE TABLE events (
+            // Every alarm event received, once: the primary key is the event id.
+            "CREATE TABLE events (
             id TEXT PRIMARY KEY,
             alarm_id TEXT,
             gateway TEXT NOT NULL,
@@ -46,9 +47,9 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             source TEXT NOT NULL,
             received_ms BIGINT NOT NULL,
             payload TEXT NOT NULL)",
-        "CREATE INDEX events_alarm ON events (alarm_id, time_ms)",
-        // One row per alarm occurrence (raise .. clear), with its acknowledgement.
-        "CREATE TABLE alarms (
+            "CREATE INDEX events_alarm ON events (alarm_id, time_ms)",
+            // One row per alarm occurrence (raise .. clear), with its acknowledgement.
+            "CREATE TABLE alarms (
             id TEXT PRIMARY KEY,
             gateway TEXT NOT NULL,
             equipment TEXT NOT NULL,
@@ -64,9 +65,9 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             acked_ms BIGINT,
             acked_by TEXT,
             ack_comment TEXT)",
-        "CREATE INDEX alarms_open ON alarms (gateway, equipment, rule, severity, cleared_ms)",
-        "CREATE INDEX alarms_raised ON alarms (raised_ms)",
-        "CREATE TABLE fill_records (
+            "CREATE INDEX alarms_open ON alarms (gateway, equipment, rule, severity, cleared_ms)",
+            "CREATE INDEX alarms_raised ON alarms (raised_ms)",
+            "CREATE TABLE fill_records (
             id TEXT PRIMARY KEY,
             gateway TEXT NOT NULL,
             cylinder_code TEXT NOT NULL,
@@ -74,10 +75,10 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             station TEXT NOT NULL,
             time_ms BIGINT NOT NULL,
             record TEXT NOT NULL)",
-        // A rescue dispatch and its timer. `next_check_ms` is when the escalation check is due;
-        // any instance may run it, and a compare-and-set on (level, status, next_check_ms)
-        // makes sure only one does.
-        "CREATE TABLE dispatches (
+            // A rescue dispatch and its timer. `next_check_ms` is when the escalation check is due;
+            // any instance may run it, and a compare-and-set on (level, status, next_check_ms)
+            // makes sure only one does.
+            "CREATE TABLE dispatches (
             id TEXT PRIMARY KEY,
             order_no TEXT NOT NULL UNIQUE,
             alarm_id TEXT NOT NULL UNIQUE,
@@ -97,15 +98,15 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             on_site_ms BIGINT,
             closed_ms BIGINT,
             record TEXT NOT NULL)",
-        // The rescue page links: one per called unit, kept as SHA-256 only; the unit is who
-        // the steps made with the link are recorded as.
-        "CREATE TABLE dispatch_links (
+            // The rescue page links: one per called unit, kept as SHA-256 only; the unit is who
+            // the steps made with the link are recorded as.
+            "CREATE TABLE dispatch_links (
             token_sha256 TEXT PRIMARY KEY,
             dispatch_id TEXT NOT NULL,
             unit TEXT NOT NULL,
             created_ms BIGINT NOT NULL)",
-        "CREATE INDEX dispatches_due ON dispatches (next_check_ms)",
-        "CREATE TABLE dispatch_steps (
+            "CREATE INDEX dispatches_due ON dispatches (next_check_ms)",
+            "CREATE TABLE dispatch_steps (
             id TEXT PRIMARY KEY,
             dispatch_id TEXT NOT NULL,
             seq BIGINT NOT NULL,
@@ -115,10 +116,10 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             unit TEXT NOT NULL,
             actor TEXT NOT NULL,
             note TEXT NOT NULL)",
-        "CREATE UNIQUE INDEX dispatch_steps_seq ON dispatch_steps (dispatch_id, seq)",
-        // Messages to rescue units, written in the same transaction as the step that causes
-        // them, delivered at least once by whichever instance claims them.
-        "CREATE TABLE notifications (
+            "CREATE UNIQUE INDEX dispatch_steps_seq ON dispatch_steps (dispatch_id, seq)",
+            // Messages to rescue units, written in the same transaction as the step that causes
+            // them, delivered at least once by whichever instance claims them.
+            "CREATE TABLE notifications (
             id TEXT PRIMARY KEY,
             dispatch_id TEXT NOT NULL,
             channel TEXT NOT NULL,
@@ -132,8 +133,8 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             owner TEXT,
             lease_until_ms BIGINT,
             last_error TEXT)",
-        "CREATE INDEX notifications_due ON notifications (sent_ms, next_attempt_ms)",
-        "CREATE TABLE audit_log (
+            "CREATE INDEX notifications_due ON notifications (sent_ms, next_attempt_ms)",
+            "CREATE TABLE audit_log (
             id TEXT PRIMARY KEY,
             at_ms BIGINT NOT NULL,
             actor TEXT NOT NULL,
@@ -141,5 +142,14 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             action TEXT NOT NULL,
             target TEXT NOT NULL,
             detail TEXT NOT NULL)",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        &[
+            // Fill records arrive from the gateways over MQTT (`{prefix}/{gateway}/fills`).
+            "ALTER TABLE fill_records ADD COLUMN received_ms BIGINT",
+            "CREATE INDEX fill_records_cylinder ON fill_records (cylinder_code, time_ms)",
+        ],
+    ),
+];
