@@ -553,3 +553,21 @@ async fn a_sigkilled_writer_loses_nothing_it_acknowledged() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_second_open_of_the_same_lane_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _, _) = open(dir.path(), options(1 << 20, Overflow::DropOldest));
+    let second = Lane::<String>::open(
+        dir.path(),
+        "telemetry:test".to_owned(),
+        options(1 << 20, Overflow::DropOldest),
+        Arc::new(Metrics::new()),
+    );
+    let error = second.err().expect("a second open is refused").to_string();
+    assert!(error.contains("locked by another process"), "{error}");
+    first.close().await.unwrap();
+    drop(first);
+    let (reopened, _, _) = open(dir.path(), options(1 << 20, Overflow::DropOldest));
+    reopened.close().await.unwrap();
+}

@@ -184,6 +184,9 @@ pub struct DiskLane<T> {
     shared: Arc<Shared<T>>,
     commands: Mutex<Option<mpsc::Sender<Command<T>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// `{lane}/lock`, exclusively locked (flock) while the lane is open: a second process (or
+    /// a second open in this one) on the same directory is refused instead of corrupting it.
+    _lock: File,
 }
 
 impl<T> Drop for DiskLane<T> {
@@ -207,6 +210,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
         metrics: Arc<Metrics>,
     ) -> Result<(Self, Recovery), OutboxError> {
         let dir = root.join(super::lane_dir_name(&name));
+        let lock = lock_dir(&name, &dir)?;
         let segment_bytes = options
             .segment_bytes
             .min(options.quota_bytes / 8)
@@ -246,6 +250,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
                 shared,
                 commands: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
+                _lock: lock,
             },
             recovery,
         ))
@@ -620,6 +625,32 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
 
 fn writer_vanished(lane: &str) -> String {
     format!("the writer thread of {lane} stopped without answering")
+}
+
+/// Creates the lane directory and takes its lock file.
+fn lock_dir(lane: &str, dir: &Path) -> Result<File, OutboxError> {
+    let io = |action, path: &Path, source| OutboxError::Io {
+        lane: lane.to_owned(),
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io("open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(OutboxError::Locked {
+            lane: lane.to_owned(),
+            path,
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(io("lock", &path, e)),
+    }
 }
 
 /// Recovery on open: the steps of the module doc.

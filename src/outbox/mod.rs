@@ -33,6 +33,7 @@
 //! {lane}/00000000000000052311.seg   the next segment: its name is its first sequence number
 //! {lane}/ledger                     the confirmed position
 //! {lane}/ledger.tmp                 only while the ledger is being replaced
+//! {lane}/lock                       flock'ed while the lane is open: one process per lane
 //! ```
 //!
 //! A **segment** starts with a 16-byte header, `b"SGOUTBOX"` then the format version (`u32`
@@ -196,6 +197,11 @@ pub enum OutboxError {
     },
     #[error("outbox lane {lane}: its writer thread is gone")]
     WriterGone { lane: String },
+    #[error(
+        "outbox lane {lane}: {path} is locked by another process; \
+         two gateways must not share one outbox directory"
+    )]
+    Locked { lane: String, path: PathBuf },
 }
 
 /// What [`Lane::open`] found on disk.
