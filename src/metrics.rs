@@ -77,6 +77,7 @@ pub struct Metrics {
     fills_checked: Family<OutcomeLabel, Counter>,
     uplink_writes: Family<UplinkLabel, Counter>,
     uplink_points: Family<UplinkLabel, Counter>,
+    uplink_live_points: Family<UplinkLabel, Counter>,
     uplink_failures: Family<UplinkLabel, Counter>,
     uplink_rejected_points: Family<UplinkLabel, Counter>,
     uplink_latency: Family<UplinkLabel, Histogram>,
@@ -160,6 +161,12 @@ impl Metrics {
             "uplink_writes",
             "Batches the receiver confirmed",
             uplink_writes.clone(),
+        );
+        let uplink_live_points = Family::default();
+        registry.register(
+            "uplink_live_points",
+            "Newest points written ahead of a backlog during a catch-up (they are written again in order)",
+            uplink_live_points.clone(),
         );
         let uplink_points = Family::default();
         registry.register(
@@ -262,6 +269,7 @@ impl Metrics {
             fills_checked,
             uplink_writes,
             uplink_points,
+            uplink_live_points,
             uplink_failures,
             uplink_rejected_points,
             uplink_latency,
@@ -375,6 +383,14 @@ impl Metrics {
             .get_or_create(&label)
             .inc_by(points as u64);
         self.uplink_latency.get_or_create(&label).observe(seconds);
+    }
+
+    pub fn uplink_live_written(&self, uplink: &str, points: usize) {
+        self.uplink_live_points
+            .get_or_create(&UplinkLabel {
+                uplink: uplink.to_owned(),
+            })
+            .inc_by(points as u64);
     }
 
     pub fn uplink_failed(&self, uplink: &str, error: &dyn std::fmt::Display, retry_in: Duration) {

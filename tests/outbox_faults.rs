@@ -10,6 +10,8 @@
 //!    site broker: all of them arrive at a central subscriber once it is back.
 //! 4. A 1 MB telemetry quota with InfluxDB down: the oldest telemetry is dropped and counted,
 //!    incidents still flow, and `gateway.data_loss` is raised with the lost count.
+//! 5. A catch-up under a drain rate: while the backlog drains in order, the newest points are
+//!    already in InfluxDB (dashboards stay current), and in the end every point is there once.
 //!
 //! The tests take a lock so they run one at a time: they measure throughput-sensitive paths on
 //! a 2-core machine. Numbers are printed (`--nocapture` shows them).
@@ -1061,5 +1063,92 @@ async fn quota_full_drops_oldest_counts_it_and_raises_data_loss() {
         want,
         "stored + dropped = sent readings"
     );
+    gateway.stop().await;
+}
+
+/// The time (ms since the epoch) of the newest point stored.
+async fn newest_point_ms(influx: &Influx1, db: &str) -> Option<i64> {
+    let rows = influx
+        .query(db, "SELECT last(temperature) FROM pressure_vessel")
+        .await;
+    let t = rows.first()?.get(1)?.as_f64()?;
+    Some(T0_MS + t as i64)
+}
+
+/// 5. A backlog drains at its rate while live points go ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_keeps_the_newest_points_current() {
+    let _serial = SERIAL.lock().await;
+    logs();
+    let rate = 300.0; // messages/s, 900 points/s
+    let broker = Mosquitto::start();
+    let mut influx = Influx1::start();
+    influx.create_database("catchup").await;
+    let outbox = tempfile::tempdir().unwrap();
+    let uplink = influx_uplink(&influx, "catchup") + "batch_max_points = 600\n";
+    let text = site_text(
+        "gw-catchup",
+        "127.0.0.1:0",
+        broker.port,
+        outbox.path(),
+        // 1,500 points/s drains a 9,000-point backlog against 900 live points/s in ~15 s.
+        "drain_rate_points_per_s = 1500",
+        &uplink,
+    );
+    let gateway = Gateway::start(parse(&text)).await.unwrap();
+    let http = gateway.http_addr.to_string();
+    eventually("gateway connected", Duration::from_secs(10), || async {
+        (metric(&http, "seguard_broker_connected").await >= 1.0).then_some(())
+    })
+    .await;
+    let publisher = Arc::new(Publisher::connect(broker.port, "catchup-publisher").await);
+    let stop = CancellationToken::new();
+    let streaming = tokio::spawn({
+        let (publisher, stop) = (publisher.clone(), stop.clone());
+        async move {
+            publisher
+                .stream(rate, usize::MAX, Duration::from_secs(60), &stop, |_| None)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| influx.stop());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::task::block_in_place(|| influx.restart());
+    let restarted = Instant::now();
+
+    // Within a few seconds of the restart the newest point stored is about the newest sent,
+    // while the backlog is still far from drained.
+    let (lag_ms, stored, sent) = eventually("live points arrive", Duration::from_secs(10), || {
+        let (influx, publisher) = (&influx, &publisher);
+        async move {
+            let newest = newest_point_ms(influx, "catchup").await?;
+            let sent = publisher.sent();
+            let lag = T0_MS + sent as i64 - newest;
+            (lag < 2_000).then_some((lag, point_count(influx, "catchup").await, sent))
+        }
+    })
+    .await;
+    let live = metric(&http, "seguard_uplink_live_points_total").await;
+    println!(
+        "catch-up: {:.1} s after the restart the newest stored point is {lag_ms} ms behind the \
+         newest sent; stored {stored} of {sent} messages; {live} live points written",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert!(
+        stored + 1_000 < sent,
+        "the backlog is still draining: stored {stored} of {sent}"
+    );
+    assert!(live > 0.0, "live points were written ahead of the backlog");
+
+    stop.cancel();
+    let sent = streaming.await.unwrap();
+    publisher.wait_all_acked(Duration::from_secs(30)).await;
+    let drained = eventually("the backlog drains", Duration::from_secs(90), || {
+        let influx = &influx;
+        async move { (point_count(influx, "catchup").await >= sent).then_some(()) }
+    });
+    drained.await;
+    check_points(&influx, "catchup", &(0..sent).collect::<Vec<_>>(), sent).await;
     gateway.stop().await;
 }

@@ -8,7 +8,8 @@
 //! incident_quota_mb = 256           # the incident lane waits (never drops) beyond it
 //! fsync = "batch"                   # "batch": before each push returns; "interval": every fsync_interval_ms
 //! fsync_interval_ms = 200           # only with fsync = "interval"
-//! drain_rate_points_per_s = 50000   # per lane; 0 = unlimited. Keep it well above the live rate
+//! drain_rate_points_per_s = 50000   # per lane; 0 = unlimited. Keep it well above the live rate;
+//!                                   # the newest points are sent ahead of a backlog meanwhile
 //! ```
 
 use std::path::PathBuf;

@@ -108,6 +108,14 @@
 //! it well above the live rate (2-5x): the surplus is the catch-up speed after an outage, and
 //! the receiver is never hit with the whole backlog at once.
 //!
+//! While the backlog drains in order, the newest entries would wait behind it and dashboards
+//! would show the past. So a consumer that is behind calls [`Lane::set_catching_up`]; from then
+//! on `push_all` also keeps copies of the newest entries (at most [`LIVE_ENTRIES`]) that the
+//! consumer takes with [`Lane::take_live`] and sends between backlog batches, best effort.
+//! Those copies are not confirmed and leave nothing: the entries themselves stay in order in
+//! the lane and are sent again when the backlog reaches them (points are idempotent by series
+//! and time, so the receiver keeps one).
+//!
 //! # Threads
 //! Each durable lane has one writer thread (`outbox-{lane}`) that owns the segment being
 //! written: `push_all` encodes on the caller and hands the records over; the writer appends,
@@ -125,8 +133,10 @@ mod memory;
 mod rate;
 mod segment;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -218,10 +228,29 @@ pub struct Recovery {
     pub ledger_reset: bool,
 }
 
+/// How many of the newest entries a lane that is catching up keeps for live sending.
+pub const LIVE_ENTRIES: usize = 10_000;
+
 /// One outbox lane. Cheap to share behind an `Arc`; one producer and one consumer.
 pub struct Lane<T> {
     name: String,
     backend: Backend<T>,
+    live: Live<T>,
+}
+
+/// Copies of the newest entries while the consumer is behind (see the module doc).
+struct Live<T> {
+    catching_up: AtomicBool,
+    newest: Mutex<VecDeque<T>>,
+}
+
+impl<T> Live<T> {
+    fn new() -> Self {
+        Live {
+            catching_up: AtomicBool::new(false),
+            newest: Mutex::new(VecDeque::new()),
+        }
+    }
 }
 
 enum Backend<T> {
@@ -246,6 +275,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
                 metrics,
             )),
             name,
+            live: Live::new(),
         }
     }
 
@@ -298,10 +328,36 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
     /// and retries with backoff: it never returns before the entries are held, so the caller
     /// never acknowledges input the outbox does not have.
     pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
+        let items: Vec<T> = items.into_iter().collect();
+        if self.live.catching_up.load(Ordering::Relaxed) {
+            let mut newest = self.live.newest.lock().expect("live lock");
+            let skip = items.len().saturating_sub(LIVE_ENTRIES);
+            newest.extend(items[skip..].iter().cloned());
+            let excess = newest.len().saturating_sub(LIVE_ENTRIES);
+            newest.drain(..excess);
+        }
         match &self.backend {
             Backend::Memory(m) => m.push_all(items).await,
-            Backend::Disk(d) => d.push_all(items.into_iter().collect()).await,
+            Backend::Disk(d) => d.push_all(items).await,
         }
+    }
+
+    /// The consumer says whether it is behind (a backlog to drain) or current. While it is
+    /// behind, `push_all` keeps copies of the newest entries for [`Lane::take_live`].
+    pub fn set_catching_up(&self, behind: bool) {
+        let was_behind = self.live.catching_up.swap(behind, Ordering::Relaxed);
+        if was_behind && !behind {
+            self.live.newest.lock().expect("live lock").clear();
+        }
+    }
+
+    /// Up to `max` of the newest entries pushed since the last call while catching up, oldest
+    /// first. Copies to send now, best effort; the entries stay in the lane.
+    pub fn take_live(&self, max: usize) -> Vec<T> {
+        let mut newest = self.live.newest.lock().expect("live lock");
+        let skip = newest.len().saturating_sub(max);
+        newest.drain(..skip);
+        newest.drain(..).collect()
     }
 
     /// Waits for at least one entry, then up to `linger` for `max` entries, and returns copies of
@@ -363,6 +419,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
             Lane {
                 name,
                 backend: Backend::Disk(lane),
+                live: Live::new(),
             },
             recovery,
         ))
@@ -491,5 +548,32 @@ mod tests {
             vec![2, 3]
         );
         assert_eq!(metrics.dropped_count("test"), 0);
+    }
+
+    #[tokio::test]
+    async fn live_copies_only_while_catching_up_and_leave_the_lane_whole() {
+        let (lane, _) = lane(100_000, Overflow::DropOldest);
+        lane.push_all([1, 2]).await;
+        assert!(lane.take_live(10).is_empty(), "not behind: no copies");
+        lane.set_catching_up(true);
+        lane.push_all([3, 4, 5]).await;
+        assert_eq!(lane.take_live(2), vec![4, 5], "the newest, oldest first");
+        assert!(lane.take_live(10).is_empty(), "taken once");
+        assert_eq!(lane.len(), 5, "copies leave nothing");
+        lane.push_all(0..(LIVE_ENTRIES as u32 + 10)).await;
+        let live = lane.take_live(usize::MAX);
+        assert_eq!(live.len(), LIVE_ENTRIES, "bounded");
+        assert_eq!(live.last(), Some(&(LIVE_ENTRIES as u32 + 9)));
+        lane.push_all([6]).await;
+        lane.set_catching_up(false);
+        assert!(
+            lane.take_live(10).is_empty(),
+            "current again: copies dropped"
+        );
+        let stop = CancellationToken::new();
+        assert_eq!(
+            lane.peek_batch(5, Duration::ZERO, &stop).await,
+            vec![1, 2, 3, 4, 5]
+        );
     }
 }

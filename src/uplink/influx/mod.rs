@@ -166,6 +166,27 @@ impl InfluxWriter {
         }
     }
 
+    /// After a backlog batch: while a full batch or more is still queued, the lane is behind,
+    /// so the newest points are written too (once, best effort; they stay queued), and
+    /// dashboards show the present during a catch-up.
+    async fn send_live(&self, lane: &Lane<Reading>, encoder: &Encoder, metrics: &Metrics) {
+        let behind = lane.len() >= self.uplink.batch_max_points;
+        lane.set_catching_up(behind);
+        if !behind {
+            return;
+        }
+        let live = lane.take_live(self.uplink.batch_max_points);
+        if live.is_empty() {
+            return;
+        }
+        match self.write(encoder.encode(&live)).await {
+            Ok(()) => metrics.uplink_live_written(&self.uplink.name, live.len()),
+            Err(e) => {
+                tracing::debug!(uplink = %self.uplink.name, error = ?e, "live points not written; they stay queued")
+            }
+        }
+    }
+
     /// Drains `lane` into the server until `flush` fires and the lane is empty, or `hard_stop`
     /// fires. Retries transient failures with backoff, forever: the lane's quota bounds memory.
     pub async fn run(
@@ -199,6 +220,7 @@ impl InfluxWriter {
                         lane.confirm(batch.len());
                         healthy.store(true, Ordering::Relaxed);
                         backoff.reset();
+                        self.send_live(&lane, &encoder, &metrics).await;
                         break;
                     }
                     Err(WriteError::Rejected(e)) => {
@@ -208,6 +230,7 @@ impl InfluxWriter {
                     }
                     Err(WriteError::Transient(e)) => {
                         healthy.store(false, Ordering::Relaxed);
+                        lane.set_catching_up(true);
                         let delay = backoff.next_delay();
                         metrics.uplink_failed(&name, &e, delay);
                         tokio::select! {
