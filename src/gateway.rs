@@ -10,7 +10,8 @@
 //! the intake (ingest tasks and pipeline) stops as at shutdown, so every message it took is in
 //! the outbox and acknowledged; the rules are swapped with `Engine::reload`, which keeps the
 //! state of unchanged rules; and a new intake starts on the new config. The lanes and uplinks
-//! keep running throughout; MQTT messages that arrive meanwhile wait in the persistent session.
+//! keep running throughout (the central uplink publishes the changed registry); MQTT messages
+//! that arrive meanwhile wait in the persistent session.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rumqttc::Publish;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,16 @@ use crate::outbox::{Lane, Overflow};
 use crate::rules::{Engine, LifecycleError};
 use crate::uplink::central::CentralPublisher;
 use crate::uplink::influx::{Encoder, InfluxWriter};
+
+/// The registry message central keeps for this gateway.
+fn gateway_registry(config: &Config) -> GatewayRegistry {
+    GatewayRegistry {
+        schema: REGISTRY_SCHEMA.to_owned(),
+        gateway: config.gateway.id.clone(),
+        site: site_record(config),
+        equipment: config.equipment.clone(),
+    }
+}
 
 /// The site as incidents and the registry message carry it.
 fn site_record(config: &Config) -> SiteRecord {
@@ -114,6 +125,8 @@ pub struct Gateway {
     /// The config the API serves; a reload replaces it.
     api_config: Arc<RwLock<Arc<Config>>>,
     encoder: Arc<Encoder>,
+    /// What the central uplink publishes as this gateway's registry.
+    registry: watch::Sender<GatewayRegistry>,
     outputs: Outputs,
     /// `None` only while a reload swaps it.
     intake: Option<Intake>,
@@ -323,6 +336,7 @@ impl Gateway {
             )));
         }
 
+        let registry = watch::Sender::new(gateway_registry(&config));
         let mut incident_lane = None;
         if let Some(central) = &config.central {
             let lane = open_lane(
@@ -333,15 +347,8 @@ impl Gateway {
                 &metrics,
             )
             .await?;
-            let (publisher, event_loop) = CentralPublisher::new(
-                central.clone(),
-                GatewayRegistry {
-                    schema: REGISTRY_SCHEMA.to_owned(),
-                    gateway: config.gateway.id.clone(),
-                    site: site_record(&config),
-                    equipment: config.equipment.clone(),
-                },
-            );
+            let (publisher, event_loop) =
+                CentralPublisher::new(central.clone(), registry.subscribe());
             uplink_tasks.push(tokio::spawn(publisher.run(
                 event_loop,
                 lane.clone(),
@@ -410,6 +417,7 @@ impl Gateway {
             config,
             api_config,
             encoder,
+            registry,
             outputs,
             intake: Some(intake),
             flush,
@@ -452,6 +460,12 @@ impl Gateway {
         let mut ended = Vec::new();
         let engine = engine.reload(&config, Utc::now(), &mut ended);
         self.encoder.set_kinds(equipment_kinds(&config));
+        let registry = gateway_registry(&config);
+        self.registry.send_if_modified(|current| {
+            let changed = *current != registry;
+            *current = registry;
+            changed
+        });
         self.live
             .latest
             .write()

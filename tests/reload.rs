@@ -374,7 +374,10 @@ async fn a_kept_alarm_carries_on_and_a_removed_equipment_alarm_clears() {
     influx.create_database("alarms").await;
     let dir = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
-    let rule = threshold("p-high", 1.05);
+    // Incidents and the registry go to central over the same broker.
+    let rule = threshold("p-high", 1.05) + "[uplink.central]\n";
+    let mut central = TestClient::connect(broker.port, "central-watch").await;
+    central.subscribe("seguard/v1/gw-reload/#").await;
     let both = site(
         &http,
         broker.port,
@@ -430,6 +433,27 @@ async fn a_kept_alarm_carries_on_and_a_removed_equipment_alarm_clears() {
             .contains("the equipment was removed from the config by a reload"),
         "{removed:?}"
     );
+
+    // Central hears the clear, with pv-2's registry record, and the registry without pv-2.
+    let (mut cleared, mut registry) = (None, None);
+    while cleared.is_none() || registry.is_none() {
+        let (topic, message) = central
+            .next_json(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("central heard {cleared:?} and {registry:?}"));
+        if topic.ends_with("/incidents")
+            && message["event"]["equipment"] == "pv-2"
+            && message["event"]["transition"] == "clear"
+        {
+            cleared = Some(message);
+        } else if topic.ends_with("/registry")
+            && message["equipment"].as_array().unwrap().len() == 1
+        {
+            registry = Some(message);
+        }
+    }
+    assert_eq!(cleared.unwrap()["equipment"]["id"], "pv-2");
+    assert_eq!(registry.unwrap()["equipment"][0]["id"], "pv-1");
 
     // pv-1 is still in alarm with the same incident: a higher value raises nothing new, and a
     // normal one clears it, which shows the rule kept its state across the reload.
