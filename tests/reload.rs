@@ -1,7 +1,10 @@
 //! Hot reload of `seguard gateway` (SIGHUP and `seguard reload`) on real mosquitto and
-//! InfluxDB 1.x, and SIGHUP to `seguard central`.
+//! InfluxDB 1.x, `Gateway::reload` moving Modbus polling to another pymodbus server, and SIGHUP
+//! to `seguard central`.
 
 mod common;
+#[path = "common/modbus.rs"]
+mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -517,4 +520,86 @@ url = "sqlite://{store}/central.db"
         .status();
     assert_eq!(status, 200);
     assert_eq!(central.stop().await, Some(0));
+}
+
+/// A site whose pressure vessel `eq-1` is polled over Modbus TCP at `port` (profile
+/// `SMALL_PROFILE`: holding a, b and input c).
+fn modbus_site(dir: &Path, port: u16, influx: &Influx1) -> String {
+    std::fs::create_dir_all(dir.join("profiles")).unwrap();
+    std::fs::write(dir.join("profiles/p.toml"), harness::SMALL_PROFILE).unwrap();
+    format!(
+        r#"
+[site]
+id = "s1"
+name = "Modbus reload site"
+[gateway]
+id = "gw-modbus"
+http_listen = "127.0.0.1:0"
+[[equipment]]
+id = "eq-1"
+kind = "pressure_vessel"
+registration_code = "21103101002018000031"
+nameplate = {{ working_pressure_mpa = 1.6, set_pressure_mpa = 1.76, design_pressure_mpa = 1.8 }}
+[modbus]
+profiles = "profiles"
+[[modbus.device]]
+equipment = "eq-1"
+profile = "p"
+transport = "tcp"
+host = "127.0.0.1"
+port = {port}
+unit_id = 1
+interval_ms = 100
+[[uplink.influx]]
+api = "v1"
+url = "{url}"
+database = "modbus"
+flush_interval_ms = 100
+"#,
+        url = influx.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_modbus_polling_to_the_new_device_address() {
+    let registers =
+        |a: u16| json!({"slaves": {"1": {"holding": {"0": [a, a + 1]}, "input": {"0": [a + 2]}}}});
+    let old_device = harness::PyModbus::tcp(&registers(11));
+    let new_device = harness::PyModbus::tcp(&registers(21));
+    let influx = Influx1::start();
+    influx.create_database("modbus").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(
+        &path,
+        modbus_site(dir.path(), old_device.port.unwrap(), &influx),
+    )
+    .unwrap();
+    let config = seguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut gateway = seguard::gateway::Gateway::start(config).await.unwrap();
+    gateway.config_path = Some(path.clone());
+    let last_a = || async {
+        let rows = influx
+            .query("modbus", "SELECT last(a) FROM pressure_vessel")
+            .await;
+        rows.first().and_then(|r| r[1].as_f64())
+    };
+    eventually("the old device polled", Duration::from_secs(20), || async {
+        (last_a().await == Some(11.0)).then_some(())
+    })
+    .await;
+
+    std::fs::write(
+        &path,
+        modbus_site(dir.path(), new_device.port.unwrap(), &influx),
+    )
+    .unwrap();
+    let outcome = gateway.reload().await;
+    assert!(outcome.applied, "{outcome:?}");
+    eventually("the new device polled", Duration::from_secs(20), || async {
+        (last_a().await == Some(21.0)).then_some(())
+    })
+    .await;
+    assert_eq!(metric(&gateway.http_addr.to_string(), APPLIED).await, 1.0);
+    gateway.stop().await;
 }
