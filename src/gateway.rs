@@ -235,13 +235,15 @@ fn equipment_kinds(config: &Config) -> HashMap<String, EquipmentKind> {
         .collect()
 }
 
+/// Config values are compared through `Debug`: they are plain data, and most have no
+/// `PartialEq`.
+fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
+    format!("{a:?}") != format!("{b:?}")
+}
+
 /// What a reload cannot change in a running gateway, one message each; empty when the new
 /// config can be applied.
 fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    // Compared through `Debug`: these are plain data, and most have no `PartialEq`.
-    fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
-        format!("{a:?}") != format!("{b:?}")
-    }
     let mut changed = Vec::new();
     if differs(&old.site, &new.site) {
         changed.push("[site]");
@@ -449,6 +451,15 @@ impl Gateway {
         let refused = needs_restart(&self.config, &config);
         if !refused.is_empty() {
             return self.refuse(refused);
+        }
+        if !differs(&config, &*self.config) {
+            let message = "config unchanged: nothing to apply".to_owned();
+            self.metrics.config_reload_applied(&message);
+            return ReloadOutcome {
+                applied: true,
+                message,
+                problems: Vec::new(),
+            };
         }
         let config = Arc::new(config);
         let intake = self.intake.take().expect("an intake runs between reloads");

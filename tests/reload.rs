@@ -362,6 +362,13 @@ high_high = { limit = 0.5 }
     .await;
     assert_eq!(metric(&http, APPLIED).await, 0.0);
 
+    // Back to the running file: nothing to apply.
+    std::fs::write(&path, &good).unwrap();
+    let unchanged = seguard_cli(&["reload", "--api", &format!("http://{http}")]);
+    assert!(unchanged.status.success());
+    let printed = String::from_utf8_lossy(&unchanged.stdout).into_owned();
+    assert!(printed.contains("config unchanged"), "{printed}");
+
     // Unreachable: exits non-zero too, saying so.
     let nobody = format!("http://127.0.0.1:{}", free_port());
     let unreachable = seguard_cli(&["reload", "--api", &nobody]);
