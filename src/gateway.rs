@@ -464,10 +464,12 @@ impl Gateway {
         let config = Arc::new(config);
         let intake = self.intake.take().expect("an intake runs between reloads");
         // Everything the old intake took is in the outbox and acknowledged when it returns.
-        let engine = intake
-            .stop()
-            .await
-            .unwrap_or_else(|| Engine::from_config(&self.config));
+        let engine = intake.stop().await.unwrap_or_else(|| {
+            tracing::error!(
+                "the pipeline had failed; the rules start again without their alarm state"
+            );
+            Engine::from_config(&self.config)
+        });
         let mut ended = Vec::new();
         let engine = engine.reload(&config, Utc::now(), &mut ended);
         self.encoder.set_kinds(equipment_kinds(&config));
