@@ -1,6 +1,7 @@
 //! The gateway's HTTP API: health, readiness, Prometheus metrics, read-only views of the
 //! registry, the alarms, their history, the fills and the latest readings, and the operator's
-//! alarm actions (acknowledge, shelve, unshelve, out of service) with who and a comment.
+//! alarm actions (acknowledge, shelve, unshelve, out of service) with who and a comment, and
+//! the config reload (`POST /api/v1/reload`), also with who.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::gateway::ReloadOutcome;
 use crate::metrics::Metrics;
 use crate::model::{AlarmEvent, Equipment, FillRecord, Reading};
 use crate::rules::{ActiveAlarm, LifecycleError};
@@ -36,6 +38,8 @@ pub struct Live {
     pub fills: RwLock<VecDeque<FillRecord>>,
     /// Where operator actions go: the pipeline, which owns the rule engine, installs it.
     pub alarm_commands: Mutex<Option<mpsc::Sender<AlarmCommand>>>,
+    /// Where reload requests go: the task that owns the gateway (`gateway::run`) installs it.
+    pub reload: Mutex<Option<mpsc::Sender<ReloadRequest>>>,
     pub site_broker: Arc<AtomicBool>,
     pub central_broker: Arc<AtomicBool>,
     /// One flag per influx uplink: false after a failed write, true after a good one.
@@ -79,11 +83,21 @@ pub struct AlarmCommand {
     pub reply: oneshot::Sender<Result<Vec<AlarmEvent>, LifecycleError>>,
 }
 
+/// A request to read the config file again, answered with the outcome.
+pub type ReloadRequest = oneshot::Sender<ReloadOutcome>;
+
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The running config; a reload replaces it.
+    pub config: Arc<RwLock<Arc<Config>>>,
     pub metrics: Arc<Metrics>,
     pub live: Arc<Live>,
+}
+
+impl AppState {
+    fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config lock").clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +110,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the rule engine is not running")]
     EngineDown,
+    #[error("this gateway takes no reloads now (it is stopping, or runs without a config file)")]
+    NoReload,
 }
 
 impl IntoResponse for ApiError {
@@ -107,7 +123,7 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Lifecycle(_) => StatusCode::CONFLICT,
-            ApiError::EngineDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::EngineDown | ApiError::NoReload => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
@@ -134,18 +150,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/fills", get(fills))
         .route("/api/v1/readings/latest", get(latest))
+        .route("/api/v1/reload", post(reload))
         .with_state(state)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut checks = serde_json::Map::new();
-    if state.config.mqtt.is_some() && !state.config.mqtt_mappings.is_empty() {
+    let config = state.config();
+    if config.mqtt.is_some() && !config.mqtt_mappings.is_empty() {
         checks.insert(
             "site_broker".into(),
             state.live.site_broker.load(Ordering::Relaxed).into(),
         );
     }
-    if state.config.central.is_some() {
+    if config.central.is_some() {
         checks.insert(
             "central_broker".into(),
             state.live.central_broker.load(Ordering::Relaxed).into(),
@@ -191,7 +209,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn equipment(State(state): State<AppState>) -> Json<Vec<Equipment>> {
-    Json(state.config.equipment.clone())
+    Json(state.config().equipment.clone())
 }
 
 async fn alarms(State(state): State<AppState>) -> Json<Vec<ActiveAlarm>> {
@@ -207,7 +225,7 @@ async fn latest(
     State(state): State<AppState>,
     Query(query): Query<LatestQuery>,
 ) -> Result<Json<Vec<Reading>>, ApiError> {
-    if state.config.equipment(&query.equipment).is_none() {
+    if state.config().equipment(&query.equipment).is_none() {
         return Err(ApiError::UnknownEquipment(query.equipment));
     }
     let latest = state.live.latest.read().expect("latest lock");
@@ -263,7 +281,7 @@ async fn act(
     body: ActionBody,
     action: AlarmAction,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
-    if state.config.equipment(&equipment).is_none() {
+    if state.config().equipment(&equipment).is_none() {
         return Err(ApiError::UnknownEquipment(equipment));
     }
     if body.user.trim().is_empty() {
@@ -350,4 +368,40 @@ async fn in_service(
     Json(body): Json<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
     act(&state, equipment, rule, body, AlarmAction::InService).await
+}
+
+/// Who asks for a reload.
+#[derive(Deserialize)]
+struct ReloadBody {
+    user: String,
+}
+
+/// Reads the config file again: 200 with what changed when applied, 422 with every problem when
+/// refused (the running config stays).
+async fn reload(
+    State(state): State<AppState>,
+    Json(body): Json<ReloadBody>,
+) -> Result<Response, ApiError> {
+    if body.user.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "`user` is empty: a reload records who asked for it".into(),
+        ));
+    }
+    let sender = state
+        .live
+        .reload
+        .lock()
+        .expect("reload lock")
+        .clone()
+        .ok_or(ApiError::NoReload)?;
+    tracing::info!(user = %body.user, "config reload asked over the API");
+    let (reply, answer) = oneshot::channel();
+    sender.send(reply).await.map_err(|_| ApiError::NoReload)?;
+    let outcome = answer.await.map_err(|_| ApiError::NoReload)?;
+    let status = if outcome.applied {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, Json(outcome)).into_response())
 }

@@ -4,31 +4,50 @@
 //! Shutdown: `stop_intake` stops taking messages; the pipeline drains what it holds and hands
 //! back the last acknowledgements; then `flush` tells the uplinks to send what is queued and
 //! stop, and `hard_stop` ends them after `shutdown_flush` if a receiver is down.
+//!
+//! Reload (`Gateway::reload`, on SIGHUP or `POST /api/v1/reload`): the new file is validated
+//! and compared with the running config; what only a restart can change is refused. Otherwise
+//! the intake (ingest tasks and pipeline) stops as at shutdown, so every message it took is in
+//! the outbox and acknowledged; the rules are swapped with `Engine::reload`, which keeps the
+//! state of unchanged rules; and a new intake starts on the new config. The lanes and uplinks
+//! keep running throughout (the central uplink publishes the changed registry); MQTT messages
+//! that arrive meanwhile wait in the persistent session.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use rumqttc::Publish;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AlarmAction, AlarmCommand, AppState, Live};
+use crate::api::{self, AlarmAction, AlarmCommand, AppState, Live, ReloadRequest};
 use crate::config::Config;
 use crate::ingest::mqtt::{Batch, Mapper, MqttIngest};
 use crate::metrics::Metrics;
 use crate::model::{
-    AlarmEvent, GatewayRegistry, Incident, Quality, Reading, SiteRecord, Source, ToCentral,
-    Transition, Value, INCIDENT_SCHEMA, REGISTRY_SCHEMA,
+    AlarmEvent, EquipmentKind, GatewayRegistry, Incident, Quality, Reading, SiteRecord, Source,
+    ToCentral, Transition, Value, INCIDENT_SCHEMA, REGISTRY_SCHEMA,
 };
 use crate::outbox::{Lane, Overflow};
 use crate::rules::{Engine, LifecycleError};
 use crate::uplink::central::CentralPublisher;
 use crate::uplink::influx::{Encoder, InfluxWriter};
+
+/// The registry message central keeps for this gateway.
+fn gateway_registry(config: &Config) -> GatewayRegistry {
+    GatewayRegistry {
+        schema: REGISTRY_SCHEMA.to_owned(),
+        gateway: config.gateway.id.clone(),
+        site: site_record(config),
+        equipment: config.equipment.clone(),
+    }
+}
 
 /// The site as incidents and the registry message carry it.
 fn site_record(config: &Config) -> SiteRecord {
@@ -84,21 +103,183 @@ where
     Ok(Arc::new(lane))
 }
 
+/// What a reload answers: applied, or refused with every problem.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReloadOutcome {
+    pub applied: bool,
+    /// One line: what runs now, or that the running config stays.
+    pub message: String,
+    /// Why it was refused: each problem as `seguard check` prints it (file:line:column), or a
+    /// change that needs a restart.
+    pub problems: Vec<String>,
+}
+
 /// A running gateway. Dropping it does not stop it; call [`Gateway::stop`].
 pub struct Gateway {
     pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub live: Arc<Live>,
-    stop_intake: CancellationToken,
+    /// The file [`Gateway::reload`] reads; `None` for a gateway started from a `Config` alone.
+    pub config_path: Option<PathBuf>,
+    config: Arc<Config>,
+    /// The config the API serves; a reload replaces it.
+    api_config: Arc<RwLock<Arc<Config>>>,
+    encoder: Arc<Encoder>,
+    /// What the central uplink publishes as this gateway's registry.
+    registry: watch::Sender<GatewayRegistry>,
+    outputs: Outputs,
+    /// `None` only while a reload swaps it.
+    intake: Option<Intake>,
     flush: CancellationToken,
     hard_stop: CancellationToken,
     shutdown_flush: Duration,
-    intake_tasks: Vec<JoinHandle<()>>,
     uplink_tasks: Vec<JoinHandle<()>>,
     http_task: JoinHandle<()>,
+}
+
+/// Where the pipeline's output goes; outlives every intake.
+#[derive(Clone)]
+struct Outputs {
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
     /// Closed (flushed and fsynced) after the uplinks stop.
     telemetry_lanes: Vec<Arc<Lane<Reading>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
+}
+
+/// The part a reload restarts: the ingest tasks and the pipeline, which owns the rule engine.
+struct Intake {
+    stop: CancellationToken,
+    ingest: Vec<JoinHandle<()>>,
+    pipeline: JoinHandle<Engine>,
+}
+
+impl Intake {
+    /// Starts the pipeline on `engine` (announcing `pending` events first) and the ingest of
+    /// `config`.
+    fn start(
+        config: &Arc<Config>,
+        engine: Engine,
+        pending: Vec<AlarmEvent>,
+        previous: Option<Arc<Config>>,
+        outputs: &Outputs,
+    ) -> Intake {
+        let stop = CancellationToken::new();
+        let mut ingest = Vec::new();
+        let (pipeline_tx, pipeline_rx) = mpsc::channel(1024);
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let pipeline = Pipeline {
+            config: config.clone(),
+            previous,
+            engine,
+            live: outputs.live.clone(),
+            metrics: outputs.metrics.clone(),
+            telemetry_lanes: outputs.telemetry_lanes.clone(),
+            incident_lane: outputs.incident_lane.clone(),
+        };
+        let pipeline = tokio::spawn(pipeline.run(pipeline_rx, ack_tx, pending));
+
+        if !config.modbus_devices.is_empty() {
+            let modbus = crate::ingest::modbus::ModbusIngest {
+                devices: config.modbus_devices.clone(),
+                observer: outputs.metrics.clone(),
+                clock: crate::ingest::modbus::system_clock(),
+            };
+            ingest.push(tokio::spawn(modbus.run(pipeline_tx.clone(), stop.clone())));
+        }
+        if let (Some(broker), false) = (&config.mqtt, config.mqtt_mappings.is_empty()) {
+            let known = config.equipment.iter().map(|e| e.id.clone()).collect();
+            let mqtt = MqttIngest {
+                broker: broker.clone(),
+                mapper: Mapper::new(
+                    config.mqtt_mappings.clone(),
+                    known,
+                    broker.max_payload_bytes,
+                ),
+                metrics: outputs.metrics.clone(),
+                connected: outputs.live.site_broker.clone(),
+            };
+            ingest.push(tokio::spawn(mqtt.run(pipeline_tx, ack_rx, stop.clone())));
+        } else {
+            // No MQTT intake: the pipeline ends when intake stops.
+            let stop = stop.clone();
+            ingest.push(tokio::spawn(async move {
+                stop.cancelled().await;
+                drop(pipeline_tx);
+                drop(ack_rx);
+            }));
+        }
+        Intake {
+            stop,
+            ingest,
+            pipeline,
+        }
+    }
+
+    /// Stops taking input and lets the pipeline drain into the outbox and hand back the last
+    /// acknowledgements; returns its engine.
+    async fn stop(self) -> Option<Engine> {
+        self.stop.cancel();
+        for task in self.ingest {
+            let _ = task.await;
+        }
+        self.pipeline.await.ok()
+    }
+}
+
+fn equipment_kinds(config: &Config) -> HashMap<String, EquipmentKind> {
+    config
+        .equipment
+        .iter()
+        .map(|e| (e.id.clone(), e.kind))
+        .collect()
+}
+
+/// Config values are compared through `Debug`: they are plain data, and most have no
+/// `PartialEq`.
+fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
+    format!("{a:?}") != format!("{b:?}")
+}
+
+/// What a reload cannot change in a running gateway, one message each; empty when the new
+/// config can be applied.
+fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    if differs(&old.site, &new.site) {
+        changed.push("[site]");
+    }
+    if old.gateway.id != new.gateway.id {
+        changed.push("[gateway] id");
+    }
+    if old.gateway.http_listen != new.gateway.http_listen {
+        changed.push("[gateway] http_listen");
+    }
+    if differs(&old.outbox, &new.outbox) {
+        changed.push("[outbox]");
+    }
+    if differs(&old.influx, &new.influx) {
+        changed.push("[[uplink.influx]]");
+    }
+    if differs(&old.line_files, &new.line_files) {
+        changed.push("[[uplink.linefile]]");
+    }
+    if differs(&old.central, &new.central) {
+        changed.push("[uplink.central]");
+    }
+    if let (Some(a), Some(b)) = (&old.mqtt, &new.mqtt) {
+        if a.client_id != b.client_id {
+            // The broker keeps what is queued for the old session under the old id.
+            changed.push("[mqtt] client_id");
+        }
+    }
+    changed
+        .into_iter()
+        .map(|what| {
+            format!(
+                "{what} changed: only a restart applies it (systemctl restart seguard-gateway); a reload applies equipment, mappings, Modbus devices, rules and the other [mqtt] settings"
+            )
+        })
+        .collect()
 }
 
 impl Gateway {
@@ -106,18 +287,15 @@ impl Gateway {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(Live::new(config.influx.iter().map(|u| u.name.clone())));
-        let stop_intake = CancellationToken::new();
         let flush = CancellationToken::new();
         let hard_stop = CancellationToken::new();
-        let mut intake_tasks = Vec::new();
         let mut uplink_tasks = Vec::new();
 
-        let kinds: HashMap<String, _> = config
-            .equipment
-            .iter()
-            .map(|e| (e.id.clone(), e.kind))
-            .collect();
-        let encoder = Arc::new(Encoder::new(&config.site.id, &config.gateway.id, kinds));
+        let encoder = Arc::new(Encoder::new(
+            &config.site.id,
+            &config.gateway.id,
+            equipment_kinds(&config),
+        ));
         let mut telemetry_lanes = Vec::new();
         for (uplink, (_, healthy)) in config.influx.iter().zip(&live.influx) {
             let lane = open_lane(
@@ -160,6 +338,7 @@ impl Gateway {
             )));
         }
 
+        let registry = watch::Sender::new(gateway_registry(&config));
         let mut incident_lane = None;
         if let Some(central) = &config.central {
             let lane = open_lane(
@@ -170,15 +349,8 @@ impl Gateway {
                 &metrics,
             )
             .await?;
-            let (publisher, event_loop) = CentralPublisher::new(
-                central.clone(),
-                GatewayRegistry {
-                    schema: REGISTRY_SCHEMA.to_owned(),
-                    gateway: config.gateway.id.clone(),
-                    site: site_record(&config),
-                    equipment: config.equipment.clone(),
-                },
-            );
+            let (publisher, event_loop) =
+                CentralPublisher::new(central.clone(), registry.subscribe());
             uplink_tasks.push(tokio::spawn(publisher.run(
                 event_loop,
                 lane.clone(),
@@ -200,54 +372,19 @@ impl Gateway {
             }
         }
 
-        let (pipeline_tx, pipeline_rx) = mpsc::channel(1024);
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let pipeline = Pipeline {
-            config: config.clone(),
-            engine: Engine::from_config(&config),
+        let outputs = Outputs {
             live: live.clone(),
             metrics: metrics.clone(),
-            telemetry_lanes: telemetry_lanes.clone(),
-            incident_lane: incident_lane.clone(),
+            telemetry_lanes,
+            incident_lane,
         };
-        intake_tasks.push(tokio::spawn(pipeline.run(pipeline_rx, ack_tx)));
-
-        if !config.modbus_devices.is_empty() {
-            let ingest = crate::ingest::modbus::ModbusIngest {
-                devices: config.modbus_devices.clone(),
-                observer: metrics.clone(),
-                clock: crate::ingest::modbus::system_clock(),
-            };
-            intake_tasks.push(tokio::spawn(
-                ingest.run(pipeline_tx.clone(), stop_intake.clone()),
-            ));
-        }
-        if let (Some(broker), false) = (&config.mqtt, config.mqtt_mappings.is_empty()) {
-            let known = config.equipment.iter().map(|e| e.id.clone()).collect();
-            let ingest = MqttIngest {
-                broker: broker.clone(),
-                mapper: Mapper::new(
-                    config.mqtt_mappings.clone(),
-                    known,
-                    broker.max_payload_bytes,
-                ),
-                metrics: metrics.clone(),
-                connected: live.site_broker.clone(),
-            };
-            intake_tasks.push(tokio::spawn(ingest.run(
-                pipeline_tx,
-                ack_rx,
-                stop_intake.clone(),
-            )));
-        } else {
-            // No MQTT intake: the pipeline ends when intake stops.
-            let stop = stop_intake.clone();
-            intake_tasks.push(tokio::spawn(async move {
-                stop.cancelled().await;
-                drop(pipeline_tx);
-                drop(ack_rx);
-            }));
-        }
+        let intake = Intake::start(
+            &config,
+            Engine::from_config(&config),
+            Vec::new(),
+            None,
+            &outputs,
+        );
 
         let addr = config.gateway.http_listen;
         let listener = TcpListener::bind(addr)
@@ -256,8 +393,9 @@ impl Gateway {
         let http_addr = listener
             .local_addr()
             .map_err(|source| GatewayError::Listen { addr, source })?;
+        let api_config = Arc::new(RwLock::new(config.clone()));
         let router = api::router(AppState {
-            config: config.clone(),
+            config: api_config.clone(),
             metrics: metrics.clone(),
             live: live.clone(),
         });
@@ -276,25 +414,114 @@ impl Gateway {
             http_addr,
             metrics,
             live,
-            stop_intake,
+            config_path: None,
+            shutdown_flush: config.gateway.shutdown_flush,
+            config,
+            api_config,
+            encoder,
+            registry,
+            outputs,
+            intake: Some(intake),
             flush,
             hard_stop,
-            shutdown_flush: config.gateway.shutdown_flush,
-            intake_tasks,
             uplink_tasks,
             http_task,
-            telemetry_lanes,
-            incident_lane,
         })
+    }
+
+    /// Reads [`Gateway::config_path`] again and applies it, or refuses it (an invalid file, or
+    /// a change only a restart can apply) and keeps running as before.
+    pub async fn reload(&mut self) -> ReloadOutcome {
+        let Some(path) = &self.config_path else {
+            return self.refuse(vec![
+                "this gateway was started without a config file; there is nothing to read again"
+                    .to_owned(),
+            ]);
+        };
+        match crate::config::load(path) {
+            Ok(config) => self.apply(config).await,
+            Err(e) if e.problems().is_empty() => self.refuse(vec![e.to_string()]),
+            Err(e) => self.refuse(e.problems().iter().map(ToString::to_string).collect()),
+        }
+    }
+
+    /// Applies a new config to the running gateway, or refuses it when it changes what only a
+    /// restart can.
+    pub async fn apply(&mut self, config: Config) -> ReloadOutcome {
+        let refused = needs_restart(&self.config, &config);
+        if !refused.is_empty() {
+            return self.refuse(refused);
+        }
+        if !differs(&config, &*self.config) {
+            let message = "config unchanged: nothing to apply".to_owned();
+            self.metrics.config_reload_applied(&message);
+            return ReloadOutcome {
+                applied: true,
+                message,
+                problems: Vec::new(),
+            };
+        }
+        let config = Arc::new(config);
+        let intake = self.intake.take().expect("an intake runs between reloads");
+        // Everything the old intake took is in the outbox and acknowledged when it returns.
+        let engine = intake.stop().await.unwrap_or_else(|| {
+            tracing::error!(
+                "the pipeline had failed; the rules start again without their alarm state"
+            );
+            Engine::from_config(&self.config)
+        });
+        let mut ended = Vec::new();
+        let engine = engine.reload(&config, Utc::now(), &mut ended);
+        self.encoder.set_kinds(equipment_kinds(&config));
+        let registry = gateway_registry(&config);
+        self.registry.send_if_modified(|current| {
+            let changed = *current != registry;
+            *current = registry;
+            changed
+        });
+        self.live
+            .latest
+            .write()
+            .expect("latest lock")
+            .retain(|equipment, _| config.equipment(equipment).is_some());
+        *self.api_config.write().expect("config lock") = config.clone();
+        self.shutdown_flush = config.gateway.shutdown_flush;
+        let previous = std::mem::replace(&mut self.config, config.clone());
+        self.intake = Some(Intake::start(
+            &config,
+            engine,
+            ended,
+            Some(previous),
+            &self.outputs,
+        ));
+        let message = format!("reloaded: {}", config.summary());
+        self.metrics.config_reload_applied(&message);
+        ReloadOutcome {
+            applied: true,
+            message,
+            problems: Vec::new(),
+        }
+    }
+
+    fn refuse(&self, problems: Vec<String>) -> ReloadOutcome {
+        self.metrics.config_reload_refused(&problems);
+        ReloadOutcome {
+            applied: false,
+            message: format!(
+                "reload refused ({} problem{}), the running config stays",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            ),
+            problems,
+        }
     }
 
     /// Stops intake, drains the pipeline, flushes the uplinks (at most `shutdown_flush`), and
     /// stops the HTTP server.
     pub async fn stop(mut self) {
         tracing::info!("stopping: no new input, flushing queues");
-        self.stop_intake.cancel();
-        for task in self.intake_tasks {
-            let _ = task.await;
+        if let Some(intake) = self.intake.take() {
+            intake.stop().await;
         }
         self.flush.cancel();
         let deadline = tokio::time::Instant::now() + self.shutdown_flush;
@@ -314,12 +541,12 @@ impl Gateway {
                 let _ = task.await;
             }
         }
-        for lane in &self.telemetry_lanes {
+        for lane in &self.outputs.telemetry_lanes {
             if let Err(e) = lane.close().await {
                 tracing::error!(lane = lane.name(), error = %e, "cannot close the outbox lane");
             }
         }
-        if let Some(lane) = &self.incident_lane {
+        if let Some(lane) = &self.outputs.incident_lane {
             if let Err(e) = lane.close().await {
                 tracing::error!(lane = lane.name(), error = %e, "cannot close the outbox lane");
             }
@@ -329,12 +556,55 @@ impl Gateway {
     }
 }
 
-/// Runs a gateway until SIGTERM or ctrl-c, then stops it gracefully.
-pub async fn run(config: Config) -> Result<(), GatewayError> {
-    let gateway = Gateway::start(config).await?;
-    shutdown_signal().await;
+/// Runs a gateway until SIGTERM or ctrl-c, then stops it gracefully. SIGHUP and
+/// `POST /api/v1/reload` read `path` again ([`Gateway::reload`]).
+pub async fn run(config: Config, path: PathBuf) -> Result<(), GatewayError> {
+    // First, so that a SIGHUP during start does not end the process (its default action).
+    let mut hangups = Hangups::new();
+    let mut gateway = Gateway::start(config).await?;
+    gateway.config_path = Some(path);
+    let (reload_tx, mut reload_requests) = mpsc::channel::<ReloadRequest>(4);
+    *gateway.live.reload.lock().expect("reload lock") = Some(reload_tx);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP: reading the config again");
+                gateway.reload().await;
+            }
+            Some(reply) = reload_requests.recv() => {
+                let _ = reply.send(gateway.reload().await);
+            }
+        }
+    }
+    *gateway.live.reload.lock().expect("reload lock") = None;
     gateway.stop().await;
     Ok(())
+}
+
+/// SIGHUP, on unix.
+struct Hangups {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    fn new() -> Self {
+        Hangups {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .expect("installing a SIGHUP handler"),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    }
 }
 
 pub async fn shutdown_signal() {
@@ -361,6 +631,9 @@ pub const DATA_LOSS_RULE: &str = "gateway.data_loss";
 /// The processing step between ingest and the outbox: rules, the live view, and the lanes.
 struct Pipeline {
     config: Arc<Config>,
+    /// The config before the last reload: the registry records of removed equipment, for the
+    /// clears that close their alarms.
+    previous: Option<Arc<Config>>,
     engine: Engine,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
@@ -369,7 +642,13 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn run(mut self, mut input: mpsc::Receiver<Batch>, acks: mpsc::UnboundedSender<Publish>) {
+    /// Runs until every ingest sender is gone; returns the engine, for a reload to carry on.
+    async fn run(
+        mut self,
+        mut input: mpsc::Receiver<Batch>,
+        acks: mpsc::UnboundedSender<Publish>,
+        pending: Vec<AlarmEvent>,
+    ) -> Engine {
         let (command_tx, mut commands) = mpsc::channel::<AlarmCommand>(64);
         *self
             .live
@@ -378,7 +657,9 @@ impl Pipeline {
             .expect("alarm commands lock") = Some(command_tx);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut events = Vec::new();
+        *self.live.alarms.write().expect("alarms lock") = self.engine.active();
+        let mut events = pending;
+        self.emit(&mut events).await;
         loop {
             tokio::select! {
                 batch = input.recv() => {
@@ -428,6 +709,7 @@ impl Pipeline {
             .alarm_commands
             .lock()
             .expect("alarm commands lock") = None;
+        self.engine
     }
 
     /// Raises the data-loss alarm when a telemetry lane dropped entries (quota full) or lost
@@ -466,7 +748,8 @@ impl Pipeline {
     /// The registry record an incident carries: the equipment's, or the gateway's own for
     /// alarms about the gateway (data loss).
     fn incident_equipment(&self, id: &str) -> Option<crate::model::Equipment> {
-        if let Some(e) = self.config.equipment(id) {
+        let previous = self.previous.as_ref().and_then(|c| c.equipment(id));
+        if let Some(e) = self.config.equipment(id).or(previous) {
             return Some(e.clone());
         }
         (id == self.config.gateway.id).then(|| crate::model::Equipment {

@@ -42,6 +42,16 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Ask a running gateway to read its config file again, as SIGHUP does, and print the
+    /// outcome; exits non-zero when the new config is refused or the gateway cannot be asked.
+    Reload {
+        /// The gateway's HTTP API, at its `http_listen`.
+        #[arg(long, default_value = "http://127.0.0.1:9180")]
+        api: String,
+        /// Who asks, for the gateway's log.
+        #[arg(long, env = "USER", default_value = "seguard-reload")]
+        user: String,
+    },
     /// Check a config file and report every problem with file:line:column.
     Check {
         /// Config file to check.
@@ -197,6 +207,50 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `seguard reload`: prints what the gateway says; the problems of a refused config go to
+/// stderr, as `seguard check` prints them.
+fn reload(api: &str, user: &str) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    match runtime.block_on(ask_reload(api, user)) {
+        Ok(outcome) if outcome.applied => {
+            println!("{}", outcome.message);
+            ExitCode::SUCCESS
+        }
+        Ok(outcome) => {
+            for problem in &outcome.problems {
+                eprintln!("{problem}");
+            }
+            eprintln!("{}", outcome.message);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("seguard reload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ask_reload(api: &str, user: &str) -> Result<seguard::gateway::ReloadOutcome, String> {
+    let url = format!("{}/api/v1/reload", api.trim_end_matches('/'));
+    // A reload waits for the intake to drain into the outbox: seconds, not minutes.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({ "user": user }).to_string())
+        .send()
+        .await
+        .map_err(|e| {
+            format!("cannot reach the gateway at {url}: {e}; is it running, and is --api its http_listen?")
+        })?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    serde_json::from_str(&body).map_err(|_| format!("{url} answered {status}: {}", body.trim()))
+}
+
 /// Runs `task` on a fresh tokio runtime and turns its result into the exit code; `with_signal`
 /// hands the task a token that SIGINT/SIGTERM cancels.
 fn run<Fut, E>(what: &str, task: Fut) -> ExitCode
@@ -265,16 +319,17 @@ fn main() -> ExitCode {
             init_logs(cli.log_format);
             run("central", seguard::central::run(&config))
         }
-        Command::Gateway { config } => {
+        Command::Reload { api, user } => reload(&api, &user),
+        Command::Gateway { config: path } => {
             init_logs(cli.log_format);
-            let config = match seguard::config::load(&config) {
+            let config = match seguard::config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::FAILURE;
                 }
             };
-            run("gateway", seguard::gateway::run(config))
+            run("gateway", seguard::gateway::run(config, path))
         }
     }
 }

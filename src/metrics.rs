@@ -91,6 +91,7 @@ pub struct Metrics {
     fills_published: Counter,
     modbus_errors: Family<DeviceReasonLabel, Counter>,
     modbus_online: Family<DeviceLabel, Gauge>,
+    config_reloads: Family<OutcomeLabel, Counter>,
     log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
@@ -254,8 +255,15 @@ impl Metrics {
             "1 while the Modbus device answers",
             modbus_online.clone(),
         );
+        let config_reloads = Family::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP or POST /api/v1/reload), by outcome: applied or refused",
+            config_reloads.clone(),
+        );
         Metrics {
             registry,
+            config_reloads,
             modbus_errors,
             modbus_online,
             readings_received,
@@ -366,6 +374,27 @@ impl Metrics {
                 .get_or_create(&StateLabel { state })
                 .set(n as i64);
         }
+    }
+
+    pub fn config_reload_applied(&self, summary: &str) {
+        self.config_reloads
+            .get_or_create(&OutcomeLabel { outcome: "applied" })
+            .inc();
+        tracing::info!(summary, "config reloaded");
+    }
+
+    /// Logs every problem at ERROR, then that the running config stays.
+    pub fn config_reload_refused(&self, problems: &[String]) {
+        self.config_reloads
+            .get_or_create(&OutcomeLabel { outcome: "refused" })
+            .inc();
+        for problem in problems {
+            tracing::error!("{problem}");
+        }
+        tracing::error!(
+            problems = problems.len(),
+            "reload refused, the running config stays"
+        );
     }
 
     pub fn fill_checked(&self, outcome: &'static str) {

@@ -7,23 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::mqtt::TestClient;
-use common::{eventually, free_port, Influx1, Mosquitto};
+use common::{eventually, free_port, metric, wait_http_ok, Influx1, Mosquitto};
 use serde_json::json;
-
-async fn metric(http: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_queued_points_and_logs_are_json() {
@@ -75,13 +60,7 @@ flush_interval_ms = 600000
         .spawn()
         .expect("starting seguard gateway");
 
-    eventually("gateway ready", Duration::from_secs(15), || async {
-        let ok = reqwest::get(format!("http://{http}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        ok.then_some(())
-    })
-    .await;
+    wait_http_ok("gateway ready", &format!("http://{http}/readyz")).await;
     let mut device = TestClient::connect(broker.port, "flush-device").await;
     let messages = (0..50).map(|i: i64| {
         let body = json!({"ts": 1_790_000_000_000i64 + i, "p": 0.5 + i as f64 / 100.0});

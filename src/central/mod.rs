@@ -397,12 +397,30 @@ impl Central {
 
 /// Runs `seguard central -c FILE` until SIGTERM or Ctrl-C.
 pub async fn run(config_path: &Path) -> Result<(), CentralError> {
+    // First, so that a SIGHUP during start does not end the process (its default action).
+    let hangups = log_hangups();
     let config = config::load(config_path)?;
     let central = Central::start(config).await?;
     shutdown_signal().await;
+    hangups.abort();
     tracing::info!("stopping central");
     central.stop().await;
     Ok(())
+}
+
+/// Central does not reload its config: a SIGHUP is logged and changes nothing.
+fn log_hangups() -> tokio::task::JoinHandle<()> {
+    #[cfg(unix)]
+    if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        return tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::warn!(
+                    "SIGHUP ignored: central does not reload its config; restart it to apply a change (systemctl restart seguard-central). Still running."
+                );
+            }
+        });
+    }
+    tokio::spawn(async {})
 }
 
 async fn shutdown_signal() {

@@ -61,6 +61,15 @@ impl ConditionPoint {
         }
     }
 
+    /// The rule id of an expression, the alarm name (`{vessel rule}.door_interlock`) of an
+    /// interlock.
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            Kind::Expr(rule) => &rule.id,
+            Kind::Interlock { rule, .. } => rule,
+        }
+    }
+
     fn holds(&self, values: &HashMap<String, Value>) -> bool {
         match &self.kind {
             Kind::Expr(rule) => rule.expr.holds(&|m| values.get(m)) == Some(true),

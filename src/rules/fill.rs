@@ -68,6 +68,10 @@ impl FillStation {
         }
     }
 
+    pub fn rule_id(&self) -> &str {
+        &self.rule.id
+    }
+
     pub fn apply(&mut self, metric: &str, value: &Value) {
         let m = &self.rule.metrics;
         let p = &mut self.pending;

@@ -108,7 +108,7 @@ pub struct Lifecycle {
     flood: bool,
 }
 
-fn group_of(rule: &str) -> &str {
+pub(super) fn group_of(rule: &str) -> &str {
     rule.split('.').next().unwrap_or(rule)
 }
 
@@ -126,6 +126,46 @@ impl Lifecycle {
             announced: VecDeque::new(),
             flood: false,
         }
+    }
+
+    /// Takes over the alarms of `old`, the lifecycle before a config reload. `gone` says, for
+    /// an (equipment, rule id), why its alarms end, or `None` when they carry on. An ended
+    /// alarm that is open on the stream is closed with a clear that gives the reason, so
+    /// central never keeps an incident that no rule will close.
+    pub fn carry_over(
+        &mut self,
+        old: Lifecycle,
+        gone: impl Fn(&str, &str) -> Option<&'static str>,
+        now: DateTime<Utc>,
+        out: &mut Vec<AlarmEvent>,
+    ) {
+        for (key, mut record) in old.records {
+            let Some(reason) = gone(&key.0, group_of(&key.1)) else {
+                record.latched = self.is_latched(&key.1);
+                self.records.insert(key, record);
+                continue;
+            };
+            if record.open {
+                out.push(AlarmEvent::new(
+                    &self.gateway,
+                    &key.0,
+                    &key.1,
+                    record.severity,
+                    Transition::Clear,
+                    now,
+                    None,
+                    None,
+                    format!("{}: {} cleared: {reason}", key.0, key.1),
+                ));
+            }
+        }
+        self.suppressed = old
+            .suppressed
+            .into_iter()
+            .filter(|(equipment, rule)| gone(equipment, rule).is_none())
+            .collect();
+        self.announced = old.announced;
+        self.flood = old.flood;
     }
 
     fn is_latched(&self, rule: &str) -> bool {

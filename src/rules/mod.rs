@@ -27,6 +27,7 @@ mod expr;
 mod fill;
 mod lifecycle;
 mod rate;
+mod reload;
 mod stale;
 mod threshold;
 
@@ -37,7 +38,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{Config, Level, LevelKind, RuleSet, ThresholdRule};
+use crate::config::{
+    Config, ElevatorRule, ExprRule, FillRule, Level, LevelKind, RateRule, RuleSet, StaleRule,
+    ThresholdRule, VesselRule,
+};
 use crate::model::{AlarmEvent, FillRecord, Quality, Reading, Severity, Value};
 
 pub use elevator::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault, SERVICE_MODES};
@@ -131,6 +135,9 @@ pub struct Engine {
     raw: Vec<AlarmEvent>,
     fills: Vec<FillRecord>,
     evaluations: u64,
+    /// (equipment, rule id) → the rule as configured for that equipment (its `Debug` text,
+    /// without the rule's equipment list), so a reload can tell which rules did not change.
+    signatures: HashMap<(String, String), String>,
 }
 
 impl Engine {
@@ -158,12 +165,27 @@ impl Engine {
             raw: Vec::new(),
             fills: Vec::new(),
             evaluations: 0,
+            signatures: HashMap::new(),
         };
         for rule in thresholds {
             engine.add_threshold(rule);
+            let written = ThresholdRule {
+                equipment: Vec::new(),
+                ..rule.clone()
+            };
+            engine.sign(&rule.equipment, &rule.id, &written);
         }
         for rule in &rules.vessel {
+            let written = VesselRule {
+                targets: Vec::new(),
+                ..rule.clone()
+            };
             for target in &rule.targets {
+                engine.sign(
+                    std::slice::from_ref(&target.equipment),
+                    &rule.id,
+                    &(&written, target),
+                );
                 engine.add_threshold(&ThresholdRule {
                     id: rule.id.clone(),
                     equipment: vec![target.equipment.clone()],
@@ -198,24 +220,44 @@ impl Engine {
             }
         }
         for rule in &rules.elevator {
+            let written = ElevatorRule {
+                equipment: Vec::new(),
+                ..rule.clone()
+            };
+            engine.sign(&rule.equipment, &rule.id, &written);
             let rule = Arc::new(rule.clone());
             for e in &rule.equipment {
                 engine.unit(e).elevator = Some(ElevatorUnit::new(rule.clone(), e));
             }
         }
         for rule in &rules.rate {
+            let written = RateRule {
+                equipment: Vec::new(),
+                ..rule.clone()
+            };
+            engine.sign(&rule.equipment, &rule.id, &written);
             let rule = Arc::new(rule.clone());
             for e in &rule.equipment {
                 engine.unit(e).rates.push(RatePoint::new(rule.clone(), e));
             }
         }
         for rule in &rules.stale {
+            let written = StaleRule {
+                equipment: Vec::new(),
+                ..rule.clone()
+            };
+            engine.sign(&rule.equipment, &rule.id, &written);
             let rule = Arc::new(rule.clone());
             for e in &rule.equipment {
                 engine.unit(e).stale.push(StalePoint::new(rule.clone(), e));
             }
         }
         for rule in &rules.expr {
+            let written = ExprRule {
+                equipment: Vec::new(),
+                ..rule.clone()
+            };
+            engine.sign(&rule.equipment, &rule.id, &written);
             let rule = Arc::new(rule.clone());
             for e in &rule.equipment {
                 let unit = engine.unit(e);
@@ -224,6 +266,11 @@ impl Engine {
             }
         }
         if let Some(fill) = &rules.fill {
+            let written = FillRule {
+                equipment: Vec::new(),
+                ..fill.clone()
+            };
+            engine.sign(&fill.equipment, &fill.id, &(&written, &rules.cylinders));
             let fill = Arc::new(fill.clone());
             let registry: Arc<HashMap<_, _>> = Arc::new(
                 rules
@@ -237,6 +284,16 @@ impl Engine {
             }
         }
         engine
+    }
+
+    fn sign(&mut self, equipment: &[String], rule_id: &str, written: &impl std::fmt::Debug) {
+        let written = format!("{written:?}");
+        for e in equipment {
+            self.signatures
+                .entry((e.clone(), rule_id.to_owned()))
+                .or_default()
+                .push_str(&written);
+        }
     }
 
     fn unit(&mut self, equipment: &str) -> &mut Unit {

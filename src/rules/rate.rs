@@ -30,6 +30,10 @@ impl RatePoint {
         }
     }
 
+    pub fn rule_id(&self) -> &str {
+        &self.rule.id
+    }
+
     pub fn metric(&self) -> &str {
         &self.rule.metric
     }

@@ -33,6 +33,10 @@ impl StalePoint {
         }
     }
 
+    pub fn rule_id(&self) -> &str {
+        &self.rule.id
+    }
+
     pub fn watches(&self, metric: &str) -> bool {
         self.rule.metric.as_deref().is_none_or(|m| m == metric)
     }

@@ -61,6 +61,11 @@ impl ThresholdPoint {
         }
     }
 
+    /// The alarm name, `{rule}.{level}`.
+    pub fn name(&self) -> &str {
+        &self.rule
+    }
+
     fn beyond_limit(&self, value: f64) -> bool {
         if self.level.kind.is_high() {
             value > self.level.limit

@@ -1,6 +1,7 @@
 //! Incidents and fill records to the central service over MQTT at QoS1, on
-//! `{prefix}/{gateway}/incidents` and `{prefix}/{gateway}/fills`, and the gateway's retained
-//! status on `{prefix}/{gateway}/status` with a last will saying offline.
+//! `{prefix}/{gateway}/incidents` and `{prefix}/{gateway}/fills`; the gateway's retained status
+//! on `{prefix}/{gateway}/status` with a last will saying offline; and its retained registry on
+//! `{prefix}/{gateway}/registry`, published again when a config reload changes it.
 //!
 //! **Invariant:** a message leaves the outbox lane only after the broker's PUBACK for it. A
 //! message not confirmed within `confirm_timeout` is published again; receivers drop the
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -65,8 +66,8 @@ pub struct CentralPublisher {
     config: CentralUplink,
     gateway: String,
     site: String,
-    /// The serialized [`GatewayRegistry`].
-    registry: Vec<u8>,
+    /// The [`GatewayRegistry`]; a config reload sends a new one.
+    registry: watch::Receiver<GatewayRegistry>,
     client: AsyncClient,
     tracker: Arc<Mutex<Tracker>>,
     acked: Arc<Notify>,
@@ -74,10 +75,17 @@ pub struct CentralPublisher {
 
 impl CentralPublisher {
     /// Connects lazily: the event loop returned must be driven by [`drive_event_loop`].
-    /// `registry` is published retained on every connection, beside the online status.
-    pub fn new(config: CentralUplink, registry: GatewayRegistry) -> (Self, EventLoop) {
-        let gateway = registry.gateway.as_str();
-        let site = registry.site.id.as_str();
+    /// `registry` is published retained on every connection, beside the online status, and
+    /// whenever it changes.
+    pub fn new(
+        config: CentralUplink,
+        registry: watch::Receiver<GatewayRegistry>,
+    ) -> (Self, EventLoop) {
+        let (gateway, site) = {
+            let current = registry.borrow();
+            (current.gateway.clone(), current.site.id.clone())
+        };
+        let (gateway, site) = (gateway.as_str(), site.as_str());
         let mut options = mqtt_options(&config.broker);
         let offline = serde_json::to_vec(&GatewayStatus {
             gateway: gateway.to_owned(),
@@ -97,7 +105,7 @@ impl CentralPublisher {
             config,
             gateway: gateway.to_owned(),
             site: site.to_owned(),
-            registry: serde_json::to_vec(&registry).expect("registry serializes"),
+            registry,
             client,
             tracker: Arc::new(Mutex::new(Tracker::default())),
             acked: Arc::new(Notify::new()),
@@ -145,16 +153,14 @@ impl CentralPublisher {
         hard_stop: CancellationToken,
     ) {
         // Said again on every connection: the broker may have lost its retained messages.
-        let on_connect = vec![
-            (
-                self.config.registry_topic(&self.gateway),
-                self.registry.clone(),
-            ),
-            (
-                self.config.status_topic(&self.gateway),
-                self.status_payload(GatewayState::Online),
-            ),
-        ];
+        let on_connect = vec![(
+            self.config.status_topic(&self.gateway),
+            self.status_payload(GatewayState::Online),
+        )];
+        let registry = (
+            self.config.registry_topic(&self.gateway),
+            self.registry.clone(),
+        );
         let driver = tokio::spawn(drive_event_loop(
             event_loop,
             self.client.clone(),
@@ -163,6 +169,7 @@ impl CentralPublisher {
             self.acked.clone(),
             metrics.clone(),
             connected,
+            registry,
             on_connect,
             hard_stop.clone(),
         ));
@@ -254,13 +261,30 @@ async fn drive_event_loop(
     acked: Arc<Notify>,
     metrics: Arc<Metrics>,
     connected: Arc<AtomicBool>,
+    (registry_topic, mut registry): (String, watch::Receiver<GatewayRegistry>),
     on_connect: Vec<(String, Vec<u8>)>,
     hard_stop: CancellationToken,
 ) {
     let mut backoff = Backoff::new(config.broker.reconnect_min, config.broker.reconnect_max);
+    // Retained, and tracked like a status message so PUBACKs stay matched to their publishes.
+    let publish_registry = |registry: &GatewayRegistry, t: &mut Tracker| {
+        let payload = serde_json::to_vec(registry).expect("registry serializes");
+        if client
+            .try_publish(&registry_topic, QoS::AtLeastOnce, true, payload)
+            .is_ok()
+        {
+            t.queued.push_back(Tag::Status);
+        }
+    };
     loop {
         let event = tokio::select! {
             event = event_loop.poll() => event,
+            Ok(()) = registry.changed() => {
+                tracing::info!("registry changed; publishing it to central");
+                let mut t = tracker.lock().expect("tracker lock");
+                publish_registry(&registry.borrow_and_update(), &mut t);
+                continue;
+            }
             _ = hard_stop.cancelled() => return,
         };
         match event {
@@ -270,6 +294,7 @@ async fn drive_event_loop(
                 backoff.reset();
                 tracing::info!(broker = %config.broker.host, port = config.broker.port, "central uplink connected");
                 let mut t = tracker.lock().expect("tracker lock");
+                publish_registry(&registry.borrow(), &mut t);
                 for (topic, payload) in &on_connect {
                     if client
                         .try_publish(topic, QoS::AtLeastOnce, true, payload.clone())

@@ -49,6 +49,32 @@ where
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// Waits until `url` answers 200 (a service's `/readyz` or `/healthz`).
+pub async fn wait_http_ok(what: &str, url: &str) {
+    eventually(what, Duration::from_secs(15), || async {
+        let ok = reqwest::get(url).await.is_ok_and(|r| r.status() == 200);
+        ok.then_some(())
+    })
+    .await;
+}
+
+/// One series of a Prometheus `/metrics` page served at `http` (host:port), as written with
+/// its labels; 0 when absent.
+pub async fn metric(http: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 /// A server process run through `sh`, which kills it when our end of its stdin closes: when
 /// the guard drops, and also when the test process dies for any reason.
 pub struct Process {

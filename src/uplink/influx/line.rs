@@ -6,6 +6,7 @@
 //! `bad=1i` or `stale=1i` with the metric as a tag, so a gap in a series can be explained.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 
 use influxdb_line_protocol::builder::{AfterField, LineProtocolBuilder};
 
@@ -14,7 +15,8 @@ use crate::model::{EquipmentKind, Quality, Reading, Value};
 pub struct Encoder {
     site: String,
     gateway: String,
-    kinds: HashMap<String, EquipmentKind>,
+    /// equipment → kind, the measurement; replaced when a config reload changes the registry.
+    kinds: RwLock<HashMap<String, EquipmentKind>>,
 }
 
 impl Encoder {
@@ -22,12 +24,17 @@ impl Encoder {
         Encoder {
             site: site.to_owned(),
             gateway: gateway.to_owned(),
-            kinds,
+            kinds: RwLock::new(kinds),
         }
+    }
+
+    pub fn set_kinds(&self, kinds: HashMap<String, EquipmentKind>) {
+        *self.kinds.write().expect("kinds lock") = kinds;
     }
 
     pub fn encode(&self, readings: &[Reading]) -> Vec<u8> {
         let mut builder = LineProtocolBuilder::new_with(Vec::with_capacity(readings.len() * 96));
+        let kinds = self.kinds.read().expect("kinds lock");
         let mut rest = readings;
         while let Some(first) = rest.first() {
             let same_line = rest
@@ -40,8 +47,7 @@ impl Encoder {
             let (good, other): (Vec<&Reading>, Vec<&Reading>) =
                 line.iter().partition(|r| r.quality == Quality::Good);
             if let Some((head, tail)) = good.split_first() {
-                let measurement = self
-                    .kinds
+                let measurement = kinds
                     .get(&first.equipment)
                     .map_or("equipment", |k| k.as_str());
                 let tagged = builder
