@@ -114,7 +114,7 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -133,8 +133,10 @@ pub fn router(state: AppState) -> Router {
             post(in_service),
         )
         .route("/api/v1/fills", get(fills))
-        .route("/api/v1/readings/latest", get(latest))
-        .with_state(state)
+        .route("/api/v1/readings/latest", get(latest));
+    let limits = state.config.gateway.http_limits.clone();
+    let rejected = state.metrics.http_rejected.clone();
+    crate::http_limits::apply(router.with_state(state), &limits, rejected)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

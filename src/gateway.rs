@@ -263,7 +263,8 @@ impl Gateway {
         });
         let http_stop = hard_stop.clone();
         let http_task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
+            let app = router.into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_stop.cancelled().await })
                 .await;
             if let Err(e) = served {

@@ -89,6 +89,8 @@ pub struct Metrics {
     incidents_published: Counter,
     modbus_errors: Family<DeviceReasonLabel, Counter>,
     modbus_online: Family<DeviceLabel, Gauge>,
+    /// Requests refused by the API's limits (`http_limits.rs` counts them).
+    pub http_rejected: crate::http_limits::Rejections,
     log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
@@ -240,8 +242,10 @@ impl Metrics {
             "1 while the Modbus device answers",
             modbus_online.clone(),
         );
+        let http_rejected = crate::http_limits::register(&mut registry);
         Metrics {
             registry,
+            http_rejected,
             modbus_errors,
             modbus_online,
             readings_received,
