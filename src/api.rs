@@ -136,7 +136,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/readings/latest", get(latest));
     let limits = state.config.gateway.http_limits.clone();
     let rejected = state.metrics.http_rejected.clone();
-    crate::http_limits::apply(router.with_state(state), &limits, rejected)
+    // The gateway's API has no tokens: every caller is limited by its address.
+    let known_tokens = Default::default();
+    crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -3,9 +3,11 @@
 //! token (429 with `Retry-After`). Each refusal is counted in
 //! `…_http_rejected_total{reason="too_large"|"timeout"|"rate_limited"}`.
 //!
-//! The rate limit is a token bucket per caller: the SHA-256 of the bearer token when the request
-//! has one, else the peer address, else one shared bucket.
+//! The rate limit is a token bucket per caller: the SHA-256 of the bearer token when it is one
+//! the role knows, else the peer address (so made-up tokens do not open fresh buckets), else
+//! one shared bucket.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,20 +108,29 @@ pub type Rejections = Family<ReasonLabel, Counter>;
 #[derive(Clone)]
 struct Guard {
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// SHA-256 (hex) of the tokens that get a bucket of their own.
+    known_tokens: Arc<HashSet<String>>,
     rejected: Rejections,
 }
 
 /// Callers remembered before idle buckets are forgotten.
 const MAX_TRACKED_CALLERS: usize = 10_000;
 
-/// Wraps `router` in the body limit, the timeout and the rate limit.
-pub fn apply(router: Router, limits: &HttpLimits, rejected: Rejections) -> Router {
+/// Wraps `router` in the body limit, the timeout and the rate limit; `known_tokens` are the
+/// SHA-256 (hex) of the bearer tokens that are rate-limited on their own.
+pub fn apply(
+    router: Router,
+    limits: &HttpLimits,
+    known_tokens: HashSet<String>,
+    rejected: Rejections,
+) -> Router {
     let per_s = std::num::NonZeroU32::new(limits.rate_per_s).unwrap_or(std::num::NonZeroU32::MIN);
     let burst = std::num::NonZeroU32::new(limits.rate_burst).unwrap_or(per_s);
     let guard = Guard {
         limiter: Arc::new(governor::RateLimiter::keyed(
             Quota::per_second(per_s).allow_burst(burst),
         )),
+        known_tokens: Arc::new(known_tokens),
         rejected,
     };
     router
@@ -132,14 +143,15 @@ pub fn apply(router: Router, limits: &HttpLimits, rejected: Rejections) -> Route
 }
 
 /// Who a request is counted against.
-fn caller_key(request: &Request) -> String {
-    let token = request
+fn caller_key(request: &Request, known_tokens: &HashSet<String>) -> String {
+    let token_hash = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(token) = token {
-        return format!("token:{}", crate::central::config::token_hash(token.trim()));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|token| crate::central::config::token_hash(token.trim()));
+    if let Some(hash) = token_hash.filter(|h| known_tokens.contains(h)) {
+        return format!("token:{hash}");
     }
     match request.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(peer)) => format!("peer:{}", peer.ip()),
@@ -148,7 +160,7 @@ fn caller_key(request: &Request) -> String {
 }
 
 async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    let key = caller_key(&request);
+    let key = caller_key(&request, &guard.known_tokens);
     if guard.limiter.len() > MAX_TRACKED_CALLERS {
         guard.limiter.retain_recent();
     }

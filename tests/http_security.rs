@@ -206,6 +206,18 @@ async fn over_rate_gets_429_with_retry_after_per_token() {
         rejected(&central.metrics.render(), "seguard_central", "rate_limited"),
         1.0
     );
+    // Made-up tokens open no bucket of their own: they count against the client's address.
+    let mut made_up = Vec::new();
+    for i in 0..3 {
+        let response = client
+            .get(&url)
+            .bearer_auth(format!("made-up-{i}"))
+            .send()
+            .await
+            .unwrap();
+        made_up.push(response.status().as_u16());
+    }
+    assert_eq!(made_up, [401, 401, 429]);
     // The bucket refills at the configured rate.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = client
@@ -249,6 +261,7 @@ const MQTT_PASSWORD: &str = "mqtt-pw-5f3a9c";
 const INFLUX_TOKEN: &str = "influx-token-8b2e71";
 const CENTRAL_MQTT_PASSWORD: &str = "central-pw-c4d1e0";
 const SMTP_PASSWORD: &str = "smtp-pw-9a7b3f";
+const STORE_PASSWORD: &str = "store-pw-2d8e4b";
 
 #[tokio::test]
 async fn secrets_stay_out_of_check_output_debug_output_logs_and_metrics() {
@@ -275,7 +288,7 @@ async fn secrets_stay_out_of_check_output_debug_output_logs_and_metrics() {
     std::fs::write(
         &central,
         format!(
-            "[central]\ninstance = \"sec\"\n[mqtt]\nport = {unused_port}\nusername = \"central\"\npassword_file = \"central-mqtt.pw\"\n\
+            "[central]\ninstance = \"sec\"\n[store]\nurl = \"postgres://seguard:{STORE_PASSWORD}@127.0.0.1:5432/seguard\"\n[mqtt]\nport = {unused_port}\nusername = \"central\"\npassword_file = \"central-mqtt.pw\"\n\
              [smtp]\nhost = \"127.0.0.1\"\nfrom = \"central <c@example.org>\"\nusername = \"mail\"\npassword_env = \"SEGUARD_TEST_SMTP_PASSWORD\"\n"
         ),
     )
@@ -285,6 +298,7 @@ async fn secrets_stay_out_of_check_output_debug_output_logs_and_metrics() {
         INFLUX_TOKEN,
         CENTRAL_MQTT_PASSWORD,
         SMTP_PASSWORD,
+        STORE_PASSWORD,
     ];
     let assert_clean = |what: &str, text: &str| {
         for secret in secrets {

@@ -129,7 +129,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(audit));
     let limits = state.config.http_limits.clone();
     let rejected = state.metrics.http_rejected.clone();
-    crate::http_limits::apply(router.with_state(state), &limits, rejected)
+    let config = &state.config;
+    let known_tokens = (config.tokens.iter().map(|t| t.sha256.clone()))
+        .chain(config.gateways.iter().map(|g| g.token_sha256.clone()))
+        .collect();
+    crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected)
 }
 
 /// Serves the router until `stop` fires; for tests on a real socket.

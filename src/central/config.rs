@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use crate::config::{ConfigError, Located, Problem, SecretString};
 use crate::http_limits::{HttpLimits, RawHttpLimits};
+use secrecy::ExposeSecret;
 
 /// Who a token belongs to; decides what its holder may see and do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -61,8 +62,9 @@ pub struct CentralConfig {
     pub public_url: String,
     /// Larger HTTP intake bodies and MQTT payloads are rejected as `oversized`.
     pub max_body_bytes: usize,
-    /// `sqlite://path` (the default, `sqlite://seguard-central.db`) or `postgres://...`.
-    pub store_url: String,
+    /// `sqlite://path` (the default, `sqlite://seguard-central.db`) or `postgres://...`, which
+    /// may hold a password.
+    pub store_url: SecretString,
     pub mqtt: Option<CentralMqtt>,
     pub dispatch: DispatchSettings,
     pub smtp: Option<Smtp>,
@@ -199,6 +201,8 @@ struct RawCentral {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<Spanned<String>>,
+    url_env: Option<Spanned<String>>,
+    url_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,39 +379,59 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             s.get_ref().trim_end_matches('/').to_owned()
         }
     };
-    let store_url = match &raw.store.url {
-        None => "sqlite://seguard-central.db".to_owned(),
-        Some(s) => {
-            let url = s.get_ref();
-            if !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-            {
-                problems.push(
-                    Problem::new(
-                        s.span(),
-                        format!("store url `{url}` is neither SQLite nor PostgreSQL"),
-                    )
-                    .hint("write sqlite://central.db or postgres://user@host:5432/db"),
-                );
-            }
-            url.clone()
-        }
-    };
-    let mut secret = |what: &str, inline, env, file| {
+    let secret = |problems: &mut Vec<Problem>, what: &str, inline, env, file| {
         crate::tls::secret(what, inline, env, file, base).unwrap_or_else(|problem| {
             problems.push(problem);
             None
         })
     };
-    let mqtt_password = raw
-        .mqtt
-        .as_ref()
-        .and_then(|m| secret("password", &m.password, &m.password_env, &m.password_file));
-    let smtp_password = raw
-        .smtp
-        .as_ref()
-        .and_then(|s| secret("password", &s.password, &s.password_env, &s.password_file));
+    // A PostgreSQL URL may hold a password: it is a secret like the others.
+    let inline_url = raw.store.url.as_ref().map(|s| s.get_ref().clone());
+    let url_span = [&raw.store.url, &raw.store.url_env, &raw.store.url_file]
+        .into_iter()
+        .find_map(|key| key.as_ref().map(Spanned::span));
+    let store_url = secret(
+        &mut problems,
+        "url",
+        &inline_url,
+        &raw.store.url_env,
+        &raw.store.url_file,
+    )
+    .unwrap_or_else(|| SecretString::from("sqlite://seguard-central.db".to_owned()));
+    let url = store_url.expose_secret();
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        problems.push(
+            Problem::new(
+                url_span,
+                format!(
+                    "store url `{}` is neither SQLite nor PostgreSQL",
+                    without_password(url)
+                ),
+            )
+            .hint("write sqlite://central.db or postgres://user@host:5432/db"),
+        );
+    }
+    let mqtt_password = raw.mqtt.as_ref().and_then(|m| {
+        secret(
+            &mut problems,
+            "password",
+            &m.password,
+            &m.password_env,
+            &m.password_file,
+        )
+    });
+    let smtp_password = raw.smtp.as_ref().and_then(|s| {
+        secret(
+            &mut problems,
+            "password",
+            &s.password,
+            &s.password_env,
+            &s.password_file,
+        )
+    });
     let mqtt = raw.mqtt.map(|m| {
         let tls = m.tls.as_ref().and_then(|t| {
             crate::tls::validate_mqtt_tls(t, base)
@@ -640,6 +664,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
     })
 }
 
+/// The URL with its password, if any, replaced: for messages.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// SHA-256 of a token, in lower-case hex: what the config and the store keep.
 pub fn token_hash(token: &str) -> String {
     use sha2::Digest;
@@ -685,6 +720,10 @@ mod tests {
                 vec!["4:15: no [[rescue_unit]] named `Nobody`"],
             ),
             ("[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://x\"\n", vec!["4:7: store url `mysql://x` is neither SQLite nor PostgreSQL"]),
+            (
+                "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
+                vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
+            ),
             ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`"]),
         ];
         for (text, expected) in cases {
