@@ -153,13 +153,13 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
     let central = raw.uplink.central.as_ref().map(|c| {
         let raw_central = c.get_ref();
         let client_id = format!("seguard-{gateway_id}-uplink");
-        let broker = match (&raw_central.broker, &raw.mqtt) {
+        // Sharing the site broker takes its validated settings (and their problems) once.
+        let broker = match (&raw_central.broker, &mqtt) {
             (Some(b), _) => v.broker(b, &client_id),
-            (None, Some(site_broker)) => {
-                let mut broker = v.broker(site_broker, &client_id);
-                broker.client_id = client_id;
-                broker
-            }
+            (None, Some(site_broker)) => Broker {
+                client_id,
+                ..site_broker.clone()
+            },
             (None, None) => {
                 v.push(
                     Problem::new(c.span(), "the central uplink has no broker")
