@@ -344,3 +344,67 @@ pub fn validate_https(raw: &RawHttps, config_dir: &Path) -> Result<Https, Proble
         server_config: Arc::new(config),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spanned(text: &str) -> Option<Spanned<String>> {
+        #[derive(Deserialize)]
+        struct Key {
+            key: Spanned<String>,
+        }
+        let key: Key = toml::from_str(&format!("key = \"{text}\"")).expect("toml");
+        Some(key.key)
+    }
+
+    /// Inline value, `_env` key, `_file` key → the secret or the problem's message.
+    type Case<'a> = (
+        &'a Option<String>,
+        Option<Spanned<String>>,
+        Option<Spanned<String>>,
+        Result<Option<&'a str>, &'a str>,
+    );
+
+    #[test]
+    fn a_secret_comes_from_one_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("pw"), "from-file\n").expect("writing");
+        std::env::set_var("SEGUARD_TLS_UNIT_TEST_SECRET", "from-env");
+        let inline = Some("inline".to_owned());
+        let cases: [Case; 6] = [
+            (&inline, None, None, Ok(Some("inline"))),
+            (
+                &None,
+                spanned("SEGUARD_TLS_UNIT_TEST_SECRET"),
+                None,
+                Ok(Some("from-env")),
+            ),
+            (&None, None, spanned("pw"), Ok(Some("from-file"))),
+            (&None, None, None, Ok(None)),
+            (
+                &None,
+                spanned("SEGUARD_TLS_UNIT_TEST_UNSET"),
+                None,
+                Err("environment variable `SEGUARD_TLS_UNIT_TEST_UNSET` is not set"),
+            ),
+            (
+                &inline,
+                None,
+                spanned("pw"),
+                Err("give password only once: inline, as `password_env` or as `password_file`"),
+            ),
+        ];
+        for (inline, env, file, expected) in cases {
+            let got = secret("password", inline, &env, &file, dir.path());
+            let got = got
+                .as_ref()
+                .map(|s| s.as_ref().map(|s| s.expose_secret()))
+                .map_err(|p| p.message.as_str());
+            assert_eq!(
+                got, expected,
+                "for inline {inline:?}, env {env:?}, file {file:?}"
+            );
+        }
+    }
+}
