@@ -130,7 +130,7 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -150,8 +150,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/fills", get(fills))
         .route("/api/v1/readings/latest", get(latest))
-        .route("/api/v1/reload", post(reload))
-        .with_state(state)
+        .route("/api/v1/reload", post(reload));
+    // Read once: a reload does not change the limits (they need a restart).
+    let limits = state
+        .config
+        .read()
+        .expect("config lock")
+        .gateway
+        .http_limits
+        .clone();
+    let rejected = state.metrics.http_rejected.clone();
+    // The gateway's API has no tokens: every caller is limited by its address.
+    let known_tokens = Default::default();
+    crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -254,6 +254,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.gateway.http_listen != new.gateway.http_listen {
         changed.push("[gateway] http_listen");
     }
+    if differs(&old.gateway.http_limits, &new.gateway.http_limits) {
+        changed.push("[gateway] http_limits");
+    }
     if differs(&old.outbox, &new.outbox) {
         changed.push("[outbox]");
     }
@@ -401,7 +404,8 @@ impl Gateway {
         });
         let http_stop = hard_stop.clone();
         let http_task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
+            let app = router.into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_stop.cancelled().await })
                 .await;
             if let Err(e) = served {

@@ -57,6 +57,9 @@ enum Command {
         /// Config file to check.
         file: PathBuf,
     },
+    /// Print the SHA-256 of a token read from standard input: what central configs keep
+    /// (`token_sha256`, `sha256`) instead of the token itself.
+    HashToken,
 }
 
 #[derive(clap::Args)]
@@ -251,6 +254,23 @@ async fn ask_reload(api: &str, user: &str) -> Result<seguard::gateway::ReloadOut
     serde_json::from_str(&body).map_err(|_| format!("{url} answered {status}: {}", body.trim()))
 }
 
+/// Reads one token from standard input (so it stays out of the shell history and the process
+/// list) and prints its hash.
+fn hash_token() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("seguard hash-token: cannot read standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let token = line.trim_end_matches(['\r', '\n']);
+    if token.is_empty() {
+        eprintln!("seguard hash-token: give the token on standard input, for example: seguard hash-token < token.txt");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", seguard::central::config::token_hash(token));
+    ExitCode::SUCCESS
+}
+
 /// Runs `task` on a fresh tokio runtime and turns its result into the exit code; `with_signal`
 /// hands the task a token that SIGINT/SIGTERM cancels.
 fn run<Fut, E>(what: &str, task: Fut) -> ExitCode
@@ -284,6 +304,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { file } => check(&file),
+        Command::HashToken => hash_token(),
         Command::Sim { config } => {
             init_logs(cli.log_format);
             let fleet = match seguard::sim::FleetConfig::load(&config) {

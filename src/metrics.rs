@@ -92,6 +92,8 @@ pub struct Metrics {
     modbus_errors: Family<DeviceReasonLabel, Counter>,
     modbus_online: Family<DeviceLabel, Gauge>,
     config_reloads: Family<OutcomeLabel, Counter>,
+    /// Requests refused by the API's limits (`http_limits.rs` counts them).
+    pub http_rejected: crate::http_limits::Rejections,
     log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
@@ -261,9 +263,11 @@ impl Metrics {
             "Config reloads (SIGHUP or POST /api/v1/reload), by outcome: applied or refused",
             config_reloads.clone(),
         );
+        let http_rejected = crate::http_limits::register(&mut registry);
         Metrics {
             registry,
             config_reloads,
+            http_rejected,
             modbus_errors,
             modbus_online,
             readings_received,

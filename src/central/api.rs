@@ -105,7 +105,7 @@ fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiErro
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(|| async { Html(web::MAP_HTML) }))
         .route("/alarms", get(|| async { Html(web::ALARMS_HTML) }))
         .route("/indicators", get(|| async { Html(web::INDICATORS_HTML) }))
@@ -127,8 +127,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dispatches/{id}", get(dispatch))
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
         .route("/api/v1/audit", get(audit))
-        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills))
-        .with_state(state)
+        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills));
+    let limits = state.config.http_limits.clone();
+    let rejected = state.metrics.http_rejected.clone();
+    let config = &state.config;
+    let known_tokens = (config.tokens.iter().map(|t| t.sha256.clone()))
+        .chain(config.gateways.iter().map(|g| g.token_sha256.clone()))
+        .collect();
+    crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected)
 }
 
 /// Serves the router until `stop` fires; for tests on a real socket.
@@ -137,8 +143,35 @@ pub async fn serve(
     state: AppState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+    let https = state.config.https.clone();
+    serve_router(listener, router(state), https.as_ref(), stop).await
+}
+
+/// Serves `router` on `listener` until `stop` fires: HTTPS when `https` is set, plain HTTP
+/// otherwise. Handlers see the peer address (`ConnectInfo`), which the rate limit uses for
+/// callers without a token.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    https: Option<&crate::tls::Https>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let Some(https) = https else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let on_stop = handle.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        on_stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(https.server_config.clone());
+    axum_server::from_tcp_rustls(listener.into_std()?, config)
+        .handle(handle)
+        .serve(app)
         .await
 }
 

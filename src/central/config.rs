@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{ConfigError, Located, Problem};
+use crate::config::{ConfigError, Located, Problem, SecretString};
+use crate::http_limits::{HttpLimits, RawHttpLimits};
+use secrecy::ExposeSecret;
 
 /// Who a token belongs to; decides what its holder may see and do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -52,12 +54,17 @@ pub struct CentralConfig {
     /// Unique per instance: the MQTT client id and the owner name of claimed rows derive from it.
     pub instance: String,
     pub http_listen: SocketAddr,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub https: Option<crate::tls::Https>,
+    /// Body limit, timeout and per-token rate limit of the HTTP API.
+    pub http_limits: HttpLimits,
     /// Base of the links sent to rescue teams.
     pub public_url: String,
     /// Larger HTTP intake bodies and MQTT payloads are rejected as `oversized`.
     pub max_body_bytes: usize,
-    /// `sqlite://path` (the default, `sqlite://seguard-central.db`) or `postgres://...`.
-    pub store_url: String,
+    /// `sqlite://path` (the default, `sqlite://seguard-central.db`) or `postgres://...`, which
+    /// may hold a password.
+    pub store_url: SecretString,
     pub mqtt: Option<CentralMqtt>,
     pub dispatch: DispatchSettings,
     pub smtp: Option<Smtp>,
@@ -73,7 +80,10 @@ pub struct CentralMqtt {
     pub port: u16,
     pub client_id: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Redacted in Debug output, like every secret of the config.
+    pub password: Option<SecretString>,
+    /// TLS towards the broker; plain TCP when absent.
+    pub tls: Option<crate::tls::MqttTls>,
     pub keep_alive: Duration,
     /// Topic prefix the gateways publish under (`seguard/v1`).
     pub prefix: String,
@@ -105,7 +115,7 @@ pub struct Smtp {
     pub port: u16,
     pub from: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -183,12 +193,16 @@ struct RawCentral {
     http_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     max_body_bytes: Option<usize>,
+    https: Option<crate::tls::RawHttps>,
+    http_limits: Option<RawHttpLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<Spanned<String>>,
+    url_env: Option<Spanned<String>>,
+    url_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +213,9 @@ struct RawMqtt {
     client_id: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    tls: Option<crate::tls::RawMqttTls>,
     keep_alive_s: Option<u64>,
     prefix: Option<Spanned<String>>,
     share_group: Option<Spanned<String>>,
@@ -224,6 +241,8 @@ struct RawSmtp {
     from: Spanned<String>,
     username: Option<String>,
     password: Option<String>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,8 +347,28 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             default_listen
         }),
     };
+    let https = raw.central.https.as_ref().and_then(|h| {
+        crate::tls::validate_https(h, base)
+            .map_err(|problem| problems.push(problem))
+            .ok()
+    });
+    let max_body_bytes = raw.central.max_body_bytes.unwrap_or(64 * 1024);
+    let http_limits = raw
+        .central
+        .http_limits
+        .unwrap_or_default()
+        .validate(max_body_bytes)
+        .unwrap_or_else(|mut found| {
+            problems.append(&mut found);
+            HttpLimits::with_max_body(max_body_bytes)
+        });
+    let scheme = if raw.central.https.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let public_url = match &raw.central.public_url {
-        None => format!("http://{http_listen}"),
+        None => format!("{scheme}://{http_listen}"),
         Some(s) => {
             if url::Url::parse(s.get_ref()).is_err() {
                 problems.push(Problem::new(
@@ -340,26 +379,65 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             s.get_ref().trim_end_matches('/').to_owned()
         }
     };
-    let store_url = match &raw.store.url {
-        None => "sqlite://seguard-central.db".to_owned(),
-        Some(s) => {
-            let url = s.get_ref();
-            if !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-            {
-                problems.push(
-                    Problem::new(
-                        s.span(),
-                        format!("store url `{url}` is neither SQLite nor PostgreSQL"),
-                    )
-                    .hint("write sqlite://central.db or postgres://user@host:5432/db"),
-                );
-            }
-            url.clone()
-        }
+    let secret = |problems: &mut Vec<Problem>, what: &str, inline, env, file| {
+        crate::tls::secret(what, inline, env, file, base).unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        })
     };
+    // A PostgreSQL URL may hold a password: it is a secret like the others.
+    let inline_url = raw.store.url.as_ref().map(|s| s.get_ref().clone());
+    let url_span = [&raw.store.url, &raw.store.url_env, &raw.store.url_file]
+        .into_iter()
+        .find_map(|key| key.as_ref().map(Spanned::span));
+    let store_url = secret(
+        &mut problems,
+        "url",
+        &inline_url,
+        &raw.store.url_env,
+        &raw.store.url_file,
+    )
+    .unwrap_or_else(|| SecretString::from("sqlite://seguard-central.db".to_owned()));
+    let url = store_url.expose_secret();
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        problems.push(
+            Problem::new(
+                url_span,
+                format!(
+                    "store url `{}` is neither SQLite nor PostgreSQL",
+                    without_password(url)
+                ),
+            )
+            .hint("write sqlite://central.db or postgres://user@host:5432/db"),
+        );
+    }
+    let mqtt_password = raw.mqtt.as_ref().and_then(|m| {
+        secret(
+            &mut problems,
+            "password",
+            &m.password,
+            &m.password_env,
+            &m.password_file,
+        )
+    });
+    let smtp_password = raw.smtp.as_ref().and_then(|s| {
+        secret(
+            &mut problems,
+            "password",
+            &s.password,
+            &s.password_env,
+            &s.password_file,
+        )
+    });
     let mqtt = raw.mqtt.map(|m| {
+        let tls = m.tls.as_ref().and_then(|t| {
+            crate::tls::validate_mqtt_tls(t, base)
+                .map_err(|mut found| problems.append(&mut found))
+                .ok()
+        });
         let prefix = m.prefix.map_or_else(
             || "seguard/v1".to_owned(),
             |p| {
@@ -391,7 +469,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                 .client_id
                 .unwrap_or_else(|| format!("seguard-central-{instance}")),
             username: m.username,
-            password: m.password,
+            password: mqtt_password,
+            tls,
             keep_alive: Duration::from_secs(m.keep_alive_s.unwrap_or(30)),
             prefix,
             share_group,
@@ -459,7 +538,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             port: s.port.unwrap_or(25),
             from: s.from.into_inner(),
             username: s.username,
-            password: s.password,
+            password: smtp_password,
         }
     });
     let center = raw.map.center.map_or([31.2304, 121.4737], |c| {
@@ -570,8 +649,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
     Ok(CentralConfig {
         instance,
         http_listen,
+        https,
+        http_limits,
         public_url,
-        max_body_bytes: raw.central.max_body_bytes.unwrap_or(64 * 1024),
+        max_body_bytes,
         store_url,
         mqtt,
         dispatch,
@@ -581,6 +662,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         rescue_units,
         tokens,
     })
+}
+
+/// The URL with its password, if any, replaced: for messages.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// SHA-256 of a token, in lower-case hex: what the config and the store keep.
@@ -628,7 +720,11 @@ mod tests {
                 vec!["4:15: no [[rescue_unit]] named `Nobody`"],
             ),
             ("[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://x\"\n", vec!["4:7: store url `mysql://x` is neither SQLite nor PostgreSQL"]),
-            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`"]),
+            (
+                "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
+                vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
+            ),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`"]),
         ];
         for (text, expected) in cases {
             assert_eq!(problems(text), expected, "for:\n{text}");

@@ -150,9 +150,12 @@ pub fn mqtt_client(m: &CentralMqtt, _max_body_bytes: usize) -> (AsyncClient, Eve
         .set_manual_acks(true)
         .set_keep_alive(m.keep_alive)
         .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
-    if let Some(user) = &m.username {
-        options.set_credentials(user, m.password.clone().unwrap_or_default());
-    }
+    crate::tls::secure_mqtt(
+        &mut options,
+        m.username.as_deref(),
+        m.password.as_ref(),
+        m.tls.as_ref(),
+    );
     AsyncClient::new(options, 1024)
 }
 
@@ -285,7 +288,9 @@ pub async fn run_mqtt(
             Err(e) => {
                 connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central intake disconnected");
+                if !crate::tls::log_refusal("intake broker", &m.host, m.port, &e) {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central intake disconnected");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.cancelled() => break,

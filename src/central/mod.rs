@@ -98,6 +98,8 @@ pub struct CentralMetrics {
     notifications_sent: Family<ChannelLabel, Counter>,
     notification_failures: Family<ChannelLabel, Counter>,
     intake_commit_seconds: Histogram,
+    /// Requests refused by the API's limits (`http_limits.rs` counts them).
+    pub http_rejected: crate::http_limits::Rejections,
     log_limiter: Mutex<HashMap<&'static str, Instant>>,
 }
 
@@ -164,8 +166,10 @@ impl CentralMetrics {
             "Time to store one incident",
             intake_commit_seconds.clone(),
         );
+        let http_rejected = crate::http_limits::register(&mut registry);
         CentralMetrics {
             registry,
+            http_rejected,
             intake_stored,
             intake_duplicates,
             intake_rejected,
@@ -296,7 +300,7 @@ impl Central {
             config.public_url = format!("http://{addr}");
         }
         let config = Arc::new(config);
-        let store = Store::open(&config.store_url).await?;
+        let store = Store::open(secrecy::ExposeSecret::expose_secret(&config.store_url)).await?;
         let metrics = Arc::new(CentralMetrics::new());
         let stop = CancellationToken::new();
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -350,18 +354,17 @@ impl Central {
             wake,
         });
         let http_stop = stop.clone();
+        let https = config.https.clone();
         tasks.push((
             "central-http",
             tokio::spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                    .await;
+                let served = api::serve_router(listener, router, https.as_ref(), http_stop).await;
                 if let Err(e) = served {
                     tracing::error!(error = %e, "central HTTP server failed");
                 }
             }),
         ));
-        tracing::info!(instance = %config.instance, %addr, store = ?store.backend, "central started");
+        tracing::info!(instance = %config.instance, %addr, https = config.https.is_some(), store = ?store.backend, "central started");
         Ok(Central {
             addr,
             store,

@@ -36,7 +36,10 @@ pub async fn run(
         if let Some(user) = &s.username {
             builder = builder.credentials(Credentials::new(
                 user.clone(),
-                s.password.clone().unwrap_or_default(),
+                s.password
+                    .as_ref()
+                    .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned())
+                    .unwrap_or_default(),
             ));
         }
         builder.build()

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use diag::{line_column, Located, Problem};
@@ -143,6 +144,7 @@ pub struct GatewaySettings {
     pub id: String,
     pub http_listen: SocketAddr,
     pub shutdown_flush: Duration,
+    pub http_limits: crate::http_limits::HttpLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +154,10 @@ pub struct Broker {
     /// Fixed so that the broker keeps our session (and its in-flight messages) across reconnects.
     pub client_id: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Redacted in Debug output, like every secret of the config.
+    pub password: Option<SecretString>,
+    /// TLS towards the broker; plain TCP when absent.
+    pub tls: Option<crate::tls::MqttTls>,
     pub keep_alive: Duration,
     /// Larger payloads are rejected and counted as `oversized`.
     pub max_payload_bytes: usize,
@@ -528,14 +533,14 @@ pub enum InfluxEndpoint {
         database: String,
         retention_policy: Option<String>,
         username: Option<String>,
-        password: Option<String>,
+        password: Option<SecretString>,
     },
     /// InfluxDB 2.x/3.x (or compatible) `/api/v2/write`, through the influxdb2 crate.
     V2 {
         url: url::Url,
         org: String,
         bucket: String,
-        token: String,
+        token: SecretString,
     },
 }
 

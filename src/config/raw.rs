@@ -38,6 +38,8 @@ pub struct RawGateway {
     pub http_listen: Option<Spanned<String>>,
     /// Upper bound on the time a graceful shutdown spends flushing queues.
     pub shutdown_flush_s: Option<u64>,
+    /// Body limit, timeout and rate limit of the HTTP API.
+    pub http_limits: Option<crate::http_limits::RawHttpLimits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +51,8 @@ pub struct RawBroker {
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub tls: Option<crate::tls::RawMqttTls>,
     pub keep_alive_s: Option<u64>,
     pub max_payload_bytes: Option<Spanned<usize>>,
     pub reconnect_min_ms: Option<u64>,
@@ -379,10 +383,13 @@ pub struct RawInflux {
     pub retention_policy: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
     pub org: Option<String>,
     pub bucket: Option<String>,
     pub token: Option<String>,
     pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
     pub batch_max_points: Option<Spanned<usize>>,
     pub flush_interval_ms: Option<u64>,
     pub gzip: Option<bool>,

@@ -11,12 +11,16 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::*;
+use crate::http_limits::HttpLimits;
 use crate::model::{Crs, GeoPoint, MaintenanceUnit, Nameplate};
 
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9180";
 
 pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, Vec<Problem>> {
-    let mut v = Validator::default();
+    let mut v = Validator {
+        config_dir: config_dir.to_owned(),
+        ..Validator::default()
+    };
     let site_id = raw.site.id.get_ref().clone();
     v.check_id(&raw.site.id, "site id");
     v.check_id(&raw.gateway.id, "gateway id");
@@ -149,13 +153,13 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
     let central = raw.uplink.central.as_ref().map(|c| {
         let raw_central = c.get_ref();
         let client_id = format!("seguard-{gateway_id}-uplink");
-        let broker = match (&raw_central.broker, &raw.mqtt) {
+        // Sharing the site broker takes its validated settings (and their problems) once.
+        let broker = match (&raw_central.broker, &mqtt) {
             (Some(b), _) => v.broker(b, &client_id),
-            (None, Some(site_broker)) => {
-                let mut broker = v.broker(site_broker, &client_id);
-                broker.client_id = client_id;
-                broker
-            }
+            (None, Some(site_broker)) => Broker {
+                client_id,
+                ..site_broker.clone()
+            },
             (None, None) => {
                 v.push(
                     Problem::new(c.span(), "the central uplink has no broker")
@@ -175,6 +179,16 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
         }
     });
 
+    let http_limits = raw
+        .gateway
+        .http_limits
+        .unwrap_or_default()
+        .validate(64 * 1024)
+        .unwrap_or_else(|problems| {
+            v.problems.extend(problems);
+            HttpLimits::with_max_body(64 * 1024)
+        });
+
     if !v.problems.is_empty() {
         return Err(v.problems);
     }
@@ -188,6 +202,7 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
             id: gateway_id,
             http_listen,
             shutdown_flush: Duration::from_secs(raw.gateway.shutdown_flush_s.unwrap_or(10)),
+            http_limits,
         },
         mqtt,
         equipment,
@@ -205,6 +220,8 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
+    /// Relative paths in the config (TLS files, secret files) are relative to its directory.
+    config_dir: std::path::PathBuf,
 }
 
 impl Validator {
@@ -226,24 +243,18 @@ impl Validator {
         }
     }
 
-    fn secret(&mut self, inline: &Option<String>, env: &Option<Spanned<String>>) -> Option<String> {
-        match (inline, env) {
-            (_, Some(var)) => match std::env::var(var.get_ref()) {
-                Ok(value) => Some(value),
-                Err(_) => {
-                    self.push(
-                        Problem::new(
-                            var.span(),
-                            format!("environment variable `{}` is not set", var.get_ref()),
-                        )
-                        .hint("export it before starting seguard, or remove the *_env key"),
-                    );
-                    None
-                }
-            },
-            (Some(value), None) => Some(value.clone()),
-            (None, None) => None,
-        }
+    /// A secret given inline, as `{what}_env` or as `{what}_file`.
+    fn secret(
+        &mut self,
+        what: &str,
+        inline: &Option<String>,
+        env: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+    ) -> Option<SecretString> {
+        crate::tls::secret(what, inline, env, file, &self.config_dir).unwrap_or_else(|problem| {
+            self.push(problem);
+            None
+        })
     }
 
     fn broker_defaults(&self, client_id: &str) -> Broker {
@@ -253,6 +264,7 @@ impl Validator {
             client_id: client_id.to_owned(),
             username: None,
             password: None,
+            tls: None,
             keep_alive: Duration::from_secs(30),
             max_payload_bytes: 64 * 1024,
             reconnect_min: Duration::from_millis(200),
@@ -279,7 +291,13 @@ impl Validator {
             broker.client_id = id.get_ref().clone();
         }
         broker.username = b.username.clone();
-        broker.password = self.secret(&b.password, &b.password_env);
+        broker.password = self.secret("password", &b.password, &b.password_env, &b.password_file);
+        if let Some(tls) = &b.tls {
+            match crate::tls::validate_mqtt_tls(tls, &self.config_dir) {
+                Ok(tls) => broker.tls = Some(tls),
+                Err(problems) => self.problems.extend(problems),
+            }
+        }
         if let Some(s) = b.keep_alive_s {
             broker.keep_alive = Duration::from_secs(s.max(5));
         }
@@ -816,7 +834,12 @@ impl Validator {
                     database,
                     retention_policy: u.retention_policy.clone(),
                     username: u.username.clone(),
-                    password: u.password.clone(),
+                    password: self.secret(
+                        "password",
+                        &u.password,
+                        &u.password_env,
+                        &u.password_file,
+                    ),
                 }
             }
             InfluxApi::V2 => {
@@ -834,7 +857,9 @@ impl Validator {
                     url,
                     org,
                     bucket,
-                    token: self.secret(&u.token, &u.token_env).unwrap_or_default(),
+                    token: self
+                        .secret("token", &u.token, &u.token_env, &u.token_file)
+                        .unwrap_or_else(|| SecretString::from(String::new())),
                 }
             }
         };

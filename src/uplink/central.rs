@@ -39,9 +39,12 @@ pub fn mqtt_options(broker: &Broker) -> MqttOptions {
         .set_clean_session(false)
         .set_keep_alive(broker.keep_alive)
         .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
-    if let Some(user) = &broker.username {
-        options.set_credentials(user, broker.password.clone().unwrap_or_default());
-    }
+    crate::tls::secure_mqtt(
+        &mut options,
+        broker.username.as_deref(),
+        broker.password.as_ref(),
+        broker.tls.as_ref(),
+    );
     options
 }
 
@@ -330,7 +333,10 @@ async fn drive_event_loop(
                 connected.store(false, Ordering::Relaxed);
                 metrics.broker_connected("central", false);
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central uplink disconnected");
+                let broker = &config.broker;
+                if !crate::tls::log_refusal("central broker", &broker.host, broker.port, &e) {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central uplink disconnected");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = hard_stop.cancelled() => return,

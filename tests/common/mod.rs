@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod smtp;
+pub mod tls;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

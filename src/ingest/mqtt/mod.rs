@@ -119,7 +119,9 @@ impl MqttIngest {
                         self.connected.store(false, Ordering::Relaxed);
                         self.metrics.broker_connected("site", false);
                         let delay = backoff.next_delay();
-                        tracing::warn!(host = %self.broker.host, port = self.broker.port, error = %e, retry_in_ms = delay.as_millis() as u64, "site broker connection lost");
+                        if !crate::tls::log_refusal("site broker", &self.broker.host, self.broker.port, &e) {
+                            tracing::warn!(host = %self.broker.host, port = self.broker.port, error = %e, retry_in_ms = delay.as_millis() as u64, "site broker connection lost");
+                        }
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
                             _ = stop_intake.cancelled() => {}

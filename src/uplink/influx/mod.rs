@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flate2::write::GzEncoder;
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -36,7 +37,7 @@ enum Client {
         http: reqwest::Client,
         write_url: url::Url,
         username: Option<String>,
-        password: Option<String>,
+        password: Option<secrecy::SecretString>,
         gzip: bool,
     },
     V2 {
@@ -100,7 +101,11 @@ impl InfluxWriter {
                 token,
             } => Client::V2 {
                 // The config check guarantees a valid URL without a path, so `new` cannot panic.
-                client: influxdb2::Client::new(url.as_str().trim_end_matches('/'), org, token),
+                client: influxdb2::Client::new(
+                    url.as_str().trim_end_matches('/'),
+                    org,
+                    token.expose_secret(),
+                ),
                 org: org.clone(),
                 bucket: bucket.clone(),
             },
@@ -119,7 +124,8 @@ impl InfluxWriter {
             } => {
                 let mut request = http.post(write_url.clone());
                 if let Some(user) = username {
-                    request = request.basic_auth(user, password.as_ref());
+                    request =
+                        request.basic_auth(user, password.as_ref().map(|p| p.expose_secret()));
                 }
                 let request = if *gzip {
                     let mut encoder = GzEncoder::new(

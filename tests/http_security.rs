@@ -1,0 +1,356 @@
+//! Transport security and access control of the two HTTP APIs, on real sockets: central over
+//! HTTPS with a certificate from a CA the test generates (openssl); the body limit (413), the
+//! request timeout (408) and the per-token rate limit (429 with Retry-After), each counted in
+//! /metrics; and secrets kept out of `seguard check`, Debug output, logs and /metrics.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use common::tls::{LogCapture, TestPki};
+use seguard::central::config::token_hash;
+use seguard::central::Central;
+use seguard::gateway::Gateway;
+
+/// A central config with one regulator token per name in `tokens`; `extra` goes into
+/// `[central]` (before any other table).
+fn central_text(db: &Path, extra: &str, tokens: &[&str]) -> String {
+    let mut text = format!(
+        "[central]\ninstance = \"sec\"\nhttp_listen = \"127.0.0.1:0\"\n{extra}\n[store]\nurl = \"sqlite://{}\"\n",
+        db.display()
+    );
+    for token in tokens {
+        text.push_str(&format!(
+            "[[token]]\nrole = \"regulator\"\nname = \"{token}\"\nsha256 = \"{}\"\n",
+            token_hash(token)
+        ));
+    }
+    text
+}
+
+async fn start_central(text: &str, config_path: &Path) -> Central {
+    let config =
+        seguard::central::config::parse(text, config_path).unwrap_or_else(|e| panic!("{e}"));
+    Central::start(config).await.unwrap()
+}
+
+/// A gateway without broker or uplinks; `limits` is the `[gateway.http_limits]` body.
+async fn start_gateway(limits: &str) -> Gateway {
+    let text = format!(
+        "[site]\nid = \"s1\"\nname = \"Site\"\n[gateway]\nid = \"gw1\"\nhttp_listen = \"127.0.0.1:0\"\n\
+         [gateway.http_limits]\n{limits}\n\
+         [[equipment]]\nid = \"lift-1\"\nkind = \"elevator\"\nregistration_code = \"31103101002016010001\"\n"
+    );
+    let config =
+        seguard::config::parse(&text, Path::new("site.toml")).unwrap_or_else(|e| panic!("{e}"));
+    Gateway::start(config).await.unwrap()
+}
+
+/// The value of one sample line of a Prometheus text body, 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `{prefix}_http_rejected_total{reason}`: requests refused by the HTTP limits.
+fn rejected(metrics: &str, prefix: &str, reason: &str) -> f64 {
+    sample(
+        metrics,
+        &format!("{prefix}_http_rejected_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+#[tokio::test]
+async fn central_serves_https_with_the_configured_certificate() {
+    let pki = TestPki::generate();
+    let db = pki.path("central.db");
+    let text = central_text(
+        &db,
+        "[central.https]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"",
+        &["regulator-token"],
+    );
+    let central = start_central(&text, &pki.path("central.toml")).await;
+    assert!(
+        central.config.public_url.starts_with("https://"),
+        "{}",
+        central.config.public_url
+    );
+
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).unwrap();
+    let trusting = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let url = format!("https://{}/api/v1/whoami", central.addr);
+    let response = trusting
+        .get(&url)
+        .bearer_auth("regulator-token")
+        .send()
+        .await
+        .expect("HTTPS request with the test CA");
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("regulator"));
+
+    // A client that does not trust the test CA refuses the server.
+    let other_ca =
+        reqwest::Certificate::from_pem(&std::fs::read(pki.path("other-ca.pem")).unwrap()).unwrap();
+    let distrusting = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(other_ca)
+        .build()
+        .unwrap();
+    let refused = distrusting.get(&url).send().await;
+    assert!(
+        refused.is_err(),
+        "a client with another CA connected: {refused:?}"
+    );
+
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let plain = reqwest::get(format!("http://{}/healthz", central.addr)).await;
+    assert!(
+        plain.as_ref().map_or(true, |r| r.status() != 200),
+        "plain HTTP was served: {plain:?}"
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_are_counted() {
+    let gateway = start_gateway("max_body_bytes = 1024").await;
+    let big = format!(
+        "{{\"user\": \"op\", \"comment\": \"{}\"}}",
+        "x".repeat(4096)
+    );
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!(
+            "http://{}/api/v1/alarms/lift-1/r/ack",
+            gateway.http_addr
+        ))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        rejected(&gateway.metrics.render(), "seguard", "too_large"),
+        1.0
+    );
+    gateway.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = central_text(
+        &dir.path().join("c.db"),
+        "[central.http_limits]\nmax_body_bytes = 1024",
+        &["regulator-token"],
+    );
+    let central = start_central(&text, Path::new("central.toml")).await;
+    let response = client
+        .post(format!("http://{}/api/v1/intake/incidents", central.addr))
+        .bearer_auth("regulator-token")
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        rejected(&central.metrics.render(), "seguard_central", "too_large"),
+        1.0
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn over_rate_gets_429_with_retry_after_per_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = central_text(
+        &dir.path().join("c.db"),
+        "[central.http_limits]\nrate_per_s = 1\nrate_burst = 2",
+        &["token-a", "token-b"],
+    );
+    let central = start_central(&text, Path::new("central.toml")).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/whoami", central.addr);
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..3 {
+        let response = client
+            .get(&url)
+            .bearer_auth("token-a")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        if let Some(v) = response.headers().get("retry-after") {
+            retry_after = Some(v.to_str().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(retry_after, Some(1), "Retry-After in whole seconds");
+    // Another token has its own bucket.
+    let other = client
+        .get(&url)
+        .bearer_auth("token-b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(
+        rejected(&central.metrics.render(), "seguard_central", "rate_limited"),
+        1.0
+    );
+    // Made-up tokens open no bucket of their own: they count against the client's address.
+    let mut made_up = Vec::new();
+    for i in 0..3 {
+        let response = client
+            .get(&url)
+            .bearer_auth(format!("made-up-{i}"))
+            .send()
+            .await
+            .unwrap();
+        made_up.push(response.status().as_u16());
+    }
+    assert_eq!(made_up, [401, 401, 429]);
+    // The bucket refills at the configured rate.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = client
+        .get(&url)
+        .bearer_auth("token-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_arrives_gets_408() {
+    let gateway = start_gateway("request_timeout_s = 0.5").await;
+    let addr = gateway.http_addr;
+    // Announce 100 bytes, send 10, then wait: the request times out on the server.
+    let status = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            stream,
+            "POST /api/v1/alarms/lift-1/r/ack HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"user\": "
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head[9..12]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, "408");
+    assert_eq!(
+        rejected(&gateway.metrics.render(), "seguard", "timeout"),
+        1.0
+    );
+    gateway.stop().await;
+}
+
+const MQTT_PASSWORD: &str = "mqtt-pw-5f3a9c";
+const INFLUX_TOKEN: &str = "influx-token-8b2e71";
+const CENTRAL_MQTT_PASSWORD: &str = "central-pw-c4d1e0";
+const SMTP_PASSWORD: &str = "smtp-pw-9a7b3f";
+const STORE_PASSWORD: &str = "store-pw-2d8e4b";
+
+#[tokio::test]
+async fn secrets_stay_out_of_check_output_debug_output_logs_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mqtt.pw"), format!("{MQTT_PASSWORD}\n")).unwrap();
+    std::fs::write(dir.path().join("central-mqtt.pw"), CENTRAL_MQTT_PASSWORD).unwrap();
+    // Environment variables are process-wide: each test of this file uses its own names.
+    std::env::set_var("SEGUARD_TEST_INFLUX_TOKEN", INFLUX_TOKEN);
+    std::env::set_var("SEGUARD_TEST_SMTP_PASSWORD", SMTP_PASSWORD);
+    let unused_port = common::free_port();
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "[site]\nid = \"s1\"\nname = \"Site\"\n[gateway]\nid = \"gw1\"\nhttp_listen = \"127.0.0.1:0\"\nshutdown_flush_s = 1\n\
+             [mqtt]\nport = {unused_port}\nusername = \"gw\"\npassword_file = \"mqtt.pw\"\nreconnect_min_ms = 50\n\
+             [[uplink.influx]]\nname = \"v2\"\napi = \"v2\"\nurl = \"http://127.0.0.1:{unused_port}\"\norg = \"o\"\nbucket = \"b\"\n\
+             token_env = \"SEGUARD_TEST_INFLUX_TOKEN\"\nflush_interval_ms = 50\n\
+             [uplink.central]\n"
+        ),
+    )
+    .unwrap();
+    let central = dir.path().join("central.toml");
+    std::fs::write(
+        &central,
+        format!(
+            "[central]\ninstance = \"sec\"\n[store]\nurl = \"postgres://seguard:{STORE_PASSWORD}@127.0.0.1:5432/seguard\"\n[mqtt]\nport = {unused_port}\nusername = \"central\"\npassword_file = \"central-mqtt.pw\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nfrom = \"central <c@example.org>\"\nusername = \"mail\"\npassword_env = \"SEGUARD_TEST_SMTP_PASSWORD\"\n"
+        ),
+    )
+    .unwrap();
+    let secrets = [
+        MQTT_PASSWORD,
+        INFLUX_TOKEN,
+        CENTRAL_MQTT_PASSWORD,
+        SMTP_PASSWORD,
+        STORE_PASSWORD,
+    ];
+    let assert_clean = |what: &str, text: &str| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{what} shows a secret:\n{text}");
+        }
+    };
+
+    for file in [&site, &central] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_seguard"))
+            .arg("check")
+            .arg(file)
+            .env("SEGUARD_TEST_INFLUX_TOKEN", INFLUX_TOKEN)
+            .env("SEGUARD_TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert_clean("seguard check", &text);
+    }
+
+    let site_config = seguard::config::load(&site).unwrap();
+    let central_config = seguard::central::config::load(&central).unwrap();
+    // The secrets were read: they are in the config, only never shown.
+    let password = site_config
+        .mqtt
+        .as_ref()
+        .unwrap()
+        .password
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(password),
+        MQTT_PASSWORD
+    );
+    let debug = format!("{site_config:?}\n{central_config:?}");
+    assert!(debug.contains("REDACTED"), "{debug}");
+    assert_clean("Debug output", &debug);
+
+    let logs = LogCapture::default();
+    let guard = logs.install();
+    let gateway = Gateway::start(site_config).await.unwrap();
+    // Let it fail to connect to the broker and to InfluxDB a few times.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = gateway.metrics.render();
+    gateway.stop().await;
+    drop(guard);
+    let log = logs.text();
+    assert!(log.contains("central uplink disconnected"), "{log}");
+    assert_clean("the log", &log);
+    assert_clean("/metrics", &metrics);
+}
