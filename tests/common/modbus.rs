@@ -295,7 +295,7 @@ impl Poller {
         let (tx, batches) = tokio::sync::mpsc::channel(1024);
         let stop = tokio_util::sync::CancellationToken::new();
         let ingest = seguard::ingest::modbus::ModbusIngest {
-            devices,
+            devices: devices.into_iter().map(std::sync::Arc::new).collect(),
             observer: counters.clone(),
             clock: seguard::ingest::modbus::system_clock(),
         };

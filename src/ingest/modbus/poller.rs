@@ -246,7 +246,8 @@ pub enum ConnectError {
 
 /// Polls Modbus devices and sends their readings into the pipeline.
 pub struct ModbusIngest {
-    pub devices: Vec<ModbusDevice>,
+    /// Shared with the config that holds them, not copied.
+    pub devices: Vec<Arc<ModbusDevice>>,
     pub observer: Arc<dyn PollObserver>,
     pub clock: Clock,
 }
@@ -276,8 +277,8 @@ impl ModbusIngest {
 
 /// Groups devices by what they queue on: each TCP device alone, serial slaves by bus, RTU over
 /// TCP slaves by host:port.
-pub fn group_lines(devices: Vec<ModbusDevice>) -> Vec<(Transport, Vec<ModbusDevice>)> {
-    let mut lines: Vec<(Transport, Vec<ModbusDevice>)> = Vec::new();
+pub fn group_lines(devices: Vec<Arc<ModbusDevice>>) -> Vec<(Transport, Vec<Arc<ModbusDevice>>)> {
+    let mut lines: Vec<(Transport, Vec<Arc<ModbusDevice>>)> = Vec::new();
     for device in devices {
         let shared = !matches!(device.transport, Transport::Tcp { .. });
         let existing = shared
@@ -498,7 +499,7 @@ async fn read_once(
 }
 
 struct SlaveState {
-    device: ModbusDevice,
+    device: Arc<ModbusDevice>,
     /// Per poll group: when it is due next.
     next_due: Vec<Instant>,
     /// While the device does not answer: no poll before this instant.
@@ -528,7 +529,7 @@ struct Line {
 impl Line {
     fn new(
         transport: Transport,
-        devices: Vec<ModbusDevice>,
+        devices: Vec<Arc<ModbusDevice>>,
         observer: Arc<dyn PollObserver>,
         clock: Clock,
     ) -> Self {
@@ -651,7 +652,7 @@ impl Line {
         let mut answered = false;
         // After a timeout or a lost connection, the rest of this cycle is not attempted.
         let mut given_up: Option<Failure> = None;
-        for request in &group.requests {
+        for request in group.requests.iter() {
             let result = match &given_up {
                 Some(_) => None,
                 None => Some(request_with_retries(&mut self.connection, device, request).await),
@@ -954,23 +955,25 @@ mod tests {
     #[test]
     fn tcp_devices_get_their_own_line_and_shared_lines_group() {
         use super::super::config::{PollGroup, SerialLine};
-        let device = |name: &str, transport: Transport| ModbusDevice {
-            name: name.to_owned(),
-            equipment: name.to_owned(),
-            profile: "p".to_owned(),
-            transport,
-            unit_id: 1,
-            groups: vec![PollGroup {
-                name: None,
-                interval: Duration::from_secs(1),
-                points: vec![],
-                requests: vec![],
-            }],
-            timeout: Duration::from_millis(100),
-            retries: 0,
-            offline_after_cycles: 3,
-            backoff_max: Duration::from_secs(1),
-            online_metric: "device_online".to_owned(),
+        let device = |name: &str, transport: Transport| {
+            Arc::new(ModbusDevice {
+                name: name.to_owned(),
+                equipment: name.to_owned(),
+                profile: "p".to_owned(),
+                transport,
+                unit_id: 1,
+                groups: vec![PollGroup {
+                    name: None,
+                    interval: Duration::from_secs(1),
+                    points: Arc::new([]),
+                    requests: Arc::new([]),
+                }],
+                timeout: Duration::from_millis(100),
+                retries: 0,
+                offline_after_cycles: 3,
+                backoff_max: Duration::from_secs(1),
+                online_metric: "device_online".to_owned(),
+            })
         };
         let tcp = Transport::Tcp {
             host: "h".into(),
