@@ -179,3 +179,91 @@ fn invalid_data(message: String) -> io::Error {
 fn invalid_input(message: String) -> tokio_modbus::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoded answer, or the text of the error.
+    type Decoded = Result<Result<Response, ExceptionCode>, String>;
+
+    #[test]
+    fn answers_decode_or_fail_clearly() {
+        use Response::*;
+        let ok = |r: Response| Ok::<_, String>(Ok(r));
+        // (name, PDU, expected answer or a fragment of the error)
+        let cases: Vec<(&str, &[u8], Decoded)> = vec![
+            (
+                "two holding registers",
+                &[0x03, 4, 0, 11, 1, 2],
+                ok(ReadHoldingRegisters(vec![11, 258])),
+            ),
+            (
+                "input registers",
+                &[0x04, 2, 0xff, 0xfe],
+                ok(ReadInputRegisters(vec![0xfffe])),
+            ),
+            (
+                "coils, low bit first, whole bytes",
+                &[0x01, 1, 0b0000_0101],
+                ok(ReadCoils(vec![
+                    true, false, true, false, false, false, false, false,
+                ])),
+            ),
+            (
+                "discrete inputs",
+                &[0x02, 1, 0x80],
+                ok(ReadDiscreteInputs(vec![
+                    false, false, false, false, false, false, false, true,
+                ])),
+            ),
+            ("no registers", &[0x03, 0], ok(ReadHoldingRegisters(vec![]))),
+            (
+                "an exception",
+                &[0x83, 0x02],
+                Ok(Err(ExceptionCode::IllegalDataAddress)),
+            ),
+            (
+                "an unknown exception code",
+                &[0x83, 0x42],
+                Ok(Err(ExceptionCode::Custom(0x42))),
+            ),
+            (
+                "an exception without its code",
+                &[0x83],
+                Err("exception answer of 1 bytes".into()),
+            ),
+            (
+                "byte count beyond the frame",
+                &[0x03, 4, 0, 11],
+                Err("byte count does not match".into()),
+            ),
+            (
+                "byte count short of the frame",
+                &[0x03, 2, 0, 11, 0, 12],
+                Err("byte count does not match".into()),
+            ),
+            (
+                "odd register bytes",
+                &[0x03, 3, 0, 11, 0],
+                Err("odd byte count 3".into()),
+            ),
+            (
+                "not a read",
+                &[0x06, 2, 0, 1],
+                Err("function code 0x06, not a read".into()),
+            ),
+        ];
+        for (name, pdu, expected) in cases {
+            let got = decode_answer(pdu)
+                .map(|r| r.map_err(|e| e.exception))
+                .map_err(|e| e.to_string());
+            match (&got, &expected) {
+                (Err(got), Err(fragment)) => {
+                    assert!(got.contains(fragment.as_str()), "{name}: {got}")
+                }
+                _ => assert_eq!(got, expected, "{name}"),
+            }
+        }
+    }
+}
