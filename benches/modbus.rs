@@ -246,7 +246,7 @@ fn gateway_role() {
         });
         let stop = tokio_util::sync::CancellationToken::new();
         let ingest = ModbusIngest {
-            devices,
+            devices: devices.into_iter().map(Arc::new).collect(),
             observer: observer.clone(),
             clock: seguard::ingest::modbus::system_clock(),
         };

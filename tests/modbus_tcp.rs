@@ -8,28 +8,12 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{all_types, devices, is_online, Poller, PyModbus, SMALL_PROFILE};
+use harness::{
+    all_types, devices, is_online, small_spec, tcp_site as site, Poller, PyModbus, SMALL_PROFILE,
+};
 use seguard::ingest::modbus::FailReason;
 use seguard::model::{Quality, Source, Value};
 use serde_json::json;
-
-fn site(transport: &str, port: u16, extra: &str) -> String {
-    format!(
-        r#"
-[modbus]
-request_timeout_ms = 1000
-[[modbus.device]]
-equipment = "eq-1"
-profile = "p"
-transport = "{transport}"
-host = "127.0.0.1"
-port = {port}
-unit_id = 1
-interval_ms = 200
-{extra}
-"#
-    )
-}
 
 fn same(got: &Value, want: &Value) -> bool {
     match (got, want) {
@@ -89,10 +73,6 @@ async fn every_type_and_order_arrives_decoded_over_tcp() {
 #[tokio::test]
 async fn every_type_and_order_arrives_decoded_over_rtu_over_tcp() {
     every_type_and_order_arrives_decoded("rtu_over_tcp").await;
-}
-
-fn small_spec() -> serde_json::Value {
-    json!({"slaves": {"1": {"holding": {"0": [11, 12]}, "input": {"0": [13]}}}})
 }
 
 #[tokio::test]

@@ -102,7 +102,7 @@ pub struct Config {
     /// The durable outbox (`[outbox]`); without it the lanes are in memory.
     pub outbox: Option<crate::outbox::OutboxConfig>,
     /// Modbus devices bound to their profiles (`[modbus]`).
-    pub modbus_devices: Vec<crate::ingest::modbus::ModbusDevice>,
+    pub modbus_devices: Vec<std::sync::Arc<crate::ingest::modbus::ModbusDevice>>,
     pub thresholds: Vec<ThresholdRule>,
     /// The domain rules (elevators, vessels, fills), the other rule kinds and the alarm lifecycle.
     pub rules: RuleSet,

@@ -77,10 +77,12 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
     let modbus_devices = match &raw.modbus {
         Some(m) => {
             let known_ids: HashSet<String> = known.iter().map(|id| (*id).to_owned()).collect();
-            crate::ingest::modbus::validate(m, config_dir, &known_ids).unwrap_or_else(|problems| {
-                v.problems.extend(problems);
-                Vec::new()
-            })
+            crate::ingest::modbus::validate(m, config_dir, &known_ids)
+                .map(|devices| devices.into_iter().map(std::sync::Arc::new).collect())
+                .unwrap_or_else(|problems| {
+                    v.problems.extend(problems);
+                    Vec::new()
+                })
         }
         None => Vec::new(),
     };

@@ -295,7 +295,7 @@ impl Poller {
         let (tx, batches) = tokio::sync::mpsc::channel(1024);
         let stop = tokio_util::sync::CancellationToken::new();
         let ingest = seguard::ingest::modbus::ModbusIngest {
-            devices,
+            devices: devices.into_iter().map(std::sync::Arc::new).collect(),
             observer: counters.clone(),
             clock: seguard::ingest::modbus::system_clock(),
         };
@@ -529,6 +529,31 @@ pub fn all_types() -> AllTypes {
         spec,
         expected,
     }
+}
+
+/// A `[modbus]` site with one device `eq-1` (profile `p`, unit 1, every 200 ms) on a loopback
+/// port; `transport` is `tcp` or `rtu_over_tcp`, `extra` more device keys.
+pub fn tcp_site(transport: &str, port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[modbus]
+request_timeout_ms = 1000
+[[modbus.device]]
+equipment = "eq-1"
+profile = "p"
+transport = "{transport}"
+host = "127.0.0.1"
+port = {port}
+unit_id = 1
+interval_ms = 200
+{extra}
+"#
+    )
+}
+
+/// Registers for [`SMALL_PROFILE`]: holding 0 and 1 hold 11 and 12, input 0 holds 13.
+pub fn small_spec() -> serde_json::Value {
+    json!({"slaves": {"1": {"holding": {"0": [11, 12]}, "input": {"0": [13]}}}})
 }
 
 /// Three u16 registers: `a` and `b` in holding 0 and 1, `c` in input 0.

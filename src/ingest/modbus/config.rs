@@ -54,6 +54,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -319,9 +320,12 @@ pub struct PollGroup {
     /// `None` for the device's default group.
     pub name: Option<String>,
     pub interval: Duration,
-    pub points: Vec<Point>,
-    /// Planned once at startup by [`plan_requests`]; the poller sends exactly these.
-    pub requests: Vec<ReadRequest>,
+    /// Shared by every device of the profile with the same merge limits, so thousands of
+    /// devices of one model hold one copy.
+    pub points: Arc<[Point]>,
+    /// Planned once at startup by [`plan_requests`]; the poller sends exactly these. Shared
+    /// like `points`.
+    pub requests: Arc<[ReadRequest]>,
 }
 
 /// A validated device: everything the poller needs.
@@ -703,6 +707,9 @@ fn check_overlaps(points: &[(Point, Range<usize>)], problems: &mut Vec<Problem>)
 // ---------------------------------------------------------------------------------------------
 // Site config.
 
+/// The shared part of a [`PollGroup`]: its points and their planned requests.
+type PlannedGroup = (Arc<[Point]>, Arc<[ReadRequest]>);
+
 /// Validates the `[modbus]` table: loads the profiles it names from the profile directory
 /// (relative to `config_dir`), checks every device and bus, and plans the read requests.
 /// A problem inside a profile file is reported at the device's `profile` key, with the profile
@@ -897,6 +904,8 @@ pub fn validate(
     let mut addresses = HashSet::new();
     let mut equipment_metrics = HashSet::new();
     let mut devices = Vec::with_capacity(m.device.len());
+    // Points and planned requests per (profile, group, max_gap, max_count), shared by devices.
+    let mut planned: HashMap<(String, Option<String>, u16, u16), PlannedGroup> = HashMap::new();
     for raw_device in &m.device {
         let d = raw_device.get_ref();
         let n_problems = problems.len();
@@ -1144,16 +1153,26 @@ pub fn validate(
         }
 
         let interval = Duration::from_millis(interval_ms);
-        let mut by_group: BTreeMap<Option<&str>, Vec<Point>> = BTreeMap::new();
+        let mut by_group: BTreeMap<Option<&str>, Vec<&Point>> = BTreeMap::new();
         for p in &profile.points {
-            by_group
-                .entry(p.group.as_deref())
-                .or_default()
-                .push(p.clone());
+            by_group.entry(p.group.as_deref()).or_default().push(p);
         }
         let groups = by_group
             .into_iter()
             .map(|(group, points)| {
+                let (points, requests) = planned
+                    .entry((
+                        profile.name.clone(),
+                        group.map(str::to_owned),
+                        device_gap,
+                        device_count,
+                    ))
+                    .or_insert_with(|| {
+                        let points: Vec<Point> = points.into_iter().cloned().collect();
+                        let requests = plan_requests(&points, device_gap, device_count);
+                        (points.into(), requests.into())
+                    })
+                    .clone();
                 let interval = match group {
                     None => interval,
                     Some(g) => d
@@ -1163,7 +1182,6 @@ pub fn validate(
                         .or_else(|| profile.groups.get(g).copied().flatten())
                         .unwrap_or(interval),
                 };
-                let requests = plan_requests(&points, device_gap, device_count);
                 PollGroup {
                     name: group.map(str::to_owned),
                     interval,
@@ -1491,6 +1509,34 @@ unit_id = 3
             other => panic!("{other}"),
         }
         assert_eq!(devices[2].online_metric, "device_online");
+    }
+
+    #[test]
+    fn devices_of_one_profile_share_points_and_requests() {
+        let device = |equipment: &str, port: u16, extra: &str| {
+            format!(
+                "[[modbus.device]]\nequipment = \"{equipment}\"\nprofile = \"pressure-transmitter\"\ntransport = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\n"
+            )
+        };
+        let devices = site(&format!(
+            "[modbus]\n{}{}{}",
+            device("pv-1", 502, ""),
+            device("lift-1", 503, "interval_ms = 500"),
+            device("lift-2", 504, "max_gap = 0\nmax_count = 2"),
+        ))
+        .expect("valid");
+        let (a, b, c) = (
+            &devices[0].groups[0],
+            &devices[1].groups[0],
+            &devices[2].groups[0],
+        );
+        // Another interval still shares the profile's points and plan.
+        assert!(Arc::ptr_eq(&a.points, &b.points));
+        assert!(Arc::ptr_eq(&a.requests, &b.requests));
+        assert_ne!(a.interval, b.interval);
+        // Other merge limits make another plan.
+        assert!(!Arc::ptr_eq(&a.requests, &c.requests));
+        assert!(c.requests.iter().all(|r| r.count <= 2));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //!   address, type, byte order, scale, poll group) and the site config's `[modbus]` table that
 //!   binds devices to profiles and transports; one validation step reports every problem.
 //! - `decode.rs`: register words to values for every type and the four byte/word orders. Pure.
+//! - `mbap.rs`: a Modbus TCP client for the poller's reads that keeps one frame per connection
+//!   (tokio-modbus's TCP client holds 16 KiB of buffers per connection); RTU stays with
+//!   tokio-modbus.
 //! - `poller.rs`: merged read requests, one task per line (a TCP device, a serial bus, an RTU
 //!   converter), timeouts, retries, backoff, reconnect, bad-quality readings and the
 //!   `device_online` reading.
@@ -20,6 +23,7 @@
 
 pub mod config;
 pub mod decode;
+mod mbap;
 pub mod poller;
 
 pub use config::{

@@ -41,6 +41,7 @@ use tracing::Instrument;
 
 use super::config::{ModbusDevice, Parity, Point, Table, Transport};
 use super::decode::{decode, label, DataType};
+use super::mbap::MbapClient;
 use crate::backoff::Backoff;
 use crate::ingest::mqtt::Batch;
 use crate::model::{Quality, Reading, Source, Value};
@@ -246,7 +247,8 @@ pub enum ConnectError {
 
 /// Polls Modbus devices and sends their readings into the pipeline.
 pub struct ModbusIngest {
-    pub devices: Vec<ModbusDevice>,
+    /// Shared with the config that holds them, not copied.
+    pub devices: Vec<Arc<ModbusDevice>>,
     pub observer: Arc<dyn PollObserver>,
     pub clock: Clock,
 }
@@ -276,8 +278,8 @@ impl ModbusIngest {
 
 /// Groups devices by what they queue on: each TCP device alone, serial slaves by bus, RTU over
 /// TCP slaves by host:port.
-pub fn group_lines(devices: Vec<ModbusDevice>) -> Vec<(Transport, Vec<ModbusDevice>)> {
-    let mut lines: Vec<(Transport, Vec<ModbusDevice>)> = Vec::new();
+pub fn group_lines(devices: Vec<Arc<ModbusDevice>>) -> Vec<(Transport, Vec<Arc<ModbusDevice>>)> {
+    let mut lines: Vec<(Transport, Vec<Arc<ModbusDevice>>)> = Vec::new();
     for device in devices {
         let shared = !matches!(device.transport, Transport::Tcp { .. });
         let existing = shared
@@ -334,10 +336,31 @@ impl fmt::Display for Failure {
     }
 }
 
+/// An open connection: Modbus TCP through the small [`MbapClient`], RTU framing (serial or
+/// over TCP) through tokio-modbus. The TCP client's frame buffer stays inline: that is the
+/// variant of nearly every line.
+#[allow(clippy::large_enum_variant)]
+enum Link {
+    Tcp(MbapClient),
+    Rtu(Context),
+}
+
+impl Link {
+    async fn call(&mut self, unit_id: u8, request: Request<'_>) -> tokio_modbus::Result<Response> {
+        match self {
+            Link::Tcp(client) => client.call(unit_id, &request).await,
+            Link::Rtu(context) => {
+                context.set_slave(Slave(unit_id));
+                context.call(request).await
+            }
+        }
+    }
+}
+
 /// The connection of one line, opened when a request needs it.
 struct Connection {
     transport: Transport,
-    context: Option<Context>,
+    link: Option<Link>,
     connect_timeout: Duration,
     backoff: Backoff,
     /// After a failed connect, no new attempt before this instant.
@@ -347,19 +370,19 @@ struct Connection {
 }
 
 impl Connection {
-    async fn get(&mut self, unit_id: u8) -> Result<&mut Context, Failure> {
-        if self.context.is_none() {
+    async fn get(&mut self) -> Result<&mut Link, Failure> {
+        if self.link.is_none() {
             if let Some(at) = self.retry_at {
                 if Instant::now() < at {
                     return Err(Failure::Disconnected("waiting to reconnect".to_owned()));
                 }
             }
             match connect(&self.transport, self.connect_timeout).await {
-                Ok(context) => {
+                Ok(link) => {
                     if self.reported_down {
                         tracing::info!("modbus line connected again");
                     }
-                    self.context = Some(context);
+                    self.link = Some(link);
                     self.backoff.reset();
                     self.retry_at = None;
                     self.reported_down = false;
@@ -378,17 +401,14 @@ impl Connection {
                 }
             }
         }
-        let context = self
-            .context
+        self.link
             .as_mut()
-            .ok_or_else(|| Failure::Disconnected("no connection".to_owned()))?;
-        context.set_slave(Slave(unit_id));
-        Ok(context)
+            .ok_or_else(|| Failure::Disconnected("no connection".to_owned()))
     }
 
     fn close(&mut self) {
-        // Dropping the context closes the socket or port; there is nothing to flush on a read.
-        self.context = None;
+        // Dropping the link closes the socket or port; there is nothing to flush on a read.
+        self.link = None;
     }
 
     /// A timeout on a Modbus TCP connection leaves a late answer in flight; start afresh. On a
@@ -398,15 +418,18 @@ impl Connection {
     }
 }
 
-async fn connect(transport: &Transport, timeout: Duration) -> Result<Context, ConnectError> {
+async fn connect(transport: &Transport, timeout: Duration) -> Result<Link, ConnectError> {
     match transport {
         Transport::Tcp { host, port } => {
             let stream = tcp_stream(host, *port, timeout).await?;
-            Ok(tokio_modbus::client::tcp::attach_slave(stream, Slave(1)))
+            Ok(Link::Tcp(MbapClient::new(stream)))
         }
         Transport::RtuOverTcp { host, port } => {
             let stream = tcp_stream(host, *port, timeout).await?;
-            Ok(tokio_modbus::client::rtu::attach_slave(stream, Slave(1)))
+            Ok(Link::Rtu(tokio_modbus::client::rtu::attach_slave(
+                stream,
+                Slave(1),
+            )))
         }
         Transport::Rtu(line) => {
             let builder = tokio_serial::new(&line.path, line.baud)
@@ -432,7 +455,10 @@ async fn connect(transport: &Transport, timeout: Duration) -> Result<Context, Co
                     source,
                 }
             })?;
-            Ok(tokio_modbus::client::rtu::attach_slave(port, Slave(1)))
+            Ok(Link::Rtu(tokio_modbus::client::rtu::attach_slave(
+                port,
+                Slave(1),
+            )))
         }
     }
 }
@@ -461,7 +487,8 @@ async fn tcp_stream(
 }
 
 async fn read_once(
-    context: &mut Context,
+    link: &mut Link,
+    unit_id: u8,
     request: &ReadRequest,
     timeout: Duration,
 ) -> Result<Payload, Failure> {
@@ -472,7 +499,7 @@ async fn read_once(
         Table::Holding => Request::ReadHoldingRegisters(start, count),
         Table::Input => Request::ReadInputRegisters(start, count),
     };
-    let response = match tokio::time::timeout(timeout, context.call(call)).await {
+    let response = match tokio::time::timeout(timeout, link.call(unit_id, call)).await {
         Err(_) => return Err(Failure::Timeout),
         Ok(Err(tokio_modbus::Error::Transport(e))) => {
             return Err(Failure::Transport(e.to_string()))
@@ -498,7 +525,7 @@ async fn read_once(
 }
 
 struct SlaveState {
-    device: ModbusDevice,
+    device: Arc<ModbusDevice>,
     /// Per poll group: when it is due next.
     next_due: Vec<Instant>,
     /// While the device does not answer: no poll before this instant.
@@ -528,7 +555,7 @@ struct Line {
 impl Line {
     fn new(
         transport: Transport,
-        devices: Vec<ModbusDevice>,
+        devices: Vec<Arc<ModbusDevice>>,
         observer: Arc<dyn PollObserver>,
         clock: Clock,
     ) -> Self {
@@ -573,7 +600,7 @@ impl Line {
         Line {
             connection: Connection {
                 transport,
-                context: None,
+                link: None,
                 connect_timeout,
                 backoff: Backoff::new(connect_timeout.min(Duration::from_millis(100)), backoff_max),
                 retry_at: None,
@@ -651,7 +678,7 @@ impl Line {
         let mut answered = false;
         // After a timeout or a lost connection, the rest of this cycle is not attempted.
         let mut given_up: Option<Failure> = None;
-        for request in &group.requests {
+        for request in group.requests.iter() {
             let result = match &given_up {
                 Some(_) => None,
                 None => Some(request_with_retries(&mut self.connection, device, request).await),
@@ -731,8 +758,8 @@ async fn request_with_retries(
 ) -> Result<Payload, Failure> {
     let mut attempt = 0;
     loop {
-        let context = connection.get(device.unit_id).await?;
-        let result = read_once(context, request, device.timeout).await;
+        let link = connection.get().await?;
+        let result = read_once(link, device.unit_id, request, device.timeout).await;
         match &result {
             Err(Failure::Timeout) if connection.close_after_timeout() => connection.close(),
             Err(Failure::Transport(_)) => connection.close(),
@@ -951,26 +978,60 @@ mod tests {
         }
     }
 
+    /// A gateway runs one line task per Modbus TCP device, thousands of them: no buffer may grow
+    /// them. (About 1.7 KiB in a debug build, which lays futures out loosely.)
     #[test]
-    fn tcp_devices_get_their_own_line_and_shared_lines_group() {
-        use super::super::config::{PollGroup, SerialLine};
-        let device = |name: &str, transport: Transport| ModbusDevice {
-            name: name.to_owned(),
-            equipment: name.to_owned(),
+    fn a_line_task_stays_small() {
+        let device = ModbusDevice {
+            name: "a".to_owned(),
+            equipment: "a".to_owned(),
             profile: "p".to_owned(),
-            transport,
+            transport: Transport::Tcp {
+                host: "h".into(),
+                port: 502,
+            },
             unit_id: 1,
-            groups: vec![PollGroup {
-                name: None,
-                interval: Duration::from_secs(1),
-                points: vec![],
-                requests: vec![],
-            }],
+            groups: vec![],
             timeout: Duration::from_millis(100),
             retries: 0,
             offline_after_cycles: 3,
             backoff_max: Duration::from_secs(1),
             online_metric: "device_online".to_owned(),
+        };
+        let line = Line::new(
+            device.transport.clone(),
+            vec![Arc::new(device)],
+            Arc::new(PollCounters::default()),
+            system_clock(),
+        );
+        let (pipeline, _batches) = mpsc::channel(1);
+        let task = line.run(pipeline, CancellationToken::new());
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "a line task takes {size} bytes");
+    }
+
+    #[test]
+    fn tcp_devices_get_their_own_line_and_shared_lines_group() {
+        use super::super::config::{PollGroup, SerialLine};
+        let device = |name: &str, transport: Transport| {
+            Arc::new(ModbusDevice {
+                name: name.to_owned(),
+                equipment: name.to_owned(),
+                profile: "p".to_owned(),
+                transport,
+                unit_id: 1,
+                groups: vec![PollGroup {
+                    name: None,
+                    interval: Duration::from_secs(1),
+                    points: Arc::new([]),
+                    requests: Arc::new([]),
+                }],
+                timeout: Duration::from_millis(100),
+                retries: 0,
+                offline_after_cycles: 3,
+                backoff_max: Duration::from_secs(1),
+                online_metric: "device_online".to_owned(),
+            })
         };
         let tcp = Transport::Tcp {
             host: "h".into(),
