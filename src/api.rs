@@ -112,6 +112,8 @@ pub enum ApiError {
     EngineDown,
     #[error("this gateway takes no reloads now (it is stopping, or runs without a config file)")]
     NoReload,
+    #[error("missing or unknown API token: send `Authorization: Bearer <token>` of a [[gateway.api_token]]")]
+    Unauthorized,
 }
 
 impl IntoResponse for ApiError {
@@ -124,19 +126,15 @@ impl IntoResponse for ApiError {
             }
             ApiError::Lifecycle(_) => StatusCode::CONFLICT,
             ApiError::EngineDown | ApiError::NoReload => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
 }
 
 pub fn router(state: AppState) -> Router {
-    let router = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/equipment", get(equipment))
-        .route("/api/v1/alarms", get(alarms))
-        .route("/api/v1/alarms/history", get(history))
+    // What changes things needs a token when the config has any.
+    let actions = Router::new()
         .route("/api/v1/alarms/{equipment}/{rule}/ack", post(acknowledge))
         .route("/api/v1/alarms/{equipment}/{rule}/shelve", post(shelve))
         .route("/api/v1/alarms/{equipment}/{rule}/unshelve", post(unshelve))
@@ -148,9 +146,21 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/alarms/{equipment}/{rule}/in-service",
             post(in_service),
         )
+        .route("/api/v1/reload", post(reload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/equipment", get(equipment))
+        .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/alarms/history", get(history))
         .route("/api/v1/fills", get(fills))
         .route("/api/v1/readings/latest", get(latest))
-        .route("/api/v1/reload", post(reload));
+        .merge(actions);
     // Read once: a reload does not change the limits (they need a restart).
     let limits = state
         .config
@@ -160,9 +170,31 @@ pub fn router(state: AppState) -> Router {
         .http_limits
         .clone();
     let rejected = state.metrics.http_rejected.clone();
-    // The gateway's API has no tokens: every caller is limited by its address.
-    let known_tokens = Default::default();
+    // A caller with a known token is limited per token, any other by its address.
+    let known_tokens = (state.config().gateway.api_tokens.iter())
+        .map(|t| t.sha256.clone())
+        .collect();
     crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected)
+}
+
+/// Lets a request through when the config has no API tokens (then the API listens on loopback
+/// only, which the config check enforces) or when it carries one of them; logs whose it is.
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    if !config.gateway.api_tokens.is_empty() {
+        let hash = crate::auth::bearer(request.headers())
+            .map(crate::auth::token_hash)
+            .ok_or(ApiError::Unauthorized)?;
+        let token = (config.gateway.api_tokens.iter())
+            .find(|t| t.sha256 == hash)
+            .ok_or(ApiError::Unauthorized)?;
+        tracing::info!(token = %token.name, method = %request.method(), path = %request.uri().path(), "API action");
+    }
+    Ok(next.run(request).await)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -2,6 +2,7 @@
 //! pressure vessels, gas cylinders). See ARCHITECTURE.md for the code map.
 
 pub mod api;
+pub mod auth;
 pub mod backoff;
 pub mod central;
 pub mod config;

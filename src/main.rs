@@ -51,6 +51,10 @@ enum Command {
         /// Who asks, for the gateway's log.
         #[arg(long, env = "USER", default_value = "seguard-reload")]
         user: String,
+        /// A file holding one of the gateway's API tokens (needed when its config has
+        /// `[[gateway.api_token]]`). The environment variable SEGUARD_API_TOKEN works too.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Check a config file and report every problem with file:line:column.
     Check {
@@ -212,9 +216,9 @@ fn check(file: &std::path::Path) -> ExitCode {
 
 /// `seguard reload`: prints what the gateway says; the problems of a refused config go to
 /// stderr, as `seguard check` prints them.
-fn reload(api: &str, user: &str) -> ExitCode {
+fn reload(api: &str, user: &str, token: Option<&str>) -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-    match runtime.block_on(ask_reload(api, user)) {
+    match runtime.block_on(ask_reload(api, user, token)) {
         Ok(outcome) if outcome.applied => {
             println!("{}", outcome.message);
             ExitCode::SUCCESS
@@ -233,15 +237,32 @@ fn reload(api: &str, user: &str) -> ExitCode {
     }
 }
 
-async fn ask_reload(api: &str, user: &str) -> Result<seguard::gateway::ReloadOutcome, String> {
+/// The API token from `--token-file`, else from SEGUARD_API_TOKEN, else none.
+fn api_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
+        return Ok(Some(text.trim().to_owned()));
+    }
+    Ok(std::env::var("SEGUARD_API_TOKEN").ok())
+}
+
+async fn ask_reload(
+    api: &str,
+    user: &str,
+    token: Option<&str>,
+) -> Result<seguard::gateway::ReloadOutcome, String> {
     let url = format!("{}/api/v1/reload", api.trim_end_matches('/'));
     // A reload waits for the intake to drain into the outbox: seconds, not minutes.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| e.to_string())?;
-    let response = client
-        .post(&url)
+    let mut request = client.post(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(serde_json::json!({ "user": user }).to_string())
         .send()
@@ -340,7 +361,17 @@ fn main() -> ExitCode {
             init_logs(cli.log_format);
             run("central", seguard::central::run(&config))
         }
-        Command::Reload { api, user } => reload(&api, &user),
+        Command::Reload {
+            api,
+            user,
+            token_file,
+        } => match api_token(token_file.as_deref()) {
+            Ok(token) => reload(&api, &user, token.as_deref()),
+            Err(e) => {
+                eprintln!("seguard reload: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Gateway { config: path } => {
             init_logs(cli.log_format);
             let config = match seguard::config::load(&path) {

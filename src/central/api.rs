@@ -81,14 +81,7 @@ pub struct Caller {
     pub unit: Option<String>,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
+use crate::auth::bearer;
 
 fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let hash = token_hash(bearer(headers).ok_or(ApiError::Unauthorized)?);

@@ -313,10 +313,6 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
     })
 }
 
-fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
     let mut problems = Vec::new();
     let instance = raw.central.instance.get_ref().clone();
@@ -570,7 +566,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                     format!("gateway `{}` is listed twice", g.id.get_ref()),
                 ));
             }
-            if !is_sha256_hex(g.token_sha256.get_ref()) {
+            if !crate::auth::is_sha256_hex(g.token_sha256.get_ref()) {
                 problems.push(
                     Problem::new(g.token_sha256.span(), "token_sha256 must be 64 hex digits")
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
@@ -613,7 +609,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         .map(|t| {
             let span = t.span();
             let t = t.into_inner();
-            if !is_sha256_hex(t.sha256.get_ref()) {
+            if !crate::auth::is_sha256_hex(t.sha256.get_ref()) {
                 problems.push(
                     Problem::new(t.sha256.span(), "sha256 must be 64 hex digits")
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
@@ -675,11 +671,7 @@ fn without_password(url: &str) -> String {
     }
 }
 
-/// SHA-256 of a token, in lower-case hex: what the config and the store keep.
-pub fn token_hash(token: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
+pub use crate::auth::token_hash;
 
 #[cfg(test)]
 mod tests {

@@ -145,6 +145,17 @@ pub struct GatewaySettings {
     pub http_listen: SocketAddr,
     pub shutdown_flush: Duration,
     pub http_limits: crate::http_limits::HttpLimits,
+    /// `[[gateway.api_token]]`: when there are any, the API's POST routes (alarm actions,
+    /// reload) need one of them as a bearer token.
+    pub api_tokens: Vec<ApiToken>,
+}
+
+/// A token of the gateway's API, kept as its SHA-256 only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Who holds it; logged with every action taken with it.
+    pub name: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone)]

@@ -40,6 +40,16 @@ pub struct RawGateway {
     pub shutdown_flush_s: Option<u64>,
     /// Body limit, timeout and rate limit of the HTTP API.
     pub http_limits: Option<crate::http_limits::RawHttpLimits>,
+    /// Tokens that may change things through the HTTP API (alarm actions, reload).
+    #[serde(default)]
+    pub api_token: Vec<RawApiToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiToken {
+    pub name: Spanned<String>,
+    pub sha256: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

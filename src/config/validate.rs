@@ -40,6 +40,33 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
         }),
     };
 
+    let mut api_tokens = Vec::new();
+    for t in &raw.gateway.api_token {
+        if !crate::auth::is_sha256_hex(t.sha256.get_ref()) {
+            v.push(
+                Problem::new(t.sha256.span(), "sha256 must be 64 hex digits").hint(
+                    "store the token's hash, never the token: `seguard hash-token < token.txt`",
+                ),
+            );
+        }
+        api_tokens.push(ApiToken {
+            name: t.name.get_ref().clone(),
+            sha256: t.sha256.get_ref().to_ascii_lowercase(),
+        });
+    }
+    if api_tokens.is_empty() && !http_listen.ip().is_loopback() {
+        let span = raw.gateway.http_listen.as_ref().map(|s| s.span());
+        v.push(
+            Problem::new(
+                span.unwrap_or_default(),
+                format!(
+                    "the HTTP API listens on {http_listen}, beyond this machine, and has no api_token"
+                ),
+            )
+            .hint("add [[gateway.api_token]] with name and sha256 (`seguard hash-token < token.txt`), or listen on 127.0.0.1"),
+        );
+    }
+
     let equipment: Vec<Equipment> = raw
         .equipment
         .iter()
@@ -205,6 +232,7 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
             http_listen,
             shutdown_flush: Duration::from_secs(raw.gateway.shutdown_flush_s.unwrap_or(10)),
             http_limits,
+            api_tokens,
         },
         mqtt,
         equipment,
