@@ -11,11 +11,14 @@
 //!   message is one incident. The publish time is the payload's `ts`, which the gateway takes as
 //!   the reading's and the event's time; central stores its own receive time beside it
 //!   (`events.time_ms`, `events.received_ms`), read from its SQLite store at the end.
-//! - the limit, in the same run: a plain subscriber on mosquitto times the same alarm messages
-//!   over one broker hop (the gateway's path has two, plus a SQLite commit).
+//! - the limits, in the same run: a plain subscriber on mosquitto times the same alarm messages
+//!   over one broker hop (the gateway's path has two, plus a SQLite commit), and a probe times
+//!   a 4 KiB append plus `fdatasync` in the same file system every 50 ms (the disk outbox and
+//!   central's SQLite, in full sync, wait for such syncs).
 //!
 //! After `SEGUARD_BENCH_WARMUP` seconds of load (default 3), it measures for
-//! `SEGUARD_BENCH_SECONDS` (default 20): CPU = utime + stime of each process over wall time
+//! `SEGUARD_BENCH_SECONDS` (default 20): the gateway's readings in and points confirmed by
+//! VictoriaMetrics per second (its `/metrics`), to show it kept up with the load; CPU = utime + stime of each process over wall time
 //! (`/proc/PID/stat`), RSS = median of `VmRSS` sampled each second, peak = `VmHWM`.
 
 #[path = "../tests/common/mod.rs"]
@@ -140,14 +143,55 @@ async fn one_hop_latencies(port: u16, stop: CancellationToken) -> Arc<Mutex<Vec<
     latencies
 }
 
+/// Times a 4 KiB append plus `fdatasync` in `dir` every 50 ms until `stop`: what the disk
+/// gives the outbox in the same run. Returns the durations in ms.
+fn fsync_probe(dir: &Path, stop: CancellationToken) -> std::thread::JoinHandle<Vec<f64>> {
+    use std::io::Write as _;
+    let path = dir.join(format!("fsync-probe-{}", now_ms()));
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(&path).expect("fsync probe file");
+        let mut times = Vec::new();
+        while !stop.is_cancelled() {
+            let started = Instant::now();
+            file.write_all(&[0u8; 4096]).expect("fsync probe write");
+            file.sync_data().expect("fsync probe sync");
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(&path);
+        times
+    })
+}
+
+/// A counter on the gateway's `/metrics`.
+async fn gateway_counter(http: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .expect("gateway metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+const READINGS_IN: &str = "seguard_readings_received_total{source=\"mqtt\"}";
+const POINTS_OUT: &str = "seguard_uplink_points_total{uplink=\"vm\"}";
+
 /// The figures of one outbox mode.
 struct Measured {
     load_msg_s: f64,
+    /// Readings the gateway took in, and points VictoriaMetrics confirmed, per second.
+    readings_in_s: f64,
+    points_out_s: f64,
     alarms_sent: u64,
     /// Publish → stored at central, ms, one per alarm message.
     stored: Vec<f64>,
     /// Publish → a plain subscriber, ms.
     one_hop: Vec<f64>,
+    /// 4 KiB write + fdatasync in the outbox's file system, ms.
+    fsync: Vec<f64>,
     gateway: Usage,
     central: Usage,
 }
@@ -224,6 +268,9 @@ async fn measure(
     let alarm_stop = CancellationToken::new();
     let from_ms = now_ms();
     let load_0 = load_acked.load(Ordering::Relaxed);
+    let readings_0 = gateway_counter(&http, READINGS_IN).await;
+    let points_0 = gateway_counter(&http, POINTS_OUT).await;
+    let probe = fsync_probe(dir, alarm_stop.clone());
     let started = Instant::now();
     let alarm_task = {
         let alarm_stop = alarm_stop.clone();
@@ -248,8 +295,11 @@ async fn measure(
     let [gateway_usage, central_usage] = usage([&gateway, central], s.window).await;
     alarm_stop.cancel();
     let alarms_sent = alarm_task.await.unwrap();
-    let load_msg_s =
-        (load_acked.load(Ordering::Relaxed) - load_0) as f64 / started.elapsed().as_secs_f64();
+    let fsync = probe.join().expect("fsync probe");
+    let wall = started.elapsed().as_secs_f64();
+    let load_msg_s = (load_acked.load(Ordering::Relaxed) - load_0) as f64 / wall;
+    let readings_in_s = (gateway_counter(&http, READINGS_IN).await - readings_0) / wall;
+    let points_out_s = (gateway_counter(&http, POINTS_OUT).await - points_0) / wall;
     let to_ms = now_ms();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
@@ -268,9 +318,12 @@ async fn measure(
     let one_hop = one_hop.lock().unwrap().clone();
     Measured {
         load_msg_s,
+        readings_in_s,
+        points_out_s,
         alarms_sent,
         stored,
         one_hop,
+        fsync,
         gateway: gateway_usage,
         central: central_usage,
     }
@@ -307,34 +360,52 @@ fn main() {
             s.window,
             s.warmup
         );
-        println!(
-            "| outbox | load delivered (msg/s) | alarms sent | stored | p50 stored (ms) | p99 stored (ms) | max stored (ms) \
-             | p50 one hop (ms) | p99 one hop (ms) | gateway CPU (cores) | gateway RSS / peak (MiB) | central CPU (cores) | central RSS / peak (MiB) |"
-        );
+        let mut results = Vec::new();
         for outbox in [false, true] {
             let m = measure(broker.port, &victoria, &central, dir.path(), outbox, &s).await;
-            println!(
-                "| {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} | {:.2} | {:.1} / {:.1} |",
-                if outbox { "disk, fsync batch" } else { "in memory" },
-                m.load_msg_s,
+            assert_eq!(
+                m.stored.len() as u64,
                 m.alarms_sent,
+                "every alarm message became one stored incident"
+            );
+            results.push((if outbox { "disk, fsync batch" } else { "in memory" }, m));
+        }
+        println!(
+            "| outbox | alarms stored | p50 (ms) | p99 (ms) | max (ms) | limit: one mosquitto hop p50 (ms) | p99 (ms) \
+             | limit: 4 KiB fdatasync p50 (ms) | p99 (ms) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (name, m) in &results {
+            println!(
+                "| {name} | {} of {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 m.stored.len(),
+                m.alarms_sent,
                 quantile(m.stored.clone(), 0.5),
                 quantile(m.stored.clone(), 0.99),
                 quantile(m.stored.clone(), 1.0),
                 quantile(m.one_hop.clone(), 0.5),
                 quantile(m.one_hop.clone(), 0.99),
+                quantile(m.fsync.clone(), 0.5),
+                quantile(m.fsync.clone(), 0.99),
+            );
+        }
+        println!(
+            "\n| outbox | load published (msg/s) | gateway readings in (/s) | points to VictoriaMetrics (/s) \
+             | gateway CPU (cores) | gateway RSS / peak (MiB) | central CPU (cores) | central RSS / peak (MiB) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for (name, m) in &results {
+            println!(
+                "| {name} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} / {:.1} | {:.2} | {:.1} / {:.1} |",
+                m.load_msg_s,
+                m.readings_in_s,
+                m.points_out_s,
                 m.gateway.cpu_cores,
                 m.gateway.rss_mib,
                 m.gateway.peak_mib,
                 m.central.cpu_cores,
                 m.central.rss_mib,
                 m.central.peak_mib,
-            );
-            assert_eq!(
-                m.stored.len() as u64,
-                m.alarms_sent,
-                "every alarm message became one stored incident"
             );
         }
         let status = central.stop();
