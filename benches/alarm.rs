@@ -295,7 +295,9 @@ async fn measure(
     let [gateway_usage, central_usage] = usage([&gateway, central], s.window).await;
     alarm_stop.cancel();
     let alarms_sent = alarm_task.await.unwrap();
-    let fsync = probe.join().expect("fsync probe");
+    let fsync = tokio::task::spawn_blocking(move || probe.join().expect("fsync probe"))
+        .await
+        .unwrap();
     let wall = started.elapsed().as_secs_f64();
     let load_msg_s = (load_acked.load(Ordering::Relaxed) - load_0) as f64 / wall;
     let readings_in_s = (gateway_counter(&http, READINGS_IN).await - readings_0) / wall;
