@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use seguard::central::config::{parse, token_hash};
@@ -47,11 +46,6 @@ fn incident(
 #[tokio::test]
 async fn dashboard_map_ack_and_rescue_page_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    assert!(
-        root.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is missing: run `npm ci` in {} (tests/run does)",
-        root.display()
-    );
     let (hook_port, mut hooks) = {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
         let app = axum::Router::new().route(
@@ -239,31 +233,21 @@ sha256 = "{regulator}"
     let alarm_id = "00000000-0000-4000-8000-000000000002";
 
     let screenshots = root.join("target/screenshots/central");
-    let script = root.join("tests/browser/dashboard.mjs");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .env("BASE_URL", &base)
-            .env("REGULATOR_TOKEN", REGULATOR)
-            .env("ALARM_ID", alarm_id)
-            .env("RESCUE_URL", &rescue_url)
-            .env(
+    let results = common::browser::run_script(
+        "dashboard.mjs",
+        vec![
+            ("BASE_URL", base),
+            ("REGULATOR_TOKEN", REGULATOR.into()),
+            ("ALARM_ID", alarm_id.into()),
+            ("RESCUE_URL", rescue_url),
+            (
                 "EXPECTED",
-                r#"{"trapped":1,"alarm":1,"normal":1,"overdue":1,"offline":1}"#,
-            )
-            .env("SCREENSHOTS", &screenshots)
-            .output()
-            .expect("running node (Debian `nodejs`)")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "browser test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let results: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+                r#"{"trapped":1,"alarm":1,"normal":1,"overdue":1,"offline":1}"#.into(),
+            ),
+            ("SCREENSHOTS", screenshots.display().to_string()),
+        ],
+    )
+    .await;
     eprintln!("browser results: {results}");
 
     // What the pages did is in the store, with who did it.

@@ -1,5 +1,6 @@
 //! `seguard demo` as a new user runs it: one command, no servers, a trapped passenger within
-//! the first minute, a dispatch for it, and a clean exit on Ctrl-C.
+//! the first minute, a dispatch for it, the map showing it red in headless Chromium (screenshot
+//! in target/screenshots/demo/), and a clean exit on Ctrl-C.
 
 mod common;
 
@@ -100,6 +101,22 @@ async fn the_demo_shows_a_trapped_passenger_and_a_dispatch_then_stops_cleanly() 
         .find(|e| e["id"] == "lift-3")
         .unwrap();
     assert_eq!(lift3["state"], "trapped");
+
+    // The map in headless Chromium shows the trapped elevator red, among all twelve.
+    let screenshots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/demo");
+    let results = common::browser::run_script(
+        "demo_map.mjs",
+        vec![
+            ("BASE_URL", central.clone()),
+            ("REGULATOR_TOKEN", seguard::demo::REGULATOR_TOKEN.into()),
+            ("TRAPPED", "lift-3".into()),
+            ("MARKERS", "12".into()),
+            ("SCREENSHOTS", screenshots.display().to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(results["trapped"]["colour"], "rgb(214, 40, 40)");
 
     let out = std::fs::read_to_string(dir.path().join("demo.out")).unwrap();
     assert!(

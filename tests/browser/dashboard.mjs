@@ -3,7 +3,7 @@
 //   BASE_URL, REGULATOR_TOKEN, ALARM_ID, RESCUE_URL, EXPECTED (JSON: state -> marker count),
 //   SCREENSHOTS (directory).
 // Prints one JSON line of results; exits non-zero on the first failed check.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 
 const env = process.env;
@@ -12,11 +12,7 @@ mkdirSync(shots, { recursive: true });
 const results = {};
 function check(ok, what) { if (!ok) throw new Error('check failed: ' + what); }
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('pageerror', e => console.error('page error:', e.message));
