@@ -684,11 +684,13 @@ impl Pipeline {
                     }
                     self.record_latest(&readings);
                     let fills = self.take_fills(&mut readings);
+                    // Incidents and fills first: an alarm's way to central does not wait for
+                    // the telemetry's fsync.
+                    self.emit(&mut events).await;
+                    self.send_to_central(fills).await;
                     for lane in &self.telemetry_lanes {
                         lane.push_all(readings.iter().cloned()).await;
                     }
-                    self.send_to_central(fills).await;
-                    self.emit(&mut events).await;
                     for publish in batches.into_iter().filter_map(|b| b.ack) {
                         // The ingest task may already be gone at shutdown; the broker redelivers.
                         let _ = acks.send(publish);
