@@ -213,7 +213,8 @@ pub fn is_valid_id(id: &str) -> bool {
 
 /// Whether `name` can be a metric: it becomes an InfluxDB field key and tag value, which cannot
 /// hold whitespace or control characters, and which line protocol cannot end with a backslash
-/// (InfluxDB refuses the whole batch). Quotes and backslashes are refused altogether.
+/// (InfluxDB 3's parser refuses the line, and with it the batch). Quotes and backslashes are
+/// refused altogether.
 pub fn is_valid_metric_name(name: &str) -> bool {
     !name.is_empty()
         && !name
