@@ -677,6 +677,42 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
     central.stop().await;
 }
 
+/// Fuzz finding (fuzz/README.md): PostgreSQL refuses NUL in text, so an incident holding one
+/// failed in the store at every delivery and MQTT intake retried it forever, holding back every
+/// later incident. It is now rejected as malformed, and the next incident is stored.
+#[tokio::test]
+async fn an_incident_with_nul_in_its_text_does_not_stall_mqtt_intake_on_postgres() {
+    let pg = Postgres::start();
+    let broker = Mosquitto::start();
+    let setup = Setup {
+        store_url: pg.url(),
+        mqtt_port: Some(broker.port),
+        webhook_port: free_port(),
+        smtp_port: free_port(),
+        respond_within_s: 180.0,
+    };
+    let central = Central::start(config("a", &setup)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut poisoned = incident("gw1", 1, "elevator.door_fault", "raise");
+    poisoned["event"]["message"] = "door\u{0}fault".into();
+    let next = incident("gw1", 2, "elevator.door_fault", "raise");
+    let topic = "seguard/v1/gw1/incidents".to_owned();
+    let mut gw = TestClient::connect(broker.port, "test-gw").await;
+    gw.publish_all([
+        (topic.clone(), serde_json::to_vec(&poisoned).unwrap()),
+        (topic, serde_json::to_vec(&next).unwrap()),
+    ])
+    .await;
+    eventually(
+        "the next incident stored",
+        Duration::from_secs(20),
+        || async { (central.store.event_count().await.unwrap() == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(central.metrics.rejected("mqtt", "malformed"), 1);
+    central.stop().await;
+}
+
 #[tokio::test]
 async fn two_instances_on_postgres_store_each_incident_once_and_survive_a_kill() {
     let pg = Postgres::start();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{ConfigError, Located, Problem, SecretString};
+use crate::config::{toml_message, ConfigError, Located, Problem, SecretString};
 use crate::http_limits::{HttpLimits, RawHttpLimits};
 use secrecy::ExposeSecret;
 
@@ -302,7 +302,7 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
             .collect(),
     };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let message = e.message().trim().replace('\n', ": ");
+        let message = toml_message(&e);
         locate(vec![Problem::new(e.span(), message)
             .hint("compare with firmware-configs/central-example.toml")])
     })?;

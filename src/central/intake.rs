@@ -95,6 +95,13 @@ fn parse<T: serde::de::DeserializeOwned>(
         }
         None => return Err(Rejection::Malformed("missing field `schema`".into())),
     }
+    // PostgreSQL text cannot hold NUL: the store would fail on the message every time it is
+    // delivered, and MQTT intake would retry it forever.
+    if holds_nul(&value) {
+        return Err(Rejection::Malformed(
+            "text holds a NUL character (\\u0000)".into(),
+        ));
+    }
     let message: T =
         serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?;
     let gateway = gateway_of(&message);
@@ -137,6 +144,16 @@ pub fn decode(config: &CentralConfig, payload: &[u8], sender: &str) -> Result<In
         )));
     }
     Ok(incident)
+}
+
+/// Whether any text or key in the JSON holds a NUL character.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// The largest packet MQTT allows: bigger incidents are rejected one by one by the payload
@@ -374,5 +391,79 @@ async fn work(
         } else {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config() -> CentralConfig {
+        let text = r#"
+[central]
+instance = "test"
+[store]
+url = "sqlite::memory:"
+[[gateway]]
+id = "gw1"
+token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+"#;
+        super::super::config::parse(text, Path::new("central.toml")).expect("valid config")
+    }
+
+    fn incident(site_id: &str) -> String {
+        serde_json::json!({
+            "schema": INCIDENT_SCHEMA,
+            "id": "00000000-0000-4000-8000-000000000001",
+            "gateway": "gw1",
+            "site": { "id": site_id, "name": "Tower site", "address": "1 Test Road" },
+            "equipment": {
+                "id": "lift-1", "kind": "elevator", "name": "Lift 1",
+                "registration_code": "31103101002016010001", "using_unit": "Tower Property Co.",
+                "address": "1 Test Road", "nameplate": {}
+            },
+            "event": {
+                "id": "00000000-0000-4000-8000-000000000001", "equipment": "lift-1",
+                "rule": "elevator.trapped", "severity": "critical", "transition": "raise",
+                "time": "2026-05-01T08:00:00Z", "message": "trapped",
+                "details": { "floor\u{0}": "B2" }
+            }
+        })
+        .to_string()
+    }
+
+    /// Fuzz finding (fuzz/README.md): an incident with a NUL character in its text was
+    /// accepted; PostgreSQL refuses NUL in text, so the store failed on it at every delivery
+    /// and MQTT intake retried it forever.
+    #[test]
+    fn text_with_a_nul_character_is_malformed() {
+        let config = config();
+        let with_nul_in_a_key = incident("s1");
+        let with_nul_in_a_value = incident("s\u{0}1").replace("floor\\u0000", "floor");
+        for payload in [with_nul_in_a_key, with_nul_in_a_value] {
+            let rejection = decode(&config, payload.as_bytes(), "gw1").unwrap_err();
+            assert_eq!(rejection.reason(), "malformed", "{payload}");
+            assert!(rejection.to_string().contains("NUL"), "{rejection}");
+        }
+        let clean = incident("s1").replace("floor\\u0000", "floor");
+        assert!(decode(&config, clean.as_bytes(), "gw1").is_ok());
+    }
+
+    /// Fuzz finding (fuzz/README.md): a number with many digits was parsed one unit in the last
+    /// place off, so the stored JSON read back as a different number than the one accepted.
+    #[test]
+    fn an_accepted_incident_reads_back_equal_from_its_stored_json() {
+        let config = config();
+        let digits =
+            "6222222222222222222222222222222222222222222222222222222222222222222222222222221";
+        let payload = incident("s1").replace(
+            "\"floor\\u0000\":\"B2\"",
+            &format!("\"stopped_s\": {digits}"),
+        );
+        assert!(payload.contains(digits), "{payload}");
+        let accepted = decode(&config, payload.as_bytes(), "gw1").expect("valid incident");
+        let stored = serde_json::to_string(&accepted).expect("serializes");
+        assert_eq!(decode(&config, stored.as_bytes(), "gw1"), Ok(accepted));
     }
 }

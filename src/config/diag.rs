@@ -71,6 +71,19 @@ impl fmt::Display for Located {
     }
 }
 
+/// The message of a TOML error, on one line. Some syntax errors come without one (a carriage
+/// return that no newline follows, for example): those get a plain one, so that no problem is
+/// shown with an empty message.
+pub fn toml_message(error: &toml::de::Error) -> String {
+    // Some toml messages span lines ("invalid date-time\nvalue is out of range").
+    let message = error.message().trim().replace('\n', ": ");
+    if message.is_empty() {
+        "invalid TOML syntax; look for a stray character here, such as a carriage return without a newline".to_owned()
+    } else {
+        message
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -84,6 +97,19 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz finding (fuzz/README.md): a lone carriage return in a comment was reported with an
+    /// empty message.
+    #[test]
+    fn toml_errors_without_a_message_get_one() {
+        let text = "a = 1\n# comment\r with a lone carriage return\nb = 2\n";
+        let error = toml::from_str::<toml::Table>(text).unwrap_err();
+        assert_eq!(error.message().trim(), "", "toml gives no message here");
+        let message = toml_message(&error);
+        assert!(message.starts_with("invalid TOML syntax"), "{message}");
+        let span = error.span().expect("the error has a place");
+        assert_eq!(line_column(text, span.start).0, 2);
+    }
 
     #[test]
     fn line_column_counts_characters_not_bytes() {

@@ -12,7 +12,8 @@ use std::time::Duration;
 pub use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use diag::{line_column, Located, Problem};
+pub use diag::{line_column, toml_message, Located, Problem};
+pub use validate::{is_valid_id, is_valid_metric_name};
 
 use crate::model::{Equipment, EquipmentKind, Severity};
 
@@ -69,8 +70,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn toml_problem(error: &toml::de::Error) -> Problem {
-    // Some toml messages span lines ("invalid date-time\nvalue is out of range").
-    let message = error.message().trim().replace('\n', ": ");
+    let message = toml_message(error);
     let hint = if message.starts_with("unknown field") {
         Some("check the spelling against the commented example configs in firmware-configs/")
     } else if message.starts_with("missing field") {

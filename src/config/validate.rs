@@ -247,6 +247,26 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
     })
 }
 
+/// Whether `id` can name a site, gateway, equipment or rule: ids become MQTT topic segments and
+/// InfluxDB tags, so only letters, digits, '-', '_' and '.'.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether `name` can be a metric: it becomes an InfluxDB field key and tag value, which cannot
+/// hold whitespace or control characters, and which line protocol cannot end with a backslash
+/// (InfluxDB 3's parser refuses the line, and with it the batch). Quotes and backslashes are
+/// refused altogether.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
+}
+
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
@@ -260,12 +280,7 @@ impl Validator {
     }
 
     fn check_id(&mut self, id: &Spanned<String>, what: &str) {
-        let ok = !id.get_ref().is_empty()
-            && id
-                .get_ref()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !ok {
+        if !is_valid_id(id.get_ref()) {
             self.push(
                 Problem::new(id.span(), format!("{what} `{}` is not a valid id", id.get_ref()))
                     .hint("use letters, digits, '-', '_' and '.' only: ids become MQTT topic segments and InfluxDB tags"),
@@ -614,13 +629,13 @@ impl Validator {
                 let f_ref = f.get_ref();
                 self.check_pointer(&f_ref.pointer);
                 let metric = f_ref.metric.get_ref();
-                if metric.is_empty() || metric.chars().any(|c| c.is_whitespace() || c == '"') {
+                if !is_valid_metric_name(metric) {
                     self.push(
                         Problem::new(
                             f_ref.metric.span(),
-                            format!("metric name `{metric}` is not valid"),
+                            format!("metric name `{}` is not valid", metric.escape_debug()),
                         )
-                        .hint("use snake_case names such as car_status or pressure"),
+                        .hint("use snake_case names such as car_status or pressure, without spaces, quotes, backslashes or control characters"),
                     );
                 }
                 let scale = f_ref.scale.as_ref().map_or(1.0, |s| {

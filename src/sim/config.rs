@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::elevator::Situation;
-use crate::config::{Located, Problem};
+use crate::config::{toml_message, Located, Problem};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,8 +129,8 @@ impl FleetConfig {
             };
             FleetError::Invalid(Located::new(path, text, problem))
         };
-        let fleet: FleetConfig = toml::from_str(text)
-            .map_err(|e| locate(e.span(), e.message().trim().to_owned(), None))?;
+        let fleet: FleetConfig =
+            toml::from_str(text).map_err(|e| locate(e.span(), toml_message(&e), None))?;
         let ids: Vec<String> = fleet.elevator_ids();
         if let Some(s) = fleet.scenario.iter().find(|s| !ids.contains(&s.equipment)) {
             return Err(locate(

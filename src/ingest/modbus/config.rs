@@ -62,7 +62,7 @@ use toml::Spanned;
 
 use super::decode::{DataType, Order, Scaling};
 use super::poller::{plan_requests, ReadRequest};
-use crate::config::{Located, Problem};
+use crate::config::{toml_message, Located, Problem};
 
 /// Registers per read request allowed by the protocol (function codes 3 and 4).
 pub const MAX_REGISTERS_PER_REQUEST: u16 = 125;
@@ -383,7 +383,7 @@ pub fn parse_profile(name: &str, text: &str, path: &Path) -> Result<Profile, Pro
             .collect(),
     };
     let raw: RawProfile = toml::from_str(text).map_err(|e| {
-        locate(vec![Problem::new(e.span(), e.message().trim().to_owned())
+        locate(vec![Problem::new(e.span(), toml_message(&e))
             .hint("the profile format is described in src/ingest/modbus/config.rs and the shipped profiles")])
     })?;
     let mut problems = Vec::new();

@@ -218,6 +218,8 @@ fn scale(value: f64, scale: f64) -> f64 {
     }
 }
 
+/// The time in a payload field. Only times that fit in i64 nanoseconds since 1970 (the years
+/// 1677 to 2262) are valid: that is how the uplinks write them.
 fn parse_time(raw: &Json, format: TimeFormat) -> Option<DateTime<Utc>> {
     let from_nanos = |ns: i128| -> Option<DateTime<Utc>> {
         let ns = i64::try_from(ns).ok()?;
@@ -226,7 +228,8 @@ fn parse_time(raw: &Json, format: TimeFormat) -> Option<DateTime<Utc>> {
     match format {
         TimeFormat::Rfc3339 => DateTime::parse_from_rfc3339(raw.as_str()?)
             .ok()
-            .map(|t| t.with_timezone(&Utc)),
+            .map(|t| t.with_timezone(&Utc))
+            .filter(|t| t.timestamp_nanos_opt().is_some()),
         TimeFormat::UnixS => from_nanos(i128::from(raw.as_i64()?) * 1_000_000_000),
         TimeFormat::UnixMs => from_nanos(i128::from(raw.as_i64()?) * 1_000_000),
         TimeFormat::UnixUs => from_nanos(i128::from(raw.as_i64()?) * 1_000),
@@ -375,6 +378,18 @@ fields = [
                 String::from_utf8_lossy(payload)
             );
         }
+    }
+
+    /// Fuzz finding (fuzz/README.md): an RFC 3339 time after 2262 or before 1677 was accepted,
+    /// and the line-protocol encoder, which writes nanoseconds, then wrote it as 1970.
+    #[test]
+    fn rfc3339_times_outside_the_nanosecond_range_are_bad_times() {
+        let time = |s: &str| parse_time(&Json::String(s.into()), TimeFormat::Rfc3339);
+        assert!(time("2262-04-11T23:47:16Z").is_some());
+        assert!(time("1677-09-21T00:12:44Z").is_some());
+        assert_eq!(time("2262-04-11T23:47:17Z"), None);
+        assert_eq!(time("1677-09-21T00:12:43Z"), None);
+        assert_eq!(time("9999-12-31T23:59:59+08:00"), None);
     }
 
     #[test]

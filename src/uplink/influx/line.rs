@@ -4,7 +4,14 @@
 //! nanoseconds. Consecutive readings of one equipment at one instant share a line. Readings
 //! that are not of good quality carry no value; they go to the `seguard_quality` measurement as
 //! `bad=1i` or `stale=1i` with the metric as a tag, so a gap in a series can be explained.
+//!
+//! Names (site, gateway, equipment, metric) are what the config check lets through
+//! (`config::is_valid_id`, `config::is_valid_metric_name`); the builder escapes their commas,
+//! equals signs and spaces. Text values can hold anything a device sends. Line protocol has no
+//! escape for a newline or a carriage return, and a raw one splits the line for line-oriented
+//! readers, so text values carry them as the two characters `\n` and `\r`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
@@ -89,7 +96,7 @@ fn add_field(b: Tagged, r: &Reading) -> Fielded {
     match &r.value {
         Value::Number(n) => b.field(&r.metric, *n),
         Value::Bool(v) => b.field(&r.metric, *v),
-        Value::Text(t) => b.field(&r.metric, t.as_str()),
+        Value::Text(t) => b.field(&r.metric, one_line(t).as_ref()),
     }
 }
 
@@ -97,7 +104,16 @@ fn add_more(b: Fielded, r: &Reading) -> Fielded {
     match &r.value {
         Value::Number(n) => b.field(&r.metric, *n),
         Value::Bool(v) => b.field(&r.metric, *v),
-        Value::Text(t) => b.field(&r.metric, t.as_str()),
+        Value::Text(t) => b.field(&r.metric, one_line(t).as_ref()),
+    }
+}
+
+/// `text` with newlines and carriage returns written as `\n` and `\r`.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        Cow::Owned(text.replace('\n', "\\n").replace('\r', "\\r"))
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -116,6 +132,35 @@ mod tests {
             time: Utc.timestamp_nanos(ns),
             quality,
             source: Source::Mqtt,
+        }
+    }
+
+    /// Fuzz finding (fuzz/README.md): a text value with a newline (a terminal sending "B2\r\n")
+    /// was written raw, which splits the line for line-oriented readers.
+    #[test]
+    fn newlines_in_text_values_stay_on_one_line() {
+        let encoder = Encoder::new("s1", "gw1", HashMap::new());
+        let readings = [reading(
+            "lift-1",
+            "floor",
+            Value::Text("B2\r\n".into()),
+            5,
+            Quality::Good,
+        )];
+        let text = String::from_utf8(encoder.encode(&readings)).unwrap();
+        assert_eq!(
+            text,
+            "equipment,site=s1,gateway=gw1,equipment=lift-1 floor=\"B2\\\\r\\\\n\" 5\n"
+        );
+        let line = influxdb_line_protocol::parse_lines(&text)
+            .next()
+            .unwrap()
+            .unwrap();
+        match line.field_value("floor") {
+            Some(influxdb_line_protocol::FieldValue::String(s)) => {
+                assert_eq!(s.as_str(), "B2\\r\\n")
+            }
+            other => panic!("floor is {other:?}"),
         }
     }
 
