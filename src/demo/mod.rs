@@ -276,6 +276,9 @@ fn write(path: PathBuf, text: &str) -> Result<PathBuf, DemoError> {
 
 /// Runs the demo until `stop` fires, then stops every part in order.
 pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), DemoError> {
+    if !cfg!(feature = "embedded-broker") {
+        return Err(DemoError::NoBroker);
+    }
     std::fs::create_dir_all(&options.data_dir).map_err(|source| DemoError::Write {
         path: options.data_dir.clone(),
         source,
@@ -294,8 +297,6 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
             .await
             .expect("broker start does not panic")?;
     }
-    #[cfg(not(feature = "embedded-broker"))]
-    return Err(DemoError::NoBroker);
 
     let central_config = crate::central::config::load(&central_path)
         .map_err(|e| DemoError::Config(e.to_string()))?;
