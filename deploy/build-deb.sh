@@ -7,7 +7,7 @@
 #   deploy/build-deb.sh            # reuses target/release/seguard when it is up to date
 #
 # The throwaway root is a copy of a minimal Debian bookworm made once with debootstrap from
-# Debian's mirror and cached in target/deploy/bookworm-minbase (set SEGUARD_DEB_BASE to move it).
+# Debian's default mirror and cached in target/deploy/bookworm-minbase (set SEGUARD_DEB_BASE to move it).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -30,7 +30,7 @@ echo "conffiles:"; dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles
 base="${SEGUARD_DEB_BASE:-$repo/target/deploy/bookworm-minbase}"
 if [ ! -x "$base/bin/sh" ]; then
     rm -rf "$base"
-    debootstrap --variant=minbase bookworm "$base" http://deb.debian.org/debian
+    debootstrap --variant=minbase bookworm "$base"
 fi
 root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
