@@ -114,7 +114,9 @@
 //! consumer takes with [`Lane::take_live`] and sends between backlog batches, best effort.
 //! Those copies are not confirmed and leave nothing: the entries themselves stay in order in
 //! the lane and are sent again when the backlog reaches them (points are idempotent by series
-//! and time, so the receiver keeps one).
+//! and time, so the receiver keeps one). A copy can outlive its entry when the quota drops
+//! that entry first; the receiver then gets a point that was counted as lost, so the loss
+//! count errs on the high side, never the low.
 //!
 //! # Threads
 //! Each durable lane has one writer thread (`outbox-{lane}`) that owns the segment being
