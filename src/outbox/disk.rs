@@ -81,11 +81,19 @@ struct State<T> {
     /// Bytes reserved by `push_all` calls of a `Wait` lane.
     reserved: u64,
     disk_bytes: u64,
+    /// Entries lost (dropped or skipped) since the last `take_lost`.
     lost: u64,
+    /// Entries lost since the lane opened; never reset.
+    lost_total: u64,
     bucket: Option<TokenBucket>,
 }
 
 impl<T> State<T> {
+    fn add_lost(&mut self, n: u64) {
+        self.lost += n;
+        self.lost_total += n;
+    }
+
     fn len(&self) -> usize {
         let mut n = 0u64;
         for s in &self.segments {
@@ -159,7 +167,7 @@ impl<T> Shared<T> {
 
     fn count_corrupt(&self, state: &mut State<T>, n: u64) {
         if n > 0 {
-            state.lost += n;
+            state.add_lost(n);
             self.metrics.outbox_skipped(&self.name, n);
         }
     }
@@ -233,6 +241,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
                 reserved: 0,
                 disk_bytes: 0,
                 lost: 0,
+                lost_total: 0,
                 bucket,
             }),
             added: Notify::new(),
@@ -266,6 +275,10 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
 
     pub fn take_lost(&self) -> u64 {
         std::mem::take(&mut self.shared.lock().lost)
+    }
+
+    pub fn lost_total(&self) -> u64 {
+        self.shared.lock().lost_total
     }
 
     pub fn oldest_age(&self) -> Option<Duration> {
@@ -313,12 +326,12 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
                 }
                 Ok(p) => {
                     tracing::error!(lane = %shared.name, bytes = p.len(), "outbox entry too large; dropped");
-                    shared.lock().lost += 1;
+                    shared.lock().add_lost(1);
                     shared.metrics.dropped(&shared.name, 1);
                 }
                 Err(e) => {
                     tracing::error!(lane = %shared.name, error = %e, "outbox entry does not serialize; dropped");
-                    shared.lock().lost += 1;
+                    shared.lock().add_lost(1);
                     shared.metrics.dropped(&shared.name, 1);
                 }
             }
@@ -1154,7 +1167,7 @@ impl<T: Clone + Send + 'static> Writer<T> {
                         (victim.end_seq - state.head).min(victim.records)
                     };
                     state.disk_bytes -= victim.bytes;
-                    state.lost += dropped;
+                    state.add_lost(dropped);
                     state
                         .cache
                         .retain(|(seq, _, _)| *seq < victim.first_seq || *seq >= victim.end_seq);

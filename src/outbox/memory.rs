@@ -19,7 +19,9 @@ pub struct MemoryLane<T> {
     entries: Mutex<VecDeque<(Instant, T)>>,
     /// Entries that the consumer holds in a peeked batch; a drop must not remove them.
     in_flight: Mutex<usize>,
+    /// Entries dropped since the last `take_lost`, and since the lane was made.
     lost: AtomicU64,
+    lost_total: AtomicU64,
     added: Notify,
     freed: Notify,
     metrics: Arc<Metrics>,
@@ -34,6 +36,7 @@ impl<T: Clone> MemoryLane<T> {
             entries: Mutex::new(VecDeque::new()),
             in_flight: Mutex::new(0),
             lost: AtomicU64::new(0),
+            lost_total: AtomicU64::new(0),
             added: Notify::new(),
             freed: Notify::new(),
             metrics,
@@ -51,6 +54,10 @@ impl<T: Clone> MemoryLane<T> {
 
     pub fn take_lost(&self) -> u64 {
         self.lost.swap(0, Ordering::Relaxed)
+    }
+
+    pub fn lost_total(&self) -> u64 {
+        self.lost_total.load(Ordering::Relaxed)
     }
 
     pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
@@ -77,6 +84,7 @@ impl<T: Clone> MemoryLane<T> {
                     if entries.len() > in_flight {
                         entries.remove(in_flight);
                         self.lost.fetch_add(1, Ordering::Relaxed);
+                        self.lost_total.fetch_add(1, Ordering::Relaxed);
                         self.metrics.dropped(&self.name, 1);
                     } else {
                         return false;

@@ -114,9 +114,10 @@
 //! consumer takes with [`Lane::take_live`] and sends between backlog batches, best effort.
 //! Those copies are not confirmed and leave nothing: the entries themselves stay in order in
 //! the lane and are sent again when the backlog reaches them (points are idempotent by series
-//! and time, so the receiver keeps one). A copy can outlive its entry when the quota drops
-//! that entry first; the receiver then gets a point that was counted as lost, so the loss
-//! count errs on the high side, never the low.
+//! and time, so the receiver keeps one). When the lane loses entries (the quota drops the
+//! oldest), the copies made before are discarded, since they may be of those entries. A copy
+//! already taken can still outlive its entry; the receiver then gets a point that was counted
+//! as lost, so the loss count errs on the high side, never the low.
 //!
 //! # Threads
 //! Each durable lane has one writer thread (`outbox-{lane}`) that owns the segment being
@@ -243,14 +244,23 @@ pub struct Lane<T> {
 /// Copies of the newest entries while the consumer is behind (see the module doc).
 struct Live<T> {
     catching_up: AtomicBool,
-    newest: Mutex<VecDeque<T>>,
+    newest: Mutex<LiveCopies<T>>,
+}
+
+struct LiveCopies<T> {
+    copies: VecDeque<T>,
+    /// The lane's `lost_total` when the copies were last checked against it.
+    lost_seen: u64,
 }
 
 impl<T> Live<T> {
     fn new() -> Self {
         Live {
             catching_up: AtomicBool::new(false),
-            newest: Mutex::new(VecDeque::new()),
+            newest: Mutex::new(LiveCopies {
+                copies: VecDeque::new(),
+                lost_seen: 0,
+            }),
         }
     }
 }
@@ -331,16 +341,35 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
     /// never acknowledges input the outbox does not have.
     pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
         let items: Vec<T> = items.into_iter().collect();
+        let mut copied = 0;
         if self.live.catching_up.load(Ordering::Relaxed) {
             let mut newest = self.live.newest.lock().expect("live lock");
             let skip = items.len().saturating_sub(LIVE_ENTRIES);
-            newest.extend(items[skip..].iter().cloned());
-            let excess = newest.len().saturating_sub(LIVE_ENTRIES);
-            newest.drain(..excess);
+            copied = items.len() - skip;
+            newest.copies.extend(items[skip..].iter().cloned());
+            let excess = newest.copies.len().saturating_sub(LIVE_ENTRIES);
+            newest.copies.drain(..excess);
         }
         match &self.backend {
             Backend::Memory(m) => m.push_all(items).await,
             Backend::Disk(d) => d.push_all(items).await,
+        }
+        // Entries were lost to make room (the oldest, never these): older copies may be of
+        // them, so only this batch's copies are kept.
+        let lost_total = self.lost_total();
+        let mut newest = self.live.newest.lock().expect("live lock");
+        if newest.lost_seen != lost_total {
+            newest.lost_seen = lost_total;
+            let older = newest.copies.len().saturating_sub(copied);
+            newest.copies.drain(..older);
+        }
+    }
+
+    /// Entries lost (dropped or skipped) since the lane opened.
+    fn lost_total(&self) -> u64 {
+        match &self.backend {
+            Backend::Memory(m) => m.lost_total(),
+            Backend::Disk(d) => d.lost_total(),
         }
     }
 
@@ -349,14 +378,14 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
     pub fn set_catching_up(&self, behind: bool) {
         let was_behind = self.live.catching_up.swap(behind, Ordering::Relaxed);
         if was_behind && !behind {
-            self.live.newest.lock().expect("live lock").clear();
+            self.live.newest.lock().expect("live lock").copies.clear();
         }
     }
 
     /// Up to `max` of the newest entries pushed since the last call while catching up, oldest
     /// first. Copies to send now, best effort; the entries stay in the lane.
     pub fn take_live(&self, max: usize) -> Vec<T> {
-        let mut newest = self.live.newest.lock().expect("live lock");
+        let newest = &mut self.live.newest.lock().expect("live lock").copies;
         let skip = newest.len().saturating_sub(max);
         newest.drain(..skip);
         newest.drain(..).collect()
@@ -577,5 +606,18 @@ mod tests {
             lane.peek_batch(5, Duration::ZERO, &stop).await,
             vec![1, 2, 3, 4, 5]
         );
+    }
+
+    #[tokio::test]
+    async fn a_drop_discards_the_live_copies_made_before_it() {
+        let (lane, _) = lane(4, Overflow::DropOldest);
+        lane.set_catching_up(true);
+        lane.push_all([1, 2, 3]).await;
+        lane.push_all([4, 5]).await; // drops 1
+        assert_eq!(lane.take_live(10), vec![4, 5], "no copy of a dropped entry");
+        lane.push_all([6]).await; // drops 2
+        lane.push_all([7]).await; // drops 3
+        assert_eq!(lane.take_live(10), vec![7]);
+        assert_eq!(lane.take_lost(), 3);
     }
 }
