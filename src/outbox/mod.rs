@@ -341,8 +341,9 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
     /// never acknowledges input the outbox does not have.
     pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
         let items: Vec<T> = items.into_iter().collect();
+        let catching_up = self.live.catching_up.load(Ordering::Relaxed);
         let mut copied = 0;
-        if self.live.catching_up.load(Ordering::Relaxed) {
+        if catching_up {
             let mut newest = self.live.newest.lock().expect("live lock");
             let skip = items.len().saturating_sub(LIVE_ENTRIES);
             copied = items.len() - skip;
@@ -354,14 +355,16 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
             Backend::Memory(m) => m.push_all(items).await,
             Backend::Disk(d) => d.push_all(items).await,
         }
-        // Entries were lost to make room (the oldest, never these): older copies may be of
-        // them, so only this batch's copies are kept.
-        let lost_total = self.lost_total();
-        let mut newest = self.live.newest.lock().expect("live lock");
-        if newest.lost_seen != lost_total {
-            newest.lost_seen = lost_total;
-            let older = newest.copies.len().saturating_sub(copied);
-            newest.copies.drain(..older);
+        if catching_up {
+            // When entries were lost to make room for this batch, the copies made before it
+            // may be of them: only this batch's copies are kept.
+            let lost_total = self.lost_total();
+            let mut newest = self.live.newest.lock().expect("live lock");
+            if newest.lost_seen != lost_total {
+                newest.lost_seen = lost_total;
+                let older = newest.copies.len().saturating_sub(copied);
+                newest.copies.drain(..older);
+            }
         }
     }
 
