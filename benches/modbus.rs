@@ -17,6 +17,8 @@
 //! `SEGUARD_BENCH_MODBUS_SECONDS` (measured window, default 20), `SEGUARD_BENCH_MODBUS_WARMUP`
 //! (seconds after every device answered, default 5).
 
+mod support;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use seguard::ingest::modbus::{FailReason, ModbusIngest, PollObserver, RawModbus};
 use seguard::metrics::Metrics;
+use support::{cpu_seconds, setting, smoke_test};
 use tokio_modbus::{ExceptionCode, Request, Response};
 
 const ROLE: &str = "SEGUARD_BENCH_MODBUS_ROLE";
@@ -33,25 +36,12 @@ const REGISTERS_PER_DEVICE: u16 = 20;
 const SEQUENTIAL_REGISTERS: u16 = 10;
 const SEQUENTIAL_SECONDS: u64 = 3;
 
-/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it, and
-/// then it only proves that it still works, on a small load in a few seconds.
-fn smoke_test() -> bool {
-    !std::env::args().any(|a| a == "--bench")
-}
-
 fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("server") => server_role(),
         Ok("gateway") => gateway_role(),
         _ => driver(),
     }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -89,7 +79,7 @@ fn server_role() {
         .enable_all()
         .build()
         .expect("server runtime");
-    let n_ports: usize = env_or("SEGUARD_BENCH_PORTS", 1);
+    let n_ports: usize = setting("SEGUARD_BENCH_PORTS", 1);
     runtime.block_on(async move {
         let mut ports = Vec::new();
         let mut servers = tokio::task::JoinSet::new();
@@ -207,14 +197,14 @@ fn devices(
 }
 
 fn gateway_role() {
-    let n: usize = env_or("SEGUARD_BENCH_N", 1000);
+    let n: usize = setting("SEGUARD_BENCH_N", 1000);
     let ports: Vec<u16> = std::env::var("SEGUARD_BENCH_PORTS")
         .unwrap_or_default()
         .split(',')
         .filter_map(|p| p.parse().ok())
         .collect();
-    let seconds: u64 = env_or("SEGUARD_BENCH_MODBUS_SECONDS", 20);
-    let warmup: u64 = env_or("SEGUARD_BENCH_MODBUS_WARMUP", 5);
+    let seconds: u64 = setting("SEGUARD_BENCH_MODBUS_SECONDS", 20);
+    let warmup: u64 = setting("SEGUARD_BENCH_MODBUS_WARMUP", 5);
     // The gateway's runtime: multi-threaded, one worker per core (2 here).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -296,29 +286,6 @@ fn gateway_role() {
 
 // ---------------------------------------------------------------------------------------------
 // /proc.
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process, in seconds, from its `/proc/<pid>/stat`.
-fn cpu_seconds(stat_path: &str) -> f64 {
-    let text = std::fs::read_to_string(stat_path).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3, the state.
-    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(utime), Some(stime)) => (utime + stime) / clock_ticks_per_second(),
-        _ => f64::NAN,
-    }
-}
 
 /// A `/proc/self/status` line's number, e.g. `VmRSS` in KiB.
 fn status_kib(key: &str) -> u64 {
@@ -439,7 +406,7 @@ fn driver() {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    let seconds: u64 = env_or("SEGUARD_BENCH_MODBUS_SECONDS", 20);
+    let seconds: u64 = setting("SEGUARD_BENCH_MODBUS_SECONDS", 20);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "Modbus TCP polling: {} registers per device every 1 s; window {seconds} s; {cores} cores; \

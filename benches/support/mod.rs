@@ -195,7 +195,8 @@ impl Drop for Seguard {
     }
 }
 
-fn cpu_seconds(stat_path: &str) -> f64 {
+/// utime + stime of a process, in seconds, from its `/proc/<pid>/stat`.
+pub fn cpu_seconds(stat_path: &str) -> f64 {
     let text = std::fs::read_to_string(stat_path).unwrap_or_default();
     // After the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = text
