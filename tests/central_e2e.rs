@@ -32,6 +32,19 @@ struct Setup {
     respond_within_s: f64,
 }
 
+impl Setup {
+    /// Notification receivers nobody listens on, and escalation far off: for tests of intake.
+    fn unnotified(store_url: String, mqtt_port: Option<u16>) -> Setup {
+        Setup {
+            store_url,
+            mqtt_port,
+            webhook_port: free_port(),
+            smtp_port: free_port(),
+            respond_within_s: 180.0,
+        }
+    }
+}
+
 fn config(instance: &str, s: &Setup) -> CentralConfig {
     let mqtt = s
         .mqtt_port
@@ -241,13 +254,10 @@ type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
 #[tokio::test]
 async fn bad_intake_is_rejected_with_its_status_counted_and_never_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        store_url: format!("sqlite://{}/central.db", dir.path().display()),
-        mqtt_port: None,
-        webhook_port: free_port(),
-        smtp_port: free_port(),
-        respond_within_s: 180.0,
-    };
+    let setup = Setup::unnotified(
+        format!("sqlite://{}/central.db", dir.path().display()),
+        None,
+    );
     let central = Central::start(config("a", &setup)).await.unwrap();
     let good = serde_json::to_vec(&incident("gw1", 1, "elevator.door_fault", "raise")).unwrap();
     let mut unknown_schema = incident("gw1", 2, "x", "raise");
@@ -368,13 +378,10 @@ async fn bad_intake_is_rejected_with_its_status_counted_and_never_stored() {
 async fn mqtt_bad_intake_is_counted_and_acknowledged() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        store_url: format!("sqlite://{}/central.db", dir.path().display()),
-        mqtt_port: Some(broker.port),
-        webhook_port: free_port(),
-        smtp_port: free_port(),
-        respond_within_s: 180.0,
-    };
+    let setup = Setup::unnotified(
+        format!("sqlite://{}/central.db", dir.path().display()),
+        Some(broker.port),
+    );
     let central = Central::start(config("a", &setup)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut gw = TestClient::connect(broker.port, "test-gw").await;
@@ -684,13 +691,7 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
 async fn an_incident_with_nul_in_its_text_does_not_stall_mqtt_intake_on_postgres() {
     let pg = Postgres::start();
     let broker = Mosquitto::start();
-    let setup = Setup {
-        store_url: pg.url(),
-        mqtt_port: Some(broker.port),
-        webhook_port: free_port(),
-        smtp_port: free_port(),
-        respond_within_s: 180.0,
-    };
+    let setup = Setup::unnotified(pg.url(), Some(broker.port));
     let central = Central::start(config("a", &setup)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut poisoned = incident("gw1", 1, "elevator.door_fault", "raise");
@@ -816,13 +817,10 @@ async fn two_instances_on_postgres_store_each_incident_once_and_survive_a_kill()
 #[tokio::test]
 async fn role_tokens_are_scoped() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        store_url: format!("sqlite://{}/central.db", dir.path().display()),
-        mqtt_port: None,
-        webhook_port: free_port(),
-        smtp_port: free_port(),
-        respond_within_s: 180.0,
-    };
+    let setup = Setup::unnotified(
+        format!("sqlite://{}/central.db", dir.path().display()),
+        None,
+    );
     let central = Central::start(config("a", &setup)).await.unwrap();
     let mut other_unit = incident("gw1", 1, "elevator.door_fault", "raise");
     other_unit["equipment"]["using_unit"] = "Harbour Mall Ltd.".into();
@@ -920,13 +918,10 @@ async fn gateway_state_follows_the_retained_status_and_the_last_will() {
     use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        store_url: format!("sqlite://{}/central.db", dir.path().display()),
-        mqtt_port: Some(broker.port),
-        webhook_port: free_port(),
-        smtp_port: free_port(),
-        respond_within_s: 180.0,
-    };
+    let setup = Setup::unnotified(
+        format!("sqlite://{}/central.db", dir.path().display()),
+        Some(broker.port),
+    );
     // A gateway that says online (retained) and leaves a last will saying offline.
     let status =
         |state: &str| json!({ "gateway": "gw2", "site": "s2", "state": state }).to_string();
