@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every fuzz target and runs each one for SECONDS (default 60), one after the other, on
-# the committed seeds in corpus/<target>/. What the fuzzer adds goes to generated/<target>/
+# the committed seeds in corpus/<target>/ (config_parse also on firmware-configs/ and the config
+# fixtures in tests/). What the fuzzer adds goes to generated/<target>/
 # (ignored by git, kept between runs); a crashing input goes to artifacts/<target>/.
 # Prints a table: target, runs, seconds, crashes. Exits 1 when any target crashed.
 set -euo pipefail
@@ -22,13 +23,17 @@ for target in "${targets[@]}"; do
     mkdir -p "generated/$target" "artifacts/$target"
     before=$(find "artifacts/$target" -type f | wc -l)
     started=$(date +%s)
-    # JSON tokens (NUL escapes among them) help the targets that read JSON payloads.
+    # JSON tokens (NUL escapes among them) help the targets that read JSON payloads. The config
+    # target also starts from the repository's own configs and config fixtures, read in place
+    # (libFuzzer writes only into the first directory, generated/).
     extra=()
+    seeds=("corpus/$target")
     case "$target" in
         mqtt_mapping | central_intake) extra=(-dict=dict/json.dict) ;;
+        config_parse) seeds+=(../firmware-configs ../tests/fixtures/config) ;;
     esac
     status=0
-    cargo +nightly fuzz run "${flags[@]}" "$target" "generated/$target" "corpus/$target" -- \
+    cargo +nightly fuzz run "${flags[@]}" "$target" "generated/$target" "${seeds[@]}" -- \
         -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${extra[@]}" \
         > "$logs/$target.log" 2>&1 || status=$?
     elapsed=$(( $(date +%s) - started ))
