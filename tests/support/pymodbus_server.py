@@ -162,6 +162,9 @@ async def main():
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check-imports"]:
+        # tests/run: every module above imported (pymodbus with its serial extras).
+        sys.exit(0)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
