@@ -61,7 +61,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::decode::{DataType, Order, Scaling};
-use super::poller::{plan_requests, ReadRequest};
+use super::plan::{plan_requests, ReadRequest};
 use crate::config::{toml_message, Located, Problem};
 
 /// Registers per read request allowed by the protocol (function codes 3 and 4).

@@ -8,7 +8,8 @@
 //! - `mbap.rs`: a Modbus TCP client for the poller's reads that keeps one frame per connection
 //!   (tokio-modbus's TCP client holds 16 KiB of buffers per connection); RTU stays with
 //!   tokio-modbus.
-//! - `poller.rs`: merged read requests, one task per line (a TCP device, a serial bus, an RTU
+//! - `plan.rs`: merges a poll group's points into few read requests. Pure.
+//! - `poller.rs`: one task per line (a TCP device, a serial bus, an RTU
 //!   converter), timeouts, retries, backoff, reconnect, bad-quality readings and the
 //!   `device_online` reading.
 //!
@@ -24,6 +25,7 @@
 pub mod config;
 pub mod decode;
 mod mbap;
+pub mod plan;
 pub mod poller;
 
 pub use config::{
@@ -31,7 +33,5 @@ pub use config::{
     SerialLine, Table, Transport,
 };
 pub use decode::{decode, DataType, DecodeError, Order, Scaling};
-pub use poller::{
-    plan_requests, system_clock, Clock, FailReason, ModbusIngest, PollCounters, PollObserver,
-    ReadRequest,
-};
+pub use plan::{plan_requests, ReadRequest};
+pub use poller::{system_clock, Clock, FailReason, ModbusIngest, PollCounters, PollObserver};
