@@ -3,7 +3,8 @@
 //! that request (exception 0x02) and every read that touches a hole; the poller splits it,
 //! reads every mapped point good from the first cycles, reports the configured register the
 //! device does not have as bad with its exception, keeps the split plan for that device only,
-//! and returns to the merged plan once the holes are gone.
+//! and returns to the merged plan once the holes are gone. A device that does not answer such
+//! a read at all is split too, at no more than one timeout a cycle.
 
 #[path = "common/modbus.rs"]
 mod harness;
@@ -12,6 +13,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use harness::{devices, Poller, PyModbus};
+use seguard::ingest::modbus::FailReason;
 use seguard::model::{Quality, Reading, Value};
 use serde_json::json;
 
@@ -25,14 +27,16 @@ fn unmapped() -> Vec<u16> {
     (10..12).chain(20..26).collect()
 }
 
-/// One u16 register `r<n>` per mapped register, and `ghost` at 22, which the profile names but
-/// the device does not have. Every gap is within the default `max_gap` of 8: one request 0–35.
-fn profile() -> String {
+/// One u16 register `r<n>` per mapped register, and with `ghost`, one at 22, which the profile
+/// names but the device does not have. Every gap is within the default `max_gap` of 8: one
+/// request 0–35.
+fn profile(ghost: bool) -> String {
     let mut text = String::from("description = \"a register map with holes\"\n");
+    let ghost = ghost.then(|| ("ghost".to_owned(), 22));
     for (metric, address) in mapped()
         .into_iter()
         .map(|a| (format!("r{a}"), a))
-        .chain([("ghost".to_owned(), 22)])
+        .chain(ghost)
     {
         let _ = write!(
             text,
@@ -84,6 +88,18 @@ async fn next_cycle(poller: &mut Poller, device: &str) -> Vec<Reading> {
 
 /// Whether every mapped point is good with its value and `ghost` is bad with exception 0x02.
 fn read_correctly(readings: &[Reading]) -> Result<(), String> {
+    mapped_good(readings)?;
+    match readings.iter().find(|r| r.metric == "ghost") {
+        Some(r) if r.quality == Quality::Bad => match &r.value {
+            Value::Text(reason) if reason.contains("exception 0x02") => Ok(()),
+            other => Err(format!("ghost carries {other:?}, not its exception")),
+        },
+        other => Err(format!("ghost: {other:?}")),
+    }
+}
+
+/// Whether every mapped point is good with its value.
+fn mapped_good(readings: &[Reading]) -> Result<(), String> {
     for a in mapped() {
         let metric = format!("r{a}");
         let r = readings.iter().find(|r| r.metric == metric);
@@ -94,13 +110,7 @@ fn read_correctly(readings: &[Reading]) -> Result<(), String> {
             return Err(format!("{metric}: {:?} {:?}", r.quality, r.value));
         }
     }
-    match readings.iter().find(|r| r.metric == "ghost") {
-        Some(r) if r.quality == Quality::Bad => match &r.value {
-            Value::Text(reason) if reason.contains("exception 0x02") => Ok(()),
-            other => Err(format!("ghost carries {other:?}, not its exception")),
-        },
-        other => Err(format!("ghost: {other:?}")),
-    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -112,7 +122,7 @@ async fn a_device_with_holes_reads_correctly_within_three_cycles_with_the_defaul
     let port = server.port.expect("port");
     let (_dir, devices) = devices(
         &site(port, ""),
-        &[("holes", &profile())],
+        &[("holes", &profile(true))],
         &["holes", "whole"],
     );
     // The default plan: one request, holding 0–35, shared by both devices.
@@ -173,7 +183,7 @@ async fn a_device_whose_holes_are_filled_goes_back_to_the_merged_request() {
     let port = server.port.expect("port");
     let (_dir, devices) = devices(
         &site(port, "merge_retry_s = 1"),
-        &[("holes", &profile())],
+        &[("holes", &profile(true))],
         &["holes", "whole"],
     );
     let mut poller = Poller::start(devices);
@@ -200,5 +210,55 @@ async fn a_device_whose_holes_are_filled_goes_back_to_the_merged_request() {
             poller.counters.requests("holes")
         );
     }
+    poller.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_that_does_not_answer_reads_across_its_holes_is_split_at_one_timeout_a_cycle() {
+    let server = PyModbus::tcp(&json!({"slaves": {
+        "1": {"holding": holding_values(), "unanswered": {"holding": unmapped()}},
+        "2": {"holding": holding_values()},
+    }}));
+    let port = server.port.expect("port");
+    let (_dir, devices) = devices(
+        &site(port, "request_timeout_ms = 200\nbackoff_max_ms = 400"),
+        &[("holes", &profile(false))],
+        &["holes", "whole"],
+    );
+    let mut poller = Poller::start(devices);
+    let counters = poller.counters.clone();
+    let timeouts = || counters.failures("holes", FailReason::Timeout);
+
+    // 1: 0–35 times out, and nothing else answered: a probe next. 2: the probe (register 0
+    // alone) is answered, 0–35 times out again: split at the widest hole, 20–25. 3 and 4: the
+    // same for 0–19, split at 10–11. Then three requests, all answered.
+    let mut cycles = 0;
+    loop {
+        let cycle = next_cycle(&mut poller, "holes").await;
+        cycles += 1;
+        assert!(
+            timeouts() <= cycles,
+            "{} timeouts in {cycles} cycles",
+            timeouts()
+        );
+        if mapped_good(&cycle).is_ok() {
+            break;
+        }
+        assert!(
+            cycles < 10,
+            "not read after {cycles} cycles: {:?}",
+            mapped_good(&cycle)
+        );
+    }
+    assert_eq!((cycles, timeouts()), (5, 4));
+    assert_eq!(counters.splits("holes"), 2);
+    assert_eq!(counters.requests("holes"), Some(3));
+    // Remembered: no timeout after that.
+    for _ in 0..3 {
+        assert_eq!(mapped_good(&next_cycle(&mut poller, "holes").await), Ok(()));
+    }
+    assert_eq!(timeouts(), 4);
+    assert_eq!(counters.failures("whole", FailReason::Timeout), 0);
+    assert_eq!(counters.requests("whole"), Some(1));
     poller.stop().await;
 }

@@ -164,6 +164,10 @@ async fn a_silent_device_goes_offline_after_n_cycles_and_comes_back_without_rest
             ("eq-1".to_owned(), true)
         ]
     );
+    // Silence is not a refusal: the merged request of a and b (probed while the device was
+    // silent) was not split.
+    assert_eq!(poller.counters.splits("eq-1"), 0);
+    assert_eq!(poller.counters.requests("eq-1"), Some(2));
     poller.stop().await;
 }
 
