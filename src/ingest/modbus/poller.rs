@@ -756,7 +756,7 @@ impl Line {
                 answered = true;
                 self.observer
                     .failed(&device.name, failure.reason(), failure);
-                let detail = format!("{} refused: {failure}", Range(request));
+                let detail = format!("{} refused: {failure}", Addresses(request));
                 self.observer.split(&device.name, &detail);
                 // Rare, so boxed: the line task of every device stays small.
                 let pieces = Box::pin(read_pieces(
@@ -787,19 +787,21 @@ impl Line {
             );
             if let Err(failure) = result {
                 if failure.ends_cycle() {
-                    let halves = split(request, points);
-                    match (&failure, halves) {
-                        // On trial, a timeout puts the device's own plan back (`settle`).
-                        (Failure::Timeout, Some(_)) if on_trial => {}
-                        // The device answers other requests: this one is too much for it.
-                        (Failure::Timeout, Some((first, second))) if answered => {
-                            let detail =
-                                format!("{} timed out while others are answered", Range(request));
+                    // On trial, a timeout puts the device's own plan back instead (`settle`).
+                    let timed_out = matches!(failure, Failure::Timeout);
+                    if timed_out && request.points.len() > 1 && !on_trial {
+                        if !answered {
+                            // Dead, or refusing this request? The probe will tell.
+                            adaptive.set_probe(index);
+                        } else if let Some((first, second)) = split(request, points) {
+                            // The device answers other requests: this one is too much for it.
+                            let detail = format!(
+                                "{} timed out while others are answered",
+                                Addresses(request)
+                            );
                             self.observer.split(&device.name, &detail);
                             changes.push((index, vec![first, second]));
                         }
-                        (Failure::Timeout, Some(_)) => adaptive.set_probe(index),
-                        _ => {}
                     }
                     given_up = Some(failure);
                 }
@@ -869,7 +871,7 @@ async fn read_pieces(
         if !splitter.answered(refused, points) {
             if let Err(failure) = &result {
                 observer.failed(&device.name, failure.reason(), failure);
-                let detail = format!("{} refused: {failure}", Range(&piece));
+                let detail = format!("{} refused: {failure}", Addresses(&piece));
                 observer.split(&device.name, &detail);
             }
             continue;
@@ -914,9 +916,9 @@ async fn request_with_retries(
 }
 
 /// A request's range for logs: `holding 0..36`.
-struct Range<'a>(&'a ReadRequest);
+struct Addresses<'a>(&'a ReadRequest);
 
-impl fmt::Display for Range<'_> {
+impl fmt::Display for Addresses<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let end = u32::from(self.0.start) + u32::from(self.0.count);
         write!(f, "{} {}..{end}", self.0.table, self.0.start)
