@@ -214,6 +214,12 @@ impl Splitter {
     }
 }
 
+/// When the merged plan is tried again; a retry too far off to count is a century away.
+fn retry_time(now: Instant, retry: Duration) -> Instant {
+    now.checked_add(retry)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// The plan one device polls one group with: the group's shared plan until a request of it had
 /// to be split, then the device's own (see the module doc).
 #[derive(Debug, Default)]
@@ -276,7 +282,7 @@ impl AdaptivePlan {
     ) {
         if let Some(own) = self.own.as_deref_mut() {
             if let Some(fallback) = own.fallback.take() {
-                own.retry_at = now + retry;
+                own.retry_at = retry_time(now, retry);
                 if timed_out {
                     own.requests = fallback;
                     return;
@@ -304,7 +310,7 @@ impl AdaptivePlan {
             None => {
                 self.own = Some(Box::new(OwnPlan {
                     requests: requests.into(),
-                    retry_at: now + retry,
+                    retry_at: retry_time(now, retry),
                     fallback: None,
                 }))
             }
@@ -698,9 +704,27 @@ mod tests {
         assert_eq!(plan.len(&shared), 1);
         assert!(Arc::ptr_eq(&plan.requests(&shared, later + retry), &shared));
 
+        // A retry beyond what a clock can hold is no panic.
+        let mut far = AdaptivePlan::default();
+        far.settle(
+            &shared,
+            vec![(0, own.to_vec())],
+            false,
+            later,
+            Duration::MAX,
+        );
+        assert_eq!(far.len(&shared), 2);
+
         // A probe is asked for once and taken once; no trial starts while one is due.
-        plan.set_probe(0);
-        assert_eq!(plan.take_probe(), Some(0));
-        assert_eq!(plan.take_probe(), None);
+        let mut probed = AdaptivePlan::default();
+        probed.settle(&shared, vec![(0, own.to_vec())], false, later, retry);
+        probed.set_probe(1);
+        let due = later + retry;
+        assert!(!Arc::ptr_eq(&probed.requests(&shared, due), &shared));
+        assert!(!probed.on_trial());
+        assert_eq!(probed.take_probe(), Some(1));
+        assert_eq!(probed.take_probe(), None);
+        assert!(Arc::ptr_eq(&probed.requests(&shared, due), &shared));
+        assert!(probed.on_trial());
     }
 }
