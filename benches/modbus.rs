@@ -144,6 +144,14 @@ impl PollObserver for Counting {
         }
         self.metrics.online(device, online);
     }
+
+    fn split(&self, device: &str, detail: &dyn std::fmt::Display) {
+        self.metrics.split(device, detail);
+    }
+
+    fn requests(&self, device: &str, n: usize) {
+        self.metrics.requests(device, n);
+    }
 }
 
 /// Unit ids a Modbus address can take; one server port serves this many devices.

@@ -91,6 +91,8 @@ pub struct Metrics {
     fills_published: Counter,
     modbus_errors: Family<DeviceReasonLabel, Counter>,
     modbus_online: Family<DeviceLabel, Gauge>,
+    modbus_splits: Family<DeviceLabel, Counter>,
+    modbus_requests: Family<DeviceLabel, Gauge>,
     config_reloads: Family<OutcomeLabel, Counter>,
     /// Requests refused by the API's limits (`http_limits.rs` counts them).
     pub http_rejected: crate::http_limits::Rejections,
@@ -257,6 +259,18 @@ impl Metrics {
             "1 while the Modbus device answers",
             modbus_online.clone(),
         );
+        let modbus_splits = Family::default();
+        registry.register(
+            "modbus_request_splits",
+            "Modbus read requests cut in two because the device refused them (exception 02 or 03) or did not answer them while it answered others",
+            modbus_splits.clone(),
+        );
+        let modbus_requests = Family::default();
+        registry.register(
+            "modbus_requests",
+            "Read requests per poll cycle in the Modbus device's current plan, summed over its poll groups",
+            modbus_requests.clone(),
+        );
         let config_reloads = Family::default();
         registry.register(
             "config_reloads",
@@ -270,6 +284,8 @@ impl Metrics {
             http_rejected,
             modbus_errors,
             modbus_online,
+            modbus_splits,
+            modbus_requests,
             readings_received,
             messages_rejected,
             alarms_raised,
@@ -547,6 +563,25 @@ impl Metrics {
         } else {
             tracing::warn!(device, "modbus device offline");
         }
+    }
+
+    pub fn modbus_request_split(&self, device: &str, detail: &dyn std::fmt::Display) {
+        self.modbus_splits
+            .get_or_create(&DeviceLabel {
+                device: device.to_owned(),
+            })
+            .inc();
+        self.log_limited("modbus_split", |suppressed| {
+            tracing::warn!(device, %detail, suppressed, "modbus request split");
+        });
+    }
+
+    pub fn modbus_requests(&self, device: &str, n: usize) {
+        self.modbus_requests
+            .get_or_create(&DeviceLabel {
+                device: device.to_owned(),
+            })
+            .set(n as i64);
     }
 
     pub fn outbox_oldest_age(&self, lane: &str, seconds: f64) {

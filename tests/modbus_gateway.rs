@@ -246,8 +246,9 @@ async fn an_exception_is_a_bad_point_and_a_silent_device_raises_and_clears_the_o
     })
     .await;
 
-    // 1. Holding register 1 answers exception 0x02: a and b (one merged request) go bad, c
-    //    stays good, and the errors are counted for the device with reason "exception".
+    // 1. Holding register 1 answers exception 0x02: the merged request of a and b is split, b
+    //    goes bad, a and c stay good, and the errors are counted for the device with reason
+    //    "exception"; /metrics shows the split and the two requests the device now needs.
     server.set_control(&json!({"exceptions": {"1": {"holding": [1]}}}));
     let exception_count = || {
         metric(
@@ -276,15 +277,20 @@ async fn an_exception_is_a_bad_point_and_a_silent_device_raises_and_clears_the_o
                 .collect();
             metrics.sort();
             metrics.dedup();
-            (metrics.len() >= 2).then_some((metrics, rows))
+            (!metrics.is_empty()).then_some((metrics, rows))
         },
     )
     .await;
-    assert_eq!(
-        bad_metrics.0,
-        ["a", "b"],
-        "only the refused request's points"
-    );
+    assert_eq!(bad_metrics.0, ["b"], "only the refused register's point");
+    let splits = metric(
+        &gateway,
+        "seguard_modbus_request_splits_total",
+        &["device=\"eq-1\""],
+    )
+    .await;
+    assert_eq!(splits, Some(1.0));
+    let requests = metric(&gateway, "seguard_modbus_requests", &["device=\"eq-1\""]).await;
+    assert_eq!(requests, Some(3.0), "holding 0, holding 1 and input 0");
     for row in &bad_metrics.1 {
         assert_eq!(row[1], json!(1), "bad=1i: {row:?}");
     }
@@ -300,7 +306,7 @@ async fn an_exception_is_a_bad_point_and_a_silent_device_raises_and_clears_the_o
         a_values.iter().all(|r| r[1].as_f64() == Some(11.0)),
         "{a_values:?}"
     );
-    // c kept arriving while a and b were refused.
+    // c kept arriving while b was refused.
     let last_bad_ns = bad_metrics.1.iter().filter_map(|r| r[0].as_i64()).max();
     let c_rows = influx
         .query(

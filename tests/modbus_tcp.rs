@@ -87,16 +87,23 @@ async fn an_exception_becomes_a_counted_bad_reading_not_a_zero() {
         .await
         .expect("a poll");
     let by_metric = |m: &str| readings.iter().find(|r| r.metric == m).cloned();
-    for m in ["a", "b"] {
-        let r = by_metric(m).unwrap_or_else(|| panic!("{m} missing"));
-        assert_eq!(r.quality, Quality::Bad, "{m}");
-        match &r.value {
-            Value::Text(reason) => assert!(reason.contains("exception 0x02"), "{reason}"),
-            other => panic!("a bad reading carries its reason, not {other:?}"),
-        }
+    // a and b are one merged request, which the device refuses: it is split, and only b, the
+    // register that answers the exception alone, is bad.
+    let b = by_metric("b").expect("b");
+    assert_eq!(b.quality, Quality::Bad);
+    match &b.value {
+        Value::Text(reason) => assert!(reason.contains("exception 0x02"), "{reason}"),
+        other => panic!("a bad reading carries its reason, not {other:?}"),
     }
-    let c = by_metric("c").expect("c");
-    assert_eq!((c.quality, c.value), (Quality::Good, Value::Number(13.0)));
+    for (m, want) in [("a", 11.0), ("c", 13.0)] {
+        let r = by_metric(m).unwrap_or_else(|| panic!("{m} missing"));
+        assert_eq!(
+            (r.quality, r.value),
+            (Quality::Good, Value::Number(want)),
+            "{m}"
+        );
+    }
+    assert_eq!(poller.counters.splits("eq-1"), 1);
     assert!(poller.counters.failures("eq-1", FailReason::Exception) >= 1);
     assert_eq!(poller.counters.failures("eq-1", FailReason::Timeout), 0);
     // An exception is an answer: the device is online.
@@ -157,6 +164,10 @@ async fn a_silent_device_goes_offline_after_n_cycles_and_comes_back_without_rest
             ("eq-1".to_owned(), true)
         ]
     );
+    // Silence is not a refusal: the merged request of a and b (probed while the device was
+    // silent) was not split.
+    assert_eq!(poller.counters.splits("eq-1"), 0);
+    assert_eq!(poller.counters.requests("eq-1"), Some(2));
     poller.stop().await;
 }
 

@@ -140,11 +140,12 @@ async fn answers_and_exceptions_that_arrive_byte_by_byte_are_put_together() {
     server.set_control(&json!({"exceptions": {"1": {"holding": [1]}}}));
     let readings = poller
         .until(Duration::from_secs(10), |r| {
-            r.metric == "a" && r.quality == Quality::Bad
+            r.metric == "b" && r.quality == Quality::Bad
         })
         .await
         .expect("an exception answer");
-    match &last(&readings, "a").value {
+    // The merged request of a and b is refused and split: b, read alone, is refused too.
+    match &last(&readings, "b").value {
         Value::Text(reason) => assert!(reason.contains("exception 0x02"), "{reason}"),
         other => panic!("a bad reading carries its reason, not {other:?}"),
     }

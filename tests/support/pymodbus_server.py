@@ -8,7 +8,12 @@ Modbus integration tests. Run it with /usr/bin/python3.
 SPEC.json sets the registers of each slave (addresses are 0-based protocol addresses):
 
     {"slaves": {"1": {"holding": {"0": [17142, 59769]}, "input": {}, "coil": {"3": [true]},
-                      "discrete_input": {}}}}
+                      "discrete_input": {}, "unmapped": {"holding": [10, 11]}}}}
+
+"unmapped" lists the addresses a slave does not have, per table, like the holes in a real
+device's register map: any read that touches one is answered with exception 0x02 (illegal
+data address), while reads around them succeed. "unanswered" lists holes of a device that
+does not answer such a read at all (the client times out).
 
 CONTROL.json is read again whenever it changes (write it to a temp file and rename it over):
 
@@ -68,18 +73,24 @@ class Control:
 
 
 class Block(ModbusSequentialDataBlock):
-    """A full table that refuses reads covering the control file's exception addresses."""
+    """A full table that refuses reads covering its unmapped addresses or the control file's
+    exception addresses."""
 
-    def __init__(self, unit, table, control, values):
+    def __init__(self, unit, table, control, values, unmapped, unanswered):
         super().__init__(0, values)
         self.unit = unit
         self.table = table
         self.control = control
+        self.unmapped = unmapped
+        self.unanswered = unanswered
 
     def validate(self, address, count=1):
+        if any(address <= a < address + count for a in self.unanswered):
+            # The server drops a request whose slave "does not exist": no answer at all.
+            raise NoSuchSlaveException(f"read of {count} at {address} touches a silent hole")
         self.control.refresh()
         refused = self.control.exceptions.get(self.unit, {}).get(self.table, set())
-        if any(address <= a < address + count for a in refused):
+        if any(address <= a < address + count for a in refused | self.unmapped):
             return False
         return super().validate(address, count)
 
@@ -103,7 +114,9 @@ def table(unit, name, spec, control, default):
     for start, words in spec.get(name, {}).items():
         start = int(start)
         values[start : start + len(words)] = words
-    return Block(unit, name, control, values)
+    unmapped = {int(a) for a in spec.get("unmapped", {}).get(name, [])}
+    unanswered = {int(a) for a in spec.get("unanswered", {}).get(name, [])}
+    return Block(unit, name, control, values, unmapped, unanswered)
 
 
 def build(spec, control):

@@ -30,6 +30,7 @@
 //! retries = 1                    # re-sends after a transport or protocol error (not after a timeout)
 //! max_gap = 8                    # unused registers a merged request may read across
 //! max_count = 100                # registers (or bits) per request, at most 125
+//! merge_retry_s = 3600           # a device that refused merged reads (they were split) tries them again after this
 //! offline_after_cycles = 3
 //! backoff_max_ms = 30000
 //!
@@ -61,7 +62,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::decode::{DataType, Order, Scaling};
-use super::poller::{plan_requests, ReadRequest};
+use super::plan::{plan_requests, ReadRequest};
 use crate::config::{toml_message, Located, Problem};
 
 /// Registers per read request allowed by the protocol (function codes 3 and 4).
@@ -76,6 +77,7 @@ const DEFAULT_MAX_GAP: u16 = 8;
 const DEFAULT_MAX_COUNT: u16 = 100;
 const DEFAULT_OFFLINE_AFTER: u32 = 3;
 const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
+const DEFAULT_MERGE_RETRY_S: u64 = 3600;
 const DEFAULT_INTERVAL_MS: u64 = 1000;
 const MIN_INTERVAL_MS: u64 = 10;
 
@@ -94,6 +96,7 @@ pub struct RawModbus {
     pub max_count: Option<Spanned<u16>>,
     pub offline_after_cycles: Option<Spanned<u32>>,
     pub backoff_max_ms: Option<Spanned<u64>>,
+    pub merge_retry_s: Option<Spanned<u64>>,
     #[serde(default)]
     pub bus: Vec<Spanned<RawBus>>,
     #[serde(default)]
@@ -345,6 +348,9 @@ pub struct ModbusDevice {
     pub offline_after_cycles: u32,
     /// Upper bound of the wait between polls of a device that stopped answering.
     pub backoff_max: Duration,
+    /// How long a device whose merged requests had to be split keeps its own plan before it
+    /// tries the merged one again (a firmware update may have filled its holes).
+    pub merge_retry: Duration,
     /// The metric of the `Value::Bool` reading that says whether the device answers:
     /// `device_online`, or `device_online_<name>` when the equipment has several devices.
     pub online_metric: String,
@@ -758,6 +764,12 @@ pub fn validate(
         &m.backoff_max_ms,
         "backoff_max_ms",
         DEFAULT_BACKOFF_MAX_MS,
+    );
+    let merge_retry_s = positive(
+        &mut problems,
+        &m.merge_retry_s,
+        "merge_retry_s",
+        DEFAULT_MERGE_RETRY_S,
     );
     let retries = m.retries.as_ref().map_or(DEFAULT_RETRIES, |r| *r.get_ref());
     let (max_gap, max_count) = merge_limits(
@@ -1211,6 +1223,7 @@ pub fn validate(
             retries: d.retries.as_ref().map_or(retries, |r| *r.get_ref()),
             offline_after_cycles: device_offline_after,
             backoff_max: Duration::from_millis(backoff_max_ms),
+            merge_retry: Duration::from_secs(merge_retry_s),
             online_metric,
         });
     }
@@ -1545,6 +1558,7 @@ unit_id = 3
             r#"
 [modbus]
 max_gap = 200
+merge_retry_s = 0
 [[modbus.bus]]
 name = "b"
 port = "/dev/ttyS0"
@@ -1578,16 +1592,17 @@ interval_ms = 1
         .expect_err("invalid");
         let expected = [
             "3: max_gap 200 is not below max_count 100",
-            "7: data_bits 9 is not 5, 6, 7 or 8",
-            "9: unknown equipment `nope`",
-            "11: transport tcp needs a host",
-            "14: unknown profile `pressure-transmiter`",
-            "17: unit_id 248 is out of range",
-            "22: unknown bus `c`",
-            "24: profile `elevator-controller` has no group `count`",
-            "28: this device needs a unit_id",
-            "30: `registration_code` of profile `elevator-controller` has 10 registers, more than max_count 5",
-            "31: interval_ms 1 is too short",
+            "4: merge_retry_s must be above 0",
+            "8: data_bits 9 is not 5, 6, 7 or 8",
+            "10: unknown equipment `nope`",
+            "12: transport tcp needs a host",
+            "15: unknown profile `pressure-transmiter`",
+            "18: unit_id 248 is out of range",
+            "23: unknown bus `c`",
+            "25: profile `elevator-controller` has no group `count`",
+            "29: this device needs a unit_id",
+            "31: `registration_code` of profile `elevator-controller` has 10 registers, more than max_count 5",
+            "32: interval_ms 1 is too short",
         ];
         for e in expected {
             assert!(

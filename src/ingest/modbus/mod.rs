@@ -8,12 +8,15 @@
 //! - `mbap.rs`: a Modbus TCP client for the poller's reads that keeps one frame per connection
 //!   (tokio-modbus's TCP client holds 16 KiB of buffers per connection); RTU stays with
 //!   tokio-modbus.
-//! - `poller.rs`: merged read requests, one task per line (a TCP device, a serial bus, an RTU
+//! - `plan.rs`: merges a poll group's points into few read requests, and splits a request
+//!   the device refuses, down to single points, into a plan of that device's own. Pure.
+//! - `poller.rs`: one task per line (a TCP device, a serial bus, an RTU
 //!   converter), timeouts, retries, backoff, reconnect, bad-quality readings and the
 //!   `device_online` reading.
 //!
 //! **Invariant:** a Modbus exception, a timeout or an undecodable value becomes a counted,
-//! bad-quality reading, never a zero and never a panic.
+//! bad-quality reading, never a zero and never a panic. A merged request the device refuses
+//! does not make its points bad: only the points it refuses alone are.
 //!
 //! **Invariant:** one dead slave costs its line at most one timeout per cycle; the other slaves
 //! of the line keep their interval, late by at most that timeout.
@@ -24,6 +27,7 @@
 pub mod config;
 pub mod decode;
 mod mbap;
+pub mod plan;
 pub mod poller;
 
 pub use config::{
@@ -31,7 +35,5 @@ pub use config::{
     SerialLine, Table, Transport,
 };
 pub use decode::{decode, DataType, DecodeError, Order, Scaling};
-pub use poller::{
-    plan_requests, system_clock, Clock, FailReason, ModbusIngest, PollCounters, PollObserver,
-    ReadRequest,
-};
+pub use plan::{plan_requests, ReadRequest};
+pub use poller::{system_clock, Clock, FailReason, ModbusIngest, PollCounters, PollObserver};

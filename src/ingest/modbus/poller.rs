@@ -1,4 +1,4 @@
-//! The poller: plans merged read requests (pure, [`plan_requests`]) and runs one task per line.
+//! The poller: runs one task per line and sends the requests planned in `plan.rs`.
 //!
 //! A *line* is what requests queue on. A Modbus TCP device is a line of its own, so TCP devices
 //! are polled concurrently. The slaves of one serial bus share one line, and so do the slaves
@@ -12,6 +12,13 @@
 //! exponential backoff (from its interval up to `backoff_max`), never blocking the line longer.
 //! A broken connection or serial port is reopened, with backoff, when a request needs it, so
 //! the poller recovers by itself when a device or the bus comes back.
+//!
+//! Each device polls a group with its [`AdaptivePlan`]: the shared merged plan until the device
+//! refuses a request (exception 02 or 03), which is then split and its pieces read in the same
+//! cycle (a [`Splitter`]), or times out while the device answers other reads, which is split
+//! for the next cycle. Splits are counted through [`PollObserver::split`], and the requests per
+//! cycle of the device's plan reported through [`PollObserver::requests`]. The rules are in
+//! `plan.rs`.
 //!
 //! Output, all on the pipeline channel as [`Batch`]es with `ack: None`:
 //! - one batch per polled group with a reading per point, timestamped by the injected clock when
@@ -42,61 +49,10 @@ use tracing::Instrument;
 use super::config::{ModbusDevice, Parity, Point, Table, Transport};
 use super::decode::{decode, label, DataType};
 use super::mbap::MbapClient;
+use super::plan::{self, split, AdaptivePlan, ReadRequest, Splitter};
 use crate::backoff::Backoff;
 use crate::ingest::mqtt::Batch;
 use crate::model::{Quality, Reading, Source, Value};
-
-// ---------------------------------------------------------------------------------------------
-// Planning.
-
-/// One read request: a contiguous block of one table covering some points of a poll group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadRequest {
-    pub table: Table,
-    /// 0-based protocol address of the first register (or bit).
-    pub start: u16,
-    pub count: u16,
-    /// Indexes into the poll group's points, in address order.
-    pub points: Vec<usize>,
-}
-
-/// Merges points into as few requests as possible: points of one table join the current
-/// request while the unused registers between them number at most `max_gap` and the request
-/// stays within `max_count` (and the protocol's limit for the table). Points that share
-/// registers (bits of one register) share a request. Pure, so it is table-tested.
-pub fn plan_requests(points: &[Point], max_gap: u16, max_count: u16) -> Vec<ReadRequest> {
-    let mut order: Vec<usize> = (0..points.len()).collect();
-    order.sort_by_key(|&i| (points[i].table, points[i].address));
-    let mut requests: Vec<ReadRequest> = Vec::new();
-    // End (exclusive) of the current request, as u32 so the last register does not wrap.
-    let mut end = 0u32;
-    for i in order {
-        let p = &points[i];
-        let span = p.span();
-        let limit = u32::from(max_count.min(p.table.max_per_request()).max(1));
-        if let Some(current) = requests.last_mut() {
-            let start = u32::from(current.start);
-            let new_end = end.max(span.end);
-            if current.table == p.table
-                && span.start <= end + u32::from(max_gap)
-                && new_end - start <= limit
-            {
-                current.count = (new_end - start) as u16;
-                current.points.push(i);
-                end = new_end;
-                continue;
-            }
-        }
-        requests.push(ReadRequest {
-            table: p.table,
-            start: p.address,
-            count: (span.end - span.start) as u16,
-            points: vec![i],
-        });
-        end = span.end;
-    }
-    requests
-}
 
 // ---------------------------------------------------------------------------------------------
 // Observation.
@@ -146,6 +102,10 @@ pub trait PollObserver: Send + Sync + 'static {
     fn failed(&self, device: &str, reason: FailReason, detail: &dyn fmt::Display);
     /// The device went offline (`false`) or answers again (`true`).
     fn online(&self, device: &str, online: bool);
+    /// A refused (or timed-out) request of the device was cut in two.
+    fn split(&self, device: &str, detail: &dyn fmt::Display);
+    /// The device's plan now sends `n` requests per cycle of each of its groups, summed.
+    fn requests(&self, device: &str, n: usize);
 }
 
 /// A [`PollObserver`] that keeps counts in memory.
@@ -159,6 +119,8 @@ struct CountersInner {
     readings: u64,
     failures: std::collections::HashMap<(String, FailReason), u64>,
     transitions: Vec<(String, bool)>,
+    splits: std::collections::HashMap<String, u64>,
+    requests: std::collections::HashMap<String, usize>,
 }
 
 impl PollCounters {
@@ -173,6 +135,16 @@ impl PollCounters {
             .get(&(device.to_owned(), reason))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Requests of `device` cut in two so far.
+    pub fn splits(&self, device: &str) -> u64 {
+        self.lock().splits.get(device).copied().unwrap_or(0)
+    }
+
+    /// Requests per cycle of `device`'s plan, as last reported.
+    pub fn requests(&self, device: &str) -> Option<usize> {
+        self.lock().requests.get(device).copied()
     }
 
     /// Every online/offline transition so far, in order.
@@ -201,6 +173,14 @@ impl PollObserver for PollCounters {
     fn online(&self, device: &str, online: bool) {
         self.lock().transitions.push((device.to_owned(), online));
     }
+
+    fn split(&self, device: &str, _detail: &dyn fmt::Display) {
+        *self.lock().splits.entry(device.to_owned()).or_default() += 1;
+    }
+
+    fn requests(&self, device: &str, n: usize) {
+        self.lock().requests.insert(device.to_owned(), n);
+    }
 }
 
 /// The gateway's metrics: readings per source, failures per device and reason, and the
@@ -216,6 +196,14 @@ impl PollObserver for crate::metrics::Metrics {
 
     fn online(&self, device: &str, online: bool) {
         self.modbus_device_online(device, online);
+    }
+
+    fn split(&self, device: &str, detail: &dyn fmt::Display) {
+        self.modbus_request_split(device, detail);
+    }
+
+    fn requests(&self, device: &str, n: usize) {
+        self.modbus_requests(device, n);
     }
 }
 
@@ -321,6 +309,24 @@ impl Failure {
     /// Whether the device answered: an exception is an answer from a live device.
     fn answered(&self) -> bool {
         matches!(self, Failure::Exception(_))
+    }
+
+    /// Whether the device refused the request's range (exception 02, illegal data address, or
+    /// 03, illegal data value), which a smaller request may not be.
+    fn refused(&self) -> bool {
+        matches!(
+            self,
+            Failure::Exception(ExceptionCode::IllegalDataAddress | ExceptionCode::IllegalDataValue)
+        )
+    }
+
+    /// Whether the rest of the device's cycle is skipped: after a timeout, so a dead slave
+    /// costs its line one timeout per cycle, or when the connection is gone.
+    fn ends_cycle(&self) -> bool {
+        matches!(
+            self,
+            Failure::Timeout | Failure::Disconnected(_) | Failure::Transport(_)
+        )
     }
 }
 
@@ -534,6 +540,10 @@ struct SlaveState {
     failed_cycles: u32,
     /// `None` until the first transition is known.
     online: Option<bool>,
+    /// Per poll group: the plan this device polls it with (the shared one until a split).
+    plans: Vec<AdaptivePlan>,
+    /// Requests per cycle last reported to the observer, summed over the groups.
+    n_requests: usize,
 }
 
 impl SlaveState {
@@ -587,8 +597,16 @@ impl Line {
                     .iter()
                     .map(|g| now + g.interval.mul_f64(phase))
                     .collect();
+                let n_requests = device.groups.iter().map(|g| g.requests.len()).sum();
+                observer.requests(&device.name, n_requests);
                 SlaveState {
                     backoff: Backoff::new(min_interval, device.backoff_max.max(min_interval)),
+                    plans: device
+                        .groups
+                        .iter()
+                        .map(|_| AdaptivePlan::default())
+                        .collect(),
+                    n_requests,
                     device,
                     next_due,
                     held_until: None,
@@ -668,59 +686,143 @@ impl Line {
         s.next_due[group] = next;
     }
 
-    /// Polls one group of one slave: every planned request, then the readings.
+    /// Polls one group of one slave: every request of its plan (splitting the refused ones),
+    /// then the readings.
     async fn poll(&mut self, slave_idx: usize, group_idx: usize) -> Vec<Reading> {
         let time = (self.clock)();
+        let started = Instant::now();
         let slave = &mut self.slaves[slave_idx];
-        let device = &slave.device;
+        let device = slave.device.clone();
         let group = &device.groups[group_idx];
-        let mut readings = Vec::with_capacity(group.points.len() + 1);
+        let points = &group.points[..];
+        let adaptive = &mut slave.plans[group_idx];
+        let requests = adaptive.requests(&group.requests, started);
+        let on_trial = adaptive.on_trial();
+        let mut readings = Vec::with_capacity(points.len() + 1);
         let mut answered = false;
         // After a timeout or a lost connection, the rest of this cycle is not attempted.
         let mut given_up: Option<Failure> = None;
-        for request in group.requests.iter() {
-            let result = match &given_up {
-                Some(_) => None,
-                None => Some(request_with_retries(&mut self.connection, device, request).await),
-            };
-            match result {
-                Some(Ok(payload)) => {
-                    answered = true;
-                    for &i in &request.points {
-                        let point = &group.points[i];
-                        let reading = match value_of(point, request, &payload) {
-                            Ok(value) => good(device, point, value, time),
-                            Err(e) => {
-                                self.observer.failed(&device.name, FailReason::Decode, &e);
-                                bad(device, point, format!("decode: {e}"), time)
-                            }
-                        };
-                        readings.push(reading);
+        // Requests of this cycle's plan replaced by their pieces, by index.
+        let mut changes: Vec<(usize, Vec<ReadRequest>)> = Vec::new();
+
+        // A request timed out last cycle while nothing else answered: is the device alive? Its
+        // first point read alone tells. Answered, the request that times out again is split
+        // (below); not answered, it is this cycle's one timeout.
+        let mut probe_failed = None;
+        if let Some(index) = adaptive.take_probe() {
+            if let Some(request) = requests.get(index) {
+                let probe = plan::probe(request, points);
+                // Rare, so boxed: the line task of every device stays small.
+                let answer =
+                    Box::pin(request_with_retries(&mut self.connection, &device, &probe)).await;
+                match answer {
+                    Err(failure) if !failure.answered() => {
+                        let result = Err(failure);
+                        push_readings(
+                            &*self.observer,
+                            &device,
+                            points,
+                            request,
+                            &result,
+                            time,
+                            &mut readings,
+                        );
+                        probe_failed = Some(index);
+                        given_up = result.err();
                     }
-                }
-                Some(Err(failure)) => {
-                    answered |= failure.answered();
-                    self.observer
-                        .failed(&device.name, failure.reason(), &failure);
-                    for &i in &request.points {
-                        readings.push(bad(device, &group.points[i], failure.to_string(), time));
-                    }
-                    if matches!(
-                        failure,
-                        Failure::Timeout | Failure::Disconnected(_) | Failure::Transport(_)
-                    ) {
-                        given_up = Some(failure);
-                    }
-                }
-                None => {
-                    let reason = given_up
-                        .as_ref()
-                        .map_or_else(String::new, |f| format!("{f} (skipped)"));
-                    for &i in &request.points {
-                        readings.push(bad(device, &group.points[i], reason.clone(), time));
-                    }
+                    _ => answered = true,
                 }
             }
+        }
+
+        for (index, request) in requests.iter().enumerate() {
+            if probe_failed == Some(index) {
+                continue;
+            }
+            if let Some(failure) = &given_up {
+                let reason = format!("{failure} (skipped)");
+                for &i in &request.points {
+                    readings.push(bad(&device, &points[i], reason.clone(), time));
+                }
+                continue;
+            }
+            let result = request_with_retries(&mut self.connection, &device, request).await;
+            let splitter = match &result {
+                Err(failure) if failure.refused() => Splitter::new(request, points),
+                _ => None,
+            };
+            if let (Some(splitter), Err(failure)) = (splitter, &result) {
+                // Refused as a whole: read its pieces now, down to single points if need be.
+                answered = true;
+                self.observer
+                    .failed(&device.name, failure.reason(), failure);
+                let detail = format!("{} refused: {failure}", Addresses(request));
+                self.observer.split(&device.name, &detail);
+                // Rare, so boxed: the line task of every device stays small.
+                let pieces = Box::pin(read_pieces(
+                    &mut self.connection,
+                    &*self.observer,
+                    &device,
+                    points,
+                    splitter,
+                    time,
+                    &mut readings,
+                ))
+                .await;
+                match pieces {
+                    Ok(pieces) => changes.push((index, pieces)),
+                    Err(failure) => given_up = Some(failure),
+                }
+                continue;
+            }
+            answered |= result.as_ref().map_or_else(Failure::answered, |_| true);
+            push_readings(
+                &*self.observer,
+                &device,
+                points,
+                request,
+                &result,
+                time,
+                &mut readings,
+            );
+            if let Err(failure) = result {
+                if failure.ends_cycle() {
+                    // On trial, a timeout puts the device's own plan back instead (`settle`).
+                    let timed_out = matches!(failure, Failure::Timeout);
+                    if timed_out && request.points.len() > 1 && !on_trial {
+                        if !answered {
+                            // Dead, or refusing this request? The probe will tell.
+                            adaptive.set_probe(index);
+                        } else if let Some((first, second)) = split(request, points) {
+                            // The device answers other requests: this one is too much for it.
+                            let detail = format!(
+                                "{} timed out while others are answered",
+                                Addresses(request)
+                            );
+                            self.observer.split(&device.name, &detail);
+                            changes.push((index, vec![first, second]));
+                        }
+                    }
+                    given_up = Some(failure);
+                }
+            }
+        }
+        adaptive.settle(
+            &requests,
+            changes,
+            given_up.is_some(),
+            started,
+            device.merge_retry,
+        );
+        let n_requests = slave
+            .plans
+            .iter()
+            .zip(&device.groups)
+            .map(|(plan, group)| plan.len(&group.requests))
+            .sum();
+        if n_requests != slave.n_requests {
+            slave.n_requests = n_requests;
+            self.observer.requests(&device.name, n_requests);
         }
         self.observer.readings(readings.len());
 
@@ -735,7 +837,7 @@ impl Line {
                 }
                 slave.online = Some(true);
                 self.observer.online(&device.name, true);
-                readings.push(online_reading(device, true, time));
+                readings.push(online_reading(&device, true, time));
             }
         } else {
             slave.failed_cycles = slave.failed_cycles.saturating_add(1);
@@ -744,11 +846,49 @@ impl Line {
                 tracing::warn!(device = %device.name, cycles = slave.failed_cycles, "modbus device offline");
                 slave.online = Some(false);
                 self.observer.online(&device.name, false);
-                readings.push(online_reading(device, false, time));
+                readings.push(online_reading(&device, false, time));
             }
         }
         readings
     }
+}
+
+/// Reads the pieces of a refused request until each is answered or refused alone, and pushes
+/// their readings. The pieces that replace the request, or the failure that ended the cycle
+/// (the plan then stays; the points not read are skipped).
+async fn read_pieces(
+    connection: &mut Connection,
+    observer: &dyn PollObserver,
+    device: &ModbusDevice,
+    points: &[Point],
+    mut splitter: Splitter,
+    time: DateTime<Utc>,
+    readings: &mut Vec<Reading>,
+) -> Result<Vec<ReadRequest>, Failure> {
+    while let Some(piece) = splitter.next().cloned() {
+        let result = request_with_retries(connection, device, &piece).await;
+        let refused = matches!(&result, Err(f) if f.refused());
+        if !splitter.answered(refused, points) {
+            if let Err(failure) = &result {
+                observer.failed(&device.name, failure.reason(), failure);
+                let detail = format!("{} refused: {failure}", Addresses(&piece));
+                observer.split(&device.name, &detail);
+            }
+            continue;
+        }
+        push_readings(observer, device, points, &piece, &result, time, readings);
+        match result {
+            Err(failure) if failure.ends_cycle() => {
+                let reason = format!("{failure} (skipped)");
+                for i in splitter.unread() {
+                    readings.push(bad(device, &points[i], reason.clone(), time));
+                }
+                return Err(failure);
+            }
+            _ => {}
+        }
+    }
+    Ok(splitter.finish())
 }
 
 async fn request_with_retries(
@@ -771,6 +911,50 @@ async fn request_with_retries(
                 attempt += 1;
             }
             other => return other,
+        }
+    }
+}
+
+/// A request's range for logs: `holding 0..36`.
+struct Addresses<'a>(&'a ReadRequest);
+
+impl fmt::Display for Addresses<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let end = u32::from(self.0.start) + u32::from(self.0.count);
+        write!(f, "{} {}..{end}", self.0.table, self.0.start)
+    }
+}
+
+/// The readings of one request's points: their values, or bad readings that say why; the
+/// failure (or each value that does not decode) is counted.
+fn push_readings(
+    observer: &dyn PollObserver,
+    device: &ModbusDevice,
+    points: &[Point],
+    request: &ReadRequest,
+    result: &Result<Payload, Failure>,
+    time: DateTime<Utc>,
+    readings: &mut Vec<Reading>,
+) {
+    match result {
+        Ok(payload) => {
+            for &i in &request.points {
+                let point = &points[i];
+                let reading = match value_of(point, request, payload) {
+                    Ok(value) => good(device, point, value, time),
+                    Err(e) => {
+                        observer.failed(&device.name, FailReason::Decode, &e);
+                        bad(device, point, format!("decode: {e}"), time)
+                    }
+                };
+                readings.push(reading);
+            }
+        }
+        Err(failure) => {
+            observer.failed(&device.name, failure.reason(), failure);
+            for &i in &request.points {
+                readings.push(bad(device, &points[i], failure.to_string(), time));
+            }
         }
     }
 }
@@ -844,139 +1028,6 @@ fn stable_hash(s: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::modbus::decode::{Order, Scaling};
-
-    fn point(table: Table, address: u16, data_type: DataType) -> Point {
-        Point {
-            metric: format!("{table}_{address}"),
-            unit: None,
-            table,
-            address,
-            data_type,
-            order: Order::Abcd,
-            scaling: Scaling::IDENTITY,
-            group: None,
-            labels: vec![],
-        }
-    }
-
-    /// (table, start, count, point indexes) per request.
-    type Planned = (Table, u16, u16, Vec<usize>);
-    /// (name, points, max_gap, max_count, expected plan).
-    type Case = (&'static str, Vec<Point>, u16, u16, Vec<Planned>);
-
-    fn plan(points: &[Point], gap: u16, count: u16) -> Vec<Planned> {
-        plan_requests(points, gap, count)
-            .into_iter()
-            .map(|r| (r.table, r.start, r.count, r.points))
-            .collect()
-    }
-
-    #[test]
-    fn merge_plans() {
-        use DataType::*;
-        use Table::*;
-        let cases: Vec<Case> = vec![
-            (
-                "contiguous registers make one request",
-                vec![
-                    point(Holding, 0, U16),
-                    point(Holding, 1, F32),
-                    point(Holding, 3, U64),
-                ],
-                0,
-                100,
-                vec![(Holding, 0, 7, vec![0, 1, 2])],
-            ),
-            (
-                "a gap within max_gap is read across",
-                vec![point(Holding, 0, U16), point(Holding, 5, U16)],
-                4,
-                100,
-                vec![(Holding, 0, 6, vec![0, 1])],
-            ),
-            (
-                "a gap beyond max_gap splits",
-                vec![point(Holding, 0, U16), point(Holding, 6, U16)],
-                4,
-                100,
-                vec![(Holding, 0, 1, vec![0]), (Holding, 6, 1, vec![1])],
-            ),
-            (
-                "max_count splits, a wide value is never cut",
-                vec![
-                    point(Holding, 0, F32),
-                    point(Holding, 2, F32),
-                    point(Holding, 4, F32),
-                ],
-                0,
-                5,
-                vec![(Holding, 0, 4, vec![0, 1]), (Holding, 4, 2, vec![2])],
-            ),
-            (
-                "tables never merge, and come out in table order",
-                vec![
-                    point(Input, 0, U16),
-                    point(Holding, 1, U16),
-                    point(Holding, 0, U16),
-                ],
-                10,
-                100,
-                vec![(Holding, 0, 2, vec![2, 1]), (Input, 0, 1, vec![0])],
-            ),
-            (
-                "bits of one register share it",
-                vec![
-                    point(Holding, 7, Bit(0)),
-                    point(Holding, 7, Bit(3)),
-                    point(Holding, 8, U16),
-                ],
-                0,
-                100,
-                vec![(Holding, 7, 2, vec![0, 1, 2])],
-            ),
-            (
-                "coils merge by bit address",
-                vec![
-                    point(Coil, 0, Bool),
-                    point(Coil, 3, Bool),
-                    point(Coil, 40, Bool),
-                ],
-                8,
-                100,
-                vec![(Coil, 0, 4, vec![0, 1]), (Coil, 40, 1, vec![2])],
-            ),
-            (
-                "the last register of the table does not wrap",
-                vec![point(Holding, 65534, U16), point(Holding, 65535, U16)],
-                0,
-                100,
-                vec![(Holding, 65534, 2, vec![0, 1])],
-            ),
-            (
-                "unsorted input is sorted by address",
-                vec![
-                    point(Holding, 10, U16),
-                    point(Holding, 0, U16),
-                    point(Holding, 5, U16),
-                ],
-                5,
-                100,
-                vec![(Holding, 0, 11, vec![1, 2, 0])],
-            ),
-            (
-                "a max_count of 125 holds a 125-register string",
-                vec![point(Holding, 0, Text(125)), point(Holding, 125, U16)],
-                0,
-                125,
-                vec![(Holding, 0, 125, vec![0]), (Holding, 125, 1, vec![1])],
-            ),
-            ("nothing to read", vec![], 0, 100, vec![]),
-        ];
-        for (name, points, gap, count, expected) in cases {
-            assert_eq!(plan(&points, gap, count), expected, "{name}");
-        }
-    }
 
     /// A gateway runs one line task per Modbus TCP device, thousands of them: no buffer may grow
     /// them. (About 1.7 KiB in a debug build, which lays futures out loosely.)
@@ -996,6 +1047,7 @@ mod tests {
             retries: 0,
             offline_after_cycles: 3,
             backoff_max: Duration::from_secs(1),
+            merge_retry: Duration::from_secs(3600),
             online_metric: "device_online".to_owned(),
         };
         let line = Line::new(
@@ -1030,6 +1082,7 @@ mod tests {
                 retries: 0,
                 offline_after_cycles: 3,
                 backoff_max: Duration::from_secs(1),
+                merge_retry: Duration::from_secs(3600),
                 online_metric: "device_online".to_owned(),
             })
         };
