@@ -1424,9 +1424,10 @@ impl Validator {
                         Problem::new(
                             rule_span.clone(),
                             format!(
-                                "nothing maps {} for `{equipment}`: rule `{}` cannot decide on a trapped passenger without it and will raise {}.trapped_rule_blind",
+                                "nothing maps {} for `{equipment}`: rule `{}` cannot decide on a trapped passenger without {} and will raise {}.trapped_rule_blind",
                                 missing.join(", "),
                                 rule.id,
+                                if missing.len() == 1 { "it" } else { "them" },
                                 rule.id
                             ),
                         )

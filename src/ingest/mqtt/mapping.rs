@@ -79,8 +79,8 @@ pub struct Mapped {
     /// cannot reach a store or an incident; one entry per reading, by metric.
     pub cleaned: Vec<String>,
     /// Codes missing from a code table that became a bad-quality reading (`unknown = "bad"`)
-    /// or the table's unknown value, by metric.
-    pub unknown_codes: Vec<String>,
+    /// or the table's unknown value: (metric, code).
+    pub unknown_codes: Vec<(String, String)>,
 }
 
 pub struct Mapper {
@@ -153,13 +153,13 @@ impl Mapper {
             };
             let (value, quality) = match decode(field, raw)? {
                 Decoded::Value(value) => (value, Quality::Good),
-                Decoded::UnknownAsValue(value) => {
-                    mapped.unknown_codes.push(field.metric.clone());
+                Decoded::UnknownAsValue(value, code) => {
+                    mapped.unknown_codes.push((field.metric.clone(), code));
                     (value, Quality::Good)
                 }
                 Decoded::UnknownAsBad(code) => {
-                    mapped.unknown_codes.push(field.metric.clone());
                     let reason = format!("code {code} is not in the code table");
+                    mapped.unknown_codes.push((field.metric.clone(), code));
                     (Value::Text(reason), Quality::Bad)
                 }
             };
@@ -226,8 +226,8 @@ pub fn clean_text(text: &str) -> String {
 
 enum Decoded {
     Value(Value),
-    /// A code not in the table, replaced by the table's unknown value.
-    UnknownAsValue(Value),
+    /// A code not in the table (the second), replaced by the table's unknown value.
+    UnknownAsValue(Value, String),
     /// A code not in the table, kept as a bad-quality reading.
     UnknownAsBad(String),
 }
@@ -248,7 +248,9 @@ fn decode(field: &FieldMapping, raw: &Json) -> Result<Decoded, Rejection> {
     match codes.lookup(raw) {
         Lookup::Known(value) => Ok(Decoded::Value(value)),
         Lookup::Unknown(code) => match &codes.unknown {
-            UnknownCode::Value(value) => Ok(Decoded::UnknownAsValue(value.clone())),
+            UnknownCode::Value(value) => {
+                Ok(Decoded::UnknownAsValue(value.clone(), clean_text(&code)))
+            }
             UnknownCode::Bad => Ok(Decoded::UnknownAsBad(clean_text(&code))),
             UnknownCode::Reject => Err(Rejection::UnknownCode {
                 pointer: field.pointer.clone(),
@@ -571,7 +573,13 @@ fields = [
                 ),
             ]
         );
-        assert_eq!(got.unknown_codes, ["door_zone", "service_mode"]);
+        assert_eq!(
+            got.unknown_codes,
+            [
+                ("door_zone".to_owned(), "2".to_owned()),
+                ("service_mode".to_owned(), "7".to_owned())
+            ]
+        );
         assert_eq!(
             map(r#"{"car": 5, "zone": 1}"#).map_err(|r| r.reason()),
             Err("unknown_code")

@@ -106,8 +106,9 @@ impl MqttIngest {
                                 for metric in &mapped.cleaned {
                                     self.metrics.reading_adjusted("text_cleaned", &publish.topic, metric);
                                 }
-                                for metric in &mapped.unknown_codes {
-                                    self.metrics.reading_adjusted("unknown_code", &publish.topic, metric);
+                                for (metric, code) in &mapped.unknown_codes {
+                                    let detail = format!("{metric}: code {code} is not in its code table");
+                                    self.metrics.reading_adjusted("unknown_code", &publish.topic, &detail);
                                 }
                                 let readings = mapped.readings;
                                 self.metrics.readings_received("mqtt", readings.len());
