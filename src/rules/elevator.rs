@@ -247,6 +247,9 @@ pub struct ElevatorUnit {
     closed_locked: Option<bool>,
     occupied: Option<bool>,
     mode: Mode,
+    /// The mode was set by an event code (42-47), which a back-to-normal code ends; a mode the
+    /// `service_mode` metric reported ends only with another report.
+    mode_from_code: bool,
     /// The time of this elevator's first reading: the metrics the trapped rule needs have
     /// `blind_after` from then to arrive.
     first_seen: Option<DateTime<Utc>>,
@@ -278,6 +281,7 @@ impl ElevatorUnit {
             closed_locked: None,
             occupied: None,
             mode: Mode::NeverReported,
+            mode_from_code: false,
             first_seen: None,
             blind: None,
             power_metric_cut: false,
@@ -353,6 +357,7 @@ impl ElevatorUnit {
         } else if metric == m.occupied {
             self.occupied = as_bool(value);
         } else if metric == m.service_mode {
+            self.mode_from_code = false;
             self.mode = match value {
                 Value::Text(s) if s != "unknown" && SERVICE_MODES.contains(&s.as_str()) => {
                     Mode::Known(s.clone())
@@ -394,10 +399,12 @@ impl ElevatorUnit {
             Some(Code::Event(ElevatorEvent::BackToNormal)) => {
                 self.code_faults.clear();
                 self.unknown_code = None;
-                // Back to normal ends a mode a code started (42-47), and only such a mode.
-                if matches!(&self.mode, Mode::Known(m) if SERVICE_MODES[1..7].contains(&m.as_str()))
-                {
+                // Back to normal ends a mode a code started (42-47), and only such a mode: a
+                // terminal that sends "no fault" (0) with every status must not end the
+                // inspection its service mode reports.
+                if self.mode_from_code {
                     self.mode = Mode::Known("normal".to_owned());
+                    self.mode_from_code = false;
                 }
             }
             Some(Code::Event(ElevatorEvent::MainPowerOff)) => {
@@ -405,6 +412,7 @@ impl ElevatorUnit {
             }
             Some(Code::Event(ElevatorEvent::ServiceMode(mode))) => {
                 self.mode = Mode::Known(mode.to_owned());
+                self.mode_from_code = true;
             }
             Some(Code::Event(ElevatorEvent::AlarmButton)) => self.trigger = Some("alarm_button"),
             Some(Code::Event(ElevatorEvent::Trapped)) => self.trigger = Some("terminal"),
