@@ -18,9 +18,9 @@
 //! [`SERVICE_MODES`]) or never reported at all does not silence it: an occupied, stopped, closed
 //! car is still raised, and the incident says the mode was unknown. The rule also says when it
 //! cannot see: `{id}.trapped_rule_blind` is raised at once for an unknown mode, and
-//! `blind_after` after the elevator's first reading for a metric it needs (car status or
-//! speed, door closed and locked, occupancy, service mode) that never arrived; it clears when
-//! the rule can see again. An occupancy never reported counts as empty (without a sensor, only
+//! `blind_after` after the elevator's first reading (or the engine's first clock tick) for a
+//! metric it needs (car status or speed, door closed and locked, occupancy, service mode) that
+//! never arrived; it clears when the rule can see again. An occupancy never reported counts as empty (without a sensor, only
 //! the button and the terminal raise a trapped alarm), and that is why it is blind then.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -250,8 +250,8 @@ pub struct ElevatorUnit {
     /// The mode was set by an event code (42-47), which a back-to-normal code ends; a mode the
     /// `service_mode` metric reported ends only with another report.
     mode_from_code: bool,
-    /// The time of this elevator's first reading: the metrics the trapped rule needs have
-    /// `blind_after` from then to arrive.
+    /// The time of this elevator's first reading or clock tick: the metrics the trapped rule
+    /// needs have `blind_after` from then to arrive.
     first_seen: Option<DateTime<Utc>>,
     /// Why the trapped rule is blind, while its `trapped_rule_blind` alarm is raised.
     blind: Option<Vec<String>>,
@@ -455,6 +455,9 @@ impl ElevatorUnit {
     /// Lets the trapped delay run out by `now`: the alarm carries the instant it ended. The
     /// wait for metrics that never arrived ends here too.
     pub fn expire(&mut self, gateway: &str, now: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
+        // A terminal that never sends anything leaves the rule as blind as one that never
+        // sends a mode: the wait starts with the first reading or the first clock tick.
+        self.first_seen.get_or_insert(now);
         if self.trapped.is_none() {
             if let Some(since) = self.candidate_since {
                 let at = since + self.trapped_delay();

@@ -28,7 +28,6 @@ use crate::config::{
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTerminalProfile {
-    #[allow(dead_code)]
     description: Option<String>,
     topic: Spanned<String>,
     time_pointer: Option<Spanned<String>>,
@@ -40,6 +39,8 @@ struct RawTerminalProfile {
 /// A terminal profile, validated; its topic still holds `{site}` and `{equipment}`.
 #[derive(Debug, Clone)]
 pub struct TerminalProfile {
+    /// What terminal this is, for people reading `seguard check` output and the file.
+    pub description: String,
     pub topic: String,
     pub time: Option<(String, TimeFormat)>,
     pub fields: Vec<FieldMapping>,
@@ -110,6 +111,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TerminalProfile, Vec<Located>> {
         return Err(locate(problems));
     }
     Ok(TerminalProfile {
+        description: raw.description.unwrap_or_default(),
         topic: raw.topic.into_inner(),
         time,
         fields,
