@@ -384,6 +384,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            for warning in &config.warnings {
+                tracing::warn!(%warning, "config warning");
+            }
             run("gateway", seguard::gateway::run(config, path))
         }
     }

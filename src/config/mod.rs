@@ -394,8 +394,8 @@ pub struct ElevatorRule {
     /// Service modes with staff in the car: only these keep the trapped rule from deciding.
     /// An unknown or unreported mode does not: the rule stays armed and says it is blind.
     pub staff_in_car_modes: Vec<String>,
-    /// After an elevator's first reading, how long a metric the trapped rule needs may stay
-    /// unreported before `{id}.trapped_rule_blind` is raised.
+    /// After an elevator's first reading (or the engine's first clock tick), how long a metric
+    /// the trapped rule needs may stay unreported before `{id}.trapped_rule_blind` is raised.
     pub blind_after: Duration,
 }
 
