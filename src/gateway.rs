@@ -876,6 +876,11 @@ impl Pipeline {
         let mut incidents = Vec::with_capacity(events.len());
         for event in events.drain(..) {
             match event.transition {
+                Transition::Raise if event.rule.ends_with(".trapped_rule_blind") => {
+                    self.metrics.alarm_raised(event.severity.as_str());
+                    self.metrics
+                        .trapped_rule_blind(&event.equipment, &event.message);
+                }
                 Transition::Raise => self.metrics.alarm_raised(event.severity.as_str()),
                 Transition::Clear => self.metrics.alarm_cleared(),
                 _ => {}

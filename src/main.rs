@@ -196,6 +196,9 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
     match seguard::config::load(file) {
         Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("{}: ok: {}", file.display(), config.summary());
             ExitCode::SUCCESS
         }
@@ -381,6 +384,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            for warning in &config.warnings {
+                tracing::warn!(%warning, "config warning");
+            }
             run("gateway", seguard::gateway::run(config, path))
         }
     }

@@ -68,6 +68,8 @@ pub struct Metrics {
     registry: Registry,
     readings_received: Family<SourceLabel, Counter>,
     messages_rejected: Family<ReasonLabel, Counter>,
+    readings_adjusted: Family<ReasonLabel, Counter>,
+    trapped_rule_blind: Counter,
     alarms_raised: Family<SeverityLabel, Counter>,
     alarms_cleared: Counter,
     alarm_transitions: Family<TransitionLabel, Counter>,
@@ -122,6 +124,18 @@ impl Metrics {
             "messages_rejected",
             "Messages rejected, by reason",
             messages_rejected.clone(),
+        );
+        let readings_adjusted = Family::default();
+        registry.register(
+            "readings_adjusted",
+            "Readings kept but changed at ingest: text_cleaned (control characters replaced), unknown_code (a code missing from its code table)",
+            readings_adjusted.clone(),
+        );
+        let trapped_rule_blind = Counter::default();
+        registry.register(
+            "trapped_rule_blind",
+            "Times an elevator's trapped rule raised that it cannot see (unknown service mode, or a metric it needs never reported)",
+            trapped_rule_blind.clone(),
         );
         let alarms_raised = Family::default();
         registry.register(
@@ -288,6 +302,8 @@ impl Metrics {
             modbus_requests,
             readings_received,
             messages_rejected,
+            readings_adjusted,
+            trapped_rule_blind,
             alarms_raised,
             alarms_cleared,
             alarm_transitions,
@@ -353,6 +369,28 @@ impl Metrics {
         self.log_limited(reason, |suppressed| {
             tracing::warn!(reason, topic, %detail, suppressed, "message rejected");
         });
+    }
+
+    /// A reading kept with a changed value: `text_cleaned` or `unknown_code`.
+    pub fn reading_adjusted(&self, reason: &'static str, topic: &str, metric: &str) {
+        self.readings_adjusted
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.log_limited(reason, |suppressed| {
+            tracing::warn!(
+                reason,
+                topic,
+                metric,
+                suppressed,
+                "reading adjusted at ingest"
+            );
+        });
+    }
+
+    /// An elevator's trapped rule said it is blind (its `trapped_rule_blind` alarm was raised).
+    pub fn trapped_rule_blind(&self, equipment: &str, message: &str) {
+        self.trapped_rule_blind.inc();
+        tracing::error!(equipment, message, "trapped rule blind");
     }
 
     pub fn rejected_count(&self, reason: &'static str) -> u64 {

@@ -63,3 +63,19 @@ fn an_unreadable_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// A config the trapped rule would be blind with passes the check, with every warning in the
+/// fixture's `.expected` file.
+#[test]
+fn every_warning_is_printed_and_the_check_passes() {
+    let fixtures = files("tests/fixtures/config/warnings", "toml");
+    assert!(!fixtures.is_empty(), "warning fixtures are missing");
+    for fixture in fixtures {
+        let expected = std::fs::read_to_string(fixture.with_extension("expected"))
+            .unwrap_or_else(|e| panic!("{}: no .expected file: {e}", fixture.display()));
+        let (ok, stdout, stderr) = check(&fixture);
+        assert!(ok, "{} fails the check:\n{stderr}", fixture.display());
+        assert!(stdout.contains(": ok: "), "{stdout}");
+        assert_eq!(stderr, expected, "warnings for {}", fixture.display());
+    }
+}

@@ -85,12 +85,18 @@ fn written() -> Written {
         n_gateway_configs >= 3,
         "found only {n_gateway_configs} gateway configs"
     );
-    // Every Modbus profile, also those no example site uses.
+    // Every Modbus profile (its registers) and MQTT terminal profile (its fields), also those
+    // no example site uses.
     for path in files(&root().join("firmware-configs/profiles"), "toml") {
         let text = std::fs::read_to_string(&path).expect("reading profile");
         let profile: toml::Table = toml::from_str(&text).expect("profile is TOML");
-        for register in profile["register"].as_array().expect("register array") {
-            metrics.insert(register["metric"].as_str().expect("metric").to_owned());
+        let entries = profile
+            .get("register")
+            .or_else(|| profile.get("field"))
+            .and_then(|e| e.as_array())
+            .unwrap_or_else(|| panic!("{}: no register or field array", path.display()));
+        for entry in entries {
+            metrics.insert(entry["metric"].as_str().expect("metric").to_owned());
         }
     }
     assert!(metrics.contains("pressure") && metrics.contains("fault_code"));

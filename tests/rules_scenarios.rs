@@ -13,6 +13,11 @@
 //! t = 30
 //! tick = true                               # the clock reaches t without a reading
 //! [[scenario.step]]
+//! t = 35
+//! topic = "elevator/lift-1/status"          # a message through the MQTT mappings
+//! payload = '{"car_status": 0}'
+//! rejected = "unknown_code"                 # optional: the rejection it must meet
+//! [[scenario.step]]
 //! t = 40
 //! ack = { rule = "lift.trapped", user = "li", comment = "on it" }
 //! [[scenario.expect]]
@@ -75,6 +80,11 @@ fn run(path: &Path) -> (toml::Table, Outcome) {
     let config = seguard::config::parse(&config_text, path)
         .unwrap_or_else(|e| panic!("{} config: {e}", path.display()));
     let mut engine = Engine::from_config(&config);
+    let mapper = seguard::ingest::mqtt::Mapper::new(
+        config.mqtt_mappings.clone(),
+        config.equipment.iter().map(|e| e.id.clone()).collect(),
+        64 * 1024,
+    );
     let default_equipment = text(&scenario, "equipment").map(str::to_owned);
     let mut events = Vec::new();
     let mut fills = Vec::new();
@@ -109,6 +119,26 @@ fn run(path: &Path) -> (toml::Table, Outcome) {
                 })
                 .collect();
             engine.on_readings(&readings, &mut events);
+        }
+        if let Some(payload) = step.get("payload").and_then(Toml::as_str) {
+            // A message as the terminal sends it, through the config's MQTT mappings (and the
+            // terminal profiles they use); its time is t unless the payload carries one.
+            let topic = text(step, "topic").expect("payload needs a topic");
+            let mapped = mapper.map(topic, payload.as_bytes(), time);
+            match (mapped, text(step, "rejected")) {
+                (Ok(mapped), None) => engine.on_readings(&mapped.readings, &mut events),
+                (Err(r), Some(reason)) => assert_eq!(r.reason(), reason, "{}", path.display()),
+                (Ok(_), Some(reason)) => panic!(
+                    "{}: payload at {} accepted, expected rejection {reason}",
+                    path.display(),
+                    seconds(time)
+                ),
+                (Err(r), None) => panic!(
+                    "{}: payload at {} rejected: {r}",
+                    path.display(),
+                    seconds(time)
+                ),
+            }
         }
         if step.get("tick").and_then(Toml::as_bool) == Some(true) {
             engine.tick(time, &mut events);
@@ -350,4 +380,35 @@ fn every_scenario_yields_exactly_its_expected_events() {
         files.len(),
         failures.join("\n\n")
     );
+}
+
+/// Every MQTT terminal profile shipped in `firmware-configs/profiles/` is driven by at least one
+/// scenario, so a profile never ships untried.
+#[test]
+fn every_terminal_profile_has_a_scenario() {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/firmware-configs/profiles"
+    ));
+    let mut profiles: Vec<String> = std::fs::read_dir(dir)
+        .expect("firmware-configs/profiles")
+        .filter_map(|e| {
+            let path = e.expect("dir entry").path();
+            let name = path.file_stem()?.to_str()?.to_owned();
+            (path.extension()? == "toml" && name.ends_with("-terminal")).then_some(name)
+        })
+        .collect();
+    profiles.sort();
+    assert_eq!(profiles, ["gbt-coded-terminal", "word-terminal"]);
+    let scenario_texts: Vec<String> = scenarios()
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("scenario"))
+        .collect();
+    for profile in profiles {
+        let used = format!("profile = \"{profile}\"");
+        assert!(
+            scenario_texts.iter().any(|t| t.contains(&used)),
+            "no scenario uses the terminal profile {profile}"
+        );
+    }
 }

@@ -82,7 +82,8 @@ fuzz_target!(|data: &[u8]| {
     let arrival = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
     let (mapper, known) = mapper();
     match mapper.map(topic, payload, arrival) {
-        Ok(readings) => {
+        Ok(mapped) => {
+            let readings = mapped.readings;
             assert!(!readings.is_empty(), "a mapped message gives readings");
             for r in &readings {
                 assert!(

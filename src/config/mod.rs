@@ -13,6 +13,8 @@ pub use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use diag::{line_column, toml_message, Located, Problem};
+pub(crate) use raw::RawField;
+pub(crate) use validate::{check_pointer, field_mapping};
 pub use validate::{is_valid_id, is_valid_metric_name};
 
 use crate::model::{Equipment, EquipmentKind, Severity};
@@ -63,10 +65,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| locate(vec![toml_problem(&e)]))?;
     // Profiles and other relative paths are relative to the config file.
     let config_dir = path.parent().unwrap_or(Path::new("."));
-    validate::validate(raw, config_dir).map_err(|mut problems| {
+    let (mut config, warnings) = validate::validate(raw, config_dir).map_err(|mut problems| {
         problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
         locate(problems)
-    })
+    })?;
+    config.warnings = warnings
+        .into_iter()
+        .map(|p| Located::new(path, text, p))
+        .collect();
+    Ok(config)
 }
 
 fn toml_problem(error: &toml::de::Error) -> Problem {
@@ -110,6 +117,9 @@ pub struct Config {
     /// Local line-protocol files (`[[uplink.linefile]]`), with their queue sizes.
     pub line_files: Vec<(crate::uplink::linefile::LineFileUplink, usize)>,
     pub central: Option<CentralUplink>,
+    /// What `seguard check` warns about without refusing the file (for example a mapping
+    /// that cannot tell the trapped rule the service mode).
+    pub warnings: Vec<Located>,
 }
 
 impl Config {
@@ -240,6 +250,8 @@ pub struct FieldMapping {
     pub unit: Option<String>,
     pub scale: f64,
     pub offset: f64,
+    /// Code → value table (`values`); without one the payload value is used as it is.
+    pub codes: Option<crate::ingest::codes::CodeTable>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -379,6 +391,12 @@ pub struct ElevatorRule {
     pub trapped_delay_outside_zone: Duration,
     /// Service modes in which this rule's alarms are suppressed by design.
     pub suppress_in: Vec<String>,
+    /// Service modes with staff in the car: only these keep the trapped rule from deciding.
+    /// An unknown or unreported mode does not: the rule stays armed and says it is blind.
+    pub staff_in_car_modes: Vec<String>,
+    /// After an elevator's first reading (or the engine's first clock tick), how long a metric
+    /// the trapped rule needs may stay unreported before `{id}.trapped_rule_blind` is raised.
+    pub blind_after: Duration,
 }
 
 /// High and high-high pressure from the nameplate, and the autoclave door interlock.

@@ -145,6 +145,8 @@ pub struct RawNameplate {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIngest {
+    /// Where MQTT terminal profiles are, relative to the config file (default `profiles`).
+    pub profiles: Option<String>,
     #[serde(default)]
     pub mqtt: Vec<Spanned<RawMqttMapping>>,
 }
@@ -152,10 +154,15 @@ pub struct RawIngest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqttMapping {
-    pub topic: Spanned<String>,
+    /// A terminal profile (`<profiles>/<name>.toml`) that gives topic, time and fields.
+    pub profile: Option<Spanned<String>>,
+    /// Required without a profile; with one, it replaces the profile's topic.
+    pub topic: Option<Spanned<String>>,
     pub equipment: Option<Spanned<String>>,
     pub time_pointer: Option<Spanned<String>>,
     pub time_format: Option<crate::config::TimeFormat>,
+    /// With a profile, these are added to the profile's fields.
+    #[serde(default)]
     pub fields: Vec<Spanned<RawField>>,
 }
 
@@ -169,6 +176,10 @@ pub struct RawField {
     pub unit: Option<String>,
     pub scale: Option<Spanned<f64>>,
     pub offset: Option<f64>,
+    /// Code table: code → value of the field's type (`crate::ingest::codes`).
+    pub values: Option<Spanned<toml::Table>>,
+    /// What a code the table does not list becomes: "bad", "reject" or { value = ... }.
+    pub unknown: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +214,11 @@ pub struct RawElevatorRule {
     pub trapped_delay_at_landing_s: Option<Spanned<f64>>,
     pub trapped_delay_outside_zone_s: Option<Spanned<f64>>,
     pub suppress_in: Option<Vec<Spanned<String>>>,
+    /// Service modes with staff in the car: the only ones that keep the trapped rule quiet.
+    pub staff_in_car_modes: Option<Vec<Spanned<String>>>,
+    /// How long after an elevator's first reading a metric the trapped rule needs may stay
+    /// unreported before the rule raises that it is blind.
+    pub blind_after_s: Option<Spanned<f64>>,
     #[serde(default)]
     pub metrics: RawElevatorMetrics,
 }

@@ -16,7 +16,11 @@ use crate::model::{Crs, GeoPoint, MaintenanceUnit, Nameplate};
 
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9180";
 
-pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, Vec<Problem>> {
+/// The typed config and the warnings about it, or every problem found.
+pub fn validate(
+    raw: RawConfig,
+    config_dir: &std::path::Path,
+) -> Result<(Config, Vec<Problem>), Vec<Problem>> {
     let mut v = Validator {
         config_dir: config_dir.to_owned(),
         ..Validator::default()
@@ -124,12 +128,19 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
                 .hint("add a [mqtt] table with host and port"),
         );
     }
-    let mqtt_mappings: Vec<MqttMapping> = raw
+    let mqtt_profiles = config_dir.join(raw.ingest.profiles.as_deref().unwrap_or("profiles"));
+    let placed_mappings: Vec<(MqttMapping, Range<usize>)> = raw
         .ingest
         .mqtt
         .iter()
-        .filter_map(|m| v.mqtt_mapping(m, &site_id, &known))
+        .filter_map(|m| {
+            Some((
+                v.mqtt_mapping(m, &site_id, &known, &mqtt_profiles)?,
+                m.span(),
+            ))
+        })
         .collect();
+    let mqtt_mappings: Vec<MqttMapping> = placed_mappings.iter().map(|(m, _)| m.clone()).collect();
 
     let mut rule_ids = HashSet::new();
     let thresholds = raw
@@ -149,6 +160,13 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
         .collect();
     let metric_types = mapped_metric_types(&mqtt_mappings);
     let rules = v.rule_set(&raw.rules, &equipment, &metric_types, &mut rule_ids);
+    let placed_elevator_rules: Vec<(ElevatorRule, Range<usize>)> = rules
+        .elevator
+        .iter()
+        .cloned()
+        .zip(raw.rules.elevator.iter().map(|r| r.span()))
+        .collect();
+    v.check_elevator_inputs(&placed_elevator_rules, &placed_mappings, &modbus_devices);
 
     let mut uplink_names = HashSet::new();
     let influx = raw
@@ -221,7 +239,8 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
     if !v.problems.is_empty() {
         return Err(v.problems);
     }
-    Ok(Config {
+    let warnings = std::mem::take(&mut v.warnings);
+    let config = Config {
         site: Site {
             id: site_id,
             name: raw.site.name,
@@ -244,7 +263,84 @@ pub fn validate(raw: RawConfig, config_dir: &std::path::Path) -> Result<Config, 
         influx,
         line_files,
         central,
-    })
+        warnings: Vec::new(),
+    };
+    Ok((config, warnings))
+}
+
+/// One mapped field as written, in a site config or a terminal profile.
+pub(crate) fn field_mapping(f: &Spanned<RawField>, problems: &mut Vec<Problem>) -> FieldMapping {
+    let f_ref = f.get_ref();
+    check_pointer(&f_ref.pointer, problems);
+    let metric = f_ref.metric.get_ref();
+    if !is_valid_metric_name(metric) {
+        problems.push(
+            Problem::new(
+                f_ref.metric.span(),
+                format!("metric name `{}` is not valid", metric.escape_debug()),
+            )
+            .hint("use snake_case names such as car_status or pressure, without spaces, quotes, backslashes or control characters"),
+        );
+    }
+    let scale = f_ref.scale.as_ref().map_or(1.0, |s| {
+        if !s.get_ref().is_finite() || *s.get_ref() == 0.0 {
+            problems.push(Problem::new(
+                s.span(),
+                "scale must be a finite, non-zero number",
+            ));
+        }
+        *s.get_ref()
+    });
+    let value_type = f_ref.value_type.unwrap_or(ValueType::Number);
+    let codes = match (&f_ref.values, &f_ref.unknown) {
+        (Some(values), unknown) => {
+            if f_ref.scale.is_some() || f_ref.offset.is_some() {
+                problems.push(
+                    Problem::new(
+                        values.span(),
+                        "a field with `values` takes no scale or offset",
+                    )
+                    .hint("put the value each code stands for in the table"),
+                );
+            }
+            Some(crate::ingest::codes::CodeTable::from_toml(
+                values.get_ref(),
+                unknown.as_ref().map(|u| u.get_ref()),
+                value_type,
+                values.span(),
+                unknown.as_ref().map(|u| u.span()),
+                problems,
+            ))
+        }
+        (None, Some(unknown)) => {
+            problems.push(
+                Problem::new(unknown.span(), "`unknown` without `values`")
+                    .hint("`unknown` says what a code missing from `values` becomes"),
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    FieldMapping {
+        pointer: f_ref.pointer.get_ref().clone(),
+        metric: metric.clone(),
+        value_type,
+        unit: f_ref.unit.clone(),
+        scale,
+        offset: f_ref.offset.unwrap_or(0.0),
+        codes,
+    }
+}
+
+pub(crate) fn check_pointer(pointer: &Spanned<String>, problems: &mut Vec<Problem>) {
+    let p = pointer.get_ref();
+    if !p.is_empty() && !p.starts_with('/') {
+        problems.push(
+            Problem::new(pointer.span(), format!("`{p}` is not a JSON pointer")).hint(format!(
+                "JSON pointers start with '/', for example \"/{p}\""
+            )),
+        );
+    }
 }
 
 /// Whether `id` can name a site, gateway, equipment or rule: ids become MQTT topic segments and
@@ -270,6 +366,8 @@ pub fn is_valid_metric_name(name: &str) -> bool {
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
+    /// What `seguard check` reports without refusing the file.
+    warnings: Vec<Problem>,
     /// Relative paths in the config (TLS files, secret files) are relative to its directory.
     config_dir: std::path::PathBuf,
 }
@@ -549,10 +647,49 @@ impl Validator {
         raw: &Spanned<RawMqttMapping>,
         site_id: &str,
         known: &HashSet<&str>,
+        profiles_dir: &std::path::Path,
     ) -> Option<MqttMapping> {
         let m = raw.get_ref();
-        let topic_span = m.topic.span();
-        let topic = m.topic.get_ref().replace("{site}", site_id);
+        let profile = m.profile.as_ref().and_then(|name| {
+            crate::ingest::mqtt::profile::load(profiles_dir, name.get_ref())
+                .map_err(|problems| {
+                    for l in problems {
+                        self.push(
+                            Problem::new(
+                                name.span(),
+                                format!(
+                                    "in terminal profile {}:{}:{}: {}",
+                                    l.path.display(),
+                                    l.line,
+                                    l.column,
+                                    l.message
+                                ),
+                            )
+                            .hint(l.hint.unwrap_or_else(|| {
+                                "the shipped terminal profiles in firmware-configs/profiles/ show the format".to_owned()
+                            })),
+                        );
+                    }
+                })
+                .ok()
+        });
+        if m.profile.is_some() && profile.is_none() {
+            return None;
+        }
+        let (topic_span, template) = match (&m.topic, &profile) {
+            (Some(t), _) => (t.span(), t.get_ref().clone()),
+            (None, Some(p)) => (
+                m.profile.as_ref().map(|n| n.span()).unwrap_or_default(),
+                p.topic.clone(),
+            ),
+            (None, None) => {
+                self.push(Problem::new(raw.span(), "this mapping has no topic").hint(
+                    "add topic = \"...\", or profile = \"NAME\" to take a terminal profile's topic",
+                ));
+                return None;
+            }
+        };
+        let topic = template.replace("{site}", site_id);
         let mut segments = Vec::new();
         for part in topic.split('/') {
             segments.push(match part {
@@ -609,54 +746,37 @@ impl Validator {
                 );
             }
         }
-        let time = m.time_pointer.as_ref().map(|p| {
-            self.check_pointer(p);
-            (
-                p.get_ref().clone(),
-                m.time_format.unwrap_or(TimeFormat::UnixMs),
-            )
-        });
-        if m.fields.is_empty() {
+        let time = match (&m.time_pointer, &profile) {
+            (Some(p), _) => {
+                check_pointer(p, &mut self.problems);
+                Some((
+                    p.get_ref().clone(),
+                    m.time_format.unwrap_or(TimeFormat::UnixMs),
+                ))
+            }
+            (None, Some(p)) => p.time.clone(),
+            (None, None) => None,
+        };
+        let mut fields = profile.map(|p| p.fields).unwrap_or_default();
+        if fields.is_empty() && m.fields.is_empty() {
             self.push(
                 Problem::new(raw.span(), "this mapping has no fields")
                     .hint("add [[ingest.mqtt.fields]] with pointer and metric"),
             );
         }
-        let fields = m
-            .fields
-            .iter()
-            .map(|f| {
-                let f_ref = f.get_ref();
-                self.check_pointer(&f_ref.pointer);
-                let metric = f_ref.metric.get_ref();
-                if !is_valid_metric_name(metric) {
-                    self.push(
-                        Problem::new(
-                            f_ref.metric.span(),
-                            format!("metric name `{}` is not valid", metric.escape_debug()),
-                        )
-                        .hint("use snake_case names such as car_status or pressure, without spaces, quotes, backslashes or control characters"),
-                    );
-                }
-                let scale = f_ref.scale.as_ref().map_or(1.0, |s| {
-                    if !s.get_ref().is_finite() || *s.get_ref() == 0.0 {
-                        self.push(Problem::new(
-                            s.span(),
-                            "scale must be a finite, non-zero number",
-                        ));
-                    }
-                    *s.get_ref()
-                });
-                FieldMapping {
-                    pointer: f_ref.pointer.get_ref().clone(),
-                    metric: metric.clone(),
-                    value_type: f_ref.value_type.unwrap_or(ValueType::Number),
-                    unit: f_ref.unit.clone(),
-                    scale,
-                    offset: f_ref.offset.unwrap_or(0.0),
-                }
-            })
-            .collect();
+        for f in &m.fields {
+            let field = field_mapping(f, &mut self.problems);
+            if fields.iter().any(|p| p.metric == field.metric) {
+                self.push(
+                    Problem::new(
+                        f.get_ref().metric.span(),
+                        format!("metric `{}` is also mapped by the profile", field.metric),
+                    )
+                    .hint("remove the field here, or map it under another metric name"),
+                );
+            }
+            fields.push(field);
+        }
         Some(MqttMapping {
             topic,
             segments,
@@ -664,17 +784,6 @@ impl Validator {
             time,
             fields,
         })
-    }
-
-    fn check_pointer(&mut self, pointer: &Spanned<String>) {
-        let p = pointer.get_ref();
-        if !p.is_empty() && !p.starts_with('/') {
-            self.push(
-                Problem::new(pointer.span(), format!("`{p}` is not a JSON pointer")).hint(format!(
-                    "JSON pointers start with '/', for example \"/{p}\""
-                )),
-            );
-        }
     }
 
     fn threshold(
@@ -1148,26 +1257,11 @@ impl Validator {
         };
         let suppress_in = match &r.suppress_in {
             None => vec!["inspection".to_owned(), "out_of_service".to_owned()],
-            Some(modes) => modes
-                .iter()
-                .filter_map(|mode| {
-                    if crate::rules::SERVICE_MODES.contains(&mode.get_ref().as_str()) {
-                        Some(mode.get_ref().clone())
-                    } else {
-                        self.push(
-                            Problem::new(
-                                mode.span(),
-                                format!("`{}` is not a service mode", mode.get_ref()),
-                            )
-                            .hint(format!(
-                                "use one of: {}",
-                                crate::rules::SERVICE_MODES.join(", ")
-                            )),
-                        );
-                        None
-                    }
-                })
-                .collect(),
+            Some(modes) => self.service_modes(modes, "suppress_in"),
+        };
+        let staff_in_car_modes = match &r.staff_in_car_modes {
+            None => vec!["inspection".to_owned(), "out_of_service".to_owned()],
+            Some(modes) => self.service_modes(modes, "staff_in_car_modes"),
         };
         ElevatorRule {
             id: r.id.get_ref().clone(),
@@ -1177,6 +1271,193 @@ impl Validator {
             trapped_delay_at_landing: self.seconds_or(&r.trapped_delay_at_landing_s, 60.0),
             trapped_delay_outside_zone: self.seconds_or(&r.trapped_delay_outside_zone_s, 30.0),
             suppress_in,
+            staff_in_car_modes,
+            blind_after: self.seconds_or(&r.blind_after_s, 120.0),
+        }
+    }
+
+    /// Service modes listed in an elevator rule. `unknown` (and `normal`) cannot silence the
+    /// trapped rule: a mode nobody recognised says nothing about who is in the car.
+    fn service_modes(&mut self, modes: &[Spanned<String>], key: &str) -> Vec<String> {
+        modes
+            .iter()
+            .filter_map(|mode| {
+                let name = mode.get_ref().as_str();
+                if matches!(name, "unknown" | "normal") {
+                    self.push(
+                        Problem::new(mode.span(), format!("`{name}` cannot be in {key}"))
+                            .hint("list only modes where staff are in the car, such as inspection and out_of_service: the trapped rule must not go quiet for a mode it does not know"),
+                    );
+                    None
+                } else if crate::rules::SERVICE_MODES.contains(&name) {
+                    Some(name.to_owned())
+                } else {
+                    self.push(
+                        Problem::new(mode.span(), format!("`{name}` is not a service mode"))
+                            .hint(format!(
+                                "use one of: {}",
+                                crate::rules::SERVICE_MODES.join(", ")
+                            )),
+                    );
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Compares what the mappings and Modbus profiles can produce for each elevator with what
+    /// its rule reads: a value the rule cannot read is a problem, a metric or a service mode
+    /// that can never arrive is a warning (the rule would run blind and say so at run time).
+    fn check_elevator_inputs(
+        &mut self,
+        rules: &[(ElevatorRule, Range<usize>)],
+        mappings: &[(MqttMapping, Range<usize>)],
+        modbus: &[std::sync::Arc<crate::ingest::modbus::ModbusDevice>],
+    ) {
+        use crate::model::Value;
+        for (rule, rule_span) in rules {
+            let m = &rule.metrics;
+            for (mapping, span) in mappings {
+                if mapping
+                    .equipment
+                    .as_ref()
+                    .is_some_and(|e| !rule.equipment.contains(e))
+                {
+                    continue;
+                }
+                for f in &mapping.fields {
+                    let expected: Option<(&str, &[&str])> = if f.metric == m.car_status {
+                        Some(("text", &["stopped", "running"]))
+                    } else if f.metric == m.service_mode {
+                        Some(("text", &crate::rules::SERVICE_MODES))
+                    } else if [
+                        &m.door_zone,
+                        &m.door_closed_locked,
+                        &m.occupied,
+                        &m.alarm_button,
+                    ]
+                    .contains(&&f.metric)
+                    {
+                        Some(("bool", &[]))
+                    } else {
+                        None
+                    };
+                    let Some((kind, words)) = expected else {
+                        continue;
+                    };
+                    let wrong_type = match kind {
+                        "text" => f.value_type != ValueType::Text,
+                        _ => f.value_type == ValueType::Text,
+                    };
+                    if wrong_type {
+                        self.push(
+                            Problem::new(
+                                span.clone(),
+                                format!(
+                                    "field `{}` gives metric `{}` a type rule `{}` cannot read",
+                                    f.pointer, f.metric, rule.id
+                                ),
+                            )
+                            .hint(format!(
+                                "map it as type = \"{kind}\"; a terminal that sends codes needs values = {{ ... }} with unknown = ..."
+                            )),
+                        );
+                        continue;
+                    }
+                    for value in f.codes.iter().flat_map(|c| c.values()) {
+                        if let Value::Text(word) = value {
+                            if !words.contains(&word.as_str()) {
+                                self.push(
+                                    Problem::new(
+                                        span.clone(),
+                                        format!(
+                                            "field `{}` can give `{}` the value \"{word}\", which rule `{}` does not know",
+                                            f.pointer, f.metric, rule.id
+                                        ),
+                                    )
+                                    .hint(format!("use one of: {}", words.join(", "))),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            for equipment in &rule.equipment {
+                // Everything that may reach this elevator: (metric, texts it can take, or None
+                // when any text can come).
+                let mut produced: Vec<(&str, Option<Vec<String>>)> = Vec::new();
+                for (mapping, _) in mappings {
+                    if mapping.equipment.as_ref().is_some_and(|e| e != equipment) {
+                        continue;
+                    }
+                    for f in &mapping.fields {
+                        let texts = f.codes.as_ref().map(|c| {
+                            c.values()
+                                .filter_map(|v| match v {
+                                    Value::Text(t) => Some(t.clone()),
+                                    _ => None,
+                                })
+                                .collect()
+                        });
+                        produced.push((f.metric.as_str(), texts));
+                    }
+                }
+                for device in modbus.iter().filter(|d| &d.equipment == equipment) {
+                    for point in device.groups.iter().flat_map(|g| g.points.iter()) {
+                        let texts = (!point.labels.is_empty())
+                            .then(|| point.labels.iter().map(|(_, t)| t.clone()).collect());
+                        produced.push((point.metric.as_str(), texts));
+                    }
+                }
+                let has = |metric: &str| produced.iter().any(|(p, _)| *p == metric);
+                let mut missing: Vec<&str> = Vec::new();
+                if !has(&m.car_status) && !has(&m.speed) {
+                    missing.push(&m.car_status);
+                }
+                for metric in [&m.door_closed_locked, &m.occupied, &m.service_mode] {
+                    if !has(metric) {
+                        missing.push(metric);
+                    }
+                }
+                if !missing.is_empty() {
+                    self.warnings.push(
+                        Problem::new(
+                            rule_span.clone(),
+                            format!(
+                                "nothing maps {} for `{equipment}`: rule `{}` cannot decide on a trapped passenger without {} and will raise {}.trapped_rule_blind",
+                                missing.join(", "),
+                                rule.id,
+                                if missing.len() == 1 { "it" } else { "them" },
+                                rule.id
+                            ),
+                        )
+                        .hint("map these metrics in an [[ingest.mqtt]] mapping or a Modbus profile"),
+                    );
+                    continue;
+                }
+                let modes: Option<Vec<&String>> = produced
+                    .iter()
+                    .filter(|(p, _)| *p == m.service_mode)
+                    .map(|(_, texts)| texts.as_ref())
+                    .collect::<Option<Vec<_>>>()
+                    .map(|lists| lists.into_iter().flatten().collect());
+                if let Some(modes) = modes {
+                    if !rule.staff_in_car_modes.iter().any(|s| modes.contains(&s)) {
+                        self.warnings.push(
+                            Problem::new(
+                                rule_span.clone(),
+                                format!(
+                                    "the code tables for `{equipment}` never give {} the modes {}: rule `{}` cannot tell staff in the car from a trapped passenger",
+                                    m.service_mode,
+                                    rule.staff_in_car_modes.join(", "),
+                                    rule.id
+                                ),
+                            )
+                            .hint("map the terminal's inspection and out-of-service codes to \"inspection\" and \"out_of_service\""),
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -11,8 +11,17 @@
 //!
 //! Readings with one timestamp form one snapshot of the car and are evaluated together, so a
 //! message saying "stopped, doors open" never looks like "running, doors open" half-way.
-//! A service mode never reported counts as normal; an occupancy never reported counts as empty
-//! (without a sensor, only the button and the terminal raise a trapped alarm).
+//!
+//! The trapped rule is fail-safe. It stays quiet only while the service mode is positively
+//! known to be one with staff in the car (`staff_in_car_modes`: inspection, out of service).
+//! A mode the terminal reported but nobody recognised ("unknown", or a word outside
+//! [`SERVICE_MODES`]) or never reported at all does not silence it: an occupied, stopped, closed
+//! car is still raised, and the incident says the mode was unknown. The rule also says when it
+//! cannot see: `{id}.trapped_rule_blind` is raised at once for an unknown mode, and
+//! `blind_after` after the elevator's first reading (or the engine's first clock tick) for a
+//! metric it needs (car status or speed, door closed and locked, occupancy, service mode) that
+//! never arrived; it clears when the rule can see again. An occupancy never reported counts as empty (without a sensor, only
+//! the button and the terminal raise a trapped alarm), and that is why it is blind then.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -215,6 +224,16 @@ struct Trapped {
     severity: Severity,
 }
 
+/// The service mode as the rule knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    NeverReported,
+    /// One of [`SERVICE_MODES`] other than "unknown".
+    Known(String),
+    /// Reported, but not a mode the rule can trust: the value as it came.
+    Unknown(String),
+}
+
 /// One elevator's state, fed metric by metric and evaluated per snapshot.
 #[derive(Debug, Clone)]
 pub struct ElevatorUnit {
@@ -227,7 +246,15 @@ pub struct ElevatorUnit {
     floor: Option<String>,
     closed_locked: Option<bool>,
     occupied: Option<bool>,
-    mode: String,
+    mode: Mode,
+    /// The mode was set by an event code (42-47), which a back-to-normal code ends; a mode the
+    /// `service_mode` metric reported ends only with another report.
+    mode_from_code: bool,
+    /// The time of this elevator's first reading or clock tick: the metrics the trapped rule
+    /// needs have `blind_after` from then to arrive.
+    first_seen: Option<DateTime<Utc>>,
+    /// Why the trapped rule is blind, while its `trapped_rule_blind` alarm is raised.
+    blind: Option<Vec<String>>,
     power_metric_cut: bool,
     /// Faults raised by codes, cleared by the back-to-normal event.
     code_faults: BTreeSet<ElevatorFault>,
@@ -253,7 +280,10 @@ impl ElevatorUnit {
             floor: None,
             closed_locked: None,
             occupied: None,
-            mode: "normal".to_owned(),
+            mode: Mode::NeverReported,
+            mode_from_code: false,
+            first_seen: None,
+            blind: None,
             power_metric_cut: false,
             code_faults: BTreeSet::new(),
             unknown_code: None,
@@ -271,7 +301,12 @@ impl ElevatorUnit {
 
     /// True while this elevator's alarms are suppressed by design (inspection, out of service).
     pub fn suppressed(&self) -> bool {
-        self.rule.suppress_in.contains(&self.mode)
+        matches!(&self.mode, Mode::Known(m) if self.rule.suppress_in.contains(m))
+    }
+
+    /// Staff are in the car: the only state that keeps the trapped rule from deciding.
+    fn staff_in_car(&self) -> bool {
+        matches!(&self.mode, Mode::Known(m) if self.rule.staff_in_car_modes.contains(m))
     }
 
     /// Whether this unit reads `metric`.
@@ -295,6 +330,7 @@ impl ElevatorUnit {
 
     /// Takes one metric of the snapshot at `time`.
     pub fn apply(&mut self, metric: &str, value: &Value, time: DateTime<Utc>) {
+        self.first_seen.get_or_insert(time);
         let rule = self.rule.clone();
         let m = &rule.metrics;
         if metric == m.car_status {
@@ -321,13 +357,15 @@ impl ElevatorUnit {
         } else if metric == m.occupied {
             self.occupied = as_bool(value);
         } else if metric == m.service_mode {
-            if let Value::Text(s) = value {
-                self.mode = if SERVICE_MODES.contains(&s.as_str()) {
-                    s.clone()
-                } else {
-                    "unknown".to_owned()
-                };
-            }
+            self.mode_from_code = false;
+            self.mode = match value {
+                Value::Text(s) if s != "unknown" && SERVICE_MODES.contains(&s.as_str()) => {
+                    Mode::Known(s.clone())
+                }
+                Value::Text(s) => Mode::Unknown(s.clone()),
+                Value::Number(n) => Mode::Unknown(format!("{n}")),
+                Value::Bool(b) => Mode::Unknown(b.to_string()),
+            };
         } else if metric == m.alarm_button {
             if as_bool(value) == Some(true) {
                 self.trigger = Some("alarm_button");
@@ -361,14 +399,21 @@ impl ElevatorUnit {
             Some(Code::Event(ElevatorEvent::BackToNormal)) => {
                 self.code_faults.clear();
                 self.unknown_code = None;
-                if self.mode != "normal" && SERVICE_MODES[1..7].contains(&self.mode.as_str()) {
-                    self.mode = "normal".to_owned();
+                // Back to normal ends a mode a code started (42-47), and only such a mode: a
+                // terminal that sends "no fault" (0) with every status must not end the
+                // inspection its service mode reports.
+                if self.mode_from_code {
+                    self.mode = Mode::Known("normal".to_owned());
+                    self.mode_from_code = false;
                 }
             }
             Some(Code::Event(ElevatorEvent::MainPowerOff)) => {
                 self.code_faults.insert(ElevatorFault::PowerCut);
             }
-            Some(Code::Event(ElevatorEvent::ServiceMode(mode))) => self.mode = mode.to_owned(),
+            Some(Code::Event(ElevatorEvent::ServiceMode(mode))) => {
+                self.mode = Mode::Known(mode.to_owned());
+                self.mode_from_code = true;
+            }
             Some(Code::Event(ElevatorEvent::AlarmButton)) => self.trigger = Some("alarm_button"),
             Some(Code::Event(ElevatorEvent::Trapped)) => self.trigger = Some("terminal"),
             None => self.unknown_code = Some(code),
@@ -407,23 +452,126 @@ impl ElevatorUnit {
         format!("{}.{name}", self.rule.id)
     }
 
-    /// Lets the trapped delay run out by `now`: the alarm carries the instant it ended.
+    /// Lets the trapped delay run out by `now`: the alarm carries the instant it ended. The
+    /// wait for metrics that never arrived ends here too.
     pub fn expire(&mut self, gateway: &str, now: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
-        if self.trapped.is_some() {
-            return;
-        }
-        if let Some(since) = self.candidate_since {
-            let at = since + self.trapped_delay();
-            if now >= at {
-                self.raise_trapped(gateway, at, "delay", out);
+        // A terminal that never sends anything leaves the rule as blind as one that never
+        // sends a mode: the wait starts with the first reading or the first clock tick.
+        self.first_seen.get_or_insert(now);
+        if self.trapped.is_none() {
+            if let Some(since) = self.candidate_since {
+                let at = since + self.trapped_delay();
+                if now >= at {
+                    self.raise_trapped(gateway, at, "delay", out);
+                }
             }
         }
+        self.settle_blind(gateway, now, out);
     }
 
     /// Evaluates the snapshot at `time`.
     pub fn settle(&mut self, gateway: &str, time: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
+        self.settle_blind(gateway, time, out);
         self.settle_trapped(gateway, time, out);
         self.settle_faults(gateway, time, out);
+    }
+
+    /// Why the trapped rule cannot see at `now`, empty when it can. A missing metric counts
+    /// from the instant `blind_after` ended, which is also when the alarm says it began.
+    fn blind_reasons(&self, now: DateTime<Utc>) -> (Vec<String>, DateTime<Utc>) {
+        let mut reasons = Vec::new();
+        let mut since = now;
+        if let Mode::Unknown(value) = &self.mode {
+            reasons.push(format!(
+                "service mode \"{value}\" is not one the rule knows"
+            ));
+        }
+        if let Some(first) = self.first_seen {
+            let deadline = first + to_chrono(self.rule.blind_after);
+            if now >= deadline {
+                let m = &self.rule.metrics;
+                let mut missing = Vec::new();
+                if self.stopped.is_none() && self.speed.is_none() {
+                    missing.push(m.car_status.as_str());
+                }
+                if self.closed_locked.is_none() {
+                    missing.push(m.door_closed_locked.as_str());
+                }
+                if self.occupied.is_none() {
+                    missing.push(m.occupied.as_str());
+                }
+                if self.mode == Mode::NeverReported {
+                    missing.push(m.service_mode.as_str());
+                }
+                if !missing.is_empty() {
+                    reasons.push(format!("never reported: {}", missing.join(", ")));
+                    if reasons.len() == 1 {
+                        since = deadline;
+                    }
+                }
+            }
+        }
+        (reasons, since)
+    }
+
+    fn settle_blind(&mut self, gateway: &str, now: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
+        let (reasons, since) = self.blind_reasons(now);
+        match (&self.blind, reasons.is_empty()) {
+            (None, false) => {
+                let message = format!(
+                    "{}: the trapped-passenger rule cannot see: {}; it still raises a stopped, closed, occupied car",
+                    self.equipment,
+                    reasons.join("; ")
+                );
+                let mut details = BTreeMap::new();
+                details.insert("reasons".into(), Value::Text(reasons.join("; ")));
+                details.insert("service_mode".into(), Value::Text(self.mode_text()));
+                out.push(
+                    AlarmEvent::new(
+                        gateway,
+                        &self.equipment,
+                        &self.alarm("trapped_rule_blind"),
+                        Severity::High,
+                        Transition::Raise,
+                        since,
+                        None,
+                        None,
+                        message,
+                    )
+                    .with_details(details),
+                );
+                self.blind = Some(reasons);
+            }
+            (Some(_), true) => {
+                self.blind = None;
+                let message = format!(
+                    "{}: the trapped-passenger rule sees again (service mode {})",
+                    self.equipment,
+                    self.mode_text()
+                );
+                out.push(AlarmEvent::new(
+                    gateway,
+                    &self.equipment,
+                    &self.alarm("trapped_rule_blind"),
+                    Severity::High,
+                    Transition::Clear,
+                    now,
+                    None,
+                    None,
+                    message,
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// The service mode for messages: the mode, or what was reported, or that nothing was.
+    fn mode_text(&self) -> String {
+        match &self.mode {
+            Mode::Known(m) => m.clone(),
+            Mode::Unknown(v) => format!("unknown (reported \"{v}\")"),
+            Mode::NeverReported => "unknown (never reported)".to_owned(),
+        }
     }
 
     fn settle_trapped(&mut self, gateway: &str, time: DateTime<Utc>, out: &mut Vec<AlarmEvent>) {
@@ -460,7 +608,7 @@ impl ElevatorUnit {
         let candidate = self.is_stopped()
             && self.closed_locked == Some(true)
             && self.occupied == Some(true)
-            && self.mode == "normal";
+            && !self.staff_in_car();
         if candidate {
             self.candidate_since.get_or_insert(time);
         } else {
@@ -512,6 +660,9 @@ impl ElevatorUnit {
         self.trapped = Some(Trapped { severity });
         let mut details = self.trapped_details(at);
         details.insert("trigger".into(), Value::Text(trigger.into()));
+        let mode_known = matches!(self.mode, Mode::Known(_));
+        details.insert("service_mode".into(), Value::Text(self.mode_text()));
+        details.insert("service_mode_known".into(), Value::Bool(mode_known));
         let place = if outside {
             "outside the door zone (非平层关人)"
         } else if self.door_zone == Some(true) {
@@ -528,8 +679,13 @@ impl ElevatorUnit {
                 self.trapped_delay().num_seconds()
             ),
         };
+        let unknown_mode = if mode_known {
+            String::new()
+        } else {
+            format!(" (service mode {})", self.mode_text())
+        };
         let message = format!(
-            "{}: passenger trapped {place}, floor {floor}: {how}",
+            "{}: passenger trapped {place}, floor {floor}: {how}{unknown_mode}",
             self.equipment
         );
         out.push(

@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value as Json;
 
 use crate::config::{FieldMapping, MqttMapping, TimeFormat, TopicSegment, ValueType};
+use crate::ingest::codes::{Lookup, UnknownCode};
 use crate::model::{Quality, Reading, Source, Value};
 
 /// Why a message was not turned into readings. Each reason is a label of
@@ -34,6 +35,12 @@ pub enum Rejection {
     BadTime { pointer: String, format: TimeFormat },
     #[error("payload has none of the mapped fields")]
     NoFields,
+    #[error("field `{pointer}` for metric `{metric}` sent code {code}, which its code table does not list")]
+    UnknownCode {
+        pointer: String,
+        metric: String,
+        code: String,
+    },
 }
 
 impl Rejection {
@@ -47,10 +54,11 @@ impl Rejection {
             Rejection::NonFinite { .. } => "non_finite",
             Rejection::BadTime { .. } => "bad_time",
             Rejection::NoFields => "no_fields",
+            Rejection::UnknownCode { .. } => "unknown_code",
         }
     }
 
-    pub const ALL_REASONS: [&'static str; 8] = [
+    pub const ALL_REASONS: [&'static str; 9] = [
         "oversized",
         "malformed",
         "no_mapping",
@@ -59,7 +67,20 @@ impl Rejection {
         "non_finite",
         "bad_time",
         "no_fields",
+        "unknown_code",
     ];
+}
+
+/// What one message became.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    pub readings: Vec<Reading>,
+    /// Text values that held control characters (NUL included), replaced by U+FFFD so they
+    /// cannot reach a store or an incident; one entry per reading, by metric.
+    pub cleaned: Vec<String>,
+    /// Codes missing from a code table that became a bad-quality reading (`unknown = "bad"`)
+    /// or the table's unknown value: (metric, code).
+    pub unknown_codes: Vec<(String, String)>,
 }
 
 pub struct Mapper {
@@ -94,7 +115,7 @@ impl Mapper {
         topic: &str,
         payload: &[u8],
         arrival: DateTime<Utc>,
-    ) -> Result<Vec<Reading>, Rejection> {
+    ) -> Result<Mapped, Rejection> {
         if payload.len() > self.max_payload_bytes {
             return Err(Rejection::Oversized {
                 size: payload.len(),
@@ -121,25 +142,48 @@ impl Mapper {
             },
             None => arrival,
         };
-        let mut readings = Vec::with_capacity(mapping.fields.len());
+        let mut mapped = Mapped {
+            readings: Vec::with_capacity(mapping.fields.len()),
+            cleaned: Vec::new(),
+            unknown_codes: Vec::new(),
+        };
         for field in &mapping.fields {
             let Some(raw) = json.pointer(&field.pointer).filter(|v| !v.is_null()) else {
                 continue;
             };
-            readings.push(Reading {
+            let (value, quality) = match decode(field, raw)? {
+                Decoded::Value(value) => (value, Quality::Good),
+                Decoded::UnknownAsValue(value, code) => {
+                    mapped.unknown_codes.push((field.metric.clone(), code));
+                    (value, Quality::Good)
+                }
+                Decoded::UnknownAsBad(code) => {
+                    let reason = format!("code {code} is not in the code table");
+                    mapped.unknown_codes.push((field.metric.clone(), code));
+                    (Value::Text(reason), Quality::Bad)
+                }
+            };
+            let value = match value {
+                Value::Text(text) if text.chars().any(char::is_control) => {
+                    mapped.cleaned.push(field.metric.clone());
+                    Value::Text(clean_text(&text))
+                }
+                other => other,
+            };
+            mapped.readings.push(Reading {
                 equipment: equipment.to_owned(),
                 metric: field.metric.clone(),
-                value: convert(field, raw)?,
+                value,
                 unit: field.unit.clone(),
                 time,
-                quality: Quality::Good,
+                quality,
                 source: Source::Mqtt,
             });
         }
-        if readings.is_empty() {
+        if mapped.readings.is_empty() {
             return Err(Rejection::NoFields);
         }
-        Ok(readings)
+        Ok(mapped)
     }
 }
 
@@ -169,6 +213,51 @@ fn json_type(v: &Json) -> &'static str {
         Json::String(_) => "text",
         Json::Array(_) => "an array",
         Json::Object(_) => "an object",
+    }
+}
+
+/// A text value with every control character (NUL, escape, a newline...) replaced by U+FFFD:
+/// a terminal's text is a floor or a code, never a layout, and a NUL is refused by stores.
+pub fn clean_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+enum Decoded {
+    Value(Value),
+    /// A code not in the table (the second), replaced by the table's unknown value.
+    UnknownAsValue(Value, String),
+    /// A code not in the table, kept as a bad-quality reading.
+    UnknownAsBad(String),
+}
+
+/// A field's value: through its code table when it has one, else by type.
+fn decode(field: &FieldMapping, raw: &Json) -> Result<Decoded, Rejection> {
+    let Some(codes) = &field.codes else {
+        return convert(field, raw).map(Decoded::Value);
+    };
+    if matches!(raw, Json::Array(_) | Json::Object(_)) {
+        return Err(Rejection::WrongType {
+            pointer: field.pointer.clone(),
+            metric: field.metric.clone(),
+            expected: "a code (number, text or bool)",
+            found: json_type(raw),
+        });
+    }
+    match codes.lookup(raw) {
+        Lookup::Known(value) => Ok(Decoded::Value(value)),
+        Lookup::Unknown(code) => match &codes.unknown {
+            UnknownCode::Value(value) => {
+                Ok(Decoded::UnknownAsValue(value.clone(), clean_text(&code)))
+            }
+            UnknownCode::Bad => Ok(Decoded::UnknownAsBad(clean_text(&code))),
+            UnknownCode::Reject => Err(Rejection::UnknownCode {
+                pointer: field.pointer.clone(),
+                metric: field.metric.clone(),
+                code: clean_text(&code),
+            }),
+        },
     }
 }
 
@@ -286,7 +375,8 @@ fields = [
                 br#"{"ts": 1800000001500, "floor": "B2", "occupied": 1, "speed": 1.5}"#,
                 arrival(),
             )
-            .unwrap();
+            .unwrap()
+            .readings;
         let got: Vec<(&str, &Value, Option<&str>)> = readings
             .iter()
             .map(|r| (r.metric.as_str(), &r.value, r.unit.as_deref()))
@@ -309,7 +399,8 @@ fields = [
     fn missing_time_uses_arrival() {
         let readings = mapper()
             .map("site/s1/lift-1/telemetry", br#"{"floor": 3}"#, arrival())
-            .unwrap();
+            .unwrap()
+            .readings;
         assert_eq!(readings[0].time, arrival());
         assert_eq!(readings[0].value, Value::Text("3".into()));
     }
@@ -403,6 +494,122 @@ fields = [
             "a scale that is not 1/n multiplies"
         );
         assert_eq!(scale(2.0, 1000.0), 2000.0);
+    }
+
+    const CODED: &str = r#"
+[site]
+id = "s1"
+name = "test site"
+[gateway]
+id = "gw1"
+[mqtt]
+host = "127.0.0.1"
+[[equipment]]
+id = "lift-1"
+kind = "elevator"
+registration_code = "31101101002019000001"
+[[ingest.mqtt]]
+topic = "t/{equipment}"
+fields = [
+  { pointer = "/car", metric = "car_status", type = "text", values = { 0 = "stopped", 1 = "running" }, unknown = "reject" },
+  { pointer = "/zone", metric = "door_zone", type = "bool", values = { 0 = false, 1 = true }, unknown = "bad" },
+  { pointer = "/mode", metric = "service_mode", type = "text", values = { 1 = "normal", 2 = "inspection" }, unknown = { value = "unknown" } },
+  { pointer = "/floor", metric = "floor", type = "text" },
+]
+"#;
+
+    fn coded() -> Mapper {
+        let config =
+            crate::config::parse(CODED, Path::new("coded.toml")).unwrap_or_else(|e| panic!("{e}"));
+        Mapper::new(config.mqtt_mappings, ["lift-1".to_owned()].into(), 4096)
+    }
+
+    /// Codes become the values the rules read; an unknown code is handled as the field says.
+    #[test]
+    fn code_tables_map_codes_and_handle_unknown_ones() {
+        let map = |payload: &str| coded().map("t/lift-1", payload.as_bytes(), arrival());
+        let values = |m: &Mapped| -> Vec<(String, Value, Quality)> {
+            m.readings
+                .iter()
+                .map(|r| (r.metric.clone(), r.value.clone(), r.quality))
+                .collect()
+        };
+        let got = map(r#"{"car": 0, "zone": 1, "mode": "2"}"#).unwrap();
+        assert_eq!(
+            values(&got),
+            [
+                (
+                    "car_status".into(),
+                    Value::Text("stopped".into()),
+                    Quality::Good
+                ),
+                ("door_zone".into(), Value::Bool(true), Quality::Good),
+                (
+                    "service_mode".into(),
+                    Value::Text("inspection".into()),
+                    Quality::Good
+                ),
+            ]
+        );
+        assert!(got.unknown_codes.is_empty());
+        let got = map(r#"{"car": 1, "zone": 2, "mode": 7}"#).unwrap();
+        assert_eq!(
+            values(&got),
+            [
+                (
+                    "car_status".into(),
+                    Value::Text("running".into()),
+                    Quality::Good
+                ),
+                (
+                    "door_zone".into(),
+                    Value::Text("code 2 is not in the code table".into()),
+                    Quality::Bad
+                ),
+                (
+                    "service_mode".into(),
+                    Value::Text("unknown".into()),
+                    Quality::Good
+                ),
+            ]
+        );
+        assert_eq!(
+            got.unknown_codes,
+            [
+                ("door_zone".to_owned(), "2".to_owned()),
+                ("service_mode".to_owned(), "7".to_owned())
+            ]
+        );
+        assert_eq!(
+            map(r#"{"car": 5, "zone": 1}"#).map_err(|r| r.reason()),
+            Err("unknown_code")
+        );
+        assert_eq!(
+            map(r#"{"car": [0]}"#).map_err(|r| r.reason()),
+            Err("wrong_type")
+        );
+    }
+
+    /// Issue 13: a NUL in a floor reached central inside a trapped incident, which refused it.
+    #[test]
+    fn control_characters_in_text_are_replaced_and_counted() {
+        let got = coded()
+            .map(
+                "t/lift-1",
+                br#"{"floor": "7\u0000x\u001b[2J", "car": 0}"#,
+                arrival(),
+            )
+            .unwrap();
+        assert_eq!(
+            got.readings[1].value,
+            Value::Text("7\u{FFFD}x\u{FFFD}[2J".into())
+        );
+        assert_eq!(got.cleaned, ["floor"]);
+        let got = coded()
+            .map("t/lift-1", br#"{"floor": "B2"}"#, arrival())
+            .unwrap();
+        assert_eq!(got.readings[0].value, Value::Text("B2".into()));
+        assert!(got.cleaned.is_empty());
     }
 
     #[test]

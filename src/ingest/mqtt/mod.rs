@@ -11,6 +11,7 @@
 //! rejected and counted. A message in flight when the gateway dies is delivered again.
 
 pub mod mapping;
+pub mod profile;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +102,15 @@ impl MqttIngest {
                             continue;
                         };
                         match self.mapper.map(&publish.topic, &publish.payload, Utc::now()) {
-                            Ok(readings) => {
+                            Ok(mapped) => {
+                                for metric in &mapped.cleaned {
+                                    self.metrics.reading_adjusted("text_cleaned", &publish.topic, metric);
+                                }
+                                for (metric, code) in &mapped.unknown_codes {
+                                    let detail = format!("{metric}: code {code} is not in its code table");
+                                    self.metrics.reading_adjusted("unknown_code", &publish.topic, &detail);
+                                }
+                                let readings = mapped.readings;
                                 self.metrics.readings_received("mqtt", readings.len());
                                 let batch = Batch { readings, ack: Some(publish) };
                                 if tx.send(batch).await.is_err() {
