@@ -616,7 +616,8 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status().as_u16(), 409);
+    // Closed: the link only reads now.
+    assert_eq!(again.status().as_u16(), 410);
     let d: Value = get(SHENLONG_TOKEN).await.unwrap().json().await.unwrap();
     let steps: Vec<&str> = d["steps"]
         .as_array()
@@ -682,6 +683,144 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
         .unwrap();
     assert_eq!(audit.as_array().unwrap().len(), 3, "{audit}");
     central.stop().await;
+}
+
+/// A rescue step is taken only by the unit called now, and booked under it. Found by trying:
+/// after escalation from team A to B, A's `responded` was booked under B (meeting B's deadline),
+/// and B's old link closed the fire service's dispatch.
+async fn only_the_unit_called_now_takes_a_step(store_url: String) {
+    let (hook_port, mut hooks) = webhook_receiver().await;
+    let setup = Setup {
+        store_url,
+        mqtt_port: None,
+        webhook_port: hook_port,
+        smtp_port: free_port(),
+        respond_within_s: 1.0,
+    };
+    let central = Central::start(config("a", &setup)).await.unwrap();
+    let mut trapped = incident("gw1", 7, "elevator.trapped_at_level", "raise");
+    // The gateway's registry claims a phone for the maintenance unit: central calls its own.
+    trapped["equipment"]["maintenance_unit"]["phone"] = "+1-555-0199".into();
+    let (status, answer) = post_incident(
+        &central,
+        Some(GW1_TOKEN),
+        serde_json::to_vec(&trapped).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    // Called: Shenlong, then (no response within 1 s) the backup, then the fire service.
+    let mut links = Vec::new();
+    for (unit, phone) in [
+        ("shenlong", "+86-21-5555-0101"),
+        ("backup", "+86-21-5555-0200"),
+        ("fire", "119"),
+    ] {
+        let (path, body, _) = next_hook(&mut hooks, Duration::from_secs(10)).await;
+        assert_eq!(path, unit, "{body}");
+        assert_eq!(body["unit"]["phone"], json!(phone), "{body}");
+        let link = body["rescue_url"].as_str().unwrap();
+        links.push(link.split("?t=").nth(1).unwrap().to_owned());
+    }
+    let id = answer["dispatch"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let step = |query: String, token: Option<&'static str>, step: &'static str| {
+        let mut request = client
+            .post(url(
+                &central,
+                &format!("/api/v1/dispatches/{id}/status{query}"),
+            ))
+            .json(&json!({ "status": step, "note": "from the test" }));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+    let read = |link: &str| {
+        client
+            .get(url(&central, &format!("/api/v1/dispatches/{id}?t={link}")))
+            .send()
+    };
+    // Escalated away: Shenlong's link and its team token, and the backup's link, are refused.
+    for (query, token, name) in [
+        (format!("?t={}", links[0]), None, "Shenlong's link"),
+        (String::new(), Some(SHENLONG_TOKEN), "Shenlong's team token"),
+        (format!("?t={}", links[1]), None, "the backup's link"),
+    ] {
+        for s in ["responded", "on_site", "completed", "false_alarm"] {
+            let r = step(query.clone(), token, s).await.unwrap();
+            assert_eq!(r.status().as_u16(), 410, "{name} {s}");
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("handed over to Fire and Rescue Service"),
+                "{body}"
+            );
+        }
+    }
+    // They still read it, and are told why they cannot act.
+    let seen: Value = read(&links[0]).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["access"]["can_act"], json!(false), "{seen}");
+    assert_eq!(
+        seen["status"],
+        json!("occurred"),
+        "nothing was booked: {seen}"
+    );
+    assert_eq!(seen["responded_at"], Value::Null, "{seen}");
+    // The fire service acts, and its steps are its own.
+    let seen: Value = read(&links[2]).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["access"]["can_act"], json!(true), "{seen}");
+    for s in ["responded", "completed"] {
+        let r = step(format!("?t={}", links[2]), None, s).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{s}: {}", r.text().await.unwrap());
+    }
+    let d = central.store.dispatch(&id).await.unwrap().unwrap();
+    let taken: Vec<(&str, i64, &str)> = d
+        .steps
+        .iter()
+        .filter(|s| s.step == "responded" || s.step == "completed")
+        .map(|s| (s.step.as_str(), s.level, s.unit.as_str()))
+        .collect();
+    assert_eq!(
+        taken,
+        [
+            ("responded", 2, "Fire and Rescue Service"),
+            ("completed", 2, "Fire and Rescue Service")
+        ]
+    );
+    assert_eq!(d.unit.phone, "119");
+    // Closed: every link reads it and none acts, the fire service's included.
+    for link in &links {
+        let r = step(format!("?t={link}"), None, "false_alarm")
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 410);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("is completed"),
+            "{body}"
+        );
+        let seen: Value = read(link).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            (seen["status"].clone(), seen["access"]["can_act"].clone()),
+            (json!("completed"), json!(false))
+        );
+    }
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_unit_called_now_takes_a_step_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    only_the_unit_called_now_takes_a_step(format!("sqlite://{}/central.db", dir.path().display()))
+        .await;
+}
+
+#[tokio::test]
+async fn only_the_unit_called_now_takes_a_step_on_postgres() {
+    let pg = Postgres::start();
+    only_the_unit_called_now_takes_a_step(pg.url()).await;
 }
 
 /// Fuzz finding (fuzz/README.md): PostgreSQL refuses NUL in text, so an incident holding one

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{token_hash, CentralConfig, Role, TileCrs};
-use super::dispatch::Status;
+use super::dispatch::{self, Status};
 use super::intake::{self, Rejection};
 use super::store::{AlarmFilter, Store, StoreError};
 use super::{geo, now_ms, web, CentralMetrics};
@@ -47,6 +47,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{1}")]
+    Body(StatusCode, String),
     #[error("the store is unavailable; try again")]
     Store(#[from] StoreError),
 }
@@ -60,6 +64,8 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
+            ApiError::Body(status, _) => (*status, "bad_body"),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
@@ -362,9 +368,10 @@ async fn ack(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(body): Json<AckBody>,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = caller(&state.config, &headers)?;
+    let Json(body) = json_body::<AckBody>(request).await?;
     let unit = state
         .store
         .alarm_unit(&id)
@@ -462,13 +469,13 @@ struct LinkToken {
 }
 
 /// Who may see or act on a dispatch: the holder of its link token (sent to the called unit),
-/// a rescue team that was called for it, or (to read) a regulator.
+/// a rescue team that was called for it, or (to read) a regulator. Taking a step is further
+/// limited to the unit called now (see [`dispatch::check_step`]).
 async fn dispatch_caller(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
     link: Option<&str>,
-    write: bool,
 ) -> Result<Caller, ApiError> {
     if let Some(t) = link {
         let unit = state
@@ -484,7 +491,7 @@ async fn dispatch_caller(
     }
     let c = caller(&state.config, headers)?;
     match c.role {
-        Role::Regulator if !write => Ok(c),
+        Role::Regulator => Ok(c),
         Role::RescueTeam => {
             let unit = c.unit.clone().unwrap_or_default();
             if state.store.dispatch_called(id, &unit).await? {
@@ -493,23 +500,38 @@ async fn dispatch_caller(
                 Err(ApiError::Forbidden("see dispatches of another unit"))
             }
         }
-        _ => Err(ApiError::Forbidden("update this dispatch")),
+        _ => Err(ApiError::Forbidden("see this dispatch")),
     }
 }
 
+/// `GET /api/v1/dispatches/{id}`: the dispatch with its steps, and under `access` whether this
+/// caller may take the next step (only the unit called now, while the dispatch is open). A link
+/// of a unit that was escalated away, or of a closed dispatch, still reads it.
 async fn dispatch(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(link): Query<LinkToken>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    dispatch_caller(&state, &headers, &id, link.t.as_deref(), false).await?;
+    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref()).await?;
     let d = state
         .store
         .dispatch(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("dispatch {id}")))?;
-    Ok(Json(json!(d)))
+    let refused = match (c.role, &c.unit) {
+        (Role::RescueTeam, Some(unit)) => {
+            dispatch::may_act(d.status, &d.unit.name, unit).map_err(|e| e.to_string())
+        }
+        _ => Err("a regulator reads dispatches: the unit called takes their steps".to_owned()),
+    };
+    let mut value = json!(d);
+    value["access"] = json!({
+        "unit": c.unit,
+        "can_act": refused.is_ok(),
+        "reason": refused.err(),
+    });
+    Ok(Json(value))
 }
 
 #[derive(Deserialize)]
@@ -519,14 +541,21 @@ struct StatusBody {
     note: String,
 }
 
+/// `POST /api/v1/dispatches/{id}/status`: a rescue step by the unit called now. 410 Gone when
+/// the caller's unit was escalated away or the dispatch is closed: such a link only reads.
 async fn dispatch_status(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(link): Query<LinkToken>,
-    Json(body): Json<StatusBody>,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref(), true).await?;
+    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref()).await?;
+    let unit = match (c.role, &c.unit) {
+        (Role::RescueTeam, Some(unit)) => unit.clone(),
+        _ => return Err(ApiError::Forbidden("update this dispatch")),
+    };
+    let Json(body) = json_body::<StatusBody>(request).await?;
     let status = Status::parse(&body.status)
         .filter(|s| *s != Status::Occurred)
         .ok_or_else(|| {
@@ -541,6 +570,7 @@ async fn dispatch_status(
             &state.config,
             &id,
             status,
+            &unit,
             &c.name,
             c.role.as_str(),
             &body.note,
@@ -549,6 +579,15 @@ async fn dispatch_status(
         .await?
     {
         Ok(d) => Ok(Json(json!(d))),
-        Err(why) => Err(ApiError::Conflict(why)),
+        Err(why) if why.is_gone() => Err(ApiError::Gone(why.to_string())),
+        Err(why) => Err(ApiError::Conflict(why.to_string())),
     }
+}
+
+/// Parses a JSON body after the caller was authorised, so an unauthorised request gets 401
+/// whatever it sends; the rejections are axum's (415 without a JSON content type, 400, 422).
+async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<Json<T>, ApiError> {
+    Json::<T>::from_request(request, &())
+        .await
+        .map_err(|rejection| ApiError::Body(rejection.status(), rejection.body_text()))
 }

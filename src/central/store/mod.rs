@@ -22,7 +22,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::config::CentralConfig;
-use super::dispatch::{self, Dispatch, ElevatorCodes, Level, Record, Status, Step};
+use super::dispatch::{self, Dispatch, ElevatorCodes, Level, Record, Status, Step, StepRefused};
 use crate::model::{
     Equipment, EquipmentKind, FillRecord, FillRejection, GatewayRegistry, GatewayStatus, Incident,
     Transition,
@@ -781,27 +781,28 @@ impl Store {
         Ok((step == "escalated").then_some(level))
     }
 
-    /// Records a rescue step (responded, on site, completed, false alarm) with who and when.
+    /// Records a rescue step (responded, on site, completed, false alarm) taken by `unit`, with
+    /// who and when. Only the unit called now may take it, and it is booked under that unit
+    /// and level; the update is a compare-and-set on the row as it was checked, so a step
+    /// racing an escalation is refused instead of landing on the next unit's level.
     #[allow(clippy::too_many_arguments)]
     pub async fn set_dispatch_status(
         &self,
         config: &CentralConfig,
         id: &str,
         status: Status,
+        unit: &str,
         actor: &str,
         role: &str,
         note: &str,
         now: i64,
-    ) -> Result<Result<Dispatch, String>, StoreError> {
+    ) -> Result<Result<Dispatch, StepRefused>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = self.dispatch_in(&mut tx, id).await?;
-        if !current.status.can_become(status) {
+        if let Err(refused) = dispatch::check_step(current.status, &current.unit.name, unit, status)
+        {
             tx.rollback().await?;
-            return Ok(Err(format!(
-                "a dispatch that is {} cannot become {}",
-                current.status.as_str(),
-                status.as_str()
-            )));
+            return Ok(Err(refused));
         }
         let level_started: i64 =
             sqlx::query("SELECT level_started_ms FROM dispatches WHERE id = $1")
@@ -810,21 +811,33 @@ impl Store {
                 .await?
                 .try_get(0)?;
         let next = dispatch::next_check(config, status, level_started);
-        let column = match status {
-            Status::Responded => "responded_ms",
-            Status::OnSite => "on_site_ms",
-            _ => "closed_ms",
+        // A later step implies the earlier ones: on site without pressing responded first
+        // counts as responded then. (PostgreSQL refuses a column assigned twice.)
+        let times = match status {
+            Status::Responded => "responded_ms = COALESCE(responded_ms, $3)",
+            Status::OnSite => {
+                "on_site_ms = COALESCE(on_site_ms, $3), responded_ms = COALESCE(responded_ms, $3)"
+            }
+            _ => "closed_ms = COALESCE(closed_ms, $3), responded_ms = COALESCE(responded_ms, $3)",
         };
-        sqlx::query(&format!(
-            "UPDATE dispatches SET status = $1, next_check_ms = $2, {column} = COALESCE({column}, $3),
-                responded_ms = COALESCE(responded_ms, $3) WHERE id = $4"
+        let changed = sqlx::query(&format!(
+            "UPDATE dispatches SET status = $1, next_check_ms = $2, {times}
+             WHERE id = $4 AND level = $5 AND unit = $6 AND status = $7"
         ))
         .bind(status.as_str())
         .bind(next)
         .bind(now)
         .bind(id)
+        .bind(current.level)
+        .bind(unit)
+        .bind(current.status.as_str())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(Err(StepRefused::Changed));
+        }
         insert_step(
             &mut tx,
             id,
