@@ -66,16 +66,17 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::Body(status, _) => (*status, "bad_body"),
+            ApiError::Store(StoreError::BadQuery(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
         };
-        (
-            status,
-            Json(json!({ "error": self.to_string(), "reason": reason })),
-        )
-            .into_response()
+        let error = match &self {
+            ApiError::Store(StoreError::BadQuery(why)) => why.clone(),
+            _ => self.to_string(),
+        };
+        (status, Json(json!({ "error": error, "reason": reason }))).into_response()
     }
 }
 
@@ -344,18 +345,46 @@ async fn equipment(
     Ok(Json(json!(out)))
 }
 
+/// `GET /api/v1/alarms?kind=&severity=&state=&using_unit=&area=&limit=&before=`: one page of
+/// the matching alarms, newest first (store/alarms.rs); a `Link: <…>; rel="next"` header
+/// carries the URL of the next page when more match.
 async fn alarms(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(filter): Query<AlarmFilter>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let c = caller(&state.config, &headers)?;
     let unit = match c.role {
         Role::Regulator => None,
         Role::EquipmentUnit => c.unit.as_deref(),
         _ => return Err(ApiError::Forbidden("list alarms")),
     };
-    Ok(Json(json!(state.store.alarms(&filter, unit).await?)))
+    let page = state.store.alarm_page(&filter, unit).await?;
+    let mut response = Json(json!(page.alarms)).into_response();
+    if let Some(next) = page.next {
+        // The same query with the cursor: RFC 8288 `Link: <…>; rel="next"`.
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("kind", &filter.kind),
+            ("severity", &filter.severity),
+            ("state", &filter.state),
+            ("using_unit", &filter.using_unit),
+            ("area", &filter.area),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                query.append_pair(key, v);
+            }
+        }
+        if let Some(limit) = filter.limit {
+            query.append_pair("limit", &limit.to_string());
+        }
+        query.append_pair("before", &next);
+        let link = format!("</api/v1/alarms?{}>; rel=\"next\"", query.finish());
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,10 @@
 //! **Invariant:** an event id is stored at most once (`events.id` is the primary key), so a
 //! redelivered incident changes nothing.
 
+mod alarms;
 mod schema;
+
+pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -36,6 +39,9 @@ pub enum StoreError {
     Migration { version: i64, source: sqlx::Error },
     #[error("store: {0}")]
     Corrupt(String),
+    /// A query the caller asked for that cannot be run as asked (a bad filter or cursor).
+    #[error("{0}")]
+    BadQuery(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,37 +121,6 @@ pub struct EquipmentState {
     pub latest_alarm: Option<String>,
     /// The full registry record as the gateway sent it.
     pub record: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AlarmRow {
-    pub id: String,
-    pub gateway: String,
-    pub equipment: String,
-    pub rule: String,
-    pub severity: String,
-    pub kind: String,
-    pub using_unit: String,
-    pub address: String,
-    pub trapped: bool,
-    pub message: String,
-    pub raised: String,
-    pub cleared: Option<String>,
-    /// ISA-18.2 state: active_unacked, active_acked, rtn_unacked, normal.
-    pub state: String,
-    pub acked: Option<String>,
-    pub acked_by: Option<String>,
-    pub ack_comment: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct AlarmFilter {
-    pub kind: Option<String>,
-    pub severity: Option<String>,
-    pub state: Option<String>,
-    pub using_unit: Option<String>,
-    /// Matched as a substring of the address.
-    pub area: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1141,60 +1116,6 @@ impl Store {
             .collect()
     }
 
-    pub async fn alarms(
-        &self,
-        filter: &AlarmFilter,
-        using_unit: Option<&str>,
-    ) -> Result<Vec<AlarmRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message, raised_ms,
-                cleared_ms, acked_ms, acked_by, ack_comment FROM alarms ORDER BY raised_ms DESC LIMIT 2000",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let cleared: Option<i64> = r.try_get(11)?;
-            let acked: Option<i64> = r.try_get(12)?;
-            let state = match (cleared.is_some(), acked.is_some()) {
-                (false, false) => "active_unacked",
-                (false, true) => "active_acked",
-                (true, false) => "rtn_unacked",
-                (true, true) => "normal",
-            };
-            let row = AlarmRow {
-                id: r.try_get(0)?,
-                gateway: r.try_get(1)?,
-                equipment: r.try_get(2)?,
-                rule: r.try_get(3)?,
-                severity: r.try_get(4)?,
-                kind: r.try_get(5)?,
-                using_unit: r.try_get(6)?,
-                address: r.try_get(7)?,
-                trapped: r.try_get::<i64, _>(8)? != 0,
-                message: r.try_get(9)?,
-                raised: rfc3339(r.try_get(10)?),
-                cleared: cleared.map(rfc3339),
-                state: state.into(),
-                acked: acked.map(rfc3339),
-                acked_by: r.try_get(13)?,
-                ack_comment: r.try_get(14)?,
-            };
-            let keep = accepts(filter.kind.as_deref(), |k| k == row.kind)
-                && accepts(filter.severity.as_deref(), |v| v == row.severity)
-                && accepts(filter.state.as_deref(), |v| {
-                    v == row.state || (v == "active" && row.cleared.is_none())
-                })
-                && accepts(filter.using_unit.as_deref(), |u| u == row.using_unit)
-                && accepts(filter.area.as_deref(), |a| row.address.contains(a))
-                && using_unit.is_none_or(|u| u == row.using_unit);
-            if keep {
-                out.push(row);
-            }
-        }
-        Ok(out)
-    }
-
     pub async fn alarm_unit(&self, id: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query("SELECT using_unit FROM alarms WHERE id = $1")
             .bind(id)
@@ -1409,14 +1330,6 @@ async fn insert_link(
         .execute(&mut **tx)
         .await?;
     Ok(token)
-}
-
-/// An empty or absent filter accepts everything.
-fn accepts(filter: Option<&str>, test: impl Fn(&str) -> bool) -> bool {
-    match filter {
-        None | Some("") => true,
-        Some(v) => test(v),
-    }
 }
 
 /// The transition as the wire spells it (`raise`, `clear`, `acknowledge`...).
