@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -88,10 +88,11 @@ pub struct Caller {
     pub unit: Option<String>,
 }
 
-use crate::auth::bearer;
+use crate::auth::{bearer, request_token};
 
+/// The caller of a bearer header, or of the session cookie the pages sign in with.
 fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let hash = token_hash(bearer(headers).ok_or(ApiError::Unauthorized)?);
+    let hash = token_hash(&request_token(headers).ok_or(ApiError::Unauthorized)?);
     config
         .tokens
         .iter()
@@ -106,10 +107,23 @@ fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiErro
 
 pub fn router(state: AppState) -> Router {
     let router = Router::new()
-        .route("/", get(|| async { Html(web::MAP_HTML) }))
-        .route("/alarms", get(|| async { Html(web::ALARMS_HTML) }))
-        .route("/indicators", get(|| async { Html(web::INDICATORS_HTML) }))
-        .route("/rescue/{id}", get(|| async { Html(web::RESCUE_HTML) }))
+        .route(
+            "/",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::MAP_HTML)),
+        )
+        .route(
+            "/alarms",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::ALARMS_HTML)),
+        )
+        .route(
+            "/indicators",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::INDICATORS_HTML)),
+        )
+        .route(
+            "/rescue/{id}",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::RESCUE_HTML)),
+        )
+        .route("/signout", post(web::session::sign_out))
         .route("/assets/{*file}", get(asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -134,7 +148,15 @@ pub fn router(state: AppState) -> Router {
     let known_tokens = (config.tokens.iter().map(|t| t.sha256.clone()))
         .chain(config.gateways.iter().map(|g| g.token_sha256.clone()))
         .collect();
-    crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected)
+    let headers = state.config.clone();
+    let limited =
+        crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected);
+    web::headers::apply(limited, &headers)
+}
+
+/// A page, or the exchange of a `?token=` sign-in link for the session cookie.
+async fn page(State(state): State<AppState>, uri: Uri, html: &'static str) -> Response {
+    web::session::page(&state, &uri, html).await
 }
 
 /// Serves the router until `stop` fires; for tests on a real socket.
@@ -329,7 +351,13 @@ async fn equipment(
     let out: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|e| {
-            let display = match (e.lat, e.lon, crs) {
+            // A coordinate off the globe is not drawn: one such marker would zoom the map out
+            // to the whole world.
+            let position = e
+                .lat
+                .zip(e.lon)
+                .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon));
+            let display = match (position.map(|p| p.0), position.map(|p| p.1), crs) {
                 (Some(lat), Some(lon), TileCrs::Gcj02) => {
                     let (a, b) = geo::wgs84_to_gcj02(lat, lon);
                     Some([a, b])
