@@ -281,6 +281,7 @@ async fn a_token_link_becomes_an_http_only_cookie_and_sign_out_clears_it() {
         out.headers()["set-cookie"],
         "seguard_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     );
+    assert_eq!(out.headers()["clear-site-data"], "\"storage\"");
     central.stop().await;
 }
 

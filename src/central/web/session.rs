@@ -66,9 +66,11 @@ pub async fn sign_out(State(state): State<AppState>) -> Response {
         [
             (header::LOCATION, "/".to_owned()),
             (header::SET_COOKIE, cookie),
+            // Storage only: "cookies" would clear every cookie of the registrable domain,
+            // other services' included; our own cookie goes by the Set-Cookie above.
             (
                 header::HeaderName::from_static("clear-site-data"),
-                "\"cookies\", \"storage\"".to_owned(),
+                "\"storage\"".to_owned(),
             ),
         ],
     )
