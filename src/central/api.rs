@@ -66,17 +66,16 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::Body(status, _) => (*status, "bad_body"),
-            ApiError::Store(StoreError::BadQuery(_)) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
         };
-        let error = match &self {
-            ApiError::Store(StoreError::BadQuery(why)) => why.clone(),
-            _ => self.to_string(),
-        };
-        (status, Json(json!({ "error": error, "reason": reason }))).into_response()
+        (
+            status,
+            Json(json!({ "error": self.to_string(), "reason": reason })),
+        )
+            .into_response()
     }
 }
 
@@ -353,18 +352,17 @@ async fn equipment(
         .map(|e| {
             // A coordinate off the globe is not drawn: one such marker would zoom the map out
             // to the whole world.
-            let position = e
+            let display = e
                 .lat
                 .zip(e.lon)
-                .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon));
-            let display = match (position.map(|p| p.0), position.map(|p| p.1), crs) {
-                (Some(lat), Some(lon), TileCrs::Gcj02) => {
-                    let (a, b) = geo::wgs84_to_gcj02(lat, lon);
-                    Some([a, b])
-                }
-                (Some(lat), Some(lon), TileCrs::Wgs84) => Some([lat, lon]),
-                _ => None,
-            };
+                .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
+                .map(|(lat, lon)| match crs {
+                    TileCrs::Gcj02 => {
+                        let (a, b) = geo::wgs84_to_gcj02(lat, lon);
+                        [a, b]
+                    }
+                    TileCrs::Wgs84 => [lat, lon],
+                });
             let mut v = serde_json::to_value(&e).expect("equipment serializes");
             v["display"] = json!(display);
             v
@@ -387,7 +385,10 @@ async fn alarms(
         Role::EquipmentUnit => c.unit.as_deref(),
         _ => return Err(ApiError::Forbidden("list alarms")),
     };
-    let page = state.store.alarm_page(&filter, unit).await?;
+    let page = match state.store.alarm_page(&filter, unit).await {
+        Err(StoreError::BadQuery(why)) => return Err(ApiError::BadRequest(why)),
+        other => other?,
+    };
     let mut response = Json(json!(page.alarms)).into_response();
     if let Some(next) = page.next {
         // The same query with the cursor: RFC 8288 `Link: <…>; rel="next"`.
