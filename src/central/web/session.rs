@@ -77,9 +77,10 @@ pub async fn sign_out(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `; Secure` when central serves HTTPS: the cookie then never travels in clear.
+/// `; Secure` when central serves HTTPS, or is reached through HTTPS (`public_url`, as behind
+/// a TLS-terminating proxy): the cookie then never travels in clear.
 fn secure(state: &AppState) -> &'static str {
-    if state.config.https.is_some() {
+    if state.config.https.is_some() || state.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
