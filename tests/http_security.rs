@@ -421,6 +421,14 @@ async fn over_rate_gets_429_with_retry_after_per_token() {
         rejected(&central.metrics.render(), "seguard_central", "rate_limited"),
         1.0
     );
+    // The pages' session cookie of token-a draws from token-a's bucket, not a fresh one.
+    let by_cookie = client
+        .get(&url)
+        .header("cookie", "seguard_token=token-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 429);
     // Made-up tokens open no bucket of their own: they count against the client's address.
     let mut made_up = Vec::new();
     for i in 0..3 {
