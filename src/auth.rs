@@ -24,6 +24,34 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Central's sign-in cookie: a role token, set when a `?token=` link is opened
+/// (`central/web/session.rs`); HttpOnly and SameSite=Strict, so page scripts never hold it.
+pub const SESSION_COOKIE: &str = "seguard_token";
+
+/// The token of the [`SESSION_COOKIE`] in a `Cookie` header (percent-encoded there).
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .and_then(|(_, value)| {
+            let decoded = url::form_urlencoded::parse(format!("t={value}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())?;
+            (!decoded.is_empty()).then_some(decoded)
+        })
+}
+
+/// The caller's token: an `Authorization: Bearer …` header, else the session cookie.
+pub fn request_token(headers: &HeaderMap) -> Option<String> {
+    bearer(headers)
+        .map(str::to_owned)
+        .or_else(|| session_cookie(headers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +71,24 @@ mod tests {
         assert_eq!(bearer(&headers), Some("abc"));
         headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
         assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn the_session_cookie_is_read_and_the_bearer_header_comes_first() {
+        let cases = [
+            ("seguard_token=abc", Some("abc")),
+            ("a=1; seguard_token=x%2By%2F%3D%3B; b=2", Some("x+y/=;")),
+            ("xseguard_token=abc", None),
+            ("seguard_token=", None),
+            ("other=1", None),
+        ];
+        for (cookie, expected) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, cookie.parse().unwrap());
+            assert_eq!(session_cookie(&headers).as_deref(), expected, "{cookie}");
+            assert_eq!(request_token(&headers).as_deref(), expected, "{cookie}");
+            headers.insert(header::AUTHORIZATION, "Bearer header".parse().unwrap());
+            assert_eq!(request_token(&headers).as_deref(), Some("header"));
+        }
     }
 }

@@ -3,8 +3,8 @@
 //! token (429 with `Retry-After`). Each refusal is counted in
 //! `…_http_rejected_total{reason="too_large"|"timeout"|"rate_limited"}`.
 //!
-//! The rate limit is a token bucket per caller: the SHA-256 of the bearer token when it is one
-//! the role knows, else the peer address (so made-up tokens do not open fresh buckets), else
+//! The rate limit is a token bucket per caller: the SHA-256 of the bearer token (or of central's
+//! session cookie) when it is one the role knows, else the peer address (so made-up tokens do not open fresh buckets), else
 //! one shared bucket.
 
 use std::collections::HashSet;
@@ -144,12 +144,8 @@ pub fn apply(
 
 /// Who a request is counted against.
 fn caller_key(request: &Request, known_tokens: &HashSet<String>) -> String {
-    let token_hash = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|token| crate::central::config::token_hash(token.trim()));
+    let token_hash =
+        crate::auth::request_token(request.headers()).map(|token| crate::auth::token_hash(&token));
     if let Some(hash) = token_hash.filter(|h| known_tokens.contains(h)) {
         return format!("token:{hash}");
     }

@@ -616,7 +616,8 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status().as_u16(), 409);
+    // Closed: the link only reads now.
+    assert_eq!(again.status().as_u16(), 410);
     let d: Value = get(SHENLONG_TOKEN).await.unwrap().json().await.unwrap();
     let steps: Vec<&str> = d["steps"]
         .as_array()
@@ -682,6 +683,312 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
         .unwrap();
     assert_eq!(audit.as_array().unwrap().len(), 3, "{audit}");
     central.stop().await;
+}
+
+/// A rescue step is taken only by the unit called now, and booked under it. Found by trying:
+/// after escalation from team A to B, A's `responded` was booked under B (meeting B's deadline),
+/// and B's old link closed the fire service's dispatch.
+async fn only_the_unit_called_now_takes_a_step(store_url: String) {
+    let (hook_port, mut hooks) = webhook_receiver().await;
+    let setup = Setup {
+        store_url,
+        mqtt_port: None,
+        webhook_port: hook_port,
+        smtp_port: free_port(),
+        respond_within_s: 1.0,
+    };
+    let central = Central::start(config("a", &setup)).await.unwrap();
+    let mut trapped = incident("gw1", 7, "elevator.trapped_at_level", "raise");
+    // The gateway's registry claims a phone for the maintenance unit: central calls its own.
+    trapped["equipment"]["maintenance_unit"]["phone"] = "+1-555-0199".into();
+    let (status, answer) = post_incident(
+        &central,
+        Some(GW1_TOKEN),
+        serde_json::to_vec(&trapped).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    // Called: Shenlong, then (no response within 1 s) the backup, then the fire service.
+    let mut links = Vec::new();
+    for (unit, phone) in [
+        ("shenlong", "+86-21-5555-0101"),
+        ("backup", "+86-21-5555-0200"),
+        ("fire", "119"),
+    ] {
+        let (path, body, _) = next_hook(&mut hooks, Duration::from_secs(10)).await;
+        assert_eq!(path, unit, "{body}");
+        assert_eq!(body["unit"]["phone"], json!(phone), "{body}");
+        let link = body["rescue_url"].as_str().unwrap();
+        links.push(link.split("?t=").nth(1).unwrap().to_owned());
+    }
+    let id = answer["dispatch"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let step = |query: String, token: Option<&'static str>, step: &'static str| {
+        let mut request = client
+            .post(url(
+                &central,
+                &format!("/api/v1/dispatches/{id}/status{query}"),
+            ))
+            .json(&json!({ "status": step, "note": "from the test" }));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+    let read = |link: &str| {
+        client
+            .get(url(&central, &format!("/api/v1/dispatches/{id}?t={link}")))
+            .send()
+    };
+    // Escalated away: Shenlong's link and its team token, and the backup's link, are refused.
+    for (query, token, name) in [
+        (format!("?t={}", links[0]), None, "Shenlong's link"),
+        (String::new(), Some(SHENLONG_TOKEN), "Shenlong's team token"),
+        (format!("?t={}", links[1]), None, "the backup's link"),
+    ] {
+        for s in ["responded", "on_site", "completed", "false_alarm"] {
+            let r = step(query.clone(), token, s).await.unwrap();
+            assert_eq!(r.status().as_u16(), 410, "{name} {s}");
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("handed over to Fire and Rescue Service"),
+                "{body}"
+            );
+        }
+    }
+    // They still read it, and are told why they cannot act.
+    let seen: Value = read(&links[0]).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["access"]["can_act"], json!(false), "{seen}");
+    assert_eq!(
+        seen["status"],
+        json!("occurred"),
+        "nothing was booked: {seen}"
+    );
+    assert_eq!(seen["responded_at"], Value::Null, "{seen}");
+    // The fire service acts, and its steps are its own.
+    let seen: Value = read(&links[2]).await.unwrap().json().await.unwrap();
+    assert_eq!(seen["access"]["can_act"], json!(true), "{seen}");
+    for s in ["responded", "completed"] {
+        let r = step(format!("?t={}", links[2]), None, s).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{s}: {}", r.text().await.unwrap());
+    }
+    let d = central.store.dispatch(&id).await.unwrap().unwrap();
+    let taken: Vec<(&str, i64, &str)> = d
+        .steps
+        .iter()
+        .filter(|s| s.step == "responded" || s.step == "completed")
+        .map(|s| (s.step.as_str(), s.level, s.unit.as_str()))
+        .collect();
+    assert_eq!(
+        taken,
+        [
+            ("responded", 2, "Fire and Rescue Service"),
+            ("completed", 2, "Fire and Rescue Service")
+        ]
+    );
+    assert_eq!(d.unit.phone, "119");
+    // Closed: every link reads it and none acts, the fire service's included.
+    for link in &links {
+        let r = step(format!("?t={link}"), None, "false_alarm")
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 410);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("is completed"),
+            "{body}"
+        );
+        let seen: Value = read(link).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            (seen["status"].clone(), seen["access"]["can_act"].clone()),
+            (json!("completed"), json!(false))
+        );
+    }
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_unit_called_now_takes_a_step_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    only_the_unit_called_now_takes_a_step(format!("sqlite://{}/central.db", dir.path().display()))
+        .await;
+}
+
+#[tokio::test]
+async fn only_the_unit_called_now_takes_a_step_on_postgres() {
+    let pg = Postgres::start();
+    only_the_unit_called_now_takes_a_step(pg.url()).await;
+}
+
+/// `GET /api/v1/alarms` through the router: status, body and the `Link` of the next page.
+async fn alarm_list(central: &Central, query: &str) -> (StatusCode, Value, Option<String>) {
+    let router = seguard::central::api::router(state_of(central));
+    let request = Request::get(format!("/api/v1/alarms{query}"))
+        .header("authorization", format!("Bearer {REGULATOR_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let next = response
+        .headers()
+        .get("link")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap(), next)
+}
+
+/// Found by trying: the newest 2,000 alarms were read and then filtered, so after 2,000 low
+/// alarms `?state=active&severity=critical` answered `[]` with 5 open trapped alarms stored.
+async fn alarm_list_is_filtered_and_paged_in_the_store(store_url: String) {
+    let setup = Setup::unnotified(store_url, None);
+    let central = Central::start(config("a", &setup)).await.unwrap();
+    let (n_critical, n_low) = (5u32, 2_100u32);
+    let started = Instant::now();
+    for n in 0..n_critical + n_low {
+        let mut body = if n < n_critical {
+            incident("gw1", n, "elevator.trapped_at_level", "raise")
+        } else {
+            let mut low = incident("gw1", n, &format!("sensor.battery_{n}"), "raise");
+            low["event"]["severity"] = "low".into();
+            low
+        };
+        // The critical alarms are the oldest: a list cut before filtering loses them.
+        body["equipment"]["id"] = format!("lift-{n}").into();
+        body["event"]["equipment"] = format!("lift-{n}").into();
+        body["event"]["time"] = format!(
+            "2026-05-0{}T08:{:02}:{:02}Z",
+            1 + n / 3600,
+            n / 60 % 60,
+            n % 60
+        )
+        .into();
+        let (status, answer) = post_incident(
+            &central,
+            Some(GW1_TOKEN),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    eprintln!(
+        "{} incidents stored in {:.1} s",
+        n_critical + n_low,
+        started.elapsed().as_secs_f64()
+    );
+    let (status, critical, next) = alarm_list(&central, "?state=active&severity=critical").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        critical.as_array().unwrap().len(),
+        n_critical as usize,
+        "{critical}"
+    );
+    assert!(critical
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["trapped"] == json!(true)));
+    assert_eq!(next, None);
+
+    // Every alarm once, newest first, in pages of the largest size, following `Link`.
+    let mut query = "?state=active&limit=1000".to_owned();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (status, page, next) = alarm_list(&central, &query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        seen.extend(page.as_array().unwrap().iter().map(|a| {
+            (
+                a["raised"].as_str().unwrap().to_owned(),
+                a["id"].as_str().unwrap().to_owned(),
+            )
+        }));
+        let Some(link) = next else { break };
+        let target = link.split(['<', '>']).nth(1).unwrap();
+        assert!(link.ends_with("; rel=\"next\""), "{link}");
+        query = target.strip_prefix("/api/v1/alarms").unwrap().to_owned();
+        assert!(
+            query.contains("state=active") && query.contains("limit=1000"),
+            "{query}"
+        );
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), (n_critical + n_low) as usize);
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+    let (_, first, next) = alarm_list(&central, "").await;
+    assert_eq!(first.as_array().unwrap().len(), 200, "the default page");
+    assert!(next.is_some());
+    for (query, expected) in [
+        ("?state=open", "unknown state `open`"),
+        ("?limit=5000", "limit must be between 1 and 1000"),
+        ("?before=yesterday", "`before` must be the `next` cursor"),
+    ] {
+        let (status, body, _) = alarm_list(&central, query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(expected), "{body}");
+    }
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn alarm_list_is_filtered_and_paged_in_the_store_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("central.db");
+    alarm_list_is_filtered_and_paged_in_the_store(format!("sqlite://{}", db.display())).await;
+    // The indexes serve the order and the cursor: no sort of the whole table.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for (filter, index) in [
+        (
+            seguard::central::store::AlarmFilter {
+                state: Some("active".into()),
+                severity: Some("critical".into()),
+                before: Some("1777000000000_x".into()),
+                ..Default::default()
+            },
+            "alarms_open_list",
+        ),
+        (Default::default(), "alarms_list"),
+    ] {
+        let (sql, binds, _) = filter.sql(None).unwrap();
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain);
+        for bind in binds {
+            query = match bind {
+                seguard::central::store::Bind::Text(v) => query.bind(v),
+                seguard::central::store::Bind::Int(v) => query.bind(v),
+            };
+        }
+        let plan: Vec<String> = query
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, 3))
+            .collect();
+        let plan = plan.join("; ");
+        eprintln!("plan: {plan}");
+        assert!(
+            plan.contains(index) && !plan.contains("TEMP B-TREE"),
+            "{filter:?}: {plan}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn alarm_list_is_filtered_and_paged_in_the_store_on_postgres() {
+    let pg = Postgres::start();
+    alarm_list_is_filtered_and_paged_in_the_store(pg.url()).await;
 }
 
 /// Fuzz finding (fuzz/README.md): PostgreSQL refuses NUL in text, so an incident holding one

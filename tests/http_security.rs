@@ -95,6 +95,22 @@ async fn central_serves_https_with_the_configured_certificate() {
         .expect("HTTPS request with the test CA");
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("regulator"));
+    // Over HTTPS the session cookie of a sign-in link is Secure: it never travels in clear.
+    let no_redirect = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = no_redirect
+        .get(format!("https://{}/?token=regulator-token", central.addr))
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
 
     // A client that does not trust the test CA refuses the server.
     let other_ca =
@@ -116,6 +132,205 @@ async fn central_serves_https_with_the_configured_certificate() {
         plain.as_ref().map_or(true, |r| r.status() != 200),
         "plain HTTP was served: {plain:?}"
     );
+    central.stop().await;
+}
+
+/// Found by trying: no security header on any response, so a same-site page framed `/alarms`
+/// signed in as a regulator.
+#[tokio::test]
+async fn central_responses_carry_security_headers_and_pages_hold_no_inline_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = central_text(&dir.path().join("central.db"), "", &["regulator-token"]);
+    let central = start_central(&text, &dir.path().join("central.toml")).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", central.addr);
+    for (path, token, status, cache) in [
+        ("/", None, 200, "no-store"),
+        ("/alarms", None, 200, "no-store"),
+        ("/rescue/abc", None, 200, "no-store"),
+        ("/assets/seguard.js", None, 200, "max-age=3600"),
+        ("/api/v1/whoami", Some("regulator-token"), 200, "no-store"),
+        ("/api/v1/alarms", Some("regulator-token"), 200, "no-store"),
+        ("/api/v1/equipment", None, 401, "no-store"),
+        ("/no/such/page", None, 404, "no-store"),
+    ] {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_else(|| panic!("{path} has no {name}"))
+        };
+        let csp = header("content-security-policy");
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self';",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("cache-control"), cache, "{path}");
+    }
+    // No inline script, event handler or style attribute in any page: the policy would block it.
+    for path in ["/", "/alarms", "/indicators", "/rescue/abc"] {
+        let html = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+        assert!(!scripts.is_empty(), "{path}");
+        for script in scripts {
+            assert!(
+                script.starts_with(" src=\"/assets/"),
+                "{path}: <script{script}"
+            );
+        }
+        for attribute in [" onclick=", " onload=", " onsubmit=", " style="] {
+            assert!(!html.contains(attribute), "{path} holds{attribute}");
+        }
+    }
+    central.stop().await;
+}
+
+/// Found by trying: `?token=` stayed in the address bar, in every Referer and in localStorage,
+/// with no way to sign out.
+#[tokio::test]
+async fn a_token_link_becomes_an_http_only_cookie_and_sign_out_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = central_text(&dir.path().join("central.db"), "", &["regulator-token"]);
+    let central = start_central(&text, &dir.path().join("central.toml")).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let signed_in = client
+        .get(format!("{base}/alarms?state=active&token=regulator-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    assert_eq!(signed_in.headers()["location"], "/alarms?state=active");
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cookie,
+        "seguard_token=regulator-token; Path=/; HttpOnly; SameSite=Strict"
+    );
+    let whoami = |cookie: String| {
+        client
+            .get(format!("{base}/api/v1/whoami"))
+            .header("cookie", cookie)
+            .send()
+    };
+    let me = whoami("seguard_token=regulator-token".into())
+        .await
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+    assert!(me.text().await.unwrap().contains("\"regulator\""));
+    // An unknown token is taken out of the address too, and signs nobody in.
+    let unknown = client
+        .get(format!("{base}/?token=guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 303);
+    assert_eq!(unknown.headers()["location"], "/");
+    assert!(unknown.headers().get("set-cookie").is_none());
+    assert_eq!(
+        whoami("seguard_token=guess".into())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    // The rescue page keeps its dispatch link parameter.
+    let rescue = client
+        .get(format!("{base}/rescue/d1?t=00ff&token=regulator-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rescue.headers()["location"], "/rescue/d1?t=00ff");
+    let out = client
+        .post(format!("{base}/signout"))
+        .header("cookie", "seguard_token=regulator-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    assert_eq!(out.headers()["location"], "/");
+    assert_eq!(
+        out.headers()["set-cookie"],
+        "seguard_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+    );
+    assert_eq!(out.headers()["clear-site-data"], "\"storage\"");
+    central.stop().await;
+}
+
+/// Found by trying: the ack and dispatch-step routes parsed the body first, so a request
+/// without a token got 415 instead of 401.
+#[tokio::test]
+async fn actions_check_the_caller_before_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = central_text(&dir.path().join("central.db"), "", &["regulator-token"]);
+    let central = start_central(&text, &dir.path().join("central.toml")).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", central.addr);
+    for (path, token, content_type, status) in [
+        ("/api/v1/alarms/a1/ack", None, "text/plain", 401),
+        ("/api/v1/alarms/a1/ack", Some("wrong"), "text/plain", 401),
+        ("/api/v1/dispatches/d1/status", None, "text/plain", 401),
+        (
+            "/api/v1/dispatches/d1/status?t=00ff",
+            None,
+            "text/plain",
+            401,
+        ),
+        (
+            "/api/v1/alarms/a1/ack",
+            Some("regulator-token"),
+            "text/plain",
+            415,
+        ),
+        (
+            "/api/v1/alarms/a1/ack",
+            Some("regulator-token"),
+            "application/json",
+            404,
+        ),
+    ] {
+        let mut request = client
+            .post(format!("{base}{path}"))
+            .header("content-type", content_type)
+            .body("{\"comment\": \"x\"}");
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{path} with {token:?}, {content_type}"
+        );
+    }
     central.stop().await;
 }
 
@@ -206,6 +421,14 @@ async fn over_rate_gets_429_with_retry_after_per_token() {
         rejected(&central.metrics.render(), "seguard_central", "rate_limited"),
         1.0
     );
+    // The pages' session cookie of token-a draws from token-a's bucket, not a fresh one.
+    let by_cookie = client
+        .get(&url)
+        .header("cookie", "seguard_token=token-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 429);
     // Made-up tokens open no bucket of their own: they count against the client's address.
     let mut made_up = Vec::new();
     for i in 0..3 {

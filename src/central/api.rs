@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{token_hash, CentralConfig, Role, TileCrs};
-use super::dispatch::Status;
+use super::dispatch::{self, Status};
 use super::intake::{self, Rejection};
 use super::store::{AlarmFilter, Store, StoreError};
 use super::{geo, now_ms, web, CentralMetrics};
@@ -47,6 +47,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{1}")]
+    Body(StatusCode, String),
     #[error("the store is unavailable; try again")]
     Store(#[from] StoreError),
 }
@@ -60,6 +64,8 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
+            ApiError::Body(status, _) => (*status, "bad_body"),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error in API");
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
@@ -81,10 +87,11 @@ pub struct Caller {
     pub unit: Option<String>,
 }
 
-use crate::auth::bearer;
+use crate::auth::{bearer, request_token};
 
+/// The caller of a bearer header, or of the session cookie the pages sign in with.
 fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let hash = token_hash(bearer(headers).ok_or(ApiError::Unauthorized)?);
+    let hash = token_hash(&request_token(headers).ok_or(ApiError::Unauthorized)?);
     config
         .tokens
         .iter()
@@ -99,10 +106,23 @@ fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiErro
 
 pub fn router(state: AppState) -> Router {
     let router = Router::new()
-        .route("/", get(|| async { Html(web::MAP_HTML) }))
-        .route("/alarms", get(|| async { Html(web::ALARMS_HTML) }))
-        .route("/indicators", get(|| async { Html(web::INDICATORS_HTML) }))
-        .route("/rescue/{id}", get(|| async { Html(web::RESCUE_HTML) }))
+        .route(
+            "/",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::MAP_HTML)),
+        )
+        .route(
+            "/alarms",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::ALARMS_HTML)),
+        )
+        .route(
+            "/indicators",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::INDICATORS_HTML)),
+        )
+        .route(
+            "/rescue/{id}",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::RESCUE_HTML)),
+        )
+        .route("/signout", post(web::session::sign_out))
         .route("/assets/{*file}", get(asset))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -127,7 +147,15 @@ pub fn router(state: AppState) -> Router {
     let known_tokens = (config.tokens.iter().map(|t| t.sha256.clone()))
         .chain(config.gateways.iter().map(|g| g.token_sha256.clone()))
         .collect();
-    crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected)
+    let headers = state.config.clone();
+    let limited =
+        crate::http_limits::apply(router.with_state(state), &limits, known_tokens, rejected);
+    web::headers::apply(limited, &headers)
+}
+
+/// A page, or the exchange of a `?token=` sign-in link for the session cookie.
+async fn page(State(state): State<AppState>, uri: Uri, html: &'static str) -> Response {
+    web::session::page(&state, &uri, html).await
 }
 
 /// Serves the router until `stop` fires; for tests on a real socket.
@@ -322,14 +350,19 @@ async fn equipment(
     let out: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|e| {
-            let display = match (e.lat, e.lon, crs) {
-                (Some(lat), Some(lon), TileCrs::Gcj02) => {
-                    let (a, b) = geo::wgs84_to_gcj02(lat, lon);
-                    Some([a, b])
-                }
-                (Some(lat), Some(lon), TileCrs::Wgs84) => Some([lat, lon]),
-                _ => None,
-            };
+            // A coordinate off the globe is not drawn: one such marker would zoom the map out
+            // to the whole world.
+            let display = e
+                .lat
+                .zip(e.lon)
+                .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
+                .map(|(lat, lon)| match crs {
+                    TileCrs::Gcj02 => {
+                        let (a, b) = geo::wgs84_to_gcj02(lat, lon);
+                        [a, b]
+                    }
+                    TileCrs::Wgs84 => [lat, lon],
+                });
             let mut v = serde_json::to_value(&e).expect("equipment serializes");
             v["display"] = json!(display);
             v
@@ -338,18 +371,49 @@ async fn equipment(
     Ok(Json(json!(out)))
 }
 
+/// `GET /api/v1/alarms?kind=&severity=&state=&using_unit=&area=&limit=&before=`: one page of
+/// the matching alarms, newest first (store/alarms.rs); a `Link: <…>; rel="next"` header
+/// carries the URL of the next page when more match.
 async fn alarms(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(filter): Query<AlarmFilter>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let c = caller(&state.config, &headers)?;
     let unit = match c.role {
         Role::Regulator => None,
         Role::EquipmentUnit => c.unit.as_deref(),
         _ => return Err(ApiError::Forbidden("list alarms")),
     };
-    Ok(Json(json!(state.store.alarms(&filter, unit).await?)))
+    let page = match state.store.alarm_page(&filter, unit).await {
+        Err(StoreError::BadQuery(why)) => return Err(ApiError::BadRequest(why)),
+        other => other?,
+    };
+    let mut response = Json(json!(page.alarms)).into_response();
+    if let Some(next) = page.next {
+        // The same query with the cursor: RFC 8288 `Link: <…>; rel="next"`.
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("kind", &filter.kind),
+            ("severity", &filter.severity),
+            ("state", &filter.state),
+            ("using_unit", &filter.using_unit),
+            ("area", &filter.area),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                query.append_pair(key, v);
+            }
+        }
+        if let Some(limit) = filter.limit {
+            query.append_pair("limit", &limit.to_string());
+        }
+        query.append_pair("before", &next);
+        let link = format!("</api/v1/alarms?{}>; rel=\"next\"", query.finish());
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -362,9 +426,10 @@ async fn ack(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(body): Json<AckBody>,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = caller(&state.config, &headers)?;
+    let Json(body) = json_body::<AckBody>(request).await?;
     let unit = state
         .store
         .alarm_unit(&id)
@@ -462,13 +527,13 @@ struct LinkToken {
 }
 
 /// Who may see or act on a dispatch: the holder of its link token (sent to the called unit),
-/// a rescue team that was called for it, or (to read) a regulator.
+/// a rescue team that was called for it, or (to read) a regulator. Taking a step is further
+/// limited to the unit called now (see [`dispatch::check_step`]).
 async fn dispatch_caller(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
     link: Option<&str>,
-    write: bool,
 ) -> Result<Caller, ApiError> {
     if let Some(t) = link {
         let unit = state
@@ -484,7 +549,7 @@ async fn dispatch_caller(
     }
     let c = caller(&state.config, headers)?;
     match c.role {
-        Role::Regulator if !write => Ok(c),
+        Role::Regulator => Ok(c),
         Role::RescueTeam => {
             let unit = c.unit.clone().unwrap_or_default();
             if state.store.dispatch_called(id, &unit).await? {
@@ -493,23 +558,38 @@ async fn dispatch_caller(
                 Err(ApiError::Forbidden("see dispatches of another unit"))
             }
         }
-        _ => Err(ApiError::Forbidden("update this dispatch")),
+        _ => Err(ApiError::Forbidden("see this dispatch")),
     }
 }
 
+/// `GET /api/v1/dispatches/{id}`: the dispatch with its steps, and under `access` whether this
+/// caller may take the next step (only the unit called now, while the dispatch is open). A link
+/// of a unit that was escalated away, or of a closed dispatch, still reads it.
 async fn dispatch(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(link): Query<LinkToken>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    dispatch_caller(&state, &headers, &id, link.t.as_deref(), false).await?;
+    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref()).await?;
     let d = state
         .store
         .dispatch(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("dispatch {id}")))?;
-    Ok(Json(json!(d)))
+    let refused = match (c.role, &c.unit) {
+        (Role::RescueTeam, Some(unit)) => {
+            dispatch::may_act(d.status, &d.unit.name, unit).map_err(|e| e.to_string())
+        }
+        _ => Err("a regulator reads dispatches: the unit called takes their steps".to_owned()),
+    };
+    let mut value = json!(d);
+    value["access"] = json!({
+        "unit": c.unit,
+        "can_act": refused.is_ok(),
+        "reason": refused.err(),
+    });
+    Ok(Json(value))
 }
 
 #[derive(Deserialize)]
@@ -519,14 +599,21 @@ struct StatusBody {
     note: String,
 }
 
+/// `POST /api/v1/dispatches/{id}/status`: a rescue step by the unit called now. 410 Gone when
+/// the caller's unit was escalated away or the dispatch is closed: such a link only reads.
 async fn dispatch_status(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(link): Query<LinkToken>,
-    Json(body): Json<StatusBody>,
+    request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref(), true).await?;
+    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref()).await?;
+    let unit = match (c.role, &c.unit) {
+        (Role::RescueTeam, Some(unit)) => unit.clone(),
+        _ => return Err(ApiError::Forbidden("update this dispatch")),
+    };
+    let Json(body) = json_body::<StatusBody>(request).await?;
     let status = Status::parse(&body.status)
         .filter(|s| *s != Status::Occurred)
         .ok_or_else(|| {
@@ -541,6 +628,7 @@ async fn dispatch_status(
             &state.config,
             &id,
             status,
+            &unit,
             &c.name,
             c.role.as_str(),
             &body.note,
@@ -549,6 +637,15 @@ async fn dispatch_status(
         .await?
     {
         Ok(d) => Ok(Json(json!(d))),
-        Err(why) => Err(ApiError::Conflict(why)),
+        Err(why) if why.is_gone() => Err(ApiError::Gone(why.to_string())),
+        Err(why) => Err(ApiError::Conflict(why.to_string())),
     }
+}
+
+/// Parses a JSON body after the caller was authorised, so an unauthorised request gets 401
+/// whatever it sends; the rejections are axum's (415 without a JSON content type, 400, 422).
+async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<Json<T>, ApiError> {
+    Json::<T>::from_request(request, &())
+        .await
+        .map_err(|rejection| ApiError::Body(rejection.status(), rejection.body_text()))
 }

@@ -77,6 +77,60 @@ impl Status {
     }
 }
 
+/// Why a rescue step was refused. A step belongs to the unit called now: a unit that was
+/// escalated away, and every unit once the dispatch is closed, can only read it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepRefused {
+    #[error("the dispatch is {0}: it takes no more steps")]
+    Closed(&'static str),
+    #[error("the dispatch was handed over to {called}: only the unit called now takes its steps")]
+    NotCalled { called: String },
+    #[error("a dispatch that is {from} cannot become {to}")]
+    OutOfOrder {
+        from: &'static str,
+        to: &'static str,
+    },
+    #[error("the dispatch changed meanwhile: reload it and try again")]
+    Changed,
+}
+
+impl StepRefused {
+    /// True when the caller can never take a step on this dispatch again (HTTP 410).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, StepRefused::Closed(_) | StepRefused::NotCalled { .. })
+    }
+}
+
+/// Whether `unit` may take steps on a dispatch that is in `status` and calls `called`.
+pub fn may_act(status: Status, called: &str, unit: &str) -> Result<(), StepRefused> {
+    if status.is_closed() {
+        return Err(StepRefused::Closed(status.as_str()));
+    }
+    if called != unit {
+        return Err(StepRefused::NotCalled {
+            called: called.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether `unit` may move a dispatch from `status` (calling `called`) to `next`.
+pub fn check_step(
+    status: Status,
+    called: &str,
+    unit: &str,
+    next: Status,
+) -> Result<(), StepRefused> {
+    may_act(status, called, unit)?;
+    if !status.can_become(next) {
+        return Err(StepRefused::OutOfOrder {
+            from: status.as_str(),
+            to: next.as_str(),
+        });
+    }
+    Ok(())
+}
+
 /// One level of the escalation chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Level {
@@ -85,7 +139,9 @@ pub struct Level {
 }
 
 /// Maintenance unit, then its backup (the unit's own or the default), then the fire service;
-/// a unit appears once.
+/// a unit appears once. Every phone number is central's own (`[[rescue_unit]]`): the one in
+/// the gateway's registry is what the gateway claims, and is shown only as the maintenance
+/// unit's registry entry.
 pub fn chain(config: &CentralConfig, maintenance: Option<&MaintenanceUnit>) -> Vec<Level> {
     let mut levels: Vec<Level> = Vec::new();
     let phone_of = |name: &str| {
@@ -97,7 +153,7 @@ pub fn chain(config: &CentralConfig, maintenance: Option<&MaintenanceUnit>) -> V
     if let Some(m) = maintenance {
         levels.push(Level {
             name: m.name.clone(),
-            phone: m.phone.clone(),
+            phone: phone_of(&m.name),
         });
     }
     let backup = maintenance
@@ -333,6 +389,114 @@ mod tests {
         ];
         for (from, to, ok) in cases {
             assert_eq!(from.can_become(to), ok, "{from:?} → {to:?}");
+        }
+    }
+
+    #[test]
+    fn called_units_phones_come_from_central_not_from_the_gateway() {
+        let config = crate::central::config::parse(
+            r#"
+[central]
+instance = "t"
+[store]
+url = "sqlite::memory:"
+[dispatch]
+backup_unit = "City Elevator Rescue"
+fire_service = "Fire and Rescue Service"
+[[rescue_unit]]
+name = "Shenlong Elevator Service"
+phone = "+86-21-5555-0101"
+webhook = "http://127.0.0.1:1/a"
+[[rescue_unit]]
+name = "City Elevator Rescue"
+phone = "+86-21-5555-0200"
+webhook = "http://127.0.0.1:1/b"
+[[rescue_unit]]
+name = "Fire and Rescue Service"
+phone = "119"
+webhook = "http://127.0.0.1:1/c"
+"#,
+            std::path::Path::new("central.toml"),
+        )
+        .unwrap();
+        let claimed = |name: &str| MaintenanceUnit {
+            name: name.into(),
+            phone: "+1-555-FORGED".into(),
+        };
+        let phones = |m: &MaintenanceUnit| -> Vec<(String, String)> {
+            chain(&config, Some(m))
+                .into_iter()
+                .map(|l| (l.name, l.phone))
+                .collect()
+        };
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            phones(&claimed("Shenlong Elevator Service")),
+            [
+                pair("Shenlong Elevator Service", "+86-21-5555-0101"),
+                pair("City Elevator Rescue", "+86-21-5555-0200"),
+                pair("Fire and Rescue Service", "119"),
+            ]
+        );
+        // A unit central does not know has no phone on record: nothing the gateway says.
+        assert_eq!(
+            phones(&claimed("Unknown Lifts")),
+            [
+                pair("Unknown Lifts", ""),
+                pair("City Elevator Rescue", "+86-21-5555-0200"),
+                pair("Fire and Rescue Service", "119"),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_unit_called_now_takes_a_step() {
+        use Status::*;
+        let gone = |called: &str| {
+            Err(StepRefused::NotCalled {
+                called: called.to_owned(),
+            })
+        };
+        let cases = [
+            (Occurred, "B", "B", Responded, Ok(())),
+            (Responded, "B", "B", OnSite, Ok(())),
+            // A was escalated away: its responded must not count for B.
+            (Occurred, "B", "A", Responded, gone("B")),
+            (Responded, "Fire", "B", Completed, gone("Fire")),
+            (
+                Completed,
+                "B",
+                "B",
+                FalseAlarm,
+                Err(StepRefused::Closed("completed")),
+            ),
+            (
+                FalseAlarm,
+                "B",
+                "A",
+                Responded,
+                Err(StepRefused::Closed("false_alarm")),
+            ),
+            (
+                OnSite,
+                "B",
+                "B",
+                Responded,
+                Err(StepRefused::OutOfOrder {
+                    from: "on_site",
+                    to: "responded",
+                }),
+            ),
+        ];
+        for (status, called, unit, next, expected) in cases {
+            let got = check_step(status, called, unit, next);
+            assert_eq!(
+                got, expected,
+                "{unit} on {status:?} calling {called} → {next:?}"
+            );
+            if let Err(e) = got {
+                assert_eq!(e.is_gone(), !matches!(e, StepRefused::OutOfOrder { .. }));
+            }
         }
     }
 }

@@ -28,6 +28,12 @@ fn transform_lon(x: f64, y: f64) -> f64 {
     r
 }
 
+/// Whether (lat, lon) is a point on the globe: finite, latitude within ±90°, longitude within
+/// ±180°.
+pub fn is_wgs84(lat: f64, lon: f64) -> bool {
+    lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0
+}
+
 /// WGS-84 (lat, lon) → GCJ-02 (lat, lon).
 pub fn wgs84_to_gcj02(lat: f64, lon: f64) -> (f64, f64) {
     if outside_china(lat, lon) {
@@ -89,6 +95,23 @@ pub fn geojson_to_gcj02(value: &mut serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn points_off_the_globe_are_not_wgs84() {
+        let cases = [
+            ((31.2352, 121.5058), true),
+            ((-90.0, 180.0), true),
+            ((90.0, -180.0), true),
+            ((1000.0, -1000.0), false),
+            ((90.0001, 0.0), false),
+            ((0.0, -180.0001), false),
+            ((f64::NAN, 0.0), false),
+            ((0.0, f64::INFINITY), false),
+        ];
+        for ((lat, lon), expected) in cases {
+            assert_eq!(is_wgs84(lat, lon), expected, "{lat}, {lon}");
+        }
+    }
 
     /// Known pair from the README of the coordtransform reference implementation:
     /// `wgs84togcj02(116.404, 39.915)` → `[116.41024449916938, 39.91640428150164]`.

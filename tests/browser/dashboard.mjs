@@ -16,11 +16,24 @@ const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('pageerror', e => console.error('page error:', e.message));
-  page.on('console', m => console.error('console:', m.text()));
+  // Every message the Content-Security-Policy causes: the pages must cause none.
+  const refused = [];
+  page.on('console', m => { console.error('console:', m.text()); if (m.text().includes('Content Security Policy')) refused.push(m.text()); });
+
+  // Signing in: the token link becomes an HttpOnly cookie and leaves the address bar.
+  await page.goto(`${env.BASE_URL}/?token=${env.REGULATOR_TOKEN}`);
+  check(page.url() === `${env.BASE_URL}/`, `token removed from the address: ${page.url()}`);
+  const kept = await page.evaluate(() => ({ cookie: document.cookie, stored: JSON.stringify(localStorage) }));
+  check(!kept.cookie.includes(env.REGULATOR_TOKEN) && !kept.stored.includes(env.REGULATOR_TOKEN), `no script sees the token: ${JSON.stringify(kept)}`);
+  const cookies = await page.context().cookies();
+  const session = cookies.find(c => c.name === 'seguard_token');
+  check(session && session.httpOnly && session.sameSite === 'Strict', `session cookie ${JSON.stringify(cookies)}`);
+  results.signed_in = page.url();
 
   // Map: markers coloured by state, on the plain base when tiles are unreachable.
-  await page.goto(`${env.BASE_URL}/?token=${env.REGULATOR_TOKEN}`);
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 15000 });
+  // (waitForSelector, not waitForFunction: the policy forbids the eval the latter polls with.)
+  await page.waitForSelector('#who:has-text("inspector-li")', { timeout: 5000 });
   await page.waitForSelector('#map.offline-base', { timeout: 15000 });
   const counts = await page.$$eval('.seg-marker', els => els.reduce((m, e) => { m[e.dataset.state] = (m[e.dataset.state] || 0) + 1; return m; }, {}));
   const colours = await page.$$eval('.seg-marker', els => Object.fromEntries(els.map(e => [e.dataset.state, getComputedStyle(e).backgroundColor])));
@@ -30,6 +43,10 @@ try {
   const want = { normal: 'rgb(42, 157, 143)', alarm: 'rgb(244, 162, 97)', trapped: 'rgb(214, 40, 40)', offline: 'rgb(141, 153, 174)', overdue: 'rgb(123, 44, 191)' };
   for (const [state, colour] of Object.entries(colours)) check(want[state] === colour, `${state} is ${colour}`);
   check(await page.isVisible('.leaflet-control-scale'), 'scale bar shown');
+  // The lift with a coordinate off the globe is left out; the map stays on the district.
+  const zoom = Number(await page.getAttribute('body', 'data-zoom'));
+  results.zoom = zoom;
+  check(zoom >= 10, `map zoomed to the markers, not the world: zoom ${zoom}`);
   await page.screenshot({ path: `${shots}/map.png` });
   await page.click('.seg-marker.state-trapped');
   await page.waitForSelector('.leaflet-popup-content', { timeout: 5000 });
@@ -44,7 +61,7 @@ try {
   const row = `tr[data-alarm="${env.ALARM_ID}"]`;
   await page.fill(`${row} .comment`, 'called the maintenance unit');
   await page.click(`${row} .ack-button`);
-  await page.waitForFunction(sel => document.querySelector(sel + ' .ack').textContent.includes('inspector-li'), row, { timeout: 5000 });
+  await page.waitForSelector(`${row} .ack:has-text("inspector-li")`, { timeout: 5000 });
   results.ack = (await page.textContent(`${row} .ack`)).trim();
   await page.screenshot({ path: `${shots}/alarms.png`, fullPage: true });
 
@@ -66,7 +83,33 @@ try {
     await phone.screenshot({ path: `${shots}/rescue-${i + 1}-${step}.png`, fullPage: true });
   }
   check(await phone.isDisabled('button[data-step="false_alarm"]'), 'closed dispatch takes no more steps');
+  check((await phone.textContent('#read-only')).includes('completed'), 'the page says the link only reads now');
   results.rescue = walked;
+
+  // No page was refused anything by the Content-Security-Policy.
+  check(refused.length === 0, `CSP violations: ${JSON.stringify(refused)}`);
+
+  // Framing is refused: another page that puts the alarm list in a frame gets nothing.
+  const framer = await browser.newPage();
+  const framed = [];
+  framer.on('console', m => framed.push(m.text()));
+  await framer.setContent(`<iframe id="f" src="${env.BASE_URL}/alarms"></iframe>`);
+  await framer.waitForTimeout(1500);
+  const inner = framer.frames().find(f => f !== framer.mainFrame());
+  const innerReady = inner ? await inner.evaluate(() => document.body && document.body.dataset.ready).catch(() => null) : null;
+  check(innerReady !== 'true', 'the alarm list did not run in a frame');
+  check(framed.some(t => t.includes("frame-ancestors 'none'")), `framing refused by CSP: ${JSON.stringify(framed)}`);
+  results.framing = 'refused';
+
+  // Sign-out clears the cookie: the API answers 401 and the header says so.
+  await page.goto(`${env.BASE_URL}/`);
+  await page.waitForSelector('#signout:not([hidden])', { timeout: 5000 });
+  await Promise.all([page.waitForNavigation(), page.click('#signout button')]);
+  await page.waitForSelector('#who:has-text("not signed in")', { timeout: 5000 });
+  const after = await page.evaluate(async () => (await fetch('/api/v1/whoami')).status);
+  check(after === 401, `whoami after sign-out: ${after}`);
+  check(!(await page.context().cookies()).some(c => c.name === 'seguard_token'), 'cookie gone');
+  results.signed_out = after;
   console.log(JSON.stringify(results));
 } catch (e) {
   for (const p of browser.contexts().flatMap(c => c.pages())) {

@@ -14,7 +14,10 @@
 //! **Invariant:** an event id is stored at most once (`events.id` is the primary key), so a
 //! redelivered incident changes nothing.
 
+mod alarms;
 mod schema;
+
+pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -22,7 +25,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use super::config::CentralConfig;
-use super::dispatch::{self, Dispatch, ElevatorCodes, Level, Record, Status, Step};
+use super::dispatch::{self, Dispatch, ElevatorCodes, Level, Record, Status, Step, StepRefused};
 use crate::model::{
     Equipment, EquipmentKind, FillRecord, FillRejection, GatewayRegistry, GatewayStatus, Incident,
     Transition,
@@ -36,6 +39,9 @@ pub enum StoreError {
     Migration { version: i64, source: sqlx::Error },
     #[error("store: {0}")]
     Corrupt(String),
+    /// A query the caller asked for that cannot be run as asked (a bad filter or cursor).
+    #[error("{0}")]
+    BadQuery(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,37 +121,6 @@ pub struct EquipmentState {
     pub latest_alarm: Option<String>,
     /// The full registry record as the gateway sent it.
     pub record: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AlarmRow {
-    pub id: String,
-    pub gateway: String,
-    pub equipment: String,
-    pub rule: String,
-    pub severity: String,
-    pub kind: String,
-    pub using_unit: String,
-    pub address: String,
-    pub trapped: bool,
-    pub message: String,
-    pub raised: String,
-    pub cleared: Option<String>,
-    /// ISA-18.2 state: active_unacked, active_acked, rtn_unacked, normal.
-    pub state: String,
-    pub acked: Option<String>,
-    pub acked_by: Option<String>,
-    pub ack_comment: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct AlarmFilter {
-    pub kind: Option<String>,
-    pub severity: Option<String>,
-    pub state: Option<String>,
-    pub using_unit: Option<String>,
-    /// Matched as a substring of the address.
-    pub area: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -781,27 +756,28 @@ impl Store {
         Ok((step == "escalated").then_some(level))
     }
 
-    /// Records a rescue step (responded, on site, completed, false alarm) with who and when.
+    /// Records a rescue step (responded, on site, completed, false alarm) taken by `unit`, with
+    /// who and when. Only the unit called now may take it, and it is booked under that unit
+    /// and level; the update is a compare-and-set on the row as it was checked, so a step
+    /// racing an escalation is refused instead of landing on the next unit's level.
     #[allow(clippy::too_many_arguments)]
     pub async fn set_dispatch_status(
         &self,
         config: &CentralConfig,
         id: &str,
         status: Status,
+        unit: &str,
         actor: &str,
         role: &str,
         note: &str,
         now: i64,
-    ) -> Result<Result<Dispatch, String>, StoreError> {
+    ) -> Result<Result<Dispatch, StepRefused>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = self.dispatch_in(&mut tx, id).await?;
-        if !current.status.can_become(status) {
+        if let Err(refused) = dispatch::check_step(current.status, &current.unit.name, unit, status)
+        {
             tx.rollback().await?;
-            return Ok(Err(format!(
-                "a dispatch that is {} cannot become {}",
-                current.status.as_str(),
-                status.as_str()
-            )));
+            return Ok(Err(refused));
         }
         let level_started: i64 =
             sqlx::query("SELECT level_started_ms FROM dispatches WHERE id = $1")
@@ -810,21 +786,33 @@ impl Store {
                 .await?
                 .try_get(0)?;
         let next = dispatch::next_check(config, status, level_started);
-        let column = match status {
-            Status::Responded => "responded_ms",
-            Status::OnSite => "on_site_ms",
-            _ => "closed_ms",
+        // A later step implies the earlier ones: on site without pressing responded first
+        // counts as responded then. (PostgreSQL refuses a column assigned twice.)
+        let times = match status {
+            Status::Responded => "responded_ms = COALESCE(responded_ms, $3)",
+            Status::OnSite => {
+                "on_site_ms = COALESCE(on_site_ms, $3), responded_ms = COALESCE(responded_ms, $3)"
+            }
+            _ => "closed_ms = COALESCE(closed_ms, $3), responded_ms = COALESCE(responded_ms, $3)",
         };
-        sqlx::query(&format!(
-            "UPDATE dispatches SET status = $1, next_check_ms = $2, {column} = COALESCE({column}, $3),
-                responded_ms = COALESCE(responded_ms, $3) WHERE id = $4"
+        let changed = sqlx::query(&format!(
+            "UPDATE dispatches SET status = $1, next_check_ms = $2, {times}
+             WHERE id = $4 AND level = $5 AND unit = $6 AND status = $7"
         ))
         .bind(status.as_str())
         .bind(next)
         .bind(now)
         .bind(id)
+        .bind(current.level)
+        .bind(unit)
+        .bind(current.status.as_str())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(Err(StepRefused::Changed));
+        }
         insert_step(
             &mut tx,
             id,
@@ -1128,60 +1116,6 @@ impl Store {
             .collect()
     }
 
-    pub async fn alarms(
-        &self,
-        filter: &AlarmFilter,
-        using_unit: Option<&str>,
-    ) -> Result<Vec<AlarmRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message, raised_ms,
-                cleared_ms, acked_ms, acked_by, ack_comment FROM alarms ORDER BY raised_ms DESC LIMIT 2000",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let cleared: Option<i64> = r.try_get(11)?;
-            let acked: Option<i64> = r.try_get(12)?;
-            let state = match (cleared.is_some(), acked.is_some()) {
-                (false, false) => "active_unacked",
-                (false, true) => "active_acked",
-                (true, false) => "rtn_unacked",
-                (true, true) => "normal",
-            };
-            let row = AlarmRow {
-                id: r.try_get(0)?,
-                gateway: r.try_get(1)?,
-                equipment: r.try_get(2)?,
-                rule: r.try_get(3)?,
-                severity: r.try_get(4)?,
-                kind: r.try_get(5)?,
-                using_unit: r.try_get(6)?,
-                address: r.try_get(7)?,
-                trapped: r.try_get::<i64, _>(8)? != 0,
-                message: r.try_get(9)?,
-                raised: rfc3339(r.try_get(10)?),
-                cleared: cleared.map(rfc3339),
-                state: state.into(),
-                acked: acked.map(rfc3339),
-                acked_by: r.try_get(13)?,
-                ack_comment: r.try_get(14)?,
-            };
-            let keep = accepts(filter.kind.as_deref(), |k| k == row.kind)
-                && accepts(filter.severity.as_deref(), |v| v == row.severity)
-                && accepts(filter.state.as_deref(), |v| {
-                    v == row.state || (v == "active" && row.cleared.is_none())
-                })
-                && accepts(filter.using_unit.as_deref(), |u| u == row.using_unit)
-                && accepts(filter.area.as_deref(), |a| row.address.contains(a))
-                && using_unit.is_none_or(|u| u == row.using_unit);
-            if keep {
-                out.push(row);
-            }
-        }
-        Ok(out)
-    }
-
     pub async fn alarm_unit(&self, id: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query("SELECT using_unit FROM alarms WHERE id = $1")
             .bind(id)
@@ -1396,14 +1330,6 @@ async fn insert_link(
         .execute(&mut **tx)
         .await?;
     Ok(token)
-}
-
-/// An empty or absent filter accepts everything.
-fn accepts(filter: Option<&str>, test: impl Fn(&str) -> bool) -> bool {
-    match filter {
-        None | Some("") => true,
-        Some(v) => test(v),
-    }
 }
 
 /// The transition as the wire spells it (`raise`, `clear`, `acknowledge`...).

@@ -152,4 +152,14 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX fill_records_cylinder ON fill_records (cylinder_code, time_ms)",
         ],
     ),
+    (
+        3,
+        &[
+            // The alarm list is filtered, ordered by (raised_ms, id) and paged in SQL
+            // (store/alarms.rs): one index for any filter, one for the active alarms.
+            "DROP INDEX IF EXISTS alarms_raised",
+            "CREATE INDEX alarms_list ON alarms (raised_ms, id)",
+            "CREATE INDEX alarms_open_list ON alarms (cleared_ms, raised_ms, id)",
+        ],
+    ),
 ];

@@ -1,5 +1,9 @@
 //! The dashboard's pages and assets, embedded in the binary: no internet needed at run time.
-//! Leaflet and its marker-cluster plugin come from npm through build.rs (OUT_DIR/web).
+//! Leaflet and its marker-cluster plugin come from npm through build.rs (OUT_DIR/web). No page
+//! holds inline script: each loads its own script from `/assets/` (see `headers.rs`).
+
+pub mod headers;
+pub mod session;
 
 pub const MAP_HTML: &str = include_str!("map.html");
 pub const ALARMS_HTML: &str = include_str!("alarms.html");
@@ -17,6 +21,10 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     let found: (&str, &[u8]) = match name {
         "seguard.css" => ("text/css", include_bytes!("seguard.css")),
         "seguard.js" => ("text/javascript", include_bytes!("seguard.js")),
+        "map.js" => ("text/javascript", include_bytes!("map.js")),
+        "alarms.js" => ("text/javascript", include_bytes!("alarms.js")),
+        "indicators.js" => ("text/javascript", include_bytes!("indicators.js")),
+        "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
