@@ -1259,8 +1259,9 @@ impl Validator {
             None => vec!["inspection".to_owned(), "out_of_service".to_owned()],
             Some(modes) => self.service_modes(modes, "suppress_in"),
         };
+        // Firefighter service (phase II) is driven from inside the car by a firefighter.
         let staff_in_car_modes = match &r.staff_in_car_modes {
-            None => vec!["inspection".to_owned(), "out_of_service".to_owned()],
+            None => ["inspection", "out_of_service", "firefighter"].map(str::to_owned).to_vec(),
             Some(modes) => self.service_modes(modes, "staff_in_car_modes"),
         };
         ElevatorRule {

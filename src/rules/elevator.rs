@@ -13,7 +13,8 @@
 //! message saying "stopped, doors open" never looks like "running, doors open" half-way.
 //!
 //! The trapped rule is fail-safe. It stays quiet only while the service mode is positively
-//! known to be one with staff in the car (`staff_in_car_modes`: inspection, out of service).
+//! known to be one with staff in the car (`staff_in_car_modes`: inspection, out of service,
+//! firefighter).
 //! A mode the terminal reported but nobody recognised ("unknown", or a word outside
 //! [`SERVICE_MODES`]) or never reported at all does not silence it: an occupied, stopped, closed
 //! car is still raised, and the incident says the mode was unknown. The rule also says when it
