@@ -68,6 +68,8 @@ pub struct Metrics {
     registry: Registry,
     readings_received: Family<SourceLabel, Counter>,
     messages_rejected: Family<ReasonLabel, Counter>,
+    /// Messages central refused after the broker had confirmed them, by central's reason.
+    central_rejections: Family<ReasonLabel, Counter>,
     alarms_raised: Family<SeverityLabel, Counter>,
     alarms_cleared: Counter,
     alarm_transitions: Family<TransitionLabel, Counter>,
@@ -120,6 +122,12 @@ impl Metrics {
             "messages_rejected",
             "Messages rejected, by reason",
             messages_rejected.clone(),
+        );
+        let central_rejections = Family::default();
+        registry.register(
+            "central_rejections",
+            "Messages the central service refused (told on {prefix}/{gateway}/rejections), by reason",
+            central_rejections.clone(),
         );
         let alarms_raised = Family::default();
         registry.register(
@@ -272,6 +280,7 @@ impl Metrics {
             modbus_online,
             readings_received,
             messages_rejected,
+            central_rejections,
             alarms_raised,
             alarms_cleared,
             alarm_transitions,
@@ -337,6 +346,28 @@ impl Metrics {
         self.log_limited(reason, |suppressed| {
             tracing::warn!(reason, topic, %detail, suppressed, "message rejected");
         });
+    }
+
+    /// Central refused one of our messages; `reason` is one of central's reasons or `other`.
+    pub fn central_rejected(&self, reason: &'static str, what: &str, detail: &str) {
+        self.central_rejections
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.log_limited(reason, |suppressed| {
+            tracing::error!(
+                reason,
+                what,
+                detail,
+                suppressed,
+                "central refused a message the broker had confirmed"
+            );
+        });
+    }
+
+    pub fn central_rejected_count(&self, reason: &'static str) -> u64 {
+        self.central_rejections
+            .get_or_create(&ReasonLabel { reason })
+            .get()
     }
 
     pub fn rejected_count(&self, reason: &'static str) -> u64 {
