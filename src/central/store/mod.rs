@@ -226,11 +226,30 @@ impl Store {
             });
         let pool = options.connect(&url).await?;
         let store = Store { pool, backend };
-        store.migrate().await?;
+        store.migrate(i64::MAX).await?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// Opens a store with the migrations up to `version` only: for tests of a later migration
+    /// on a store as an older release left it.
+    #[doc(hidden)]
+    pub async fn open_at_version(url: &str, version: i64) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate(version).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, up_to: i64) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
             // Two instances starting together must not both create the tables.
@@ -249,7 +268,7 @@ impl Store {
                 .map(|r| r.try_get::<i64, _>(0))
                 .collect::<Result<_, _>>()?;
             for (version, statements) in schema::MIGRATIONS {
-                if applied.contains(version) {
+                if applied.contains(version) || *version > up_to {
                     continue;
                 }
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
