@@ -72,9 +72,11 @@ pub fn replace_nul(value: &mut serde_json::Value) -> bool {
             *s = s.replace('\0', &REPLACEMENT.to_string());
             true
         }
+        // Every item is visited (no short circuit): each one may hold a NUL.
         serde_json::Value::Array(items) => items
             .iter_mut()
-            .fold(false, |found, item| replace_nul(item) || found),
+            .map(replace_nul)
+            .fold(false, |found, replaced| found | replaced),
         serde_json::Value::Object(map) => {
             if map.keys().any(|k| k.contains('\0')) {
                 let entries = std::mem::take(map);
@@ -85,7 +87,8 @@ pub fn replace_nul(value: &mut serde_json::Value) -> bool {
                 return true;
             }
             map.values_mut()
-                .fold(false, |found, item| replace_nul(item) || found)
+                .map(replace_nul)
+                .fold(false, |found, replaced| found | replaced)
         }
         _ => false,
     }

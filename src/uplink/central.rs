@@ -263,7 +263,9 @@ impl CentralPublisher {
     }
 
     /// Publishes incidents and fill records from `lane` until `flush` fires and the lane is
-    /// empty, or `hard_stop` fires; then says offline and disconnects.
+    /// empty, or `hard_stop` fires; then says offline and disconnects. Central's refusals go to
+    /// `rejections`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         self,
         event_loop: EventLoop,
