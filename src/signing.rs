@@ -77,7 +77,10 @@ pub fn open(payload: &[u8]) -> Result<Opened<'_>, SignError> {
         hex::decode(sealed.sig).map_err(|_| SignError::Unsigned("`sig` is not hex".into()))?;
     // The raw value borrows from `payload`, so its bytes are the ones the gateway signed.
     let text = sealed.msg.get();
-    let start = text.as_ptr() as usize - payload.as_ptr() as usize;
+    let start = (text.as_ptr() as usize)
+        .checked_sub(payload.as_ptr() as usize)
+        .filter(|start| start + text.len() <= payload.len())
+        .ok_or_else(|| SignError::Unsigned("`msg` is not part of the payload".into()))?;
     Ok(Opened {
         sig,
         message: &payload[start..start + text.len()],

@@ -487,3 +487,63 @@ async fn drive_event_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "gw1-signing-key-0123456789abcdef0123";
+
+    fn uplink() -> CentralUplink {
+        let text = format!(
+            "[site]\nid = \"s1\"\nname = \"s\"\naddress = \"a\"\n[gateway]\nid = \"gw1\"\n\
+             [mqtt]\nhost = \"127.0.0.1\"\n[uplink.central]\nsigning_key = \"{KEY}\"\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("site.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .central
+            .expect("a central uplink")
+    }
+
+    /// A notice sealed with our key is verified; a plain one (central had no key for us) still
+    /// counts, unverified; one for another gateway or of another schema is not ours.
+    #[test]
+    fn notices_from_central_are_read_and_verified() {
+        let config = uplink();
+        let notice = |gateway: &str, schema: &str| {
+            serde_json::to_vec(&CentralRejection {
+                schema: schema.into(),
+                gateway: gateway.into(),
+                kind: "incidents".into(),
+                id: Some("x".into()),
+                reason: "malformed".into(),
+                detail: "d".into(),
+                time: Utc::now(),
+            })
+            .unwrap()
+        };
+        let ours = notice("gw1", REJECTION_SCHEMA);
+        let sealed = crate::signing::seal(KEY.as_bytes(), "rejections", &ours);
+        let wrong_key = crate::signing::seal(&[7; 32], "rejections", &ours);
+        let cases: [(&[u8], Option<bool>); 5] = [
+            (&sealed, Some(true)),
+            (&ours, Some(false)),
+            (&wrong_key, Some(false)),
+            (&notice("gw2", REJECTION_SCHEMA), None),
+            (&notice("gw1", "seguard.other.v1"), None),
+        ];
+        for (payload, expected) in cases {
+            let read = read_rejection(&config, "gw1", payload).map(|(_, verified)| verified);
+            assert_eq!(read, expected);
+        }
+        let rejections = CentralRejections::default();
+        let metrics = Metrics::new();
+        let (r, verified) = read_rejection(&config, "gw1", &sealed).unwrap();
+        rejections.record(&r, verified, &metrics);
+        rejections.record(&r, verified, &metrics);
+        let alarm = rejections.alarm().expect("the alarm is raised");
+        assert_eq!(alarm.rule, CENTRAL_REJECTED_RULE);
+        assert_eq!(alarm.value, Some(2.0));
+        assert_eq!(metrics.central_rejected_count("malformed"), 2);
+    }
+}
