@@ -366,6 +366,16 @@ async fn acknowledge(
     Path((equipment, rule)): Path<(String, String)>,
     Json(body): Json<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    // Central's refusals are events, not a rule's condition: acknowledging ends the alarm
+    // until the next refusal.
+    if rule == crate::uplink::central::CENTRAL_REJECTED_RULE
+        && state
+            .live
+            .central_rejections
+            .acknowledge(&equipment, &body.user)
+    {
+        return Ok(Json(Vec::new()));
+    }
     act(&state, equipment, rule, body, AlarmAction::Acknowledge).await
 }
 

@@ -284,6 +284,26 @@ async fn a_refused_incident_raises_central_rejected_at_the_gateway() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+    // An operator acknowledges: the alarm ends until the next refusal.
+    let ack = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/v1/alarms/gw1/gateway.central_rejected/ack",
+            gateway.http_addr
+        ))
+        .json(&json!({ "user": "site-operator" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ack.status(), 200);
+    let alarms = get_json(gateway.http_addr, "/api/v1/alarms", None).await;
+    assert!(
+        !alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "gateway.central_rejected"),
+        "{alarms}"
+    );
     gateway.stop().await;
     central.stop().await;
 }

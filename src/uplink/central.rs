@@ -58,6 +58,20 @@ impl CentralRejections {
         self.alarm.lock().expect("rejections lock").clone()
     }
 
+    /// An operator has seen the refusals: the alarm ends until the next one (the counts stay in
+    /// `/metrics`, the refused messages at central). False when there is no such alarm.
+    pub fn acknowledge(&self, equipment: &str, user: &str) -> bool {
+        let mut alarm = self.alarm.lock().expect("rejections lock");
+        match alarm.as_ref() {
+            Some(a) if a.equipment == equipment => {
+                tracing::info!(user, message = %a.message, "central's refusals acknowledged");
+                *alarm = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Counts a refusal and raises (or updates) the alarm. `verified` says whether the notice
     /// was sealed with our key (central had it); an unverified notice still raises the alarm,
     /// because a refusal must never go unseen.
@@ -545,5 +559,8 @@ mod tests {
         assert_eq!(alarm.rule, CENTRAL_REJECTED_RULE);
         assert_eq!(alarm.value, Some(2.0));
         assert_eq!(metrics.central_rejected_count("malformed"), 2);
+        assert!(!rejections.acknowledge("gw2", "op"));
+        assert!(rejections.acknowledge("gw1", "op"));
+        assert_eq!(rejections.alarm(), None);
     }
 }
