@@ -813,6 +813,10 @@ mod tests {
             ),
             ("[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://x\"\n", vec!["4:7: store url `mysql://x` is neither SQLite nor PostgreSQL"]),
             (
+                "[central]\ninstance = \"a\"\n[[gateway]]\nid = \"gw1\"\ntoken_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nsigning_key = \"short\"\n",
+                vec!["6:15: signing_key of gateway `gw1` is shorter than 32 bytes"],
+            ),
+            (
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
             ),

@@ -305,14 +305,17 @@ impl Validator {
 
     /// The central uplink's signing key, at least [`crate::signing::MIN_KEY_BYTES`] long.
     fn signing_key(&mut self, c: &crate::config::raw::RawCentral) -> Option<SecretString> {
+        let inline = c.signing_key.as_ref().map(|k| k.get_ref().clone());
         let key = self.secret(
             "signing_key",
-            &c.signing_key,
+            &inline,
             &c.signing_key_env,
             &c.signing_key_file,
         )?;
         if secrecy::ExposeSecret::expose_secret(&key).len() < crate::signing::MIN_KEY_BYTES {
-            let span = c.signing_key_env.as_ref().or(c.signing_key_file.as_ref());
+            let span = (c.signing_key.as_ref())
+                .or(c.signing_key_env.as_ref())
+                .or(c.signing_key_file.as_ref());
             self.push(
                 Problem::new(
                     span.map(Spanned::span),
