@@ -636,8 +636,39 @@ url = "sqlite::memory:"
 [[gateway]]
 id = "gw1"
 token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+signing_key = "fuzz-signing-key-0123456789abcdef0123"
+[[gateway]]
+id = "gw2"
+token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 "#;
         super::super::config::parse(text, Path::new("central.toml")).expect("valid config")
+    }
+
+    /// The seed the fuzz target starts its signature path from is a message gw1 sealed; each
+    /// way a message can fail to be gw1's is refused with its reason.
+    #[test]
+    fn only_a_message_sealed_with_its_gateways_key_passes() {
+        let config = config();
+        let seed = include_bytes!("../../fuzz/corpus/central_intake/sealed-incident-gw1");
+        let payload = &seed[4..];
+        assert!(verify_origin(&config, "gw1", "incidents", payload).is_ok());
+        let message = incident("s1");
+        let key = b"fuzz-signing-key-0123456789abcdef0123";
+        let sealed = crate::signing::seal(key, "incidents", message.as_bytes());
+        let cases = [
+            ("gw1", "incidents", message.as_bytes(), "unsigned"),
+            ("gw1", "fills", &sealed[..], "bad_signature"),
+            ("gw2", "incidents", &sealed[..], "bad_signature"),
+            ("gw9", "incidents", &sealed[..], "unknown_gateway"),
+        ];
+        for (sender, kind, payload, reason) in cases {
+            let refused = verify_origin(&config, sender, kind, payload).unwrap_err();
+            assert_eq!(refused.reason(), reason, "{sender} {kind}");
+        }
+        assert_eq!(
+            verify_origin(&config, "gw1", "incidents", &sealed),
+            Ok(message.as_bytes())
+        );
     }
 
     fn incident(site_id: &str) -> String {
