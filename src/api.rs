@@ -42,6 +42,8 @@ pub struct Live {
     pub reload: Mutex<Option<mpsc::Sender<ReloadRequest>>>,
     pub site_broker: Arc<AtomicBool>,
     pub central_broker: Arc<AtomicBool>,
+    /// What central refused: the `gateway.central_rejected` alarm (`uplink::central`).
+    pub central_rejections: Arc<crate::uplink::central::CentralRejections>,
     /// One flag per influx uplink: false after a failed write, true after a good one.
     pub influx: Vec<(String, Arc<AtomicBool>)>,
     /// The outbox lanes, for their backlog and the age of their oldest entry.
@@ -256,7 +258,9 @@ async fn equipment(State(state): State<AppState>) -> Json<Vec<Equipment>> {
 }
 
 async fn alarms(State(state): State<AppState>) -> Json<Vec<ActiveAlarm>> {
-    Json(state.live.alarms.read().expect("alarms lock").clone())
+    let mut alarms = state.live.alarms.read().expect("alarms lock").clone();
+    alarms.extend(state.live.central_rejections.alarm());
+    Json(alarms)
 }
 
 #[derive(Deserialize)]
@@ -362,6 +366,16 @@ async fn acknowledge(
     Path((equipment, rule)): Path<(String, String)>,
     Json(body): Json<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
+    // Central's refusals are events, not a rule's condition: acknowledging ends the alarm
+    // until the next refusal.
+    if rule == crate::uplink::central::CENTRAL_REJECTED_RULE
+        && state
+            .live
+            .central_rejections
+            .acknowledge(&equipment, &body.user)
+    {
+        return Ok(Json(Vec::new()));
+    }
     act(&state, equipment, rule, body, AlarmAction::Acknowledge).await
 }
 

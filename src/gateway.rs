@@ -359,6 +359,7 @@ impl Gateway {
                 lane.clone(),
                 metrics.clone(),
                 live.central_broker.clone(),
+                live.central_rejections.clone(),
                 flush.clone(),
                 hard_stop.clone(),
             )));

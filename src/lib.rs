@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbox;
 pub mod rules;
+pub mod signing;
 pub mod sim;
 pub mod tls;
 pub mod uplink;

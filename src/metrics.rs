@@ -70,6 +70,8 @@ pub struct Metrics {
     messages_rejected: Family<ReasonLabel, Counter>,
     readings_adjusted: Family<ReasonLabel, Counter>,
     trapped_rule_blind: Counter,
+    /// Messages central refused after the broker had confirmed them, by central's reason.
+    central_rejections: Family<ReasonLabel, Counter>,
     alarms_raised: Family<SeverityLabel, Counter>,
     alarms_cleared: Counter,
     alarm_transitions: Family<TransitionLabel, Counter>,
@@ -136,6 +138,12 @@ impl Metrics {
             "trapped_rule_blind",
             "Times an elevator's trapped rule raised that it cannot see (unknown service mode, or a metric it needs never reported)",
             trapped_rule_blind.clone(),
+        );
+        let central_rejections = Family::default();
+        registry.register(
+            "central_rejections",
+            "Messages the central service refused (told on {prefix}/{gateway}/rejections), by reason",
+            central_rejections.clone(),
         );
         let alarms_raised = Family::default();
         registry.register(
@@ -304,6 +312,7 @@ impl Metrics {
             messages_rejected,
             readings_adjusted,
             trapped_rule_blind,
+            central_rejections,
             alarms_raised,
             alarms_cleared,
             alarm_transitions,
@@ -387,10 +396,32 @@ impl Metrics {
         });
     }
 
+    /// Central refused one of our messages; `reason` is one of central's reasons or `other`.
+    pub fn central_rejected(&self, reason: &'static str, what: &str, detail: &str) {
+        self.central_rejections
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.log_limited(reason, |suppressed| {
+            tracing::error!(
+                reason,
+                what,
+                detail,
+                suppressed,
+                "central refused a message the broker had confirmed"
+            );
+        });
+    }
+
     /// An elevator's trapped rule said it is blind (its `trapped_rule_blind` alarm was raised).
     pub fn trapped_rule_blind(&self, equipment: &str, message: &str) {
         self.trapped_rule_blind.inc();
         tracing::error!(equipment, message, "trapped rule blind");
+    }
+
+    pub fn central_rejected_count(&self, reason: &'static str) -> u64 {
+        self.central_rejections
+            .get_or_create(&ReasonLabel { reason })
+            .get()
     }
 
     pub fn rejected_count(&self, reason: &'static str) -> u64 {

@@ -374,6 +374,29 @@ pub struct GatewayStatus {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// Central's word that it refused one of a gateway's messages, on
+/// `{prefix}/{gateway}/rejections`, sealed with the gateway's key when central knows it. An
+/// MQTT 3.1.1 PUBACK cannot say no: the broker confirms a message central later refuses, so
+/// this is how the gateway learns that it was not stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CentralRejection {
+    /// `seguard.rejection.v1`.
+    pub schema: String,
+    /// The gateway the refused message's topic named.
+    pub gateway: String,
+    /// The topic kind: `incidents`, `fills`, `registry` or `status`.
+    pub kind: String,
+    /// The refused message's id, when central could read one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The counted reason (`bad_signature`, `unknown_schema`, ...).
+    pub reason: String,
+    pub detail: String,
+    pub time: DateTime<Utc>,
+}
+
+pub const REJECTION_SCHEMA: &str = "seguard.rejection.v1";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GatewayState {

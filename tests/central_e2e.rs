@@ -19,6 +19,9 @@ use tower::ServiceExt;
 
 const GW1_TOKEN: &str = "gw1-secret-token";
 const GW2_TOKEN: &str = "gw2-secret-token";
+/// The keys gw1 and gw2 sign their MQTT messages with (`src/signing.rs`).
+const GW1_KEY: &str = "gw1-signing-key-0123456789abcdef0123";
+const GW2_KEY: &str = "gw2-signing-key-0123456789abcdef0123";
 const REGULATOR_TOKEN: &str = "regulator-token";
 const SHENLONG_TOKEN: &str = "shenlong-team-token";
 const OTHER_TEAM_TOKEN: &str = "other-team-token";
@@ -78,10 +81,12 @@ from = "seguard central <central@example.org>"
 [[gateway]]
 id = "gw1"
 token_sha256 = "{gw1}"
+signing_key = "{GW1_KEY}"
 
 [[gateway]]
 id = "gw2"
 token_sha256 = "{gw2}"
+signing_key = "{GW2_KEY}"
 
 [[rescue_unit]]
 name = "Shenlong Elevator Service"
@@ -138,6 +143,16 @@ sha256 = "{other}"
         tower = token_hash(TOWER_UNIT_TOKEN),
     );
     parse(&text, std::path::Path::new("central-test.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `message` sealed as gateway `gateway` seals it for the topic kind `kind`.
+fn sealed(gateway: &str, kind: &str, message: &Value) -> Vec<u8> {
+    let key = match gateway {
+        "gw1" => GW1_KEY,
+        "gw2" => GW2_KEY,
+        other => panic!("no key for {other}"),
+    };
+    seguard::signing::seal(key.as_bytes(), kind, &serde_json::to_vec(message).unwrap())
 }
 
 /// An incident as a gateway sends it (`seguard.incident.v1`).
@@ -386,19 +401,30 @@ async fn mqtt_bad_intake_is_counted_and_acknowledged() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut gw = TestClient::connect(broker.port, "test-gw").await;
     gw.publish_all([
-        ("seguard/v1/gw1/incidents".to_owned(), b"{oops".to_vec()),
+        (
+            "seguard/v1/gw1/incidents".to_owned(),
+            sealed(
+                "gw1",
+                "incidents",
+                &json!({ "schema": "seguard.incident.v1" }),
+            ),
+        ),
         (
             "seguard/v1/gw9/incidents".to_owned(),
             serde_json::to_vec(&incident("gw9", 1, "x", "raise")).unwrap(),
         ),
         (
             "seguard/v1/gw2/incidents".to_owned(),
-            serde_json::to_vec(&incident("gw1", 2, "x", "raise")).unwrap(),
+            sealed("gw2", "incidents", &incident("gw1", 2, "x", "raise")),
         ),
-        ("seguard/v1/gw1/incidents".to_owned(), vec![b' '; 5000]),
         (
             "seguard/v1/gw1/incidents".to_owned(),
-            serde_json::to_vec(&incident("gw1", 3, "x", "raise")).unwrap(),
+            sealed("gw1", "incidents", &json!(" ".repeat(5000))),
+        ),
+        ("seguard/v1/gw1/incidents".to_owned(), b"{oops".to_vec()),
+        (
+            "seguard/v1/gw1/incidents".to_owned(),
+            sealed("gw1", "incidents", &incident("gw1", 3, "x", "raise")),
         ),
     ])
     .await;
@@ -413,6 +439,7 @@ async fn mqtt_bad_intake_is_counted_and_acknowledged() {
         "unknown_gateway",
         "gateway_mismatch",
         "oversized",
+        "unsigned",
     ] {
         assert_eq!(central.metrics.rejected("mqtt", reason), 1, "{reason}");
     }
@@ -441,7 +468,11 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
     let published = Instant::now();
     gw.publish_all([(
         "seguard/v1/gw1/incidents".to_owned(),
-        serde_json::to_vec(&incident("gw1", 42, "elevator.trapped_at_level", "raise")).unwrap(),
+        sealed(
+            "gw1",
+            "incidents",
+            &incident("gw1", 42, "elevator.trapped_at_level", "raise"),
+        ),
     )])
     .await;
     let (path, body, arrived) = next_hook(&mut hooks, Duration::from_secs(10)).await;
@@ -501,7 +532,11 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
     // A redelivered duplicate changes nothing: no second dispatch.
     gw.publish_all([(
         "seguard/v1/gw1/incidents".to_owned(),
-        serde_json::to_vec(&incident("gw1", 42, "elevator.trapped_at_level", "raise")).unwrap(),
+        sealed(
+            "gw1",
+            "incidents",
+            &incident("gw1", 42, "elevator.trapped_at_level", "raise"),
+        ),
     )])
     .await;
 
@@ -993,9 +1028,10 @@ async fn alarm_list_is_filtered_and_paged_in_the_store_on_postgres() {
 
 /// Fuzz finding (fuzz/README.md): PostgreSQL refuses NUL in text, so an incident holding one
 /// failed in the store at every delivery and MQTT intake retried it forever, holding back every
-/// later incident. It is now rejected as malformed, and the next incident is stored.
+/// later incident. Issue 13: refusing it instead lost the incident. The NUL is now replaced,
+/// the replacement noted on the stored event, and the next incident is stored too.
 #[tokio::test]
-async fn an_incident_with_nul_in_its_text_does_not_stall_mqtt_intake_on_postgres() {
+async fn an_incident_with_nul_in_its_text_is_stored_repaired_on_postgres() {
     let pg = Postgres::start();
     let broker = Mosquitto::start();
     let setup = Setup::unnotified(pg.url(), Some(broker.port));
@@ -1003,21 +1039,33 @@ async fn an_incident_with_nul_in_its_text_does_not_stall_mqtt_intake_on_postgres
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut poisoned = incident("gw1", 1, "elevator.door_fault", "raise");
     poisoned["event"]["message"] = "door\u{0}fault".into();
+    poisoned["event"]["time"] = json!(chrono::Utc::now());
     let next = incident("gw1", 2, "elevator.door_fault", "raise");
     let topic = "seguard/v1/gw1/incidents".to_owned();
     let mut gw = TestClient::connect(broker.port, "test-gw").await;
     gw.publish_all([
-        (topic.clone(), serde_json::to_vec(&poisoned).unwrap()),
-        (topic, serde_json::to_vec(&next).unwrap()),
+        (topic.clone(), sealed("gw1", "incidents", &poisoned)),
+        (topic, sealed("gw1", "incidents", &next)),
     ])
     .await;
-    eventually(
-        "the next incident stored",
-        Duration::from_secs(20),
-        || async { (central.store.event_count().await.unwrap() == 1).then_some(()) },
-    )
+    eventually("both incidents stored", Duration::from_secs(20), || async {
+        (central.store.event_count().await.unwrap() == 2).then_some(())
+    })
     .await;
-    assert_eq!(central.metrics.rejected("mqtt", "malformed"), 1);
+    assert_eq!(central.metrics.noted("mqtt", "text_replaced"), 1);
+    assert_eq!(central.metrics.rejected("mqtt", "malformed"), 0);
+    let alarms = central
+        .store
+        .alarms(&Default::default(), None)
+        .await
+        .unwrap();
+    let repaired = alarms
+        .iter()
+        .find(|a| a.id == "00000000-0000-4000-8000-000000000001")
+        .expect("the repaired incident's alarm");
+    let timeline = central.store.timeline(&repaired.id).await.unwrap();
+    assert_eq!(timeline[0].message, "door\u{FFFD}fault");
+    assert_eq!(timeline[0].intake_notes, ["text_replaced"]);
     central.stop().await;
 }
 
@@ -1043,7 +1091,11 @@ async fn two_instances_on_postgres_store_each_incident_once_and_survive_a_kill()
         .map(|i| {
             (
                 "seguard/v1/gw1/incidents".to_owned(),
-                serde_json::to_vec(&incident("gw1", i, "elevator.door_fault", "raise")).unwrap(),
+                sealed(
+                    "gw1",
+                    "incidents",
+                    &incident("gw1", i, "elevator.door_fault", "raise"),
+                ),
             )
         })
         .collect();
@@ -1089,13 +1141,11 @@ async fn two_instances_on_postgres_store_each_incident_once_and_survive_a_kill()
 
     gw.publish_all([(
         "seguard/v1/gw1/incidents".to_owned(),
-        serde_json::to_vec(&incident(
+        sealed(
             "gw1",
-            1000,
-            "elevator.trapped_outside_door_zone",
-            "raise",
-        ))
-        .unwrap(),
+            "incidents",
+            &incident("gw1", 1000, "elevator.trapped_outside_door_zone", "raise"),
+        ),
     )])
     .await;
     let (path, first, called) = next_hook(&mut hooks, Duration::from_secs(10)).await;
@@ -1230,8 +1280,13 @@ async fn gateway_state_follows_the_retained_status_and_the_last_will() {
         Some(broker.port),
     );
     // A gateway that says online (retained) and leaves a last will saying offline.
-    let status =
-        |state: &str| json!({ "gateway": "gw2", "site": "s2", "state": state }).to_string();
+    let status = |state: &str| {
+        sealed(
+            "gw2",
+            "status",
+            &json!({ "gateway": "gw2", "site": "s2", "state": state }),
+        )
+    };
     let mut options = MqttOptions::new("gw2-uplink", "127.0.0.1", broker.port);
     options.set_last_will(LastWill::new(
         "seguard/v1/gw2/status",

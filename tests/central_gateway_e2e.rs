@@ -15,6 +15,9 @@ use seguard::central::Central;
 use seguard::gateway::Gateway;
 use serde_json::{json, Value};
 
+/// The key gw1 signs its messages to central with; central holds the same.
+const GW1_KEY: &str = "gw1-signing-key-0123456789abcdef0123";
+
 /// Central on SQLite in `dir`, reading the broker on `port`, knowing gateway `gw1`; `extra` is
 /// more TOML (dispatch settings, rescue units, tokens).
 async fn start_central(dir: &Path, port: u16, extra: &str) -> Central {
@@ -30,6 +33,7 @@ port = {port}
 [[gateway]]
 id = "gw1"
 token_sha256 = "{hash}"
+signing_key = "{GW1_KEY}"
 {extra}
 "#,
         db = dir.join("central.db").display(),
@@ -124,6 +128,7 @@ high = {{ limit = 60.0 }}
 
 [uplink.central]
 confirm_timeout_ms = 2000
+signing_key = "{GW1_KEY}"
 "#,
         port = broker.port
     );
@@ -243,6 +248,7 @@ station = "PD-LPG-01"
 
 [uplink.central]
 confirm_timeout_ms = 2000
+signing_key = "{GW1_KEY}"
 "#,
         port = broker.port,
         outbox = dir.path().join("outbox").display(),
@@ -305,10 +311,11 @@ confirm_timeout_ms = 2000
     assert_eq!(expired[0]["rejections"], json!(["inspection_expired"]));
 
     // A record published again (as after a lost PUBACK) is a duplicate, stored once.
+    let again = serde_json::to_vec(&ok_fills[1]).unwrap();
     scale
         .publish_all([(
             "seguard/v1/gw1/fills".to_owned(),
-            serde_json::to_vec(&ok_fills[1]).unwrap(),
+            seguard::signing::seal(GW1_KEY.as_bytes(), "fills", &again),
         )])
         .await;
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -14,6 +14,8 @@ pub const READINGS_PER_MESSAGE: usize = 10;
 pub const M0_LIMIT: f64 = 2000.0;
 pub const GATEWAY_ID: &str = "gw-bench";
 pub const GATEWAY_TOKEN: &str = "bench-gateway";
+/// The key the bench gateway signs its messages to central with; central holds the same.
+pub const BENCH_SIGNING_KEY: &str = "bench-signing-key-of-at-least-32-bytes";
 
 /// One message of `READINGS_PER_MESSAGE` readings `m0..m9` = `value.f`, at `ts_ms`.
 pub fn payload(ts_ms: u64, value: u64) -> Vec<u8> {
@@ -78,7 +80,7 @@ pub fn site_toml(o: &SiteOptions) -> String {
         "[rules.lifecycle]\nchatter_count = 1000000\n[[rules.threshold]]\nid = \"m0-high\"\nkind = \"pressure_vessel\"\nmetric = \"m0\"\nhigh = {{ limit = {M0_LIMIT:?} }}\n\
          [[uplink.influx]]\nname = \"vm\"\napi = \"v2\"\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\n\
          batch_max_points = 20000\nflush_interval_ms = 200\nqueue_max_points = 10000000\n\
-         [uplink.central]\n",
+         [uplink.central]\nsigning_key = \"{BENCH_SIGNING_KEY}\"\n",
         o.victoria_url
     );
     if let Some(dir) = o.outbox {
@@ -96,7 +98,7 @@ pub fn central_toml(broker: u16, http_listen: &str, dir: &Path) -> String {
     format!(
         "[central]\ninstance = \"central-bench\"\nhttp_listen = \"{http_listen}\"\n\
          [store]\nurl = \"sqlite://{db}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {broker}\n\
-         [[gateway]]\nid = \"{GATEWAY_ID}\"\ntoken_sha256 = \"{token}\"\n",
+         [[gateway]]\nid = \"{GATEWAY_ID}\"\ntoken_sha256 = \"{token}\"\nsigning_key = \"{BENCH_SIGNING_KEY}\"\n",
         db = dir.join("central.db").display(),
         token = seguard::central::config::token_hash(GATEWAY_TOKEN),
     )

@@ -4,8 +4,10 @@
 //! Properties: never panics; a refused incident has its reason and HTTP status; an accepted one
 //! came from the gateway it names, which is registered, has the incident schema and one
 //! equipment, and can be stored whole: it serializes (the store keeps the JSON), reads back
-//! equal, and holds no text that PostgreSQL refuses (NUL), so the store cannot fail half-way
-//! through it or retry it forever.
+//! equal, and holds no text that PostgreSQL refuses (NUL: intake replaces it and notes that it
+//! did), so the store cannot fail half-way through it or retry it forever; a location it keeps
+//! is on the globe. The same payload as an MQTT message: `verify_origin` never panics and never
+//! accepts it unless it is sealed with the sender's key.
 #![no_main]
 
 use std::path::Path;
@@ -13,7 +15,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use seguard::central::config::{parse, CentralConfig};
-use seguard::central::intake::decode;
+use seguard::central::clean::Note;
+use seguard::central::intake::{decode, verify_origin};
 use seguard::model::INCIDENT_SCHEMA;
 
 const CONFIG: &str = r#"
@@ -25,6 +28,7 @@ url = "sqlite::memory:"
 [[gateway]]
 id = "gw1"
 token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+signing_key = "fuzz-signing-key-0123456789abcdef0123"
 [[gateway]]
 id = "gw2"
 token_sha256 = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
@@ -52,8 +56,20 @@ fuzz_target!(|data: &[u8]| {
     };
     let payload = data.get(split + 1..).unwrap_or_default();
     let config = config();
-    match decode(config, payload, sender) {
-        Ok(incident) => {
+    // A fixed receive time, so the time-window note does not depend on the clock.
+    let now = 1_780_000_000_000;
+    if let Ok(message) = verify_origin(config, sender, "incidents", payload) {
+        let key = b"fuzz-signing-key-0123456789abcdef0123";
+        assert_eq!(sender, "gw1", "only gw1 has a key");
+        assert_eq!(
+            seguard::signing::verified(key, "incidents", payload),
+            Ok(message),
+            "accepted only what gw1's key sealed"
+        );
+    }
+    match decode(config, payload, sender, now) {
+        Ok(accepted) => {
+            let incident = accepted.message;
             assert_eq!(incident.schema, INCIDENT_SCHEMA);
             assert_eq!(incident.gateway, sender);
             assert!(config.gateways.iter().any(|g| g.id == incident.gateway));
@@ -63,9 +79,13 @@ fuzz_target!(|data: &[u8]| {
                 !has_nul(&serde_json::from_str(&stored).expect("JSON")),
                 "accepted an incident with a NUL character, which PostgreSQL cannot store: {stored}"
             );
-            let again =
-                decode(config, stored.as_bytes(), sender).expect("the stored incident reads back");
-            assert_eq!(again, incident, "the stored incident reads back equal");
+            if let Some(l) = incident.equipment.location {
+                assert!(seguard::central::clean::on_the_globe(l.lat, l.lon), "{l:?}");
+            }
+            let again = decode(config, stored.as_bytes(), sender, now)
+                .expect("the stored incident reads back");
+            assert_eq!(again.message, incident, "the stored incident reads back equal");
+            assert!(!again.notes.has(Note::TextReplaced));
         }
         Err(rejection) => {
             assert!(!rejection.reason().is_empty());

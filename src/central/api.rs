@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dispatches/{id}", get(dispatch))
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/intake/rejected", get(rejected))
         .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills));
     let limits = state.config.http_limits.clone();
     let rejected = state.metrics.http_rejected.clone();
@@ -261,12 +262,17 @@ async fn intake_incident(
             limit,
         })
     })?;
-    let incident = intake::decode(&state.config, &bytes, &sender).map_err(reject)?;
+    let accepted = intake::decode(&state.config, &bytes, &sender, now_ms()).map_err(reject)?;
+    let incident = &accepted.message;
     let started = std::time::Instant::now();
     let outcome = state
         .store
-        .ingest_incident(&state.config, &incident, "http", now_ms())
+        .ingest_incident(&state.config, incident, &accepted.notes, "http", now_ms())
         .await?;
+    for note in accepted.notes.iter().filter(|_| outcome.stored) {
+        let what = incident.id.to_string();
+        state.metrics.intake_noted("http", note.as_str(), &what);
+    }
     if outcome.stored {
         state
             .metrics
@@ -506,6 +512,18 @@ async fn audit(
         return Err(ApiError::Forbidden("read the audit log"));
     }
     Ok(Json(json!(state.store.audit(500).await?)))
+}
+
+/// `GET /api/v1/intake/rejected`: the messages intake refused, newest first (regulators).
+async fn rejected(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("read refused messages"));
+    }
+    Ok(Json(json!(state.store.rejected(500).await?)))
 }
 
 async fn dispatches(

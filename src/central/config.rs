@@ -69,6 +69,8 @@ pub struct CentralConfig {
     pub dispatch: DispatchSettings,
     pub smtp: Option<Smtp>,
     pub map: MapSettings,
+    /// What intake accepts beyond the schema: sizes, counts, time window.
+    pub intake: IntakeLimits,
     pub gateways: Vec<GatewayEntry>,
     pub rescue_units: Vec<RescueUnit>,
     pub tokens: Vec<TokenEntry>,
@@ -137,6 +139,40 @@ pub struct GatewayEntry {
     pub id: String,
     /// SHA-256 (hex) of the gateway's intake token.
     pub token_sha256: String,
+    /// The key the gateway signs its MQTT messages with (`src/signing.rs`). Without it, every
+    /// MQTT message naming this gateway is refused: a broker alone proves no origin.
+    pub signing_key: Option<SecretString>,
+}
+
+/// Limits of MQTT and HTTP intake (`[intake]`); each refusal is counted with its reason.
+#[derive(Debug, Clone)]
+pub struct IntakeLimits {
+    /// A larger retained registry is refused and the previous one kept.
+    pub registry_max_bytes: usize,
+    /// A registry listing more equipment is refused and the previous one kept.
+    pub registry_max_equipment: usize,
+    /// A larger status message is refused.
+    pub status_max_bytes: usize,
+    /// An event time further in the past than this (a gateway's outbox may hold a long outage)
+    /// is stored flagged, ordered by its receive time.
+    pub event_time_past: Duration,
+    /// An event time further in the future than this is stored flagged, like a past one.
+    pub event_time_future: Duration,
+    /// How many refused messages the store keeps for `/api/v1/intake/rejected`.
+    pub rejected_keep: i64,
+}
+
+impl Default for IntakeLimits {
+    fn default() -> Self {
+        IntakeLimits {
+            registry_max_bytes: 1 << 20,
+            registry_max_equipment: 5_000,
+            status_max_bytes: 4096,
+            event_time_past: Duration::from_secs(30 * 24 * 3600),
+            event_time_future: Duration::from_secs(300),
+            rejected_keep: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +214,8 @@ struct RawConfig {
     smtp: Option<RawSmtp>,
     #[serde(default)]
     map: RawMap,
+    #[serde(default)]
+    intake: RawIntake,
     #[serde(default)]
     gateway: Vec<RawGatewayEntry>,
     #[serde(default)]
@@ -261,6 +299,20 @@ struct RawMap {
 struct RawGatewayEntry {
     id: Spanned<String>,
     token_sha256: Spanned<String>,
+    signing_key: Option<Spanned<String>>,
+    signing_key_env: Option<Spanned<String>>,
+    signing_key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntake {
+    registry_max_bytes: Option<usize>,
+    registry_max_equipment: Option<usize>,
+    status_max_bytes: Option<usize>,
+    event_time_past_s: Option<u64>,
+    event_time_future_s: Option<u64>,
+    rejected_keep: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -572,12 +624,59 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
                 );
             }
+            let inline_key = g.signing_key.as_ref().map(|k| k.get_ref().clone());
+            let key_span = [&g.signing_key, &g.signing_key_env, &g.signing_key_file]
+                .into_iter()
+                .find_map(|key| key.as_ref().map(Spanned::span));
+            let signing_key = crate::tls::secret(
+                "signing_key",
+                &inline_key,
+                &g.signing_key_env,
+                &g.signing_key_file,
+                base,
+            )
+            .unwrap_or_else(|problem| {
+                problems.push(problem);
+                None
+            });
+            if let Some(key) = &signing_key {
+                if key.expose_secret().len() < crate::signing::MIN_KEY_BYTES {
+                    problems.push(
+                        Problem::new(
+                            key_span,
+                            format!(
+                                "signing_key of gateway `{}` is shorter than {} bytes",
+                                g.id.get_ref(),
+                                crate::signing::MIN_KEY_BYTES
+                            ),
+                        )
+                        .hint("make one with: openssl rand -hex 32"),
+                    );
+                }
+            }
             GatewayEntry {
                 id: g.id.into_inner(),
                 token_sha256: g.token_sha256.into_inner().to_ascii_lowercase(),
+                signing_key,
             }
         })
         .collect();
+    let defaults = IntakeLimits::default();
+    let i = raw.intake;
+    let intake = IntakeLimits {
+        registry_max_bytes: i.registry_max_bytes.unwrap_or(defaults.registry_max_bytes),
+        registry_max_equipment: i
+            .registry_max_equipment
+            .unwrap_or(defaults.registry_max_equipment),
+        status_max_bytes: i.status_max_bytes.unwrap_or(defaults.status_max_bytes),
+        event_time_past: i
+            .event_time_past_s
+            .map_or(defaults.event_time_past, Duration::from_secs),
+        event_time_future: i
+            .event_time_future_s
+            .map_or(defaults.event_time_future, Duration::from_secs),
+        rejected_keep: i.rejected_keep.map_or(defaults.rejected_keep, i64::from),
+    };
     let rescue_units = raw
         .rescue_unit
         .into_iter()
@@ -654,6 +753,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         dispatch,
         smtp,
         map,
+        intake,
         gateways,
         rescue_units,
         tokens,
@@ -712,6 +812,10 @@ mod tests {
                 vec!["4:15: no [[rescue_unit]] named `Nobody`"],
             ),
             ("[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://x\"\n", vec!["4:7: store url `mysql://x` is neither SQLite nor PostgreSQL"]),
+            (
+                "[central]\ninstance = \"a\"\n[[gateway]]\nid = \"gw1\"\ntoken_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\nsigning_key = \"short\"\n",
+                vec!["6:15: signing_key of gateway `gw1` is shorter than 32 bytes"],
+            ),
             (
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],

@@ -1,9 +1,16 @@
-//! Intake of incidents and fill records: the MQTT shared subscriptions and the checks both MQTT
-//! and HTTP apply.
+//! Intake of incidents, fill records, gateway status and registry: the MQTT subscriptions
+//! and the checks both MQTT and HTTP apply.
+//!
+//! Every MQTT message must be sealed with its gateway's key (`src/signing.rs`) and name the
+//! gateway of its topic, which central must know (`[[gateway]]`): a broker, even one with an
+//! ACL, proves no origin by itself. Over HTTP the gateway's token does.
 //!
 //! **Invariant:** an MQTT incident is acknowledged (PUBACK, manual acks) only after the store
-//! committed it, or after it was rejected and counted. A rejected message is acknowledged so
-//! that it does not come back forever; it is never stored, not even in part.
+//! committed it, or after it was refused. A refusal is counted, kept in the store
+//! (`/api/v1/intake/rejected`) and told to the gateway on `{prefix}/{gateway}/rejections`,
+//! because the broker's PUBACK already told the gateway "delivered". An incident central can
+//! attribute is never refused for its content: text a store cannot keep, a location off the
+//! globe, a time far from now are repaired and noted (`clean.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,26 +18,28 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use secrecy::ExposeSecret;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::clean::{self, Note, Notes};
 use super::config::{CentralConfig, CentralMqtt};
 use super::store::Store;
 use super::{now_ms, CentralMetrics};
 use crate::backoff::Backoff;
 use crate::model::{
-    FillRecord, GatewayRegistry, GatewayStatus, Incident, FILL_SCHEMA, INCIDENT_SCHEMA,
-    REGISTRY_SCHEMA,
+    CentralRejection, FillRecord, GatewayRegistry, GatewayStatus, Incident, FILL_SCHEMA,
+    INCIDENT_SCHEMA, REGISTRY_SCHEMA, REJECTION_SCHEMA,
 };
 
-/// Why an incident was refused; each has its HTTP status and its counter label.
+/// Why a message was refused; each has its HTTP status and its counter label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("missing or unknown gateway token")]
     Unauthorized,
     #[error("body of {size} bytes exceeds the limit of {limit} bytes")]
     Oversized { size: usize, limit: usize },
-    #[error("malformed incident: {0}")]
+    #[error("malformed message: {0}")]
     Malformed(String),
     #[error("unknown schema `{found}`; expected `{expected}`")]
     UnknownSchema {
@@ -41,6 +50,12 @@ pub enum Rejection {
     UnknownGateway(String),
     #[error("message of gateway `{claimed}` sent with the credentials of `{sender}`")]
     GatewayMismatch { claimed: String, sender: String },
+    #[error("message on the topic of gateway `{0}` is not signed; set signing_key in the gateway's [uplink.central]")]
+    Unsigned(String),
+    #[error("signature of gateway `{0}` does not verify (wrong key, or central has none for it)")]
+    BadSignature(String),
+    #[error("registry lists {count} equipment; the limit per gateway is {limit}")]
+    TooManyEquipment { count: usize, limit: usize },
 }
 
 impl Rejection {
@@ -52,6 +67,9 @@ impl Rejection {
             Rejection::UnknownSchema { .. } => "unknown_schema",
             Rejection::UnknownGateway(_) => "unknown_gateway",
             Rejection::GatewayMismatch { .. } => "gateway_mismatch",
+            Rejection::Unsigned(_) => "unsigned",
+            Rejection::BadSignature(_) => "bad_signature",
+            Rejection::TooManyEquipment { .. } => "too_many_equipment",
         }
     }
 
@@ -59,31 +77,63 @@ impl Rejection {
         match self {
             Rejection::Unauthorized => StatusCode::UNAUTHORIZED,
             Rejection::Oversized { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+            Rejection::Malformed(_) | Rejection::TooManyEquipment { .. } => StatusCode::BAD_REQUEST,
             Rejection::UnknownSchema { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Rejection::UnknownGateway(_) | Rejection::GatewayMismatch { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            Rejection::UnknownGateway(_)
+            | Rejection::GatewayMismatch { .. }
+            | Rejection::Unsigned(_)
+            | Rejection::BadSignature(_) => StatusCode::FORBIDDEN,
         }
     }
 }
 
-/// Parses a message of `schema` from a known gateway. `sender` is the gateway the transport
-/// vouches for: the topic's gateway level for MQTT, the token's gateway for HTTP.
+/// A message intake accepted, with the repairs it needed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted<T> {
+    pub message: T,
+    pub notes: Notes,
+}
+
+/// The message bytes of an MQTT payload on the topic of gateway `sender`, kind `kind`, when it
+/// is sealed with that gateway's key.
+pub fn verify_origin<'a>(
+    config: &CentralConfig,
+    sender: &str,
+    kind: &str,
+    payload: &'a [u8],
+) -> Result<&'a [u8], Rejection> {
+    let Some(gateway) = config.gateways.iter().find(|g| g.id == sender) else {
+        return Err(Rejection::UnknownGateway(sender.to_owned()));
+    };
+    let opened = crate::signing::open(payload).map_err(|_| Rejection::Unsigned(sender.into()))?;
+    let key = gateway
+        .signing_key
+        .as_ref()
+        .ok_or_else(|| Rejection::BadSignature(sender.to_owned()))?;
+    opened
+        .verify(key.expose_secret().as_bytes(), kind)
+        .map_err(|_| Rejection::BadSignature(sender.to_owned()))?;
+    Ok(opened.message)
+}
+
+/// Parses a message of `schema` from a known gateway, replacing NUL characters. `sender` is the
+/// gateway the transport vouches for: the topic's gateway, whose signature was verified, for
+/// MQTT; the token's gateway for HTTP.
 fn parse<T: serde::de::DeserializeOwned>(
     config: &CentralConfig,
     payload: &[u8],
+    limit: usize,
     schema: &'static str,
     sender: &str,
     gateway_of: impl Fn(&T) -> &str,
-) -> Result<T, Rejection> {
-    if payload.len() > config.max_body_bytes {
+) -> Result<Accepted<T>, Rejection> {
+    if payload.len() > limit {
         return Err(Rejection::Oversized {
             size: payload.len(),
-            limit: config.max_body_bytes,
+            limit,
         });
     }
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
     match value.get("schema").and_then(|s| s.as_str()) {
         Some(s) if s == schema => {}
@@ -95,12 +145,10 @@ fn parse<T: serde::de::DeserializeOwned>(
         }
         None => return Err(Rejection::Malformed("missing field `schema`".into())),
     }
-    // PostgreSQL text cannot hold NUL: the store would fail on the message every time it is
-    // delivered, and MQTT intake would retry it forever.
-    if holds_nul(&value) {
-        return Err(Rejection::Malformed(
-            "text holds a NUL character (\\u0000)".into(),
-        ));
+    // PostgreSQL text cannot hold NUL: replaced, and the replacement noted on the event.
+    let mut notes = Notes::default();
+    if clean::replace_nul(&mut value) {
+        notes.add(Note::TextReplaced);
     }
     let message: T =
         serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?;
@@ -114,7 +162,7 @@ fn parse<T: serde::de::DeserializeOwned>(
             sender: sender.to_owned(),
         });
     }
-    Ok(message)
+    Ok(Accepted { message, notes })
 }
 
 /// Decodes and checks a fill record (see [`parse`] for `sender`).
@@ -123,37 +171,119 @@ pub fn decode_fill(
     payload: &[u8],
     sender: &str,
 ) -> Result<FillRecord, Rejection> {
-    let fill: FillRecord = parse(config, payload, FILL_SCHEMA, sender, |f: &FillRecord| {
-        &f.gateway
-    })?;
+    let fill = parse(
+        config,
+        payload,
+        config.max_body_bytes,
+        FILL_SCHEMA,
+        sender,
+        |f: &FillRecord| &f.gateway,
+    )?
+    .message;
     if fill.cylinder_code.trim().is_empty() {
         return Err(Rejection::Malformed("empty `cylinder_code`".into()));
     }
     Ok(fill)
 }
 
-/// Decodes and checks an incident (see [`parse`] for `sender`).
-pub fn decode(config: &CentralConfig, payload: &[u8], sender: &str) -> Result<Incident, Rejection> {
-    let incident: Incident = parse(config, payload, INCIDENT_SCHEMA, sender, |i: &Incident| {
-        &i.gateway
-    })?;
+/// Decodes and checks an incident received at `now` (see [`parse`] for `sender`). Text a store
+/// cannot keep, a location off the globe and a time outside the window are repaired and noted.
+pub fn decode(
+    config: &CentralConfig,
+    payload: &[u8],
+    sender: &str,
+    now: i64,
+) -> Result<Accepted<Incident>, Rejection> {
+    let mut accepted = parse(
+        config,
+        payload,
+        config.max_body_bytes,
+        INCIDENT_SCHEMA,
+        sender,
+        |i: &Incident| &i.gateway,
+    )?;
+    let incident = &mut accepted.message;
     if incident.event.equipment != incident.equipment.id {
         return Err(Rejection::Malformed(format!(
             "event equipment `{}` differs from equipment `{}`",
             incident.event.equipment, incident.equipment.id
         )));
     }
-    Ok(incident)
+    if clean::drop_bad_location(&mut incident.equipment) {
+        accepted.notes.add(Note::LocationDropped);
+    }
+    let limits = &config.intake;
+    if !clean::time_in_window(
+        incident.event.time,
+        now,
+        limits.event_time_past,
+        limits.event_time_future,
+    ) {
+        accepted.notes.add(Note::TimeOutsideWindow);
+    }
+    Ok(accepted)
 }
 
-/// Whether any text or key in the JSON holds a NUL character.
-fn holds_nul(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(holds_nul),
-        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        _ => false,
+/// Decodes and checks a registry (see [`parse`] for `sender`): within the size and equipment
+/// limits; locations off the globe are dropped and counted in `notes`.
+pub fn decode_registry(
+    config: &CentralConfig,
+    payload: &[u8],
+    sender: &str,
+) -> Result<Accepted<GatewayRegistry>, Rejection> {
+    let limits = &config.intake;
+    let mut accepted = parse(
+        config,
+        payload,
+        limits.registry_max_bytes,
+        REGISTRY_SCHEMA,
+        sender,
+        |r: &GatewayRegistry| &r.gateway,
+    )?;
+    let count = accepted.message.equipment.len();
+    if count > limits.registry_max_equipment {
+        return Err(Rejection::TooManyEquipment {
+            count,
+            limit: limits.registry_max_equipment,
+        });
     }
+    for equipment in &mut accepted.message.equipment {
+        if clean::drop_bad_location(equipment) {
+            accepted.notes.add(Note::LocationDropped);
+        }
+    }
+    Ok(accepted)
+}
+
+/// Decodes and checks a gateway status (see [`parse`] for `sender`). A status has no schema
+/// field; it must name the topic's gateway, which central must know.
+pub fn decode_status(
+    config: &CentralConfig,
+    payload: &[u8],
+    sender: &str,
+) -> Result<GatewayStatus, Rejection> {
+    let limit = config.intake.status_max_bytes;
+    if payload.len() > limit {
+        return Err(Rejection::Oversized {
+            size: payload.len(),
+            limit,
+        });
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    clean::replace_nul(&mut value);
+    let status: GatewayStatus =
+        serde_json::from_value(value).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    if !config.gateways.iter().any(|g| g.id == status.gateway) {
+        return Err(Rejection::UnknownGateway(status.gateway));
+    }
+    if status.gateway != sender {
+        return Err(Rejection::GatewayMismatch {
+            claimed: status.gateway,
+            sender: sender.to_owned(),
+        });
+    }
+    Ok(status)
 }
 
 /// The largest packet MQTT allows: bigger incidents are rejected one by one by the payload
@@ -206,19 +336,25 @@ pub async fn store_incident(
     store: &Store,
     metrics: &CentralMetrics,
     wake: &Notify,
-    incident: &Incident,
+    accepted: &Accepted<Incident>,
     source: &'static str,
     stop: &CancellationToken,
 ) -> bool {
     let started = Instant::now();
+    let incident = &accepted.message;
     let what = format!("incident {}", incident.id);
     let Some(outcome) = until_stored(&what, stop, || {
-        store.ingest_incident(config, incident, source, now_ms())
+        store.ingest_incident(config, incident, &accepted.notes, source, now_ms())
     })
     .await
     else {
         return false;
     };
+    if outcome.stored {
+        for note in accepted.notes.iter() {
+            metrics.intake_noted(source, note.as_str(), &incident.id.to_string());
+        }
+    }
     if outcome.stored {
         metrics.intake_stored(source, started.elapsed().as_secs_f64());
     } else {
@@ -324,6 +460,15 @@ pub async fn run_mqtt(
     .await;
 }
 
+/// The kind of message a topic `{prefix}/{gateway}/{kind}` carries, and its gateway level.
+fn topic_parts(topic: &str) -> (&str, &str) {
+    let mut levels = topic.rsplit('/');
+    let kind = levels.next().unwrap_or_default();
+    let gateway = levels.next().unwrap_or_default();
+    (gateway, kind)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn work(
     config: Arc<CentralConfig>,
     store: Store,
@@ -334,54 +479,74 @@ async fn work(
     stop: CancellationToken,
 ) {
     while let Some(p) = rx.recv().await {
-        let levels: Vec<&str> = p.topic.split('/').collect();
-        // `{prefix}/{gateway}/{kind}`: the gateway level is what the broker's ACL vouches for.
-        let sender = levels
-            .len()
-            .checked_sub(2)
-            .map(|i| levels[i])
-            .unwrap_or_default();
-        let ack = if p.topic.ends_with("/registry") {
-            match serde_json::from_slice::<GatewayRegistry>(&p.payload) {
-                Ok(r)
-                    if r.schema == REGISTRY_SCHEMA
-                        && sender == r.gateway
-                        && config.gateways.iter().any(|g| g.id == r.gateway) =>
-                {
-                    if let Err(e) = store.merge_registry(&r, now_ms()).await {
-                        tracing::warn!(error = %e, "cannot store gateway registry");
-                    }
-                }
-                _ if p.payload.is_empty() => {}
-                _ => tracing::warn!(topic = %p.topic, "gateway registry not understood; ignored"),
-            }
+        // `{prefix}/{gateway}/{kind}`: the gateway level is whose key must have signed it.
+        let (sender, kind) = topic_parts(&p.topic);
+        let source = match kind {
+            "registry" => "mqtt_registry",
+            "status" => "mqtt_status",
+            "fills" => "mqtt_fill",
+            _ => "mqtt",
+        };
+        // Deleting a retained message publishes an empty one: nothing to store or refuse.
+        let retained_cleared = p.payload.is_empty() && matches!(kind, "registry" | "status");
+        let ack = if retained_cleared {
             true
-        } else if p.topic.ends_with("/status") {
-            if let Ok(status) = serde_json::from_slice::<GatewayStatus>(&p.payload) {
-                if let Err(e) = store.set_gateway_status(&status, now_ms()).await {
-                    tracing::warn!(error = %e, "cannot store gateway status");
-                }
-            } else if !p.payload.is_empty() {
-                tracing::warn!(topic = %p.topic, "gateway status is not JSON; ignored");
-            }
-            true
-        } else if p.topic.ends_with("/fills") {
-            match decode_fill(&config, &p.payload, sender) {
-                Ok(fill) => store_fill(&store, &metrics, &fill, &stop).await,
-                Err(r) => {
-                    metrics.intake_rejected("mqtt_fill", r.reason(), &r.to_string());
-                    true
-                }
-            }
         } else {
-            match decode(&config, &p.payload, sender) {
-                Ok(incident) => {
-                    store_incident(&config, &store, &metrics, &wake, &incident, "mqtt", &stop).await
-                }
+            match verify_origin(&config, sender, kind, &p.payload) {
                 Err(r) => {
-                    metrics.intake_rejected("mqtt", r.reason(), &r.to_string());
+                    refuse(&config, &store, &metrics, &client, &p, source, None, &r).await;
                     true
                 }
+                Ok(message) => match kind {
+                    "registry" => match decode_registry(&config, message, sender) {
+                        Ok(r) => {
+                            for note in r.notes.iter() {
+                                metrics.intake_noted(source, note.as_str(), sender);
+                            }
+                            if let Err(e) = store.merge_registry(&r.message, now_ms()).await {
+                                tracing::warn!(error = %e, "cannot store gateway registry");
+                            }
+                            true
+                        }
+                        Err(r) => {
+                            refuse(&config, &store, &metrics, &client, &p, source, None, &r).await;
+                            true
+                        }
+                    },
+                    "status" => match decode_status(&config, message, sender) {
+                        Ok(status) => {
+                            if let Err(e) = store.set_gateway_status(&status, now_ms()).await {
+                                tracing::warn!(error = %e, "cannot store gateway status");
+                            }
+                            true
+                        }
+                        Err(r) => {
+                            refuse(&config, &store, &metrics, &client, &p, source, None, &r).await;
+                            true
+                        }
+                    },
+                    "fills" => match decode_fill(&config, message, sender) {
+                        Ok(fill) => store_fill(&store, &metrics, &fill, &stop).await,
+                        Err(r) => {
+                            let id = message_id(message);
+                            refuse(&config, &store, &metrics, &client, &p, source, id, &r).await;
+                            true
+                        }
+                    },
+                    _ => match decode(&config, message, sender, now_ms()) {
+                        Ok(incident) => {
+                            store_incident(
+                                &config, &store, &metrics, &wake, &incident, "mqtt", &stop,
+                            )
+                            .await
+                        }
+                        Err(r) => {
+                            let id = message_id(message);
+                            refuse(&config, &store, &metrics, &client, &p, source, id, &r).await;
+                            true
+                        }
+                    },
+                },
             }
         };
         if ack {
@@ -391,6 +556,69 @@ async fn work(
         } else {
             return;
         }
+    }
+}
+
+/// The `id` of a message central refused, when it has one.
+fn message_id(message: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(message).ok()?;
+    value.get("id")?.as_str().map(str::to_owned)
+}
+
+/// Counts a refused MQTT message, keeps it in the store, and tells the gateway of its topic on
+/// `{prefix}/{gateway}/rejections` (sealed with that gateway's key when central has one).
+#[allow(clippy::too_many_arguments)]
+async fn refuse(
+    config: &CentralConfig,
+    store: &Store,
+    metrics: &CentralMetrics,
+    client: &AsyncClient,
+    p: &Publish,
+    source: &'static str,
+    id: Option<String>,
+    rejection: &Rejection,
+) {
+    let detail = rejection.to_string();
+    metrics.intake_rejected(source, rejection.reason(), &detail);
+    let (gateway, kind) = topic_parts(&p.topic);
+    let now = now_ms();
+    if let Err(e) = store
+        .record_rejected(
+            &p.topic,
+            id.as_deref(),
+            rejection.reason(),
+            &detail,
+            &p.payload,
+            now,
+            config.intake.rejected_keep,
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "cannot keep the refused message in the store");
+    }
+    let Some(m) = &config.mqtt else { return };
+    let answer = CentralRejection {
+        schema: REJECTION_SCHEMA.to_owned(),
+        gateway: gateway.to_owned(),
+        kind: kind.to_owned(),
+        id,
+        reason: rejection.reason().to_owned(),
+        detail,
+        time: chrono::Utc::now(),
+    };
+    let json = serde_json::to_vec(&answer).expect("a rejection serializes");
+    let key = config
+        .gateways
+        .iter()
+        .find(|g| g.id == gateway)
+        .and_then(|g| g.signing_key.as_ref());
+    let payload = match key {
+        Some(key) => crate::signing::seal(key.expose_secret().as_bytes(), "rejections", &json),
+        None => json,
+    };
+    let topic = format!("{}/{gateway}/rejections", m.prefix);
+    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+        tracing::warn!(error = %e, "cannot tell the gateway about its refused message");
     }
 }
 
@@ -408,8 +636,39 @@ url = "sqlite::memory:"
 [[gateway]]
 id = "gw1"
 token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+signing_key = "fuzz-signing-key-0123456789abcdef0123"
+[[gateway]]
+id = "gw2"
+token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 "#;
         super::super::config::parse(text, Path::new("central.toml")).expect("valid config")
+    }
+
+    /// The seed the fuzz target starts its signature path from is a message gw1 sealed; each
+    /// way a message can fail to be gw1's is refused with its reason.
+    #[test]
+    fn only_a_message_sealed_with_its_gateways_key_passes() {
+        let config = config();
+        let seed = include_bytes!("../../fuzz/corpus/central_intake/sealed-incident-gw1");
+        let payload = &seed[4..];
+        assert!(verify_origin(&config, "gw1", "incidents", payload).is_ok());
+        let message = incident("s1");
+        let key = b"fuzz-signing-key-0123456789abcdef0123";
+        let sealed = crate::signing::seal(key, "incidents", message.as_bytes());
+        let cases = [
+            ("gw1", "incidents", message.as_bytes(), "unsigned"),
+            ("gw1", "fills", &sealed[..], "bad_signature"),
+            ("gw2", "incidents", &sealed[..], "bad_signature"),
+            ("gw9", "incidents", &sealed[..], "unknown_gateway"),
+        ];
+        for (sender, kind, payload, reason) in cases {
+            let refused = verify_origin(&config, sender, kind, payload).unwrap_err();
+            assert_eq!(refused.reason(), reason, "{sender} {kind}");
+        }
+        assert_eq!(
+            verify_origin(&config, "gw1", "incidents", &sealed),
+            Ok(message.as_bytes())
+        );
     }
 
     fn incident(site_id: &str) -> String {
@@ -433,21 +692,51 @@ token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
         .to_string()
     }
 
-    /// Fuzz finding (fuzz/README.md): an incident with a NUL character in its text was
-    /// accepted; PostgreSQL refuses NUL in text, so the store failed on it at every delivery
-    /// and MQTT intake retried it forever.
+    /// Issue 13: a NUL in a trapped incident's text lost the incident end to end (central
+    /// refused it and the gateway's lane confirmed it). PostgreSQL cannot store NUL, so it is
+    /// replaced by U+FFFD and the replacement noted on the event, in keys and values alike.
     #[test]
-    fn text_with_a_nul_character_is_malformed() {
+    fn text_with_a_nul_character_is_replaced_and_noted() {
         let config = config();
         let with_nul_in_a_key = incident("s1");
         let with_nul_in_a_value = incident("s\u{0}1").replace("floor\\u0000", "floor");
         for payload in [with_nul_in_a_key, with_nul_in_a_value] {
-            let rejection = decode(&config, payload.as_bytes(), "gw1").unwrap_err();
-            assert_eq!(rejection.reason(), "malformed", "{payload}");
-            assert!(rejection.to_string().contains("NUL"), "{rejection}");
+            let accepted = decode(&config, payload.as_bytes(), "gw1", now_ms()).unwrap();
+            assert!(accepted.notes.has(Note::TextReplaced), "{payload}");
+            let stored = serde_json::to_string(&accepted.message).unwrap();
+            assert!(
+                !stored.contains("\\u0000") && stored.contains('\u{FFFD}'),
+                "{stored}"
+            );
         }
         let clean = incident("s1").replace("floor\\u0000", "floor");
-        assert!(decode(&config, clean.as_bytes(), "gw1").is_ok());
+        let accepted = decode(&config, clean.as_bytes(), "gw1", now_ms()).unwrap();
+        assert_eq!(accepted.notes.stored(), Some("time_outside_window".into()));
+    }
+
+    /// Issue 13: a location off the globe blanked the map; a time in year 9999 sat on top of
+    /// the alarm list. The incident is still stored: the location dropped, the time flagged.
+    #[test]
+    fn a_location_off_the_globe_is_dropped_and_a_far_time_flagged() {
+        let config = config();
+        let now = chrono::Utc::now();
+        let clean = incident("s1")
+            .replace("floor\\u0000", "floor")
+            .replace("2026-05-01T08:00:00Z", &now.to_rfc3339());
+        let accepted = decode(&config, clean.as_bytes(), "gw1", now.timestamp_millis()).unwrap();
+        assert_eq!(accepted.notes.stored(), None);
+        let far = clean
+            .replace(&now.to_rfc3339(), "9999-12-31T00:00:00Z")
+            .replace(
+                "\"nameplate\":{}",
+                "\"nameplate\":{},\"location\":{\"lat\":1000.0,\"lon\":-1000.0,\"crs\":\"WGS-84\"}",
+            );
+        let accepted = decode(&config, far.as_bytes(), "gw1", now.timestamp_millis()).unwrap();
+        assert_eq!(
+            accepted.notes.stored(),
+            Some("location_dropped,time_outside_window".into())
+        );
+        assert_eq!(accepted.message.equipment.location, None);
     }
 
     /// Fuzz finding (fuzz/README.md): a number with many digits was parsed one unit in the last
@@ -462,8 +751,12 @@ token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
             &format!("\"stopped_s\": {digits}"),
         );
         assert!(payload.contains(digits), "{payload}");
-        let accepted = decode(&config, payload.as_bytes(), "gw1").expect("valid incident");
-        let stored = serde_json::to_string(&accepted).expect("serializes");
-        assert_eq!(decode(&config, stored.as_bytes(), "gw1"), Ok(accepted));
+        let accepted =
+            decode(&config, payload.as_bytes(), "gw1", now_ms()).expect("valid incident");
+        let stored = serde_json::to_string(&accepted.message).expect("serializes");
+        assert_eq!(
+            decode(&config, stored.as_bytes(), "gw1", now_ms()),
+            Ok(accepted)
+        );
     }
 }

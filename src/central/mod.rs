@@ -15,6 +15,7 @@
 //! instance would need to take over (timers are rows, notifications are rows).
 
 pub mod api;
+pub mod clean;
 pub mod config;
 pub mod dispatch;
 pub mod geo;
@@ -72,6 +73,12 @@ struct RejectLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoteLabel {
+    source: &'static str,
+    note: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -92,6 +99,7 @@ pub struct CentralMetrics {
     intake_stored: Family<SourceLabel, Counter>,
     intake_duplicates: Family<SourceLabel, Counter>,
     intake_rejected: Family<RejectLabel, Counter>,
+    intake_noted: Family<NoteLabel, Counter>,
     fills_received: Family<OutcomeLabel, Counter>,
     dispatches_created: Counter,
     escalations: Family<LevelLabel, Counter>,
@@ -129,6 +137,12 @@ impl CentralMetrics {
             "intake_rejected",
             "Incidents and fill records rejected, by source and reason",
             intake_rejected.clone(),
+        );
+        let intake_noted = Family::default();
+        registry.register(
+            "intake_noted",
+            "Messages stored with a repair (text replaced, location dropped, time outside the window), by source and note",
+            intake_noted.clone(),
         );
         let fills_received = Family::default();
         registry.register(
@@ -173,6 +187,7 @@ impl CentralMetrics {
             intake_stored,
             intake_duplicates,
             intake_rejected,
+            intake_noted,
             fills_received,
             dispatches_created,
             escalations,
@@ -216,6 +231,28 @@ impl CentralMetrics {
         if self.should_log(reason) {
             tracing::warn!(source, reason, detail, "intake rejected a message");
         }
+    }
+
+    /// A message stored with a repair (`clean.rs`); `what` names the message.
+    pub fn intake_noted(&self, source: &'static str, note: &'static str, what: &str) {
+        self.intake_noted
+            .get_or_create(&NoteLabel { source, note })
+            .inc();
+        if self.should_log(note) {
+            tracing::warn!(
+                source,
+                note,
+                what,
+                "intake repaired a message and stored it"
+            );
+        }
+    }
+
+    /// How many messages were stored with this repair.
+    pub fn noted(&self, source: &'static str, note: &'static str) -> u64 {
+        self.intake_noted
+            .get_or_create(&NoteLabel { source, note })
+            .get()
     }
 
     pub fn fill_received(&self, stored: bool) {

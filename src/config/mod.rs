@@ -594,6 +594,9 @@ pub struct CentralUplink {
     pub queue_max_events: usize,
     /// An incident not confirmed by a PUBACK within this time is published again.
     pub confirm_timeout: Duration,
+    /// The key every message to central is signed with (`src/signing.rs`); central refuses
+    /// unsigned messages.
+    pub signing_key: Option<SecretString>,
 }
 
 impl CentralUplink {
@@ -611,5 +614,10 @@ impl CentralUplink {
 
     pub fn status_topic(&self, gateway: &str) -> String {
         format!("{}/{gateway}/status", self.topic_prefix)
+    }
+
+    /// Where central says which of this gateway's messages it refused.
+    pub fn rejections_topic(&self, gateway: &str) -> String {
+        format!("{}/{gateway}/rejections", self.topic_prefix)
     }
 }

@@ -432,4 +432,7 @@ pub struct RawCentral {
     pub topic_prefix: Option<String>,
     pub queue_max_events: Option<usize>,
     pub confirm_timeout_ms: Option<u64>,
+    pub signing_key: Option<Spanned<String>>,
+    pub signing_key_env: Option<Spanned<String>>,
+    pub signing_key_file: Option<Spanned<String>>,
 }

@@ -223,6 +223,7 @@ pub fn validate(
                 .unwrap_or_else(|| "seguard/v1".to_owned()),
             queue_max_events: raw_central.queue_max_events.unwrap_or(100_000),
             confirm_timeout: Duration::from_millis(raw_central.confirm_timeout_ms.unwrap_or(10_000)),
+            signing_key: v.signing_key(raw_central),
         }
     });
 
@@ -398,6 +399,33 @@ impl Validator {
             self.push(problem);
             None
         })
+    }
+
+    /// The central uplink's signing key, at least [`crate::signing::MIN_KEY_BYTES`] long.
+    fn signing_key(&mut self, c: &crate::config::raw::RawCentral) -> Option<SecretString> {
+        let inline = c.signing_key.as_ref().map(|k| k.get_ref().clone());
+        let key = self.secret(
+            "signing_key",
+            &inline,
+            &c.signing_key_env,
+            &c.signing_key_file,
+        )?;
+        if secrecy::ExposeSecret::expose_secret(&key).len() < crate::signing::MIN_KEY_BYTES {
+            let span = (c.signing_key.as_ref())
+                .or(c.signing_key_env.as_ref())
+                .or(c.signing_key_file.as_ref());
+            self.push(
+                Problem::new(
+                    span.map(Spanned::span),
+                    format!(
+                        "signing_key is shorter than {} bytes",
+                        crate::signing::MIN_KEY_BYTES
+                    ),
+                )
+                .hint("make one with: openssl rand -hex 32, and give central the same"),
+            );
+        }
+        Some(key)
     }
 
     fn broker_defaults(&self, client_id: &str) -> Broker {

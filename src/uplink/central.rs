@@ -3,9 +3,15 @@
 //! on `{prefix}/{gateway}/status` with a last will saying offline; and its retained registry on
 //! `{prefix}/{gateway}/registry`, published again when a config reload changes it.
 //!
+//! Every message is sealed with the gateway's `signing_key` (`src/signing.rs`), so central
+//! can tell it from a forgery on any broker. A PUBACK says only that the broker has a message:
+//! central says which ones it refused on `{prefix}/{gateway}/rejections`; each is counted
+//! (`seguard_central_rejections_total{reason}`) and raises the `gateway.central_rejected`
+//! alarm, listed in `/api/v1/alarms` (the refused message itself is kept at central).
+//!
 //! **Invariant:** a message leaves the outbox lane only after the broker's PUBACK for it. A
 //! message not confirmed within `confirm_timeout` is published again; receivers drop the
-//! duplicate by its id.
+//! duplicate by its id. **Invariant:** a refusal by central is never silent at the gateway.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +26,132 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::{Broker, CentralUplink};
 use crate::metrics::Metrics;
-use crate::model::{GatewayRegistry, GatewayState, GatewayStatus, ToCentral};
+use crate::model::{
+    CentralRejection, GatewayRegistry, GatewayState, GatewayStatus, ToCentral, Value,
+    REJECTION_SCHEMA,
+};
 use crate::outbox::Lane;
+use crate::rules::{ActiveAlarm, AlarmState};
+use secrecy::ExposeSecret;
+
+/// The alarm raised when central refused a message the broker had confirmed.
+pub const CENTRAL_REJECTED_RULE: &str = "gateway.central_rejected";
+
+/// Seals `json` for the topic kind with the uplink's key; without a key the message goes
+/// unsigned (and central refuses it, saying so on the rejections topic).
+fn sealed(config: &CentralUplink, kind: &str, json: Vec<u8>) -> Vec<u8> {
+    match &config.signing_key {
+        Some(key) => crate::signing::seal(key.expose_secret().as_bytes(), kind, &json),
+        None => json,
+    }
+}
+
+/// What central refused, shared with the HTTP API: the `gateway.central_rejected` alarm.
+#[derive(Default)]
+pub struct CentralRejections {
+    alarm: Mutex<Option<ActiveAlarm>>,
+}
+
+impl CentralRejections {
+    /// The open alarm, when central refused anything since the gateway started.
+    pub fn alarm(&self) -> Option<ActiveAlarm> {
+        self.alarm.lock().expect("rejections lock").clone()
+    }
+
+    /// An operator has seen the refusals: the alarm ends until the next one (the counts stay in
+    /// `/metrics`, the refused messages at central). False when there is no such alarm.
+    pub fn acknowledge(&self, equipment: &str, user: &str) -> bool {
+        let mut alarm = self.alarm.lock().expect("rejections lock");
+        match alarm.as_ref() {
+            Some(a) if a.equipment == equipment => {
+                tracing::info!(user, message = %a.message, "central's refusals acknowledged");
+                *alarm = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Counts a refusal and raises (or updates) the alarm. `verified` says whether the notice
+    /// was sealed with our key (central had it); an unverified notice still raises the alarm,
+    /// because a refusal must never go unseen.
+    fn record(&self, r: &CentralRejection, verified: bool, metrics: &Metrics) {
+        let reason = KNOWN_REASONS
+            .iter()
+            .find(|k| **k == r.reason)
+            .copied()
+            .unwrap_or("other");
+        let what = format!("{} {}", r.kind, r.id.as_deref().unwrap_or("(no id)"));
+        metrics.central_rejected(reason, &what, &r.detail);
+        let mut alarm = self.alarm.lock().expect("rejections lock");
+        let count = alarm.as_ref().and_then(|a| a.value).unwrap_or(0.0) + 1.0;
+        let details = [
+            ("kind", Value::Text(r.kind.clone())),
+            ("id", Value::Text(r.id.clone().unwrap_or_default())),
+            ("reason", Value::Text(r.reason.clone())),
+            ("detail", Value::Text(r.detail.clone())),
+            ("verified", Value::Bool(verified)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        *alarm = Some(ActiveAlarm {
+            equipment: r.gateway.clone(),
+            rule: CENTRAL_REJECTED_RULE.to_owned(),
+            severity: crate::model::Severity::High,
+            since: alarm.as_ref().map_or(Utc::now(), |a| a.since),
+            value: Some(count),
+            limit: None,
+            message: format!(
+                "central refused {count} message(s); the last: {what}: {}",
+                r.detail
+            ),
+            state: AlarmState::ActiveUnacknowledged,
+            condition: true,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            shelved_until: None,
+            chattering: false,
+            details,
+        });
+    }
+}
+
+/// Central's refusal reasons (`central/intake.rs`); anything else is counted as `other`.
+const KNOWN_REASONS: [&str; 9] = [
+    "oversized",
+    "malformed",
+    "unknown_schema",
+    "unknown_gateway",
+    "gateway_mismatch",
+    "unsigned",
+    "bad_signature",
+    "too_many_equipment",
+    "unauthorized",
+];
+
+/// Reads a notice from central: sealed with our key (verified), or plain (central has no key
+/// for us). A notice for another gateway, or that is neither, is ignored.
+fn read_rejection(
+    config: &CentralUplink,
+    gateway: &str,
+    payload: &[u8],
+) -> Option<(CentralRejection, bool)> {
+    let key = config.signing_key.as_ref();
+    let (message, verified) = match crate::signing::open(payload) {
+        Ok(opened) => {
+            let verified = key.is_some_and(|k| {
+                opened
+                    .verify(k.expose_secret().as_bytes(), "rejections")
+                    .is_ok()
+            });
+            (opened.message, verified)
+        }
+        Err(_) => (payload, false),
+    };
+    let r: CentralRejection = serde_json::from_slice(message).ok()?;
+    (r.schema == REJECTION_SCHEMA && r.gateway == gateway).then_some((r, verified))
+}
 
 /// How many messages are published before waiting for their PUBACKs.
 const WINDOW: usize = 64;
@@ -97,6 +227,7 @@ impl CentralPublisher {
             since: None,
         })
         .expect("status serializes");
+        let offline = sealed(&config, "status", offline);
         options.set_last_will(LastWill::new(
             config.status_topic(gateway),
             offline,
@@ -117,13 +248,14 @@ impl CentralPublisher {
     }
 
     fn status_payload(&self, state: GatewayState) -> Vec<u8> {
-        serde_json::to_vec(&GatewayStatus {
+        let json = serde_json::to_vec(&GatewayStatus {
             gateway: self.gateway.clone(),
             site: self.site.clone(),
             state,
             since: Some(Utc::now()),
         })
-        .expect("status serializes")
+        .expect("status serializes");
+        sealed(&self.config, "status", json)
     }
 
     /// Queues a publish and records its tag in the same order rumqttc will number it.
@@ -145,13 +277,16 @@ impl CentralPublisher {
     }
 
     /// Publishes incidents and fill records from `lane` until `flush` fires and the lane is
-    /// empty, or `hard_stop` fires; then says offline and disconnects.
+    /// empty, or `hard_stop` fires; then says offline and disconnects. Central's refusals go to
+    /// `rejections`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         self,
         event_loop: EventLoop,
         lane: Arc<Lane<ToCentral>>,
         metrics: Arc<Metrics>,
         connected: Arc<AtomicBool>,
+        rejections: Arc<CentralRejections>,
         flush: CancellationToken,
         hard_stop: CancellationToken,
     ) {
@@ -174,6 +309,7 @@ impl CentralPublisher {
             connected,
             registry,
             on_connect,
+            rejections,
             hard_stop.clone(),
         ));
         let incidents_topic = self.config.incidents_topic(&self.gateway);
@@ -192,10 +328,15 @@ impl CentralPublisher {
             let messages: Vec<(&str, Vec<u8>)> = batch
                 .iter()
                 .map(|m| match m {
-                    ToCentral::Incident(i) => (incidents_topic.as_str(), serde_json::to_vec(i)),
-                    ToCentral::Fill(f) => (fills_topic.as_str(), serde_json::to_vec(f)),
+                    ToCentral::Incident(i) => {
+                        (incidents_topic.as_str(), "incidents", serde_json::to_vec(i))
+                    }
+                    ToCentral::Fill(f) => (fills_topic.as_str(), "fills", serde_json::to_vec(f)),
                 })
-                .map(|(topic, json)| (topic, json.expect("a central message serializes")))
+                .map(|(topic, kind, json)| {
+                    let json = json.expect("a central message serializes");
+                    (topic, sealed(&self.config, kind, json))
+                })
                 .collect();
             let mut unconfirmed: Vec<usize> = (0..batch.len()).collect();
             loop {
@@ -266,12 +407,16 @@ async fn drive_event_loop(
     connected: Arc<AtomicBool>,
     (registry_topic, mut registry): (String, watch::Receiver<GatewayRegistry>),
     on_connect: Vec<(String, Vec<u8>)>,
+    rejections: Arc<CentralRejections>,
     hard_stop: CancellationToken,
 ) {
+    let gateway = registry.borrow().gateway.clone();
+    let rejections_topic = config.rejections_topic(&gateway);
     let mut backoff = Backoff::new(config.broker.reconnect_min, config.broker.reconnect_max);
     // Retained, and tracked like a status message so PUBACKs stay matched to their publishes.
     let publish_registry = |registry: &GatewayRegistry, t: &mut Tracker| {
-        let payload = serde_json::to_vec(registry).expect("registry serializes");
+        let json = serde_json::to_vec(registry).expect("registry serializes");
+        let payload = sealed(&config, "registry", json);
         if client
             .try_publish(&registry_topic, QoS::AtLeastOnce, true, payload)
             .is_ok()
@@ -296,6 +441,9 @@ async fn drive_event_loop(
                 metrics.broker_connected("central", true);
                 backoff.reset();
                 tracing::info!(broker = %config.broker.host, port = config.broker.port, "central uplink connected");
+                if let Err(e) = client.try_subscribe(&rejections_topic, QoS::AtLeastOnce) {
+                    tracing::error!(error = %e, topic = %rejections_topic, "cannot subscribe to central's rejections");
+                }
                 let mut t = tracker.lock().expect("tracker lock");
                 publish_registry(&registry.borrow(), &mut t);
                 for (topic, payload) in &on_connect {
@@ -327,6 +475,14 @@ async fn drive_event_loop(
                 drop(t);
                 acked.notify_one();
             }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == rejections_topic => {
+                match read_rejection(&config, &gateway, &p.payload) {
+                    Some((r, verified)) => rejections.record(&r, verified, &metrics),
+                    None => {
+                        tracing::warn!(topic = %p.topic, "notice from central not understood; ignored")
+                    }
+                }
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
@@ -343,5 +499,68 @@ async fn drive_event_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "gw1-signing-key-0123456789abcdef0123";
+
+    fn uplink() -> CentralUplink {
+        let text = format!(
+            "[site]\nid = \"s1\"\nname = \"s\"\naddress = \"a\"\n[gateway]\nid = \"gw1\"\n\
+             [mqtt]\nhost = \"127.0.0.1\"\n[uplink.central]\nsigning_key = \"{KEY}\"\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("site.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .central
+            .expect("a central uplink")
+    }
+
+    /// A notice sealed with our key is verified; a plain one (central had no key for us) still
+    /// counts, unverified; one for another gateway or of another schema is not ours.
+    #[test]
+    fn notices_from_central_are_read_and_verified() {
+        let config = uplink();
+        let notice = |gateway: &str, schema: &str| {
+            serde_json::to_vec(&CentralRejection {
+                schema: schema.into(),
+                gateway: gateway.into(),
+                kind: "incidents".into(),
+                id: Some("x".into()),
+                reason: "malformed".into(),
+                detail: "d".into(),
+                time: Utc::now(),
+            })
+            .unwrap()
+        };
+        let ours = notice("gw1", REJECTION_SCHEMA);
+        let sealed = crate::signing::seal(KEY.as_bytes(), "rejections", &ours);
+        let wrong_key = crate::signing::seal(&[7; 32], "rejections", &ours);
+        let cases: [(&[u8], Option<bool>); 5] = [
+            (&sealed, Some(true)),
+            (&ours, Some(false)),
+            (&wrong_key, Some(false)),
+            (&notice("gw2", REJECTION_SCHEMA), None),
+            (&notice("gw1", "seguard.other.v1"), None),
+        ];
+        for (payload, expected) in cases {
+            let read = read_rejection(&config, "gw1", payload).map(|(_, verified)| verified);
+            assert_eq!(read, expected);
+        }
+        let rejections = CentralRejections::default();
+        let metrics = Metrics::new();
+        let (r, verified) = read_rejection(&config, "gw1", &sealed).unwrap();
+        rejections.record(&r, verified, &metrics);
+        rejections.record(&r, verified, &metrics);
+        let alarm = rejections.alarm().expect("the alarm is raised");
+        assert_eq!(alarm.rule, CENTRAL_REJECTED_RULE);
+        assert_eq!(alarm.value, Some(2.0));
+        assert_eq!(metrics.central_rejected_count("malformed"), 2);
+        assert!(!rejections.acknowledge("gw2", "op"));
+        assert!(rejections.acknowledge("gw1", "op"));
+        assert_eq!(rejections.alarm(), None);
     }
 }

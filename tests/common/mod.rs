@@ -149,15 +149,31 @@ pub struct Mosquitto {
     pub port: u16,
     pub dir: tempfile::TempDir,
     process: Option<Process>,
+    /// The access lines of the conf: anonymous by default.
+    access: String,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Self::start_with_access("allow_anonymous true\n".to_owned())
+    }
+
+    /// A broker that admits only the users of `password_file`, each limited by `acl_file`.
+    pub fn start_secured(password_file: &Path, acl_file: &Path) -> Mosquitto {
+        Self::start_with_access(format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            password_file.display(),
+            acl_file.display()
+        ))
+    }
+
+    fn start_with_access(access: String) -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut broker = Mosquitto {
             port: free_port(),
             dir,
             process: None,
+            access,
         };
         broker.restart();
         broker
@@ -166,10 +182,11 @@ impl Mosquitto {
     fn conf(&self) -> PathBuf {
         let conf = self.dir.path().join("mosquitto.conf");
         let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+            "listener {port} 127.0.0.1\n{access}persistence true\npersistence_location {dir}/\n\
              user root\nmax_queued_messages 0\nmax_inflight_messages 100\nmessage_size_limit 0\n\
              log_dest stderr\nlog_type error\nlog_type warning\n",
             port = self.port,
+            access = self.access,
             dir = self.dir.path().display()
         );
         std::fs::write(&conf, text).expect("writing mosquitto.conf");

@@ -11,13 +11,16 @@
 //! **Invariant:** an incident is stored whole or not at all: its event, the equipment upsert,
 //! the alarm transition, and any dispatch with its steps and notifications commit in one
 //! transaction, and the MQTT message is acknowledged only after that commit.
-//! **Invariant:** an event id is stored at most once (`events.id` is the primary key), so a
-//! redelivered incident changes nothing.
+//! **Invariant:** an event id is stored at most once per gateway (`events` is keyed by
+//! gateway and id), so a redelivered incident changes nothing, and one gateway's ids never
+//! hide another's.
 
 mod alarms;
+mod rejected;
 mod schema;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
+pub use rejected::RejectedRow;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -133,6 +136,9 @@ pub struct EventRow {
     pub limit: Option<f64>,
     pub message: String,
     pub source: String,
+    /// What intake repaired (`text_replaced`, `location_dropped`, `time_outside_window`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intake_notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -194,11 +200,30 @@ impl Store {
             });
         let pool = options.connect(&url).await?;
         let store = Store { pool, backend };
-        store.migrate().await?;
+        store.migrate(i64::MAX).await?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// Opens a store with the migrations up to `version` only: for tests of a later migration
+    /// on a store as an older release left it.
+    #[doc(hidden)]
+    pub async fn open_at_version(url: &str, version: i64) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate(version).await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self, up_to: i64) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
             // Two instances starting together must not both create the tables.
@@ -217,7 +242,7 @@ impl Store {
                 .map(|r| r.try_get::<i64, _>(0))
                 .collect::<Result<_, _>>()?;
             for (version, statements) in schema::MIGRATIONS {
-                if applied.contains(version) {
+                if applied.contains(version) || *version > up_to {
                     continue;
                 }
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -311,20 +336,29 @@ impl Store {
 
     /// Stores an incident whole, idempotently by event id; a trapped raise creates a dispatch
     /// with its first step and notifications in the same transaction.
+    /// `notes` are the repairs intake made; an event whose time lies outside the accepted
+    /// window raises or clears its alarm at the receive time `now`, so it is listed where it
+    /// arrived, not at its claimed time.
     pub async fn ingest_incident(
         &self,
         config: &CentralConfig,
         incident: &Incident,
+        notes: &super::clean::Notes,
         source: &str,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
         let ev = &incident.event;
         let eq = &incident.equipment;
+        let alarm_ms = if notes.has(super::clean::Note::TimeOutsideWindow) {
+            now
+        } else {
+            ms(ev.time)
+        };
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO events (id, gateway, equipment, rule, severity, transition, time_ms, value, limit_value,
-                message, source, received_ms, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING",
+                message, source, received_ms, payload, intake_notes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (gateway, id) DO NOTHING",
         )
         .bind(incident.id.to_string())
         .bind(&incident.gateway)
@@ -339,6 +373,7 @@ impl Store {
         .bind(source)
         .bind(now)
         .bind(serde_json::to_string(incident).expect("incident serializes"))
+        .bind(notes.stored())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -380,24 +415,38 @@ impl Store {
         let alarm_id = match (ev.transition, open) {
             (Transition::Raise, Some(id)) => Some(id),
             (Transition::Raise, None) => {
-                let id = incident.id.to_string();
-                sqlx::query(
-                    "INSERT INTO alarms (id, gateway, equipment, rule, severity, kind, using_unit, address, trapped,
-                        message, raised_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(&id)
-                .bind(&incident.gateway)
-                .bind(&eq.id)
-                .bind(&ev.rule)
-                .bind(ev.severity.as_str())
-                .bind(eq.kind.as_str())
-                .bind(&eq.using_unit)
-                .bind(&eq.address)
-                .bind(i64::from(trapped))
-                .bind(&ev.message)
-                .bind(ms(ev.time))
-                .execute(&mut *tx)
-                .await?;
+                // The alarm takes its raise's event id; when another gateway's alarm already
+                // has it, an id derived from both gateway and event id.
+                let mut id = incident.id.to_string();
+                for attempt in 0..2 {
+                    if attempt == 1 {
+                        let key = format!("{}/{}", incident.gateway, incident.id);
+                        id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes())
+                            .to_string();
+                    }
+                    let n = sqlx::query(
+                        "INSERT INTO alarms (id, gateway, equipment, rule, severity, kind, using_unit, address, trapped,
+                            message, raised_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&id)
+                    .bind(&incident.gateway)
+                    .bind(&eq.id)
+                    .bind(&ev.rule)
+                    .bind(ev.severity.as_str())
+                    .bind(eq.kind.as_str())
+                    .bind(&eq.using_unit)
+                    .bind(&eq.address)
+                    .bind(i64::from(trapped))
+                    .bind(&ev.message)
+                    .bind(alarm_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n == 1 {
+                        break;
+                    }
+                }
                 if trapped {
                     created_dispatch = Some(
                         self.create_dispatch(&mut tx, config, incident, &id, now)
@@ -408,7 +457,7 @@ impl Store {
             }
             (Transition::Clear, Some(id)) => {
                 sqlx::query("UPDATE alarms SET cleared_ms = $1 WHERE id = $2")
-                    .bind(ms(ev.time))
+                    .bind(alarm_ms)
                     .bind(&id)
                     .execute(&mut *tx)
                     .await?;
@@ -443,9 +492,10 @@ impl Store {
             (_, open) => open,
         };
         if let Some(alarm_id) = alarm_id {
-            sqlx::query("UPDATE events SET alarm_id = $1 WHERE id = $2")
+            sqlx::query("UPDATE events SET alarm_id = $1 WHERE id = $2 AND gateway = $3")
                 .bind(alarm_id)
                 .bind(incident.id.to_string())
+                .bind(&incident.gateway)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -1154,8 +1204,8 @@ impl Store {
 
     pub async fn timeline(&self, alarm_id: &str) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, transition, time_ms, received_ms, value, limit_value, message, source FROM events
-             WHERE alarm_id = $1 ORDER BY time_ms",
+            "SELECT id, transition, time_ms, received_ms, value, limit_value, message, source, intake_notes
+             FROM events WHERE alarm_id = $1 ORDER BY time_ms",
         )
         .bind(alarm_id)
         .fetch_all(&self.pool)
@@ -1171,6 +1221,10 @@ impl Store {
                     limit: r.try_get(5)?,
                     message: r.try_get(6)?,
                     source: r.try_get(7)?,
+                    intake_notes: r
+                        .try_get::<Option<String>, _>(8)?
+                        .map(|n| n.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default(),
                 })
             })
             .collect()

@@ -155,6 +155,56 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         3,
         &[
+            // What intake repaired in a stored event (`central/clean.rs`), comma-separated.
+            "ALTER TABLE events ADD COLUMN intake_notes TEXT",
+            // Messages intake refused, kept for operators (the newest `[intake] rejected_keep`).
+            "CREATE TABLE rejected_messages (
+            id TEXT PRIMARY KEY,
+            received_ms BIGINT NOT NULL,
+            topic TEXT NOT NULL,
+            message_id TEXT,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            payload_bytes BIGINT NOT NULL)",
+            "CREATE INDEX rejected_messages_received ON rejected_messages (received_ms)",
+        ],
+    ),
+    (
+        4,
+        &[
+            // Event ids are unique per gateway, not across gateways: the key becomes
+            // (gateway, id). SQLite cannot change a primary key in place, so the table is
+            // copied (the same statements run on PostgreSQL).
+            "CREATE TABLE events_by_gateway (
+            id TEXT NOT NULL,
+            alarm_id TEXT,
+            gateway TEXT NOT NULL,
+            equipment TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            transition TEXT NOT NULL,
+            time_ms BIGINT NOT NULL,
+            value DOUBLE PRECISION,
+            limit_value DOUBLE PRECISION,
+            message TEXT NOT NULL,
+            source TEXT NOT NULL,
+            received_ms BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            intake_notes TEXT,
+            PRIMARY KEY (gateway, id))",
+            "INSERT INTO events_by_gateway (id, alarm_id, gateway, equipment, rule, severity, transition, time_ms,
+                value, limit_value, message, source, received_ms, payload, intake_notes)
+             SELECT id, alarm_id, gateway, equipment, rule, severity, transition, time_ms, value, limit_value,
+                message, source, received_ms, payload, intake_notes FROM events",
+            "DROP TABLE events",
+            "ALTER TABLE events_by_gateway RENAME TO events",
+            "CREATE INDEX events_alarm ON events (alarm_id, time_ms)",
+        ],
+    ),
+    (
+        5,
+        &[
             // The alarm list is filtered, ordered by (raised_ms, id) and paged in SQL
             // (store/alarms.rs): one index for any filter, one for the active alarms.
             "DROP INDEX IF EXISTS alarms_raised",

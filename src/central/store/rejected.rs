@@ -1,0 +1,92 @@
+//! Messages intake refused, kept so an operator can see what was refused and why
+//! (`GET /api/v1/intake/rejected`). Only the newest `[intake] rejected_keep` are kept: whoever
+//! reaches the broker can make central refuse messages, so the table must not grow without end.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{random_id, rfc3339, Store, StoreError};
+
+/// How much of a refused payload is kept.
+const KEEP_PAYLOAD_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedRow {
+    pub received: String,
+    pub topic: String,
+    /// The message's own id, when it could be read.
+    pub message_id: Option<String>,
+    pub reason: String,
+    pub detail: String,
+    /// The payload as text (invalid UTF-8 and NUL replaced by U+FFFD), cut at 8 KiB.
+    pub payload: String,
+    pub payload_bytes: i64,
+}
+
+impl Store {
+    /// Keeps one refused message, then forgets all but the newest `keep`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_rejected(
+        &self,
+        topic: &str,
+        message_id: Option<&str>,
+        reason: &str,
+        detail: &str,
+        payload: &[u8],
+        now: i64,
+        keep: i64,
+    ) -> Result<(), StoreError> {
+        let mut end = payload.len().min(KEEP_PAYLOAD_BYTES);
+        while end > 0 && end < payload.len() && (payload[end] & 0xC0) == 0x80 {
+            end -= 1;
+        }
+        let text = String::from_utf8_lossy(&payload[..end]).replace('\0', "\u{FFFD}");
+        let clean = |s: &str| s.replace('\0', "\u{FFFD}");
+        sqlx::query(
+            "INSERT INTO rejected_messages (id, received_ms, topic, message_id, reason, detail, payload, payload_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(random_id())
+        .bind(now)
+        .bind(clean(topic))
+        .bind(message_id.map(clean))
+        .bind(reason)
+        .bind(clean(detail))
+        .bind(text)
+        .bind(payload.len() as i64)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "DELETE FROM rejected_messages WHERE received_ms <
+             (SELECT received_ms FROM rejected_messages ORDER BY received_ms DESC LIMIT 1 OFFSET $1)",
+        )
+        .bind(keep.max(1) - 1)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The refused messages, newest first.
+    pub async fn rejected(&self, limit: i64) -> Result<Vec<RejectedRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT received_ms, topic, message_id, reason, detail, payload, payload_bytes
+             FROM rejected_messages ORDER BY received_ms DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RejectedRow {
+                    received: rfc3339(r.try_get(0)?),
+                    topic: r.try_get(1)?,
+                    message_id: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    detail: r.try_get(4)?,
+                    payload: r.try_get(5)?,
+                    payload_bytes: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+}
