@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::mqtt::TestClient;
 use common::postgres::Postgres;
-use common::{eventually, Mosquitto};
+use common::{eventually, metric, Mosquitto};
 use seguard::central::config::token_hash;
 use seguard::central::Central;
 use seguard::gateway::Gateway;
@@ -174,8 +174,9 @@ async fn report_trapped(port: u16) {
 }
 
 /// Issue 13, item 1: a terminal sends `"floor": "7\u0000x"` with a stopped, occupied car. The
-/// gateway raises the trapped alarm with the NUL in its details; central on PostgreSQL stores
-/// it with the NUL replaced and noted, and the dispatch is created.
+/// gateway cleans the text at ingest (counted) and raises the trapped alarm; central on
+/// PostgreSQL stores it and creates the dispatch. Central's own repair of a NUL that reaches it
+/// is `central_e2e::an_incident_with_nul_in_its_text_is_stored_repaired_on_postgres`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nul_in_a_trapped_lifts_floor_reaches_the_dispatch_on_postgres() {
     let pg = Postgres::start();
@@ -212,12 +213,10 @@ webhook = "http://127.0.0.1:9/unused"
         Some(REGULATOR_TOKEN),
     )
     .await;
-    assert_eq!(
-        timeline[0]["intake_notes"],
-        json!(["text_replaced"]),
-        "{timeline}"
-    );
-    assert_eq!(central.metrics.noted("mqtt", "text_replaced"), 1);
+    let message = timeline[0]["message"].as_str().unwrap();
+    assert!(message.contains("floor 7\u{fffd}x"), "{timeline}");
+    let cleaned = "seguard_readings_adjusted_total{reason=\"text_cleaned\"}";
+    assert_eq!(metric(&gateway.http_addr.to_string(), cleaned).await, 2.0);
     assert_eq!(central.metrics.rejected("mqtt", "malformed"), 0);
     gateway.stop().await;
     central.stop().await;
