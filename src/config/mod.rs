@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use diag::{line_column, toml_message, Located, Problem};
 pub use validate::{is_valid_id, is_valid_metric_name};
@@ -242,7 +242,7 @@ pub struct FieldMapping {
     pub offset: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LevelKind {
     HighHigh,
     High,
@@ -274,7 +274,7 @@ impl LevelKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Level {
     pub kind: LevelKind,
     pub limit: f64,
@@ -324,7 +324,7 @@ impl RuleSet {
 }
 
 /// Which numbering the `fault_code` metric of an elevator uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultNumbering {
     /// GB/T 24476 style (BACnet model): faults 1-8, events 40-47, 90 alarm button, 91-93.
@@ -334,7 +334,7 @@ pub enum FaultNumbering {
 }
 
 /// The metric names an elevator rule reads.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ElevatorMetrics {
     pub car_status: String,
     pub door_zone: String,
@@ -367,7 +367,7 @@ impl Default for ElevatorMetrics {
 
 /// Fault codes, trapped passengers, overtravel, door open while running and power cut for a
 /// set of elevators. Alarm names are `{id}.{alarm}`, for example `lift.trapped`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ElevatorRule {
     pub id: String,
     pub equipment: Vec<String>,
@@ -404,7 +404,7 @@ pub struct VesselTarget {
     pub safe_residual: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateRule {
     pub id: String,
     pub equipment: Vec<String>,
@@ -417,7 +417,7 @@ pub struct RateRule {
     pub severity: Severity,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaleRule {
     pub id: String,
     pub equipment: Vec<String>,
@@ -428,7 +428,7 @@ pub struct StaleRule {
     pub severity: Severity,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExprRule {
     pub id: String,
     pub equipment: Vec<String>,
