@@ -12,6 +12,11 @@
 //! state of unchanged rules; and a new intake starts on the new config. The lanes and uplinks
 //! keep running throughout (the central uplink publishes the changed registry); MQTT messages
 //! that arrive meanwhile wait in the persistent session.
+//!
+//! With the durable outbox, the rules' state is checkpointed (`checkpoint.rs`) and restored at
+//! start, so timers and open alarms survive a restart.
+
+mod checkpoint;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -145,6 +150,8 @@ struct Outputs {
     /// Closed (flushed and fsynced) after the uplinks stop.
     telemetry_lanes: Vec<Arc<Lane<Reading>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
+    /// The rule-state checkpoint, with the durable outbox.
+    checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 /// The part a reload restarts: the ingest tasks and the pipeline, which owns the rule engine.
@@ -176,6 +183,7 @@ impl Intake {
             metrics: outputs.metrics.clone(),
             telemetry_lanes: outputs.telemetry_lanes.clone(),
             incident_lane: outputs.incident_lane.clone(),
+            checkpoints: outputs.checkpoints.clone(),
         };
         let pipeline = tokio::spawn(pipeline.run(pipeline_rx, ack_tx, pending));
 
@@ -375,19 +383,23 @@ impl Gateway {
             }
         }
 
+        let checkpoints = config
+            .outbox
+            .as_ref()
+            .map(|o| Arc::new(checkpoint::Checkpoints::open(&o.dir, metrics.clone())));
+        let mut pending = Vec::new();
+        let engine = match &checkpoints {
+            Some(c) => c.restore(&config, &mut pending),
+            None => Engine::from_config(&config),
+        };
         let outputs = Outputs {
             live: live.clone(),
             metrics: metrics.clone(),
             telemetry_lanes,
             incident_lane,
+            checkpoints,
         };
-        let intake = Intake::start(
-            &config,
-            Engine::from_config(&config),
-            Vec::new(),
-            None,
-            &outputs,
-        );
+        let intake = Intake::start(&config, engine, pending, None, &outputs);
 
         let addr = config.gateway.http_listen;
         let listener = TcpListener::bind(addr)
@@ -527,6 +539,9 @@ impl Gateway {
         if let Some(intake) = self.intake.take() {
             intake.stop().await;
         }
+        if let Some(checkpoints) = self.outputs.checkpoints.clone() {
+            let _ = tokio::task::spawn_blocking(move || checkpoints.close()).await;
+        }
         self.flush.cancel();
         let deadline = tokio::time::Instant::now() + self.shutdown_flush;
         for task in &mut self.uplink_tasks {
@@ -643,6 +658,7 @@ struct Pipeline {
     metrics: Arc<Metrics>,
     telemetry_lanes: Vec<Arc<Lane<Reading>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
+    checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 impl Pipeline {
@@ -709,6 +725,13 @@ impl Pipeline {
                     self.emit(&mut events).await;
                 }
             }
+            // After the step's events are in the outbox (rules/checkpoint.rs).
+            if let Some(checkpoints) = &self.checkpoints {
+                checkpoints.offer(&self.engine);
+            }
+        }
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.save(&self.engine);
         }
         *self
             .live
