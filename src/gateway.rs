@@ -17,6 +17,7 @@
 //! start, so timers and open alarms survive a restart.
 
 mod checkpoint;
+mod reload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -243,56 +244,6 @@ fn equipment_kinds(config: &Config) -> HashMap<String, EquipmentKind> {
         .collect()
 }
 
-/// Config values are compared through `Debug`: they are plain data, and most have no
-/// `PartialEq`.
-fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
-    format!("{a:?}") != format!("{b:?}")
-}
-
-/// What a reload cannot change in a running gateway, one message each; empty when the new
-/// config can be applied.
-fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    if differs(&old.site, &new.site) {
-        changed.push("[site]");
-    }
-    if old.gateway.id != new.gateway.id {
-        changed.push("[gateway] id");
-    }
-    if old.gateway.http_listen != new.gateway.http_listen {
-        changed.push("[gateway] http_listen");
-    }
-    if differs(&old.gateway.http_limits, &new.gateway.http_limits) {
-        changed.push("[gateway] http_limits");
-    }
-    if differs(&old.outbox, &new.outbox) {
-        changed.push("[outbox]");
-    }
-    if differs(&old.influx, &new.influx) {
-        changed.push("[[uplink.influx]]");
-    }
-    if differs(&old.line_files, &new.line_files) {
-        changed.push("[[uplink.linefile]]");
-    }
-    if differs(&old.central, &new.central) {
-        changed.push("[uplink.central]");
-    }
-    if let (Some(a), Some(b)) = (&old.mqtt, &new.mqtt) {
-        if a.client_id != b.client_id {
-            // The broker keeps what is queued for the old session under the old id.
-            changed.push("[mqtt] client_id");
-        }
-    }
-    changed
-        .into_iter()
-        .map(|what| {
-            format!(
-                "{what} changed: only a restart applies it (systemctl restart seguard-gateway); a reload applies equipment, mappings, Modbus devices, rules and the other [mqtt] settings"
-            )
-        })
-        .collect()
-}
-
 impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
@@ -464,11 +415,12 @@ impl Gateway {
     /// Applies a new config to the running gateway, or refuses it when it changes what only a
     /// restart can.
     pub async fn apply(&mut self, config: Config) -> ReloadOutcome {
-        let refused = needs_restart(&self.config, &config);
+        let refused = reload::needs_restart(&self.config, &config);
         if !refused.is_empty() {
             return self.refuse(refused);
         }
-        if !differs(&config, &*self.config) {
+        let changed = reload::changed(&self.config, &config);
+        if changed.is_empty() {
             let message = "config unchanged: nothing to apply".to_owned();
             self.metrics.config_reload_applied(&message);
             return ReloadOutcome {
@@ -510,7 +462,11 @@ impl Gateway {
             Some(previous),
             &self.outputs,
         ));
-        let message = format!("reloaded: {}", config.summary());
+        let message = format!(
+            "reloaded: {}; changed: {}",
+            config.summary(),
+            changed.join(", ")
+        );
         self.metrics.config_reload_applied(&message);
         ReloadOutcome {
             applied: true,

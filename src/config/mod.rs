@@ -91,7 +91,9 @@ fn toml_problem(error: &toml::de::Error) -> Problem {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Compared by value (a reload applies only what changed): secrets by their exposed text, TLS
+/// by the digest of the files read at load.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub site: Site,
     pub gateway: GatewaySettings,
@@ -132,14 +134,14 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Site {
     pub id: String,
     pub name: String,
     pub address: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewaySettings {
     pub id: String,
     pub http_listen: SocketAddr,
@@ -176,6 +178,45 @@ pub struct Broker {
     pub reconnect_max: Duration,
 }
 
+/// Two secrets are the same when their texts are.
+pub fn same_secret(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
+    use secrecy::ExposeSecret;
+    match (a, b) {
+        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl PartialEq for Broker {
+    /// By value, the password included (its `Debug` text is redacted).
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured whole, so that a new field cannot be left out of the comparison.
+        let Broker {
+            host,
+            port,
+            client_id,
+            username,
+            password,
+            tls,
+            keep_alive,
+            max_payload_bytes,
+            reconnect_min,
+            reconnect_max,
+        } = self;
+        *host == other.host
+            && *port == other.port
+            && *client_id == other.client_id
+            && *username == other.username
+            && same_secret(password, &other.password)
+            && *tls == other.tls
+            && *keep_alive == other.keep_alive
+            && *max_payload_bytes == other.max_payload_bytes
+            && *reconnect_min == other.reconnect_min
+            && *reconnect_max == other.reconnect_max
+    }
+}
+
 /// How the time of a reading is written in the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -205,7 +246,7 @@ pub enum TopicSegment {
     Any,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttMapping {
     /// The template as configured, with `{site}` already filled in.
     pub topic: String,
@@ -231,7 +272,7 @@ impl MqttMapping {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FieldMapping {
     /// RFC 6901 JSON pointer into the payload.
     pub pointer: String,
@@ -295,7 +336,7 @@ pub struct ThresholdRule {
 }
 
 /// Every rule besides the plain thresholds, resolved against the equipment registry.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleSet {
     pub elevator: Vec<ElevatorRule>,
     pub vessel: Vec<VesselRule>,
@@ -555,7 +596,58 @@ pub enum InfluxEndpoint {
     },
 }
 
-#[derive(Debug, Clone)]
+impl PartialEq for InfluxEndpoint {
+    /// By value, the password or token included (their `Debug` text is redacted).
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (
+                InfluxEndpoint::V1 {
+                    url,
+                    database,
+                    retention_policy,
+                    username,
+                    password,
+                },
+                InfluxEndpoint::V1 {
+                    url: url2,
+                    database: database2,
+                    retention_policy: retention_policy2,
+                    username: username2,
+                    password: password2,
+                },
+            ) => {
+                url == url2
+                    && database == database2
+                    && retention_policy == retention_policy2
+                    && username == username2
+                    && same_secret(password, password2)
+            }
+            (
+                InfluxEndpoint::V2 {
+                    url,
+                    org,
+                    bucket,
+                    token,
+                },
+                InfluxEndpoint::V2 {
+                    url: url2,
+                    org: org2,
+                    bucket: bucket2,
+                    token: token2,
+                },
+            ) => {
+                url == url2
+                    && org == org2
+                    && bucket == bucket2
+                    && token.expose_secret() == token2.expose_secret()
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct InfluxUplink {
     pub name: String,
     pub endpoint: InfluxEndpoint,
@@ -569,7 +661,7 @@ pub struct InfluxUplink {
     pub retry_max: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CentralUplink {
     pub broker: Broker,
     pub topic_prefix: String,
