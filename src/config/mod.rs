@@ -411,6 +411,9 @@ impl Default for ElevatorMetrics {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ElevatorRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     pub numbering: FaultNumbering,
     pub metrics: ElevatorMetrics,
@@ -448,6 +451,9 @@ pub struct VesselTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     pub metric: String,
     /// Per minute, both positive; `None` means not watched.
@@ -461,6 +467,9 @@ pub struct RateRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaleRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     /// `None`: any metric of the equipment counts as a sign of life.
     pub metric: Option<String>,
@@ -472,6 +481,9 @@ pub struct StaleRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExprRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     /// As written, for messages.
     pub source: String,

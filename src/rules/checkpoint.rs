@@ -153,8 +153,10 @@ struct SavedUnit<'a> {
 #[derive(Serialize, Deserialize)]
 struct Body<'a> {
     gateway: Cow<'a, str>,
-    /// (equipment, rule id, signature), sorted.
-    signatures: Vec<(String, String, String)>,
+    /// Each distinct rule signature once (a rule reads the same for all its equipment).
+    rules: Vec<Cow<'a, str>>,
+    /// (equipment, rule id, index into `rules`), sorted.
+    signatures: Vec<(String, String, usize)>,
     units: Vec<SavedUnit<'a>>,
     lifecycle: SavedLifecycle,
 }
@@ -163,14 +165,23 @@ impl Engine {
     /// The engine's state as a checkpoint body. Equal states give equal bodies, so the caller
     /// can skip writing an unchanged one.
     pub fn checkpoint_body(&self) -> Vec<u8> {
+        let mut rules: Vec<Cow<str>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         let mut signatures: Vec<_> = self
             .signatures
             .iter()
-            .map(|((e, r), s)| (e.clone(), r.clone(), s.clone()))
+            .map(|((e, r), s)| {
+                let i = *index.entry(s.as_str()).or_insert_with(|| {
+                    rules.push(Cow::Borrowed(s.as_str()));
+                    rules.len() - 1
+                });
+                (e.clone(), r.clone(), i)
+            })
             .collect();
         signatures.sort();
         let body = Body {
             gateway: Cow::Borrowed(&self.gateway),
+            rules,
             signatures,
             units: self
                 .units
@@ -208,17 +219,17 @@ impl Engine {
         let max_age = chrono::Duration::from_std(MAX_AGE).expect("a short duration");
         let stale =
             saved.gateway != engine.gateway || now - saved_at > max_age || saved_at - now > max_age;
-        let old_signatures: HashMap<(String, String), String> = saved
+        let old_signatures: HashMap<(String, String), &str> = saved
             .signatures
             .into_iter()
-            .map(|(e, r, s)| ((e, r), s))
+            .filter_map(|(e, r, i)| Some(((e, r), saved.rules.get(i)?.as_ref())))
             .collect();
         let new_signatures = engine.signatures.clone();
         let gone = |equipment: &str, rule: &str| -> Option<&'static str> {
             let key = (equipment.to_owned(), rule.to_owned());
             match (old_signatures.get(&key), new_signatures.get(&key)) {
                 _ if stale => Some(STALE),
-                (Some(old), Some(current)) if old == current => None,
+                (Some(old), Some(current)) if *old == current => None,
                 (_, Some(_)) => Some(RULE_CHANGED),
                 _ if config.equipment(equipment).is_none() => Some(EQUIPMENT_REMOVED),
                 _ => Some(RULE_REMOVED),
