@@ -167,6 +167,18 @@ impl Checkpoints {
     }
 }
 
+impl Drop for Checkpoints {
+    /// A gateway dropped without [`Checkpoints::close`] still ends its writer thread (after
+    /// the file queued last).
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.slot;
+        if let Ok(mut slot) = lock.lock() {
+            slot.closed = true;
+            wake.notify_all();
+        }
+    }
+}
+
 fn write_loop(dir: &Path, slot: &(Mutex<Slot>, Condvar), metrics: &Metrics) {
     let (lock, wake) = slot;
     loop {

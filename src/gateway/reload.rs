@@ -108,4 +108,21 @@ mod tests {
         assert!(needs_restart(&old, &new).is_empty(), "[mqtt] reloads");
         assert!(changed(&old, &config("password = \"one\"\n")).is_empty());
     }
+
+    #[test]
+    fn a_changed_central_password_is_refused_as_needing_a_restart() {
+        let central = |password: &str| {
+            config(&format!(
+                "[uplink.central]\n[uplink.central.broker]\nhost = \"127.0.0.1\"\nport = 1884\nusername = \"gw\"\npassword = \"{password}\"\n"
+            ))
+        };
+        let refused = needs_restart(&central("one"), &central("two"));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(
+            refused[0].starts_with("[uplink.central] changed: only a restart applies it"),
+            "{}",
+            refused[0]
+        );
+        assert!(needs_restart(&central("one"), &central("one")).is_empty());
+    }
 }
