@@ -654,6 +654,9 @@ impl Pipeline {
                         self.engine.on_readings(&batch.readings, &mut events);
                         readings.append(&mut batch.readings);
                     }
+                    if let Some(checkpoints) = &self.checkpoints {
+                        checkpoints.journal(&readings);
+                    }
                     self.record_latest(&readings);
                     let fills = self.take_fills(&mut readings);
                     // Incidents and fills first: an alarm's way to central does not wait for

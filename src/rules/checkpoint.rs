@@ -25,16 +25,27 @@
 //! Written to `rules.checkpoint.tmp`, `fsync`ed, renamed over `rules.checkpoint`, and the
 //! directory `fsync`ed, on a thread of its own (the pipeline only serializes). A crash leaves
 //! the old file or the new one, never a mix; a left-over temp file is overwritten.
-//! The file is a 24-byte header and a JSON body:
+//! The file is a 32-byte header and a JSON body:
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic b"SGRULECP"
 //! 8       4     format version (u32 LE), now 1
-//! 12      4     CRC-32 (IEEE, crc32fast) of bytes 16.. (saved-at and body)
+//! 12      4     CRC-32 (IEEE, crc32fast) of bytes 16.. (saved-at, journal and body)
 //! 16      8     saved at, milliseconds since the Unix epoch (i64 LE), wall clock
-//! 24      n     body: JSON (gateway id, signatures, units, lifecycle)
+//! 24      8     the first journal this checkpoint does not cover (u64 LE), see below
+//! 32      n     body: JSON (gateway id, rule signatures, units, lifecycle)
 //! ```
+//!
+//! # The readings journal
+//! Between two checkpoints the pipeline appends every batch of readings it evaluated to
+//! `rules.journal.{n}` (a record: length u32 LE, CRC-32 u32 LE, the readings as JSON) before it
+//! acknowledges their MQTT messages. Each checkpoint starts a new journal `n + 1` and says so in
+//! its header; once it is renamed into place, the journals below go. At restore, the journals
+//! from the checkpoint's number on are replayed into the restored rules (not after a stale or
+//! unusable checkpoint), up to the first torn or corrupt record; the events they derive go out again with the ids they had. So no reading
+//! whose message was acknowledged is missing from the restored state. Operator actions are not
+//! journaled: one taken in the last [`MIN_INTERVAL`] before a crash may have to be repeated.
 //!
 //! # Restore, at start ([`Engine::restore`])
 //! - **Missing** (first start, or no outbox before): the rules start fresh.
@@ -61,10 +72,8 @@
 //! details), and the rules stamp events with reading times. When the checkpoint is older than
 //! the outbox (a crash within [`MIN_INTERVAL`] of a raise), the restored rules derive that raise
 //! again with the same id, and central stores an id once. The reverse cannot happen: the state
-//! is taken after its events are in the outbox. The limit: readings acknowledged to the broker
-//! after the last checkpoint and before a crash (at most [`MIN_INTERVAL`] of them) are in the
-//! telemetry lanes but not in the restored rule state; a terminal that reports only on change
-//! may then have to report again before a timer it started runs.
+//! is taken after its events are in the outbox. Readings evaluated after the last checkpoint are
+//! in the journal (see above), so their effect is not lost either.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -88,7 +97,7 @@ use crate::model::{AlarmEvent, Value};
 pub const MAGIC: &[u8; 8] = b"SGRULECP";
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
-const HEADER: usize = 24;
+const HEADER: usize = 32;
 
 /// A checkpoint is written at most this often while the state changes.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -212,7 +221,7 @@ impl Engine {
         now: DateTime<Utc>,
         events: &mut Vec<AlarmEvent>,
     ) -> Result<(Engine, Restored), CheckpointError> {
-        let (saved_at, body) = unframe(bytes)?;
+        let (saved_at, _, body) = unframe(bytes)?;
         let saved: Body =
             serde_json::from_slice(body).map_err(|e| CheckpointError::Body(e.to_string()))?;
         let mut engine = Engine::from_config(config);
@@ -297,21 +306,22 @@ impl Engine {
     }
 }
 
-/// The file for a checkpoint `body` saved at `saved_at`.
-pub fn frame(body: &[u8], saved_at: DateTime<Utc>) -> Vec<u8> {
+/// The file for a checkpoint `body` saved at `saved_at`, followed by journal `journal`.
+pub fn frame(body: &[u8], saved_at: DateTime<Utc>, journal: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&saved_at.timestamp_millis().to_le_bytes());
+    out.extend_from_slice(&journal.to_le_bytes());
     out.extend_from_slice(body);
     let crc = crc32fast::hash(&out[16..]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// The saved-at instant and the body of a checkpoint file, checked.
-pub fn unframe(bytes: &[u8]) -> Result<(DateTime<Utc>, &[u8]), CheckpointError> {
+/// The saved-at instant, the journal that follows and the body of a checkpoint file, checked.
+pub fn unframe(bytes: &[u8]) -> Result<(DateTime<Utc>, u64, &[u8]), CheckpointError> {
     if bytes.len() < HEADER {
         return Err(CheckpointError::Short(bytes.len()));
     }
@@ -329,7 +339,8 @@ pub fn unframe(bytes: &[u8]) -> Result<(DateTime<Utc>, &[u8]), CheckpointError> 
     let millis = i64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
     let saved_at = DateTime::from_timestamp_millis(millis)
         .ok_or_else(|| CheckpointError::Body(format!("saved-at {millis} ms is out of range")))?;
-    Ok((saved_at, &bytes[HEADER..]))
+    let journal = u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes"));
+    Ok((saved_at, journal, &bytes[HEADER..]))
 }
 
 /// Serde for the `chrono::Duration`s of rule points, as whole milliseconds.
@@ -415,7 +426,7 @@ mod tests {
     }
 
     fn saved(engine: &Engine, t: i64) -> Vec<u8> {
-        frame(&engine.checkpoint_body(), at(t))
+        frame(&engine.checkpoint_body(), at(t), 0)
     }
 
     #[test]
@@ -567,7 +578,7 @@ mod tests {
             );
         }
         // A body with a valid checksum that is not a checkpoint.
-        let junk = frame(b"{\"gateway\":\"gw\"}", at(1));
+        let junk = frame(b"{\"gateway\":\"gw\"}", at(1), 0);
         assert!(matches!(restore(&junk), Some(CheckpointError::Body(_))));
     }
 
@@ -578,7 +589,7 @@ mod tests {
         let body = String::from_utf8(engine.checkpoint_body())
             .unwrap()
             .replacen("\"gateway\":\"gw\"", "\"gateway\":\"gw-other\"", 1);
-        let file = frame(body.as_bytes(), at(1));
+        let file = frame(body.as_bytes(), at(1), 0);
         let mut events = Vec::new();
         let (mut restored, outcome) =
             Engine::restore(&config(&rules(1.05)), &file, at(2), &mut events).unwrap();

@@ -48,8 +48,8 @@ use crate::config::{
 use crate::model::{AlarmEvent, FillRecord, Quality, Reading, Severity, Value};
 
 pub use checkpoint::{
-    frame as frame_checkpoint, CheckpointError, Restored, HEARTBEAT as CHECKPOINT_HEARTBEAT,
-    MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
+    frame as frame_checkpoint, unframe as unframe_checkpoint, CheckpointError, Restored,
+    HEARTBEAT as CHECKPOINT_HEARTBEAT, MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
 };
 pub use elevator::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault, SERVICE_MODES};
 pub use expr::{parse as parse_expr, Expr, ExprError};
