@@ -208,3 +208,74 @@ async fn kill_9_in_a_trapped_episode_keeps_the_instant_and_the_stopped_time() {
         "{message}"
     );
 }
+
+/// A terminal that reports only on change: one message when the car stops, and the gateway is
+/// killed 0.2 s after it evaluated it, most likely before a checkpoint was due. The readings journal
+/// carries the stop over the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_right_after_a_quiet_terminal_reports_the_stop() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("site.toml");
+    let outbox = dir.path().join("outbox");
+    std::fs::write(&config, site(broker.port, &http, &outbox)).unwrap();
+    let log = dir.path().join("gateway.log");
+
+    let mut central = TestClient::connect(broker.port, "central-observer").await;
+    central.subscribe("seguard/v1/gw-restart/incidents").await;
+    let gateway = GatewayProcess::spawn(&config, &log);
+    wait_http_ok("gateway ready", &format!("http://{http}/readyz")).await;
+
+    let t0 = Utc::now();
+    let started = Instant::now();
+    let mut terminal = TestClient::connect(broker.port, "lift-1-terminal").await;
+    terminal.publish_all([stuck(t0)]).await;
+    common::eventually("the stop evaluated", Duration::from_secs(10), || async {
+        (metric(&http, "seguard_readings_received_total{source=\"mqtt\"}").await >= 6.0)
+            .then_some(())
+    })
+    .await;
+    // Time for the acknowledgement to reach the broker (it is not sent again), well within the
+    // checkpoint's 1 s throttle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gateway.kill9();
+    let killed = started.elapsed();
+    let _gateway = GatewayProcess::spawn(&config, &log);
+    wait_http_ok("gateway ready again", &format!("http://{http}/readyz")).await;
+
+    let mut raises = Vec::new();
+    while let Some(left) = Duration::from_secs(36).checked_sub(started.elapsed()) {
+        let Some((_, incident)) = central.next_json(left).await else {
+            break;
+        };
+        let event = incident["event"].clone();
+        if event["rule"] == json!("lift.trapped") && event["transition"] == json!("raise") {
+            raises.push(event);
+        }
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    eprintln!(
+        "killed {:.3} s after the stop was published",
+        killed.as_secs_f64()
+    );
+    let ids: std::collections::BTreeSet<String> =
+        raises.iter().map(|e| e["id"].to_string()).collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "one trapped incident: {raises:?}\nlog:\n{log_text}"
+    );
+    let at = time(&raises[0]["time"]);
+    assert!(
+        (at - (t0 + chrono::Duration::seconds(30)))
+            .num_milliseconds()
+            .abs()
+            <= 1000,
+        "trapped at {at}, t0 {t0}"
+    );
+    assert_eq!(
+        time(&raises[0]["details"]["stopped_since"]).timestamp_millis(),
+        t0.timestamp_millis()
+    );
+}
