@@ -43,9 +43,13 @@
 //! acknowledges their MQTT messages. Each checkpoint starts a new journal `n + 1` and says so in
 //! its header; once it is renamed into place, the journals below go. At restore, the journals
 //! from the checkpoint's number on are replayed into the restored rules (not after a stale or
-//! unusable checkpoint), up to the first torn or corrupt record; the events they derive go out again with the ids they had. So no reading
-//! whose message was acknowledged is missing from the restored state. Operator actions are not
-//! journaled: one taken in the last [`MIN_INTERVAL`] before a crash may have to be repeated.
+//! unusable checkpoint), up to the first torn or corrupt record; the events they derive go out
+//! again with the ids they had. So no reading whose message was acknowledged is missing from the
+//! restored state. A journaled batch whose acknowledgement did not leave is also redelivered by
+//! the broker; evaluated twice, it repeats the same state. The journal is written, not fsynced:
+//! it survives a process crash; a power loss may cost its tail, as with `fsync = "interval"`.
+//! Operator actions are not journaled: one taken in the last [`MIN_INTERVAL`] before a crash
+//! may have to be repeated.
 //!
 //! # Restore, at start ([`Engine::restore`])
 //! - **Missing** (first start, or no outbox before): the rules start fresh.
