@@ -12,6 +12,12 @@
 //! state of unchanged rules; and a new intake starts on the new config. The lanes and uplinks
 //! keep running throughout (the central uplink publishes the changed registry); MQTT messages
 //! that arrive meanwhile wait in the persistent session.
+//!
+//! With the durable outbox, the rules' state is checkpointed (`checkpoint.rs`) and restored at
+//! start, so timers and open alarms survive a restart.
+
+mod checkpoint;
+mod reload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -145,6 +151,8 @@ struct Outputs {
     /// Closed (flushed and fsynced) after the uplinks stop.
     telemetry_lanes: Vec<Arc<Lane<Reading>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
+    /// The rule-state checkpoint, with the durable outbox.
+    checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 /// The part a reload restarts: the ingest tasks and the pipeline, which owns the rule engine.
@@ -176,6 +184,7 @@ impl Intake {
             metrics: outputs.metrics.clone(),
             telemetry_lanes: outputs.telemetry_lanes.clone(),
             incident_lane: outputs.incident_lane.clone(),
+            checkpoints: outputs.checkpoints.clone(),
         };
         let pipeline = tokio::spawn(pipeline.run(pipeline_rx, ack_tx, pending));
 
@@ -232,56 +241,6 @@ fn equipment_kinds(config: &Config) -> HashMap<String, EquipmentKind> {
         .equipment
         .iter()
         .map(|e| (e.id.clone(), e.kind))
-        .collect()
-}
-
-/// Config values are compared through `Debug`: they are plain data, and most have no
-/// `PartialEq`.
-fn differs(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
-    format!("{a:?}") != format!("{b:?}")
-}
-
-/// What a reload cannot change in a running gateway, one message each; empty when the new
-/// config can be applied.
-fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    if differs(&old.site, &new.site) {
-        changed.push("[site]");
-    }
-    if old.gateway.id != new.gateway.id {
-        changed.push("[gateway] id");
-    }
-    if old.gateway.http_listen != new.gateway.http_listen {
-        changed.push("[gateway] http_listen");
-    }
-    if differs(&old.gateway.http_limits, &new.gateway.http_limits) {
-        changed.push("[gateway] http_limits");
-    }
-    if differs(&old.outbox, &new.outbox) {
-        changed.push("[outbox]");
-    }
-    if differs(&old.influx, &new.influx) {
-        changed.push("[[uplink.influx]]");
-    }
-    if differs(&old.line_files, &new.line_files) {
-        changed.push("[[uplink.linefile]]");
-    }
-    if differs(&old.central, &new.central) {
-        changed.push("[uplink.central]");
-    }
-    if let (Some(a), Some(b)) = (&old.mqtt, &new.mqtt) {
-        if a.client_id != b.client_id {
-            // The broker keeps what is queued for the old session under the old id.
-            changed.push("[mqtt] client_id");
-        }
-    }
-    changed
-        .into_iter()
-        .map(|what| {
-            format!(
-                "{what} changed: only a restart applies it (systemctl restart seguard-gateway); a reload applies equipment, mappings, Modbus devices, rules and the other [mqtt] settings"
-            )
-        })
         .collect()
 }
 
@@ -376,19 +335,23 @@ impl Gateway {
             }
         }
 
+        let checkpoints = config
+            .outbox
+            .as_ref()
+            .map(|o| Arc::new(checkpoint::Checkpoints::open(&o.dir, metrics.clone())));
+        let mut pending = Vec::new();
+        let engine = match &checkpoints {
+            Some(c) => c.restore(&config, &mut pending),
+            None => Engine::from_config(&config),
+        };
         let outputs = Outputs {
             live: live.clone(),
             metrics: metrics.clone(),
             telemetry_lanes,
             incident_lane,
+            checkpoints,
         };
-        let intake = Intake::start(
-            &config,
-            Engine::from_config(&config),
-            Vec::new(),
-            None,
-            &outputs,
-        );
+        let intake = Intake::start(&config, engine, pending, None, &outputs);
 
         let addr = config.gateway.http_listen;
         let listener = TcpListener::bind(addr)
@@ -453,11 +416,12 @@ impl Gateway {
     /// Applies a new config to the running gateway, or refuses it when it changes what only a
     /// restart can.
     pub async fn apply(&mut self, config: Config) -> ReloadOutcome {
-        let refused = needs_restart(&self.config, &config);
+        let refused = reload::needs_restart(&self.config, &config);
         if !refused.is_empty() {
             return self.refuse(refused);
         }
-        if !differs(&config, &*self.config) {
+        let changed = reload::changed(&self.config, &config);
+        if changed.is_empty() {
             let message = "config unchanged: nothing to apply".to_owned();
             self.metrics.config_reload_applied(&message);
             return ReloadOutcome {
@@ -499,7 +463,11 @@ impl Gateway {
             Some(previous),
             &self.outputs,
         ));
-        let message = format!("reloaded: {}", config.summary());
+        let message = format!(
+            "reloaded: {}; changed: {}",
+            config.summary(),
+            changed.join(", ")
+        );
         self.metrics.config_reload_applied(&message);
         ReloadOutcome {
             applied: true,
@@ -527,6 +495,9 @@ impl Gateway {
         tracing::info!("stopping: no new input, flushing queues");
         if let Some(intake) = self.intake.take() {
             intake.stop().await;
+        }
+        if let Some(checkpoints) = self.outputs.checkpoints.clone() {
+            let _ = tokio::task::spawn_blocking(move || checkpoints.close()).await;
         }
         self.flush.cancel();
         let deadline = tokio::time::Instant::now() + self.shutdown_flush;
@@ -644,6 +615,7 @@ struct Pipeline {
     metrics: Arc<Metrics>,
     telemetry_lanes: Vec<Arc<Lane<Reading>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
+    checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
 
 impl Pipeline {
@@ -683,6 +655,9 @@ impl Pipeline {
                         self.engine.on_readings(&batch.readings, &mut events);
                         readings.append(&mut batch.readings);
                     }
+                    if let Some(checkpoints) = &self.checkpoints {
+                        checkpoints.journal(&readings);
+                    }
                     self.record_latest(&readings);
                     let fills = self.take_fills(&mut readings);
                     // Incidents and fills first: an alarm's way to central does not wait for
@@ -710,6 +685,13 @@ impl Pipeline {
                     self.emit(&mut events).await;
                 }
             }
+            // After the step's events are in the outbox (rules/checkpoint.rs).
+            if let Some(checkpoints) = &self.checkpoints {
+                checkpoints.offer(&self.engine);
+            }
+        }
+        if let Some(checkpoints) = &self.checkpoints {
+            checkpoints.save(&self.engine);
         }
         *self
             .live

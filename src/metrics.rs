@@ -98,6 +98,7 @@ pub struct Metrics {
     modbus_splits: Family<DeviceLabel, Counter>,
     modbus_requests: Family<DeviceLabel, Gauge>,
     config_reloads: Family<OutcomeLabel, Counter>,
+    rule_checkpoints: Family<OutcomeLabel, Counter>,
     /// Requests refused by the API's limits (`http_limits.rs` counts them).
     pub http_rejected: crate::http_limits::Rejections,
     log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
@@ -299,10 +300,17 @@ impl Metrics {
             "Config reloads (SIGHUP or POST /api/v1/reload), by outcome: applied or refused",
             config_reloads.clone(),
         );
+        let rule_checkpoints = Family::default();
+        registry.register(
+            "rule_checkpoints",
+            "Rule-state checkpoints, by outcome: written, write_failed; at start restored, stale, corrupt or missing",
+            rule_checkpoints.clone(),
+        );
         let http_rejected = crate::http_limits::register(&mut registry);
         Metrics {
             registry,
             config_reloads,
+            rule_checkpoints,
             http_rejected,
             modbus_errors,
             modbus_online,
@@ -484,6 +492,43 @@ impl Metrics {
             problems = problems.len(),
             "reload refused, the running config stays"
         );
+    }
+
+    /// A rule-state checkpoint written (not logged: about once a second while alarms move).
+    pub fn rule_checkpoint_written(&self) {
+        self.rule_checkpoints
+            .get_or_create(&OutcomeLabel { outcome: "written" })
+            .inc();
+    }
+
+    pub fn rule_checkpoint_write_failed(&self, error: &str) {
+        self.rule_checkpoints
+            .get_or_create(&OutcomeLabel {
+                outcome: "write_failed",
+            })
+            .inc();
+        self.log_limited("rule_checkpoint_write_failed", |suppressed| {
+            tracing::error!(error, suppressed, "cannot write the rule-state checkpoint; a restart now would lose the rules' timers");
+        });
+    }
+
+    /// What the gateway did at start with the checkpoint: `restored`, `stale`, `corrupt` or
+    /// `missing`; `detail` says why.
+    pub fn rule_checkpoint_loaded(&self, outcome: &'static str, detail: &str) {
+        self.rule_checkpoints
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        match outcome {
+            "corrupt" => tracing::error!(
+                detail,
+                "rule-state checkpoint unusable: the rules start afresh and raise nothing from it"
+            ),
+            "stale" => tracing::warn!(
+                detail,
+                "rule-state checkpoint stale: timers start afresh, open alarms are closed"
+            ),
+            _ => tracing::info!(outcome, detail, "rule-state checkpoint"),
+        }
     }
 
     pub fn fill_checked(&self, outcome: &'static str) {

@@ -35,6 +35,18 @@ pub struct MqttTls {
     pub ca_file: PathBuf,
     pub client_cert: Option<PathBuf>,
     pub client_config: Arc<rustls::ClientConfig>,
+    /// SHA-256 over the CA, client certificate and key files as read at load, so that a
+    /// reload notices a file whose content changed under the same name.
+    pub files_digest: [u8; 32],
+}
+
+impl PartialEq for MqttTls {
+    /// The same files with the same content (the client config is built from them).
+    fn eq(&self, other: &Self) -> bool {
+        self.ca_file == other.ca_file
+            && self.client_cert == other.client_cert
+            && self.files_digest == other.files_digest
+    }
 }
 
 impl fmt::Debug for MqttTls {
@@ -176,11 +188,29 @@ pub fn validate_mqtt_tls(raw: &RawMqttTls, config_dir: &Path) -> Result<MqttTls,
             .map(|(c, k)| (c.as_path(), k.as_path())),
     )
     .map_err(|e| vec![locate(e)])?;
+    let mut files = vec![ca_file.clone()];
+    if let Some((cert, key)) = &client_paths {
+        files.extend([cert.clone(), key.clone()]);
+    }
+    let files_digest = digest(&files).map_err(|e| vec![locate(e)])?;
     Ok(MqttTls {
         ca_file,
         client_cert: client_paths.map(|(c, _)| c),
         client_config: Arc::new(config),
+        files_digest,
     })
+}
+
+/// SHA-256 over the contents of `files`, each preceded by its length.
+fn digest(files: &[PathBuf]) -> Result<[u8; 32], TlsError> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for file in files {
+        let bytes = read_pem(file)?;
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    Ok(hash.finalize().into())
 }
 
 /// A secret given inline, in an environment variable (`*_env`) or in a file (`*_file`, its

@@ -610,3 +610,124 @@ async fn a_reload_moves_modbus_polling_to_the_new_device_address() {
     assert_eq!(metric(&gateway.http_addr.to_string(), APPLIED).await, 1.0);
     gateway.stop().await;
 }
+
+/// Reload compares values, not their `Debug` text: a password file or a CA file whose content
+/// changed under the same name (so the config text and its redacted `Debug` output are the
+/// same) is a change, applied and reported. The gateway connects only once both are right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_password_or_ca_file_content_is_applied_and_reported() {
+    use common::tls::{MosquittoTls, TestPki};
+    const RIGHT: &str = "gw-secret-right";
+    let pki = TestPki::generate();
+    let broker = MosquittoTls::start(
+        &pki,
+        "server",
+        &[("gateway", RIGHT), ("device", "device-secret")],
+    );
+    // Wrong at first: a CA that did not sign the broker, and an old password.
+    std::fs::copy(pki.path("other-ca.pem"), pki.path("trust.pem")).unwrap();
+    std::fs::write(pki.path("gateway.pw"), "gw-secret-old\n").unwrap();
+    let text = format!(
+        r#"
+[site]
+id = "s1"
+name = "Secrets site"
+[gateway]
+id = "gw-secrets"
+http_listen = "127.0.0.1:0"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+username = "gateway"
+password_file = "gateway.pw"
+reconnect_min_ms = 100
+reconnect_max_ms = 300
+[mqtt.tls]
+ca_file = "trust.pem"
+client_cert = "client.pem"
+client_key = "client.key"
+[[equipment]]
+id = "pv-1"
+kind = "pressure_vessel"
+registration_code = "21103101002018000031"
+[[ingest.mqtt]]
+topic = "site/{{site}}/boiler/pressure"
+equipment = "pv-1"
+fields = [ {{ pointer = "/pressure_mpa", metric = "pressure", unit = "MPa" }} ]
+"#,
+        port = broker.port
+    );
+    let path = pki.path("site.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut gateway = seguard::gateway::Gateway::start(seguard::config::load(&path).unwrap())
+        .await
+        .unwrap();
+    gateway.config_path = Some(path.clone());
+    let connected = |gateway: &seguard::gateway::Gateway| {
+        gateway
+            .metrics
+            .render()
+            .contains("seguard_broker_connected{uplink=\"site\"} 1")
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !connected(&gateway),
+        "the broker's certificate is not trusted"
+    );
+
+    // The right CA in the same file.
+    std::fs::copy(pki.path("ca.pem"), pki.path("trust.pem")).unwrap();
+    let outcome = gateway.reload().await;
+    assert!(outcome.applied, "{outcome:?}");
+    assert!(
+        outcome.message.contains("changed: [mqtt]"),
+        "{}",
+        outcome.message
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!connected(&gateway), "the password is still the old one");
+
+    // The new password in the same file.
+    std::fs::write(pki.path("gateway.pw"), format!("{RIGHT}\n")).unwrap();
+    let outcome = gateway.reload().await;
+    assert!(outcome.applied, "{outcome:?}");
+    assert!(
+        outcome.message.contains("changed: [mqtt]"),
+        "{}",
+        outcome.message
+    );
+    let url = format!(
+        "http://{}/api/v1/readings/latest?equipment=pv-1",
+        gateway.http_addr
+    );
+    let mut sent = 0.0;
+    eventually(
+        "a reading through the reconnected ingest",
+        Duration::from_secs(20),
+        || {
+            sent += 0.125;
+            broker.publish(
+                &pki,
+                "device",
+                "device-secret",
+                "site/s1/boiler/pressure",
+                &json!({ "pressure_mpa": sent }).to_string(),
+            );
+            let url = url.clone();
+            async move {
+                let body: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+                body.as_array()?
+                    .iter()
+                    .any(|r| r["metric"] == json!("pressure"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(connected(&gateway));
+
+    // The same files again: nothing to apply.
+    let outcome = gateway.reload().await;
+    assert!(outcome.message.contains("config unchanged"), "{outcome:?}");
+    gateway.stop().await;
+}

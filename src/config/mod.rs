@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use diag::{line_column, toml_message, Located, Problem};
 pub(crate) use raw::RawField;
@@ -98,7 +98,9 @@ fn toml_problem(error: &toml::de::Error) -> Problem {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Compared by value (a reload applies only what changed): secrets by their exposed text, TLS
+/// by the digest of the files read at load.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub site: Site,
     pub gateway: GatewaySettings,
@@ -142,14 +144,14 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Site {
     pub id: String,
     pub name: String,
     pub address: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewaySettings {
     pub id: String,
     pub http_listen: SocketAddr,
@@ -186,6 +188,45 @@ pub struct Broker {
     pub reconnect_max: Duration,
 }
 
+/// Two secrets are the same when their texts are.
+pub fn same_secret(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
+    use secrecy::ExposeSecret;
+    match (a, b) {
+        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl PartialEq for Broker {
+    /// By value, the password included (its `Debug` text is redacted).
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured whole, so that a new field cannot be left out of the comparison.
+        let Broker {
+            host,
+            port,
+            client_id,
+            username,
+            password,
+            tls,
+            keep_alive,
+            max_payload_bytes,
+            reconnect_min,
+            reconnect_max,
+        } = self;
+        *host == other.host
+            && *port == other.port
+            && *client_id == other.client_id
+            && *username == other.username
+            && same_secret(password, &other.password)
+            && *tls == other.tls
+            && *keep_alive == other.keep_alive
+            && *max_payload_bytes == other.max_payload_bytes
+            && *reconnect_min == other.reconnect_min
+            && *reconnect_max == other.reconnect_max
+    }
+}
+
 /// How the time of a reading is written in the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,7 +256,7 @@ pub enum TopicSegment {
     Any,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttMapping {
     /// The template as configured, with `{site}` already filled in.
     pub topic: String,
@@ -241,7 +282,7 @@ impl MqttMapping {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FieldMapping {
     /// RFC 6901 JSON pointer into the payload.
     pub pointer: String,
@@ -254,7 +295,7 @@ pub struct FieldMapping {
     pub codes: Option<crate::ingest::codes::CodeTable>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LevelKind {
     HighHigh,
     High,
@@ -286,7 +327,7 @@ impl LevelKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Level {
     pub kind: LevelKind,
     pub limit: f64,
@@ -307,7 +348,7 @@ pub struct ThresholdRule {
 }
 
 /// Every rule besides the plain thresholds, resolved against the equipment registry.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleSet {
     pub elevator: Vec<ElevatorRule>,
     pub vessel: Vec<VesselRule>,
@@ -336,7 +377,7 @@ impl RuleSet {
 }
 
 /// Which numbering the `fault_code` metric of an elevator uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultNumbering {
     /// GB/T 24476 style (BACnet model): faults 1-8, events 40-47, 90 alarm button, 91-93.
@@ -346,7 +387,7 @@ pub enum FaultNumbering {
 }
 
 /// The metric names an elevator rule reads.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ElevatorMetrics {
     pub car_status: String,
     pub door_zone: String,
@@ -379,9 +420,12 @@ impl Default for ElevatorMetrics {
 
 /// Fault codes, trapped passengers, overtravel, door open while running and power cut for a
 /// set of elevators. Alarm names are `{id}.{alarm}`, for example `lift.trapped`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ElevatorRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     pub numbering: FaultNumbering,
     pub metrics: ElevatorMetrics,
@@ -422,9 +466,12 @@ pub struct VesselTarget {
     pub safe_residual: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     pub metric: String,
     /// Per minute, both positive; `None` means not watched.
@@ -435,9 +482,12 @@ pub struct RateRule {
     pub severity: Severity,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaleRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     /// `None`: any metric of the equipment counts as a sign of life.
     pub metric: Option<String>,
@@ -446,9 +496,12 @@ pub struct StaleRule {
     pub severity: Severity,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExprRule {
     pub id: String,
+    /// Not serialized: a rule is serialized only inside the rule point of one equipment
+    /// (`rules/checkpoint.rs`).
+    #[serde(skip)]
     pub equipment: Vec<String>,
     /// As written, for messages.
     pub source: String,
@@ -573,7 +626,58 @@ pub enum InfluxEndpoint {
     },
 }
 
-#[derive(Debug, Clone)]
+impl PartialEq for InfluxEndpoint {
+    /// By value, the password or token included (their `Debug` text is redacted).
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (
+                InfluxEndpoint::V1 {
+                    url,
+                    database,
+                    retention_policy,
+                    username,
+                    password,
+                },
+                InfluxEndpoint::V1 {
+                    url: url2,
+                    database: database2,
+                    retention_policy: retention_policy2,
+                    username: username2,
+                    password: password2,
+                },
+            ) => {
+                url == url2
+                    && database == database2
+                    && retention_policy == retention_policy2
+                    && username == username2
+                    && same_secret(password, password2)
+            }
+            (
+                InfluxEndpoint::V2 {
+                    url,
+                    org,
+                    bucket,
+                    token,
+                },
+                InfluxEndpoint::V2 {
+                    url: url2,
+                    org: org2,
+                    bucket: bucket2,
+                    token: token2,
+                },
+            ) => {
+                url == url2
+                    && org == org2
+                    && bucket == bucket2
+                    && token.expose_secret() == token2.expose_secret()
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct InfluxUplink {
     pub name: String,
     pub endpoint: InfluxEndpoint,
@@ -587,7 +691,7 @@ pub struct InfluxUplink {
     pub retry_max: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CentralUplink {
     pub broker: Broker,
     pub topic_prefix: String,

@@ -5,13 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::debounce::Debounce;
 use crate::config::ExprRule;
 use crate::model::{AlarmEvent, Severity, Transition, Value};
 
 /// What a snapshot condition is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Kind {
     Expr(Arc<ExprRule>),
     /// Pressure above the safe residual while the quick-opening door is not closed and locked.
@@ -23,7 +24,7 @@ pub enum Kind {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConditionPoint {
     kind: Kind,
     equipment: String,

@@ -2,10 +2,11 @@
 //! condition is a bool (expressions, the autoclave interlock).
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::model::Transition;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum State {
     Normal,
     Raising { since: DateTime<Utc> },
@@ -13,9 +14,11 @@ enum State {
     Clearing { since: DateTime<Utc> },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Debounce {
+    #[serde(with = "super::checkpoint::millis")]
     on_delay: chrono::Duration,
+    #[serde(with = "super::checkpoint::millis")]
     off_delay: chrono::Duration,
     state: State,
 }

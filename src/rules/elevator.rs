@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ElevatorRule, FaultNumbering};
 use crate::model::{AlarmEvent, Severity, Transition, Value};
@@ -50,7 +51,7 @@ pub const SERVICE_MODES: [&str; 8] = [
 const STOPPED_SPEED_M_S: f64 = 0.05;
 
 /// Every fault seguard knows, whatever numbering the terminal uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ElevatorFault {
     SafetyCircuit,
     DoorCloseFault,
@@ -220,7 +221,7 @@ pub fn decode(numbering: FaultNumbering, code: i64) -> Option<Code> {
     })
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Trapped {
     severity: Severity,
 }
@@ -236,7 +237,7 @@ enum Mode {
 }
 
 /// One elevator's state, fed metric by metric and evaluated per snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ElevatorUnit {
     rule: Arc<ElevatorRule>,
     equipment: String,
@@ -260,7 +261,9 @@ pub struct ElevatorUnit {
     /// Faults raised by codes, cleared by the back-to-normal event.
     code_faults: BTreeSet<ElevatorFault>,
     unknown_code: Option<i64>,
-    /// Set by the button or a terminal trapped code in the current snapshot.
+    /// Set by the button or a terminal trapped code in the current snapshot (taken when the
+    /// snapshot settles, so a checkpoint between snapshots never holds one).
+    #[serde(skip)]
     trigger: Option<&'static str>,
     candidate_since: Option<DateTime<Utc>>,
     trapped: Option<Trapped>,

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::debounce::to_chrono;
 use super::ActiveAlarm;
@@ -71,7 +71,7 @@ pub struct AlarmStats {
     pub active: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     severity: Severity,
     /// The rule's condition, as its last raise or clear said.
@@ -104,6 +104,16 @@ pub struct Lifecycle {
     /// Alarm names that are raised and cleared at one instant (refused fills): they are
     /// records, not conditions, so the chatter limit never holds them back.
     momentary: BTreeSet<String>,
+    announced: VecDeque<DateTime<Utc>>,
+    flood: bool,
+}
+
+/// What a checkpoint keeps of the lifecycle (`checkpoint.rs`): every record and the flood
+/// window; the settings come from the config.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct SavedLifecycle {
+    records: Vec<((String, String), Record)>,
+    suppressed: BTreeSet<(String, String)>,
     announced: VecDeque<DateTime<Utc>>,
     flood: bool,
 }
@@ -166,6 +176,36 @@ impl Lifecycle {
             .collect();
         self.announced = old.announced;
         self.flood = old.flood;
+    }
+
+    /// The state a checkpoint keeps.
+    pub(super) fn save(&self) -> SavedLifecycle {
+        SavedLifecycle {
+            records: self
+                .records
+                .iter()
+                .map(|(k, r)| (k.clone(), r.clone()))
+                .collect(),
+            suppressed: self.suppressed.clone(),
+            announced: self.announced.clone(),
+            flood: self.flood,
+        }
+    }
+
+    /// A lifecycle with this one's settings and the `saved` state, for [`Lifecycle::carry_over`].
+    pub(super) fn with_saved(&self, saved: SavedLifecycle) -> Lifecycle {
+        Lifecycle {
+            gateway: self.gateway.clone(),
+            settings: self.settings.clone(),
+            chatter_window: self.chatter_window,
+            chatter_interval: self.chatter_interval,
+            flood_window: self.flood_window,
+            records: saved.records.into_iter().collect(),
+            suppressed: saved.suppressed,
+            momentary: self.momentary.clone(),
+            announced: saved.announced,
+            flood: saved.flood,
+        }
     }
 
     fn is_latched(&self, rule: &str) -> bool {

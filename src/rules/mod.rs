@@ -15,11 +15,14 @@
 //! - `condition.rs` with `expr.rs` and `debounce.rs`: typed expressions over several metrics,
 //!   and the autoclave door interlock;
 //! - `fill.rs`: cylinder fills against the registry;
-//! - `lifecycle.rs`: ISA-18.2 states, acknowledgement, shelving, suppression, chattering, flood.
+//! - `lifecycle.rs`: ISA-18.2 states, acknowledgement, shelving, suppression, chattering, flood;
+//! - `reload.rs` swaps the rules for a new config's; `checkpoint.rs` saves and restores the
+//!   rule state across a restart (its doc is the specification of the checkpoint).
 //!
 //! Readings of one equipment with one timestamp are one snapshot: the rules that look at
 //! several metrics (elevators, expressions, interlock, fills) evaluate the whole snapshot once.
 
+mod checkpoint;
 mod condition;
 mod debounce;
 mod elevator;
@@ -44,6 +47,10 @@ use crate::config::{
 };
 use crate::model::{AlarmEvent, FillRecord, Quality, Reading, Severity, Value};
 
+pub use checkpoint::{
+    frame as frame_checkpoint, unframe as unframe_checkpoint, CheckpointError, Restored,
+    HEARTBEAT as CHECKPOINT_HEARTBEAT, MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
+};
 pub use elevator::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault, SERVICE_MODES};
 pub use expr::{parse as parse_expr, Expr, ExprError};
 pub use fill::local_date;

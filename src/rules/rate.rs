@@ -5,12 +5,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::debounce::to_chrono;
 use crate::config::RateRule;
 use crate::model::{AlarmEvent, Transition};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RatePoint {
     rule: Arc<RateRule>,
     equipment: String,

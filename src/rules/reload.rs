@@ -88,7 +88,7 @@ impl Engine {
 
 /// Moves each point of `old` whose rule is `kept` into the place of the new point of the same
 /// name.
-fn carry<T>(
+pub(super) fn carry<T>(
     new: &mut [T],
     old: &mut Vec<T>,
     name: impl Fn(&T) -> &str,

@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::debounce::to_chrono;
 use crate::config::StaleRule;
 use crate::model::{AlarmEvent, Transition, Value};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StalePoint {
     rule: Arc<StaleRule>,
     equipment: String,
+    #[serde(with = "super::checkpoint::millis")]
     limit: chrono::Duration,
     last_seen: Option<DateTime<Utc>>,
     /// The first instant the engine saw: the reference until a reading arrives.

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Level, ThresholdRule};
 use crate::model::{AlarmEvent, Severity, Transition};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum State {
     Normal,
     /// The condition holds since `since`, waiting for the on-delay.
@@ -27,14 +28,16 @@ enum State {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdPoint {
     /// `{rule}.{level}`, for example `vessel-pressure.high_high`.
     rule: String,
     equipment: String,
     level: Level,
     deadband: f64,
+    #[serde(with = "super::checkpoint::millis")]
     on_delay: chrono::Duration,
+    #[serde(with = "super::checkpoint::millis")]
     off_delay: chrono::Duration,
     unit: Option<String>,
     state: State,

@@ -19,7 +19,7 @@ use crate::model::Reading;
 use crate::outbox::Lane;
 use crate::uplink::influx::Encoder;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LineFileUplink {
     pub name: String,
     pub dir: PathBuf,

@@ -318,7 +318,7 @@ impl fmt::Display for Transport {
 }
 
 /// Points polled together at one interval, with the merged read requests that fetch them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PollGroup {
     /// `None` for the device's default group.
     pub name: Option<String>,
@@ -332,7 +332,7 @@ pub struct PollGroup {
 }
 
 /// A validated device: everything the poller needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModbusDevice {
     /// Unique among devices; the label of its metrics and logs.
     pub name: String,
