@@ -691,7 +691,7 @@ pub struct InfluxUplink {
     pub retry_max: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CentralUplink {
     pub broker: Broker,
     pub topic_prefix: String,
@@ -701,6 +701,25 @@ pub struct CentralUplink {
     /// The key every message to central is signed with (`src/signing.rs`); central refuses
     /// unsigned messages.
     pub signing_key: Option<SecretString>,
+}
+
+impl PartialEq for CentralUplink {
+    /// By value, the signing key included (its `Debug` text is redacted).
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured whole, so that a new field cannot be left out of the comparison.
+        let CentralUplink {
+            broker,
+            topic_prefix,
+            queue_max_events,
+            confirm_timeout,
+            signing_key,
+        } = self;
+        *broker == other.broker
+            && *topic_prefix == other.topic_prefix
+            && *queue_max_events == other.queue_max_events
+            && *confirm_timeout == other.confirm_timeout
+            && same_secret(signing_key, &other.signing_key)
+    }
 }
 
 impl CentralUplink {

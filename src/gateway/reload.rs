@@ -21,6 +21,8 @@ pub fn changed(old: &Config, new: &Config) -> Vec<&'static str> {
         influx,
         line_files,
         central,
+        // What `seguard check` warned about follows from the sections above.
+        warnings: _,
     } = new;
     [
         (old.site != *site, "[site]"),

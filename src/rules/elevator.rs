@@ -227,7 +227,7 @@ struct Trapped {
 }
 
 /// The service mode as the rule knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Mode {
     NeverReported,
     /// One of [`SERVICE_MODES`] other than "unknown".
