@@ -1261,7 +1261,9 @@ impl Validator {
         };
         // Firefighter service (phase II) is driven from inside the car by a firefighter.
         let staff_in_car_modes = match &r.staff_in_car_modes {
-            None => ["inspection", "out_of_service", "firefighter"].map(str::to_owned).to_vec(),
+            None => ["inspection", "out_of_service", "firefighter"]
+                .map(str::to_owned)
+                .to_vec(),
             Some(modes) => self.service_modes(modes, "staff_in_car_modes"),
         };
         ElevatorRule {

@@ -15,9 +15,11 @@
 //! redelivered incident changes nothing.
 
 mod alarms;
+mod rescue;
 mod schema;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
+pub use rescue::RescueFacts;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
