@@ -1,5 +1,7 @@
-//! The dashboard in headless Chromium: the map's markers and colours, an acknowledgement made
-//! from the alarm page, and the rescue page's steps. Screenshots go to target/screenshots/.
+//! The dashboard in headless Chromium at desktop and phone sizes: the map's markers and
+//! colours, an acknowledgement made from the alarm page, the pages in Chinese and in English,
+//! times in central's zone, the rescue page's navigation links, phones and steps (one taken
+//! offline), labels and keyboard reach. Screenshots go to target/screenshots/central/.
 //! Needs Debian `chromium` and `npm ci` (playwright-core); tests/run provides both.
 
 mod common;
@@ -8,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use seguard::central::config::{parse, token_hash};
+use seguard::central::geo;
 use seguard::central::Central;
 use seguard::model::{GatewayState, GatewayStatus};
 use serde_json::{json, Value};
@@ -26,6 +29,12 @@ fn incident(
     next_inspection: &str,
 ) -> Value {
     let id = format!("00000000-0000-4000-8000-{n:012}");
+    // The trapped passenger's car stopped at B2.
+    let details = if n == 1 {
+        json!({ "floor": "B2" })
+    } else {
+        json!({})
+    };
     json!({
         "schema": "seguard.incident.v1", "id": id, "gateway": gateway,
         "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
@@ -39,7 +48,8 @@ fn incident(
             "nameplate": {}, "next_inspection": next_inspection, "insured": true
         },
         "event": { "id": id, "equipment": lift, "rule": rule, "severity": "high", "transition": transition,
-                   "time": format!("2026-05-01T08:00:{:02}Z", n % 60), "message": format!("{rule} on {lift}") }
+                   "time": format!("2026-05-01T08:00:{:02}Z", n % 60), "message": format!("{rule} on {lift}"),
+                   "details": details }
     })
 }
 
@@ -290,6 +300,9 @@ sha256 = "{regulator}"
     let rescue_url = dispatch["rescue_url"].as_str().unwrap().to_owned();
     let alarm_id = "00000000-0000-4000-8000-000000000002";
 
+    // Where lift-a (WGS-84 31.20, 121.50) is on AMap (GCJ-02) and Baidu (BD-09).
+    let gcj = geo::wgs84_to_gcj02(31.20, 121.50);
+    let bd = geo::gcj02_to_bd09(gcj.0, gcj.1);
     let screenshots = root.join("target/screenshots/central");
     let results = common::browser::run_script(
         "dashboard.mjs",
@@ -302,6 +315,11 @@ sha256 = "{regulator}"
                 "EXPECTED",
                 r#"{"trapped":1,"alarm":1,"normal":1,"overdue":1,"offline":1}"#.into(),
             ),
+            // 08:00 UTC in central's default zone, Asia/Shanghai.
+            ("ALARM_TIME", "2026-05-01 16:00:02".into()),
+            ("TRAPPED_TIME", "2026-05-01 16:00:01".into()),
+            ("GCJ02", json!([gcj.0, gcj.1]).to_string()),
+            ("BD09", json!([bd.0, bd.1]).to_string()),
             ("SCREENSHOTS", screenshots.display().to_string()),
         ],
     )
@@ -328,6 +346,16 @@ sha256 = "{regulator}"
     assert_eq!(d.status, seguard::central::dispatch::Status::Completed);
     assert!(
         steps.contains(&("on_site".into(), "on_site from the phone".into())),
+        "{steps:?}"
+    );
+    // The step taken offline arrived once.
+    assert_eq!(
+        steps.iter().filter(|(step, _)| step == "responded").count(),
+        1,
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&("responded".into(), "responded from the phone".into())),
         "{steps:?}"
     );
     central.stop().await;

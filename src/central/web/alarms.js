@@ -1,5 +1,5 @@
 // The alarms page (loaded from /assets/: the pages hold no inline script).
-const { api, apiPage, header, esc, val, time, t, label, ready } = window.seguard;
+const { api, apiPage, header, esc, val, time, t, label, alarmName, ready } = window.seguard;
 header('/alarms');
 // The URL of the next (older) page of the list, from the API's Link header.
 let next = null;
@@ -7,7 +7,7 @@ const row = a => `
       <tr class="sev-${esc(a.severity)}" data-alarm="${esc(a.id)}">
         <td>${time(a.raised)}${a.cleared ? '<br><small>' + esc(t('alarms.cleared', { time: time(a.cleared) })) + '</small>' : ''}</td>
         <td>${val(a.equipment)}<br><small>${esc(label('kind', a.kind))} · ${val(a.gateway)}</small></td>
-        <td>${a.trapped ? `<b class="trapped">${esc(t('alarms.trapped'))}</b> ` : ''}${val(a.message)}<br><small>${val(a.rule)} · <a href="#" class="timeline">${esc(t('alarms.timeline'))}</a></small><div class="tl"></div></td>
+        <td>${a.trapped ? `<b class="trapped">${esc(t('alarms.trapped'))}</b> ` : ''}${alarmName(a.rule) ? `<b class="name">${esc(alarmName(a.rule))}</b><br>` : ''}${val(a.message)}<br><small>${val(a.rule)} · <a href="#" class="timeline">${esc(t('alarms.timeline'))}</a></small><div class="tl"></div></td>
         <td>${esc(label('severity', a.severity))}</td><td class="state">${esc(label('alarmstate', a.state))}</td>
         <td>${val(a.using_unit)}<br><small>${val(a.address)}</small></td>
         <td class="ack">${a.acked ? `${val(a.acked_by)}, ${time(a.acked)}<br><small>${val(a.ack_comment)}</small>`

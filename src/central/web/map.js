@@ -34,7 +34,13 @@ async function main() {
   if (window.SEGUARD_NO_LEAFLET) { notice(t('map.no_leaflet')); return; }
   await ready;
   const config = await api('/api/v1/map/config');
-  const map = L.map('map', { maxZoom: 19, minZoom: 3 }).setView(config.center, config.zoom);
+  const map = L.map('map', { maxZoom: 19, minZoom: 3, zoomControl: false }).setView(config.center, config.zoom);
+  // Leaflet's own texts, from the catalogue too.
+  L.control.zoom({ zoomInTitle: t('map.zoom_in'), zoomOutTitle: t('map.zoom_out') }).addTo(map);
+  map.on('popupopen', e => {
+    const close = e.popup.getElement().querySelector('.leaflet-popup-close-button');
+    if (close) close.setAttribute('aria-label', t('map.close_popup'));
+  });
   L.control.scale({ imperial: false }).addTo(map);
   let offline = false;
   function goOffline(why) {

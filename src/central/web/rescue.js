@@ -57,7 +57,8 @@ function show(d) {
     : esc(t('rescue.no_phone'));
   const m = d.maintenance_unit || {};
   const rows = [
-    ['field.fault', val(`${d.fault_name} (${d.fault_type})`)],
+    // The fault's name by its GB/T 38656 code from the catalogue; central's name otherwise.
+    ['field.fault', label('fault', d.fault_type) !== String(d.fault_type) ? esc(`${label('fault', d.fault_type)} (${d.fault_type})`) : val(`${d.fault_name} (${d.fault_type})`)],
     ['field.floor', r.floor ? val(r.floor) : esc(t('dash'))],
     ['field.tier', esc(label('tier', r.tier))],
     ['field.time', esc(time(d.time))],
@@ -82,7 +83,7 @@ function show(d) {
     : !access.unit ? 'rescue.read_only_regulator' : 'rescue.read_only_escalated';
   const readOnly = document.getElementById('read-only');
   readOnly.textContent = why ? t(why) : ''; readOnly.dataset.reason = why;
-  document.getElementById('steps').innerHTML = (d.steps || []).map(x => `<li>${esc(time(x.at))} <b>${esc(label('status', x.step))}</b> ${val(t('rescue.step_by', { unit: x.unit, actor: x.actor }))}${x.note ? ': ' + val(x.note) : ''}</li>`).join('');
+  document.getElementById('steps').innerHTML = (d.steps || []).map(x => `<li>${esc(time(x.at))} <b>${esc(label('steplog', x.step))}</b> ${val(t('rescue.step_by', { unit: x.unit, actor: x.actor }))}${x.note ? ': ' + val(x.note) : ''}</li>`).join('');
   tick();
   showQueue();
   document.body.dataset.ready = 'true';

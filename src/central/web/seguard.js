@@ -24,6 +24,11 @@
     const key = group + '.' + value;
     return key in texts ? texts[key] : String(value == null ? '' : value);
   }
+  // The name of an alarm from its rule id's last part (`lift-1.trapped` → `trapped`), or ''.
+  function alarmName(rule) {
+    const key = 'alarmname.' + String(rule || '').split('.').pop();
+    return key in texts ? texts[key] : '';
+  }
   function setLang(next) {
     try { localStorage.setItem(LANG_KEY, next); } catch (e) { /* storage disabled */ }
     location.reload();
@@ -115,5 +120,5 @@
     .then(r => r.ok ? r.json() : {})
     .then(ui => { if (ui.time_zone) { zone = ui.time_zone; clock = null; } })
     .catch(() => {});
-  window.seguard = { api, apiPage, header, langButton, esc, val, time, num, pct, elapsed, t, label, lang, ready };
+  window.seguard = { api, apiPage, header, langButton, esc, val, time, num, pct, elapsed, t, label, alarmName, lang, ready };
 })();
