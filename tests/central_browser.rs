@@ -360,3 +360,78 @@ sha256 = "{regulator}"
     );
     central.stop().await;
 }
+
+/// The dispatch board: an open dispatch counts down to its response deadline and turns red when
+/// it passes (8 s here instead of 3 min); a new trapped incident appears flagged.
+#[tokio::test]
+async fn dispatch_board_counts_down_and_turns_red_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[central]
+instance = "board"
+http_listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[dispatch]
+respond_within_s = 8
+arrive_within_s = 600
+[[gateway]]
+id = "gw1"
+token_sha256 = "{gw1}"
+[[rescue_unit]]
+name = "Shenlong Elevator Service"
+phone = "+86-21-5555-0101"
+[[token]]
+role = "regulator"
+name = "inspector-li"
+sha256 = "{regulator}"
+"#,
+        db = dir.path().join("central.db").display(),
+        gw1 = token_hash(GW1),
+        regulator = token_hash(REGULATOR),
+    );
+    let central = Central::start(parse(&text, Path::new("board.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let trapped = |n, lift| {
+        incident(
+            "gw1",
+            n,
+            lift,
+            31.20,
+            "elevator.trapped_at_level",
+            "raise",
+            "2027-01-01",
+        )
+    };
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/intake/incidents"))
+        .bearer_auth(GW1)
+        .json(&trapped(1, "lift-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let results = common::browser::run_script(
+        "board.mjs",
+        vec![
+            ("BASE_URL", base),
+            ("REGULATOR_TOKEN", REGULATOR.into()),
+            ("GATEWAY_TOKEN", GW1.into()),
+            ("INCIDENT", trapped(2, "lift-b").to_string()),
+            (
+                "SCREENSHOTS",
+                root.join("target/screenshots/central")
+                    .display()
+                    .to_string(),
+            ),
+        ],
+    )
+    .await;
+    eprintln!("browser results: {results}");
+    assert_eq!(central.store.dispatches(None).await.unwrap().len(), 2);
+    central.stop().await;
+}

@@ -119,6 +119,10 @@ pub fn router(state: AppState) -> Router {
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::INDICATORS_HTML)),
         )
         .route(
+            "/board",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::BOARD_HTML)),
+        )
+        .route(
             "/rescue/{id}",
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::RESCUE_HTML)),
         )
@@ -298,9 +302,15 @@ async fn whoami(
 }
 
 /// `GET /api/v1/ui`: what every page needs before it draws, without a token (the rescue page
-/// opens with a link): the time zone central shows times in.
+/// opens with a link): the time zone central shows times in, and the response and arrival
+/// deadlines the dispatch board counts down.
 async fn ui_settings(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "time_zone": state.config.time_zone }))
+    let d = &state.config.dispatch;
+    Json(json!({
+        "time_zone": state.config.time_zone,
+        "respond_within_s": d.respond_within.as_secs_f64(),
+        "arrive_within_s": d.arrive_within.as_secs_f64(),
+    }))
 }
 
 async fn map_config(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -525,7 +535,15 @@ async fn dispatches(
         Role::RescueTeam => c.unit.as_deref(),
         _ => return Err(ApiError::Forbidden("list dispatches")),
     };
-    Ok(Json(json!(state.store.dispatches(unit).await?)))
+    let list: Vec<serde_json::Value> = (state.store.dispatches(unit).await?)
+        .iter()
+        .map(|d| {
+            let mut v = json!(d);
+            v["tier"] = tier(&state.config, d).into();
+            v
+        })
+        .collect();
+    Ok(Json(json!(list)))
 }
 
 #[derive(Deserialize)]
@@ -617,14 +635,7 @@ fn rescue_view(
             let (b_lat, b_lon) = geo::gcj02_to_bd09(g_lat, g_lon);
             json!({ "wgs84": [lat, lon], "gcj02": [g_lat, g_lon], "bd09": [b_lat, b_lon] })
         });
-    let maintenance = d.maintenance_unit.as_ref().map(|m| m.name.as_str());
-    let tier = if config.dispatch.fire_service.as_deref() == Some(d.unit.name.as_str()) {
-        "fire"
-    } else if maintenance == Some(d.unit.name.as_str()) {
-        "1"
-    } else {
-        "2"
-    };
+    let tier = tier(config, d);
     // Central's own numbers first (`[[rescue_unit]]`); the registry's maintenance phone when
     // central has none for that unit.
     let mut phones = vec![json!({ "role": "called", "name": d.unit.name, "phone": d.unit.phone })];
@@ -642,6 +653,19 @@ fn rescue_view(
     }
     phones.retain(|p| p["phone"].as_str().is_some_and(|s| !s.trim().is_empty()));
     json!({ "position": position, "floor": facts.floor, "tier": tier, "phones": phones })
+}
+
+/// The rescue tier of the unit called now: `1` the maintenance unit, `2` a rescue service,
+/// `fire` the fire service.
+fn tier(config: &CentralConfig, d: &dispatch::Dispatch) -> &'static str {
+    let maintenance = d.maintenance_unit.as_ref().map(|m| m.name.as_str());
+    if config.dispatch.fire_service.as_deref() == Some(d.unit.name.as_str()) {
+        "fire"
+    } else if maintenance == Some(d.unit.name.as_str()) {
+        "1"
+    } else {
+        "2"
+    }
 }
 
 #[derive(Deserialize)]

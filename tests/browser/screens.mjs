@@ -69,3 +69,21 @@ export async function tabTo(page, selector, limit = 120) {
 export async function heights(page, selector) {
   return page.$$eval(selector, els => els.map(e => Math.round(e.getBoundingClientRect().height)));
 }
+
+// The WCAG contrast ratio of an element's text colour on its background (the first ancestor
+// with an opaque one, white at the top).
+export async function contrast(page, selector) {
+  return page.$eval(selector, e => {
+    const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+    let bg = null;
+    for (let x = e; x && !bg; x = x.parentElement) {
+      const c = rgb(getComputedStyle(x).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) bg = c.slice(0, 3);
+    }
+    bg = bg || [255, 255, 255];
+    const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+      .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const [a, b] = [lum(rgb(getComputedStyle(e).color).slice(0, 3)), lum(bg)];
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  });
+}

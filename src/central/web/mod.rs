@@ -9,6 +9,7 @@ pub const MAP_HTML: &str = include_str!("map.html");
 pub const ALARMS_HTML: &str = include_str!("alarms.html");
 pub const INDICATORS_HTML: &str = include_str!("indicators.html");
 pub const RESCUE_HTML: &str = include_str!("rescue.html");
+pub const BOARD_HTML: &str = include_str!("board.html");
 
 /// The text catalogues, one per language (`i18n/*.json`, keys alike), as the script that hands
 /// them to `seguard.js`: every text a page shows comes from here.
@@ -36,6 +37,7 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "alarms.js" => ("text/javascript", include_bytes!("alarms.js")),
         "indicators.js" => ("text/javascript", include_bytes!("indicators.js")),
         "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
+        "board.js" => ("text/javascript", include_bytes!("board.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),

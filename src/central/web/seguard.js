@@ -74,7 +74,7 @@
   }
   function header(here) {
     const h = document.createElement('header');
-    h.innerHTML = [['/', 'nav.map'], ['/alarms', 'nav.alarms'], ['/indicators', 'nav.indicators']]
+    h.innerHTML = [['/', 'nav.map'], ['/alarms', 'nav.alarms'], ['/board', 'nav.board'], ['/indicators', 'nav.indicators']]
       .map(([href, key]) => `<a href="${href}" class="${href === here ? 'here' : ''}">${esc(t(key))}</a>`).join('') +
       `<strong class="brand">${esc(t('brand'))}</strong><span class="who" id="who"></span>` +
       `<form method="post" action="/signout" id="signout" hidden><button type="submit">${esc(t('nav.signout'))}</button></form>`;
@@ -115,10 +115,11 @@
     const h = Math.floor(total / 3600), m = Math.floor(total / 60) % 60, s = String(total % 60).padStart(2, '0');
     return h ? t('elapsed.hms', { h, m: String(m).padStart(2, '0'), s }) : t('elapsed.ms', { m, s });
   }
-  // The page's settings from central (its time zone), before the page draws any time.
+  // The page's settings from central (its time zone, the dispatch deadlines), before the page
+  // draws any time; `ready` resolves to them.
   const ready = fetch('/api/v1/ui', { credentials: 'same-origin' })
     .then(r => r.ok ? r.json() : {})
-    .then(ui => { if (ui.time_zone) { zone = ui.time_zone; clock = null; } })
-    .catch(() => {});
+    .then(ui => { if (ui.time_zone) { zone = ui.time_zone; clock = null; } return ui; })
+    .catch(() => ({}));
   window.seguard = { api, apiPage, header, langButton, esc, val, time, num, pct, elapsed, t, label, alarmName, lang, ready };
 })();
