@@ -53,6 +53,30 @@ fn incident(
     })
 }
 
+/// Central's config for these tests: SQLite at `db`, gateway gw1, the regulator's token, and
+/// `extra` (tables).
+fn config(db: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[central]
+instance = "browser"
+http_listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[[gateway]]
+id = "gw1"
+token_sha256 = "{gw1}"
+[[token]]
+role = "regulator"
+name = "inspector-li"
+sha256 = "{regulator}"
+{extra}"#,
+        db = db.display(),
+        gw1 = token_hash(GW1),
+        regulator = token_hash(REGULATOR),
+    )
+}
+
 #[tokio::test]
 async fn dashboard_map_ack_and_rescue_page_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -74,20 +98,14 @@ async fn dashboard_map_ack_and_rescue_page_in_chromium() {
         (port, rx)
     };
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[central]
-instance = "browser"
-http_listen = "127.0.0.1:0"
-[store]
-url = "sqlite://{db}"
+    let text = config(
+        &dir.path().join("central.db"),
+        &format!(
+            r#"
 [map]
 # Unreachable on purpose: the map must fall back to its plain base.
 tile_url = "http://127.0.0.1:1/{{z}}/{{x}}/{{y}}.png"
 tile_crs = "GCJ-02"
-[[gateway]]
-id = "gw1"
-token_sha256 = "{gw1}"
 [[gateway]]
 id = "gw2"
 token_sha256 = "{gw2}"
@@ -95,15 +113,9 @@ token_sha256 = "{gw2}"
 name = "Shenlong Elevator Service"
 phone = "+86-21-5555-0101"
 webhook = "http://127.0.0.1:{hook_port}/shenlong"
-[[token]]
-role = "regulator"
-name = "inspector-li"
-sha256 = "{regulator}"
 "#,
-        db = dir.path().join("central.db").display(),
-        gw1 = token_hash(GW1),
-        gw2 = token_hash(GW2),
-        regulator = token_hash(REGULATOR),
+            gw2 = token_hash(GW2),
+        ),
     );
     let central = Central::start(parse(&text, Path::new("browser.toml")).unwrap())
         .await
@@ -367,30 +379,16 @@ sha256 = "{regulator}"
 async fn dispatch_board_counts_down_and_turns_red_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
+    let text = config(
+        &dir.path().join("central.db"),
         r#"
-[central]
-instance = "board"
-http_listen = "127.0.0.1:0"
-[store]
-url = "sqlite://{db}"
 [dispatch]
 respond_within_s = 8
 arrive_within_s = 600
-[[gateway]]
-id = "gw1"
-token_sha256 = "{gw1}"
 [[rescue_unit]]
 name = "Shenlong Elevator Service"
 phone = "+86-21-5555-0101"
-[[token]]
-role = "regulator"
-name = "inspector-li"
-sha256 = "{regulator}"
 "#,
-        db = dir.path().join("central.db").display(),
-        gw1 = token_hash(GW1),
-        regulator = token_hash(REGULATOR),
     );
     let central = Central::start(parse(&text, Path::new("board.toml")).unwrap())
         .await
