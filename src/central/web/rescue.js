@@ -53,7 +53,7 @@ function show(d) {
   } else nav.textContent = t('rescue.no_position');
   const phones = (r.phones || []);
   document.getElementById('phones').innerHTML = phones.length
-    ? phones.map(p => `<a class="big tel" data-role="${esc(p.role)}" href="${esc(tel(p.phone))}">${esc(t('rescue.call_' + p.role))}: ${val(p.name)} ${val(p.phone)}</a>`).join('')
+    ? phones.map(p => `<a class="big tel" data-role="${esc(p.role)}" href="${esc(tel(p.phone))}">${esc(t('rescue.call_as', { role: t('rescue.call_' + p.role) }))}${val(p.name)} ${val(p.phone)}</a>`).join('')
     : esc(t('rescue.no_phone'));
   const m = d.maintenance_unit || {};
   const rows = [
