@@ -141,6 +141,11 @@ try {
     check(to && Math.abs(to[1] - gLon) < 1e-9 && Math.abs(to[2] - gLat) < 1e-9, `AMap link ${amap} goes to GCJ-02 ${env.GCJ02}`);
     check(dest && Math.abs(dest[1] - bLat) < 1e-9 && Math.abs(dest[2] - bLon) < 1e-9, `Baidu link ${baidu} goes to BD-09 ${env.BD09}`);
     results.navigation = { amap, baidu };
+    // The small map marks the lift in the basemap's system (this central's tiles are GCJ-02).
+    await phone.waitForSelector('#where[data-at]', { state: 'attached', timeout: 5000 });
+    const at = (await phone.getAttribute('#where', 'data-at')).split(',').map(Number);
+    check(Math.abs(at[0] - gLat) < 1e-9 && Math.abs(at[1] - gLon) < 1e-9, `small map at ${at}, want GCJ-02 ${env.GCJ02}`);
+    check(await phone.isVisible('#where path.leaflet-interactive'), 'the lift is marked on the small map');
     const tels = await phone.$$eval('a[href^="tel:"]', els => els.map(e => e.getAttribute('href')));
     check(tels.includes('tel:+862155550101'), `tel: links ${tels}`);
     const fields = await phone.textContent('#fields');

@@ -35,6 +35,22 @@ function showQueue() {
   document.body.dataset.queued = String(q.length);
 }
 
+// A small map with the lift's position, in the basemap's system (GCJ-02 for AMap-style tiles),
+// drawn once; on the plain base when no tile server is configured.
+let placed = false;
+async function place(position) {
+  if (placed || !window.L || window.SEGUARD_NO_LEAFLET) return;
+  placed = true;
+  const config = await fetch('/api/v1/map/config').then(r => r.json()).catch(() => ({}));
+  const at = config.tile_crs === 'GCJ-02' ? position.gcj02 : position.wgs84;
+  const where = document.getElementById('where');
+  where.hidden = false;
+  const map = L.map(where, { zoomControl: false, attributionControl: !!config.tile_url }).setView(at, 17);
+  if (config.tile_url) L.tileLayer(config.tile_url, { attribution: config.tile_attribution, maxZoom: 19 }).addTo(map);
+  else where.classList.add('offline-base');
+  L.circleMarker(at, { radius: 10, color: '#fff', weight: 3, fillColor: '#d62828', fillOpacity: 1 }).addTo(map);
+  where.dataset.at = at.join(',');
+}
 const tel = p => `tel:${p.replace(/[^0-9+]/g, '')}`;
 function show(d) {
   current = d;
@@ -50,6 +66,7 @@ function show(d) {
     const baidu = `https://api.map.baidu.com/direction?destination=latlng:${bLat},${bLon}|name:${name}&mode=driving&coord_type=bd09ll&output=html&src=seguard`;
     nav.innerHTML = `<a class="big" id="nav-amap" href="${esc(amap)}">${esc(t('rescue.amap'))}</a>` +
       `<a class="big" id="nav-baidu" href="${esc(baidu)}">${esc(t('rescue.baidu'))}</a>`;
+    place(r.position);
   } else nav.textContent = t('rescue.no_position');
   const phones = (r.phones || []);
   document.getElementById('phones').innerHTML = phones.length
