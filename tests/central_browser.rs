@@ -1,5 +1,7 @@
-//! The dashboard in headless Chromium: the map's markers and colours, an acknowledgement made
-//! from the alarm page, and the rescue page's steps. Screenshots go to target/screenshots/.
+//! The dashboard in headless Chromium at desktop and phone sizes: the map's markers and
+//! colours, an acknowledgement made from the alarm page, the pages in Chinese and in English,
+//! times in central's zone, the rescue page's navigation links, phones and steps (one taken
+//! offline), labels and keyboard reach. Screenshots go to target/screenshots/central/.
 //! Needs Debian `chromium` and `npm ci` (playwright-core); tests/run provides both.
 
 mod common;
@@ -8,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use seguard::central::config::{parse, token_hash};
+use seguard::central::geo;
 use seguard::central::Central;
 use seguard::model::{GatewayState, GatewayStatus};
 use serde_json::{json, Value};
@@ -26,6 +29,12 @@ fn incident(
     next_inspection: &str,
 ) -> Value {
     let id = format!("00000000-0000-4000-8000-{n:012}");
+    // The trapped passenger's car stopped at B2.
+    let details = if n == 1 {
+        json!({ "floor": "B2" })
+    } else {
+        json!({})
+    };
     json!({
         "schema": "seguard.incident.v1", "id": id, "gateway": gateway,
         "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
@@ -39,8 +48,33 @@ fn incident(
             "nameplate": {}, "next_inspection": next_inspection, "insured": true
         },
         "event": { "id": id, "equipment": lift, "rule": rule, "severity": "high", "transition": transition,
-                   "time": format!("2026-05-01T08:00:{:02}Z", n % 60), "message": format!("{rule} on {lift}") }
+                   "time": format!("2026-05-01T08:00:{:02}Z", n % 60), "message": format!("{rule} on {lift}"),
+                   "details": details }
     })
+}
+
+/// Central's config for these tests: SQLite at `db`, gateway gw1, the regulator's token, and
+/// `extra` (tables).
+fn config(db: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[central]
+instance = "browser"
+http_listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{db}"
+[[gateway]]
+id = "gw1"
+token_sha256 = "{gw1}"
+[[token]]
+role = "regulator"
+name = "inspector-li"
+sha256 = "{regulator}"
+{extra}"#,
+        db = db.display(),
+        gw1 = token_hash(GW1),
+        regulator = token_hash(REGULATOR),
+    )
 }
 
 #[tokio::test]
@@ -64,20 +98,14 @@ async fn dashboard_map_ack_and_rescue_page_in_chromium() {
         (port, rx)
     };
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[central]
-instance = "browser"
-http_listen = "127.0.0.1:0"
-[store]
-url = "sqlite://{db}"
+    let text = config(
+        &dir.path().join("central.db"),
+        &format!(
+            r#"
 [map]
 # Unreachable on purpose: the map must fall back to its plain base.
 tile_url = "http://127.0.0.1:1/{{z}}/{{x}}/{{y}}.png"
 tile_crs = "GCJ-02"
-[[gateway]]
-id = "gw1"
-token_sha256 = "{gw1}"
 [[gateway]]
 id = "gw2"
 token_sha256 = "{gw2}"
@@ -85,15 +113,9 @@ token_sha256 = "{gw2}"
 name = "Shenlong Elevator Service"
 phone = "+86-21-5555-0101"
 webhook = "http://127.0.0.1:{hook_port}/shenlong"
-[[token]]
-role = "regulator"
-name = "inspector-li"
-sha256 = "{regulator}"
 "#,
-        db = dir.path().join("central.db").display(),
-        gw1 = token_hash(GW1),
-        gw2 = token_hash(GW2),
-        regulator = token_hash(REGULATOR),
+            gw2 = token_hash(GW2),
+        ),
     );
     let central = Central::start(parse(&text, Path::new("browser.toml")).unwrap())
         .await
@@ -290,6 +312,9 @@ sha256 = "{regulator}"
     let rescue_url = dispatch["rescue_url"].as_str().unwrap().to_owned();
     let alarm_id = "00000000-0000-4000-8000-000000000002";
 
+    // Where lift-a (WGS-84 31.20, 121.50) is on AMap (GCJ-02) and Baidu (BD-09).
+    let gcj = geo::wgs84_to_gcj02(31.20, 121.50);
+    let bd = geo::gcj02_to_bd09(gcj.0, gcj.1);
     let screenshots = root.join("target/screenshots/central");
     let results = common::browser::run_script(
         "dashboard.mjs",
@@ -302,6 +327,11 @@ sha256 = "{regulator}"
                 "EXPECTED",
                 r#"{"trapped":1,"alarm":1,"normal":1,"overdue":1,"offline":1}"#.into(),
             ),
+            // 08:00 UTC in central's default zone, Asia/Shanghai.
+            ("ALARM_TIME", "2026-05-01 16:00:02".into()),
+            ("TRAPPED_TIME", "2026-05-01 16:00:01".into()),
+            ("GCJ02", json!([gcj.0, gcj.1]).to_string()),
+            ("BD09", json!([bd.0, bd.1]).to_string()),
             ("SCREENSHOTS", screenshots.display().to_string()),
         ],
     )
@@ -330,5 +360,76 @@ sha256 = "{regulator}"
         steps.contains(&("on_site".into(), "on_site from the phone".into())),
         "{steps:?}"
     );
+    // The step taken offline arrived once.
+    assert_eq!(
+        steps.iter().filter(|(step, _)| step == "responded").count(),
+        1,
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&("responded".into(), "responded from the phone".into())),
+        "{steps:?}"
+    );
+    central.stop().await;
+}
+
+/// The dispatch board: an open dispatch counts down to its response deadline and turns red when
+/// it passes (8 s here instead of 3 min); a new trapped incident appears flagged.
+#[tokio::test]
+async fn dispatch_board_counts_down_and_turns_red_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        &dir.path().join("central.db"),
+        r#"
+[dispatch]
+respond_within_s = 8
+arrive_within_s = 600
+[[rescue_unit]]
+name = "Shenlong Elevator Service"
+phone = "+86-21-5555-0101"
+"#,
+    );
+    let central = Central::start(parse(&text, Path::new("board.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let trapped = |n, lift| {
+        incident(
+            "gw1",
+            n,
+            lift,
+            31.20,
+            "elevator.trapped_at_level",
+            "raise",
+            "2027-01-01",
+        )
+    };
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/intake/incidents"))
+        .bearer_auth(GW1)
+        .json(&trapped(1, "lift-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let results = common::browser::run_script(
+        "board.mjs",
+        vec![
+            ("BASE_URL", base),
+            ("REGULATOR_TOKEN", REGULATOR.into()),
+            ("GATEWAY_TOKEN", GW1.into()),
+            ("INCIDENT", trapped(2, "lift-b").to_string()),
+            (
+                "SCREENSHOTS",
+                root.join("target/screenshots/central")
+                    .display()
+                    .to_string(),
+            ),
+        ],
+    )
+    .await;
+    eprintln!("browser results: {results}");
+    assert_eq!(central.store.dispatches(None).await.unwrap().len(), 2);
     central.stop().await;
 }

@@ -119,6 +119,10 @@ pub fn router(state: AppState) -> Router {
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::INDICATORS_HTML)),
         )
         .route(
+            "/board",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::BOARD_HTML)),
+        )
+        .route(
             "/rescue/{id}",
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::RESCUE_HTML)),
         )
@@ -129,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/intake/incidents", post(intake_incident))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/ui", get(ui_settings))
         .route("/api/v1/map/config", get(map_config))
         .route("/api/v1/map/district", get(map_district))
         .route("/api/v1/equipment", get(equipment))
@@ -300,6 +305,18 @@ async fn whoami(
     Ok(Json(
         json!({ "role": c.role.as_str(), "name": c.name, "unit": c.unit }),
     ))
+}
+
+/// `GET /api/v1/ui`: what every page needs before it draws, without a token (the rescue page
+/// opens with a link): the time zone central shows times in, and the response and arrival
+/// deadlines the dispatch board counts down.
+async fn ui_settings(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let d = &state.config.dispatch;
+    Json(json!({
+        "time_zone": state.config.time_zone,
+        "respond_within_s": d.respond_within.as_secs_f64(),
+        "arrive_within_s": d.arrive_within.as_secs_f64(),
+    }))
 }
 
 async fn map_config(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -536,7 +553,15 @@ async fn dispatches(
         Role::RescueTeam => c.unit.as_deref(),
         _ => return Err(ApiError::Forbidden("list dispatches")),
     };
-    Ok(Json(json!(state.store.dispatches(unit).await?)))
+    let list: Vec<serde_json::Value> = (state.store.dispatches(unit).await?)
+        .iter()
+        .map(|d| {
+            let mut v = json!(d);
+            v["tier"] = tier(&state.config, d).into();
+            v
+        })
+        .collect();
+    Ok(Json(json!(list)))
 }
 
 #[derive(Deserialize)]
@@ -601,13 +626,64 @@ async fn dispatch(
         }
         _ => Err("a regulator reads dispatches: the unit called takes their steps".to_owned()),
     };
+    let facts = state.store.rescue_facts(&id).await?;
     let mut value = json!(d);
+    value["rescue"] = rescue_view(&state.config, &d, &facts);
     value["access"] = json!({
         "unit": c.unit,
         "can_act": refused.is_ok(),
         "reason": refused.err(),
     });
     Ok(Json(value))
+}
+
+/// What the rescue page shows to get there and whom to call: the lift's position in WGS-84,
+/// GCJ-02 (AMap) and BD-09 (Baidu), the floor the car stopped at, the rescue tier of the unit
+/// called now, and the phone numbers central knows.
+fn rescue_view(
+    config: &CentralConfig,
+    d: &dispatch::Dispatch,
+    facts: &super::store::RescueFacts,
+) -> serde_json::Value {
+    let position = facts
+        .position
+        .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
+        .map(|(lat, lon)| {
+            let (g_lat, g_lon) = geo::wgs84_to_gcj02(lat, lon);
+            let (b_lat, b_lon) = geo::gcj02_to_bd09(g_lat, g_lon);
+            json!({ "wgs84": [lat, lon], "gcj02": [g_lat, g_lon], "bd09": [b_lat, b_lon] })
+        });
+    let tier = tier(config, d);
+    // Central's own numbers first (`[[rescue_unit]]`); the registry's maintenance phone when
+    // central has none for that unit.
+    let mut phones = vec![json!({ "role": "called", "name": d.unit.name, "phone": d.unit.phone })];
+    if let Some(m) = &d.maintenance_unit {
+        let phone = config
+            .rescue_unit(&m.name)
+            .map(|u| u.phone.clone())
+            .unwrap_or_else(|| m.phone.clone());
+        if m.name != d.unit.name {
+            phones.push(json!({ "role": "maintenance", "name": m.name, "phone": phone }));
+        }
+    }
+    if let Some(u) = config.rescue_unit(&d.using_unit) {
+        phones.push(json!({ "role": "using", "name": u.name, "phone": u.phone }));
+    }
+    phones.retain(|p| p["phone"].as_str().is_some_and(|s| !s.trim().is_empty()));
+    json!({ "position": position, "floor": facts.floor, "tier": tier, "phones": phones })
+}
+
+/// The rescue tier of the unit called now: `1` the maintenance unit, `2` a rescue service,
+/// `fire` the fire service.
+fn tier(config: &CentralConfig, d: &dispatch::Dispatch) -> &'static str {
+    let maintenance = d.maintenance_unit.as_ref().map(|m| m.name.as_str());
+    if config.dispatch.fire_service.as_deref() == Some(d.unit.name.as_str()) {
+        "fire"
+    } else if maintenance == Some(d.unit.name.as_str()) {
+        "1"
+    } else {
+        "2"
+    }
 }
 
 #[derive(Deserialize)]

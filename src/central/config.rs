@@ -74,6 +74,8 @@ pub struct CentralConfig {
     pub gateways: Vec<GatewayEntry>,
     pub rescue_units: Vec<RescueUnit>,
     pub tokens: Vec<TokenEntry>,
+    /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
+    pub time_zone: String,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +235,7 @@ struct RawCentral {
     max_body_bytes: Option<usize>,
     https: Option<crate::tls::RawHttps>,
     http_limits: Option<RawHttpLimits>,
+    time_zone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -599,6 +602,22 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         }
         [lat, lon]
     });
+    let time_zone = raw
+        .central
+        .time_zone
+        .as_ref()
+        .map_or_else(|| DEFAULT_TIME_ZONE.to_owned(), |z| z.get_ref().clone());
+    if let Some(z) = &raw.central.time_zone {
+        if !is_time_zone(z.get_ref(), Path::new(ZONEINFO)) {
+            problems.push(
+                Problem::new(
+                    z.span(),
+                    format!("time_zone `{}` is not an IANA time zone", z.get_ref()),
+                )
+                .hint("write a zone of the tz database, for example \"Asia/Shanghai\""),
+            );
+        }
+    }
     let map = MapSettings {
         tile_url: raw.map.tile_url.unwrap_or_default(),
         tile_crs: raw.map.tile_crs.unwrap_or(TileCrs::Wgs84),
@@ -757,7 +776,26 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         gateways,
         rescue_units,
         tokens,
+        time_zone,
     })
+}
+
+const DEFAULT_TIME_ZONE: &str = "Asia/Shanghai";
+const ZONEINFO: &str = "/usr/share/zoneinfo";
+
+/// Whether `zone` is shaped like an IANA zone name (`UTC`, `Asia/Shanghai`) and, where the
+/// machine has a tz database under `zoneinfo`, is one of its zones. The pages format times
+/// with it in the browser, which knows the same names.
+fn is_time_zone(zone: &str, zoneinfo: &Path) -> bool {
+    let shaped = !zone.is_empty()
+        && zone.split('/').all(|part| {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_alphabetic())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
+        });
+    shaped && (!zoneinfo.is_dir() || zoneinfo.join(zone).is_file())
 }
 
 /// The URL with its password, if any, replaced: for messages.
@@ -786,6 +824,29 @@ mod tests {
                 .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn time_zones_are_names_of_the_tz_database() {
+        let none = Path::new("/nonexistent-zoneinfo");
+        for (zone, shaped) in [
+            ("Asia/Shanghai", true),
+            ("UTC", true),
+            ("America/Argentina/Buenos_Aires", true),
+            ("Etc/GMT+8", true),
+            ("", false),
+            ("Asia/", false),
+            ("../etc/passwd", false),
+            ("Asia/Shang hai", false),
+        ] {
+            assert_eq!(is_time_zone(zone, none), shaped, "{zone}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("Asia")).unwrap();
+        std::fs::write(dir.path().join("Asia/Shanghai"), b"TZif").unwrap();
+        assert!(is_time_zone("Asia/Shanghai", dir.path()));
+        assert!(!is_time_zone("Asia/Atlantis", dir.path()));
+        assert!(!is_time_zone("Asia", dir.path()), "a directory is no zone");
     }
 
     #[test]
@@ -820,7 +881,11 @@ mod tests {
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
             ),
-            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`"]),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
+            (
+                "[central]\ninstance = \"a\"\ntime_zone = \"../etc/passwd\"\n",
+                vec!["3:13: time_zone `../etc/passwd` is not an IANA time zone"],
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(problems(text), expected, "for:\n{text}");

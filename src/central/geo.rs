@@ -1,4 +1,4 @@
-//! WGS-84 ↔ GCJ-02. Positions are stored as WGS-84 (raw GPS) and converted exactly once, when
+//! WGS-84 ↔ GCJ-02, and GCJ-02 → BD-09 (Baidu's system, for its navigation links). Positions are stored as WGS-84 (raw GPS) and converted exactly once, when
 //! drawn, to the basemap's system. GCJ-02 is the obfuscated system Chinese web maps (Amap,
 //! Tencent, Tianditu tiles in practice) use; outside China it equals WGS-84. The inverse has no
 //! closed form: it iterates the forward transform.
@@ -66,6 +66,15 @@ pub fn gcj02_to_wgs84(lat: f64, lon: f64) -> (f64, f64) {
         }
     }
     (w_lat, w_lon)
+}
+
+/// GCJ-02 (lat, lon) → BD-09 (lat, lon), the further offset Baidu Maps draws and navigates in.
+/// Unlike GCJ-02 it applies everywhere, not only in China.
+pub fn gcj02_to_bd09(lat: f64, lon: f64) -> (f64, f64) {
+    let x_pi = PI * 3000.0 / 180.0;
+    let z = (lon * lon + lat * lat).sqrt() + 0.000_02 * (lat * x_pi).sin();
+    let theta = lat.atan2(lon) + 0.000_003 * (lon * x_pi).cos();
+    (z * theta.sin() + 0.006, z * theta.cos() + 0.0065)
 }
 
 /// Converts every `[lon, lat]` position of a GeoJSON value in place (GeoJSON is lon-first).
@@ -151,6 +160,25 @@ mod tests {
             let (w_lat, w_lon) = gcj02_to_wgs84(g_lat, g_lon);
             assert!((w_lat - lat).abs() < 1e-8 && (w_lon - lon).abs() < 1e-8);
         }
+    }
+
+    /// Known pairs: the coordtransform reference's README, `gcj02tobd09(116.404, 39.915)` →
+    /// `[116.41036949371029, 39.92133699351021]`; and Beijing railway station as a published
+    /// coordinate-conversion package documents it, GCJ-02 (39.90245, 116.42703) → BD-09
+    /// (39.90851, 116.43351), to 5 decimals.
+    #[test]
+    fn gcj02_to_bd09_matches_known_pairs() {
+        let (lat, lon) = gcj02_to_bd09(39.915, 116.404);
+        assert!(
+            (lat - 39.921_336_993_510_21).abs() < 1e-9
+                && (lon - 116.410_369_493_710_29).abs() < 1e-9,
+            "({lat},{lon})"
+        );
+        let (lat, lon) = gcj02_to_bd09(39.90245, 116.42703);
+        assert!(
+            (lat - 39.90851).abs() < 1e-5 && (lon - 116.43351).abs() < 1e-5,
+            "({lat},{lon})"
+        );
     }
 
     #[test]

@@ -17,10 +17,12 @@
 
 mod alarms;
 mod rejected;
+mod rescue;
 mod schema;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 pub use rejected::RejectedRow;
+pub use rescue::RescueFacts;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;

@@ -1,51 +1,69 @@
 // The map page (loaded from /assets/: the pages hold no inline script).
-const { api, header, esc, time } = window.seguard;
+const { api, header, esc, val, t, label, ready } = window.seguard;
 header('/');
-const COLOURS = { normal: 'Normal', alarm: 'Alarm', trapped: 'Trapped', offline: 'Gateway offline', overdue: 'Inspection overdue' };
+const STATES = ['normal', 'alarm', 'trapped', 'offline', 'overdue'];
+const stateName = s => label('mapstate', s);
 function notice(text) {
   const n = document.createElement('div'); n.className = 'notice'; n.id = 'notice'; n.textContent = text; document.body.appendChild(n);
 }
 function popup(e) {
   const r = e.record || {};
+  const given = v => v !== undefined && v !== null && v !== '';
+  // [catalogue key, HTML]; values from the records are marked as data (`val`).
   const rows = [
-    ['State', `<span class="dot state-${e.state}"></span>${COLOURS[e.state]}`], ['Kind', e.kind], ['Registration code', r.registration_code],
-    ['Use certificate', r.use_certificate], ['Rescue code', r.rescue_code], ['Using unit', e.using_unit],
-    ['Maintenance unit', r.maintenance_unit ? `${r.maintenance_unit.name} ${r.maintenance_unit.phone}` : ''],
-    ['Address', e.address], ['Next inspection', e.next_inspection], ['Insured', e.insured == null ? '' : (e.insured ? 'yes' : 'no')],
-    ['Gateway', `${e.gateway} (${e.gateway_state})`], ['Open alarms', e.open_alarms], ['Latest alarm', e.latest_alarm],
-  ].filter(([, v]) => v !== undefined && v !== null && v !== '');
-  return `<strong>${esc(e.name)}</strong><table>${rows.map(([k, v]) => `<tr><th>${k}</th><td>${k === 'State' ? v : esc(v)}</td></tr>`).join('')}</table>`;
+    ['field.state', `<span class="dot state-${esc(e.state)}"></span>${esc(stateName(e.state))}`],
+    ['field.kind', esc(label('kind', e.kind))],
+    ['field.registration_code', given(r.registration_code) && val(r.registration_code)],
+    ['field.use_certificate', given(r.use_certificate) && val(r.use_certificate)],
+    ['field.rescue_code', given(r.rescue_code) && val(r.rescue_code)],
+    ['field.using_unit', given(e.using_unit) && val(e.using_unit)],
+    ['field.maintenance_unit', r.maintenance_unit && val(`${r.maintenance_unit.name} ${r.maintenance_unit.phone || ''}`)],
+    ['field.address', given(e.address) && val(e.address)],
+    ['field.next_inspection', given(e.next_inspection) && val(e.next_inspection)],
+    ['field.insured', e.insured != null && esc(t(e.insured ? 'yes' : 'no'))],
+    ['field.gateway', `${val(e.gateway)} (${esc(label('gateway', e.gateway_state))})`],
+    ['field.open_alarms', given(e.open_alarms) && esc(String(e.open_alarms))],
+    ['field.latest_alarm', given(e.latest_alarm) && val(e.latest_alarm)],
+  ].filter(([, v]) => v);
+  return `<strong>${val(e.name)}</strong><table>${rows.map(([k, v]) => `<tr><th>${esc(t(k))}</th><td>${v}</td></tr>`).join('')}</table>`;
 }
 function validPosition(p) {
   return Array.isArray(p) && p.length === 2 && p.every(Number.isFinite) && Math.abs(p[0]) <= 90 && Math.abs(p[1]) <= 180;
 }
 async function main() {
-  if (window.SEGUARD_NO_LEAFLET) { notice('This build has no map libraries: install npm and rebuild.'); return; }
+  if (window.SEGUARD_NO_LEAFLET) { notice(t('map.no_leaflet')); return; }
+  await ready;
   const config = await api('/api/v1/map/config');
-  const map = L.map('map', { maxZoom: 19, minZoom: 3 }).setView(config.center, config.zoom);
+  const map = L.map('map', { maxZoom: 19, minZoom: 3, zoomControl: false }).setView(config.center, config.zoom);
+  // Leaflet's own texts, from the catalogue too.
+  L.control.zoom({ zoomInTitle: t('map.zoom_in'), zoomOutTitle: t('map.zoom_out') }).addTo(map);
+  map.on('popupopen', e => {
+    const close = e.popup.getElement().querySelector('.leaflet-popup-close-button');
+    if (close) close.setAttribute('aria-label', t('map.close_popup'));
+  });
   L.control.scale({ imperial: false }).addTo(map);
   let offline = false;
   function goOffline(why) {
     if (offline) return; offline = true;
     if (tiles) map.removeLayer(tiles);
     document.getElementById('map').classList.add('offline-base');
-    notice('No map tiles reachable (' + why + '): plain base.');
+    notice(t('map.no_tiles', { why: t(why) }));
   }
   let tiles = null;
   if (config.tile_url) {
     let loaded = 0, errors = 0;
     tiles = L.tileLayer(config.tile_url, { attribution: config.tile_attribution, maxZoom: 19 }).addTo(map);
     tiles.on('tileload', () => loaded++);
-    tiles.on('tileerror', () => { errors++; if (errors >= 3 && loaded === 0) goOffline('tile errors'); });
-    setTimeout(() => { if (loaded === 0) goOffline('no tile loaded'); }, 5000);
+    tiles.on('tileerror', () => { errors++; if (errors >= 3 && loaded === 0) goOffline('map.why_errors'); });
+    setTimeout(() => { if (loaded === 0) goOffline('map.why_none'); }, 5000);
   } else {
-    goOffline('no tile URL configured');
+    goOffline('map.why_unset');
   }
   if (config.district) {
     api('/api/v1/map/district').then(g => L.geoJSON(g, { style: { color: '#1d3557', weight: 2, fill: false } }).addTo(map)).catch(() => {});
   }
   const legend = L.control({ position: 'bottomright' });
-  legend.onAdd = () => { const d = L.DomUtil.create('div', 'legend'); d.innerHTML = Object.entries(COLOURS).map(([k, v]) => `<div><i class="state-${k}"></i>${v}</div>`).join(''); return d; };
+  legend.onAdd = () => { const d = L.DomUtil.create('div', 'legend'); d.innerHTML = STATES.map(k => `<div><i class="state-${k}"></i>${esc(stateName(k))}</div>`).join(''); return d; };
   legend.addTo(map);
   const cluster = L.markerClusterGroup({ disableClusteringAtZoom: 15, chunkedLoading: true });
   const equipment = await api('/api/v1/equipment');
@@ -55,7 +73,7 @@ async function main() {
     // can never zoom the map out to the whole world.
     if (!validPosition(e.display)) continue;
     const icon = L.divIcon({ className: '', html: `<div class="seg-marker state-${e.state}" data-equipment="${esc(e.id)}" data-state="${e.state}"></div>`, iconSize: [18, 18] });
-    const marker = L.marker(e.display, { icon, title: `${e.name}: ${COLOURS[e.state]}` }).bindPopup(popup(e));
+    const marker = L.marker(e.display, { icon, title: `${e.name}: ${stateName(e.state)}` }).bindPopup(popup(e));
     cluster.addLayer(marker);
     bounds.push(e.display);
   }
@@ -65,4 +83,4 @@ async function main() {
   document.body.dataset.zoom = String(map.getZoom());
   document.body.dataset.ready = 'true';
 }
-main().catch(e => { console.error('map failed:', e && e.stack || String(e)); notice('Error: ' + (e && e.message || String(e))); document.body.dataset.ready = 'error'; });
+main().catch(e => { console.error('map failed:', e && e.stack || String(e)); notice(t('error.prefix', { message: e && e.message || String(e) })); document.body.dataset.ready = 'error'; });

@@ -9,6 +9,17 @@ pub const MAP_HTML: &str = include_str!("map.html");
 pub const ALARMS_HTML: &str = include_str!("alarms.html");
 pub const INDICATORS_HTML: &str = include_str!("indicators.html");
 pub const RESCUE_HTML: &str = include_str!("rescue.html");
+pub const BOARD_HTML: &str = include_str!("board.html");
+
+/// The text catalogues, one per language (`i18n/*.json`, keys alike), as the script that hands
+/// them to `seguard.js`: every text a page shows comes from here.
+pub const I18N_JS: &str = concat!(
+    "window.SEGUARD_I18N = {\"zh-CN\": ",
+    include_str!("i18n/zh-CN.json"),
+    ", \"en\": ",
+    include_str!("i18n/en.json"),
+    "};\n"
+);
 
 macro_rules! built {
     ($name:literal) => {
@@ -21,10 +32,12 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     let found: (&str, &[u8]) = match name {
         "seguard.css" => ("text/css", include_bytes!("seguard.css")),
         "seguard.js" => ("text/javascript", include_bytes!("seguard.js")),
+        "i18n.js" => ("text/javascript", I18N_JS.as_bytes()),
         "map.js" => ("text/javascript", include_bytes!("map.js")),
         "alarms.js" => ("text/javascript", include_bytes!("alarms.js")),
         "indicators.js" => ("text/javascript", include_bytes!("indicators.js")),
         "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
+        "board.js" => ("text/javascript", include_bytes!("board.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
@@ -33,4 +46,19 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         _ => return None,
     };
     Some(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// Both catalogues parse and hold the same keys, none empty.
+    #[test]
+    fn catalogues_have_the_same_keys() {
+        let parse = |text: &str| serde_json::from_str::<BTreeMap<String, String>>(text).unwrap();
+        let zh = parse(include_str!("i18n/zh-CN.json"));
+        let en = parse(include_str!("i18n/en.json"));
+        assert_eq!(zh.keys().collect::<Vec<_>>(), en.keys().collect::<Vec<_>>());
+        assert!(zh.values().chain(en.values()).all(|v| !v.is_empty()));
+    }
 }

@@ -1,0 +1,73 @@
+//! What the rescue page shows beside the dispatch record: the lift's position (WGS-84, from the
+//! registry central holds) and the floor the car stopped at (from the trapped incident's
+//! details). Read-only.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// The facts of one dispatch for the rescue page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RescueFacts {
+    /// WGS-84 (lat, lon), when the registry records a position.
+    pub position: Option<(f64, f64)>,
+    /// The floor the car stopped at, as the incident reported it ("B2", "7").
+    pub floor: Option<String>,
+}
+
+impl Store {
+    pub async fn rescue_facts(&self, dispatch_id: &str) -> Result<RescueFacts, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT e.lat, e.lon, ev.payload FROM dispatches d
+             LEFT JOIN equipment e ON e.gateway = d.gateway AND e.id = d.equipment
+             LEFT JOIN events ev ON ev.id = d.event_id
+             WHERE d.id = $1",
+        )
+        .bind(dispatch_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(RescueFacts::default());
+        };
+        let lat: Option<f64> = row.try_get(0)?;
+        let lon: Option<f64> = row.try_get(1)?;
+        let payload: Option<String> = row.try_get(2)?;
+        Ok(RescueFacts {
+            position: lat.zip(lon),
+            floor: payload.as_deref().and_then(floor_of),
+        })
+    }
+}
+
+/// The `floor` detail of a stored incident (`event.details.floor`): text or a number.
+fn floor_of(payload: &str) -> Option<String> {
+    let incident: serde_json::Value = serde_json::from_str(payload).ok()?;
+    match &incident["event"]["details"]["floor"] {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        // Numbers arrive as f64: floor 7 is stored as 7.0.
+        serde_json::Value::Number(n) => n.as_f64().map(|f| {
+            if f.fract() == 0.0 {
+                format!("{}", f as i64)
+            } else {
+                f.to_string()
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_is_read_from_the_incident_details() {
+        let with = |floor: &str| format!(r#"{{"event":{{"details":{{"floor":{floor}}}}}}}"#);
+        assert_eq!(floor_of(&with("\"B2\"")).as_deref(), Some("B2"));
+        assert_eq!(floor_of(&with("7")).as_deref(), Some("7"));
+        assert_eq!(floor_of(&with("7.0")).as_deref(), Some("7"));
+        assert_eq!(floor_of(&with("\"\"")), None);
+        assert_eq!(floor_of(r#"{"event":{"details":{}}}"#), None);
+        assert_eq!(floor_of("not json"), None);
+    }
+}
