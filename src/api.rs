@@ -195,8 +195,56 @@ async fn require_token(
             .find(|t| t.sha256 == hash)
             .ok_or(ApiError::Unauthorized)?;
         tracing::info!(token = %token.name, method = %request.method(), path = %request.uri().path(), "API action");
+        let holder = TokenHolder(token.name.clone());
+        let mut request = request;
+        request.extensions_mut().insert(holder);
+        return Ok(next.run(request).await);
     }
     Ok(next.run(request).await)
+}
+
+/// The holder of the API token a request carried, as `require_token` found it.
+#[derive(Clone)]
+struct TokenHolder(String);
+
+/// A JSON action body whose `user` is attributed to the token that sent it. The body's `user`
+/// is only what the caller claims; with API tokens the record names the token's holder, and
+/// the person the body names after it when they differ (`ops-desk (li.wei)`).
+struct Attributed<T>(T);
+
+/// A body that names who acts.
+trait NamesUser {
+    fn user_mut(&mut self) -> &mut String;
+}
+
+impl<S, T> axum::extract::FromRequest<S> for Attributed<T>
+where
+    T: serde::de::DeserializeOwned + NamesUser,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let holder = request.extensions().get::<TokenHolder>().cloned();
+        let Json(mut body) = Json::<T>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if let Some(TokenHolder(holder)) = holder {
+            let user = body.user_mut();
+            *user = attribute(&holder, user);
+        }
+        Ok(Attributed(body))
+    }
+}
+
+/// Who an action is recorded under: the token's holder, then the person the body names.
+fn attribute(holder: &str, claimed: &str) -> String {
+    let claimed = claimed.trim();
+    if claimed.is_empty() || claimed == holder {
+        holder.to_owned()
+    } else {
+        format!("{holder} ({claimed})")
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -364,7 +412,7 @@ async fn act(
 async fn acknowledge(
     State(state): State<AppState>,
     Path((equipment, rule)): Path<(String, String)>,
-    Json(body): Json<ActionBody>,
+    Attributed(body): Attributed<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
     // Central's refusals are events, not a rule's condition: acknowledging ends the alarm
     // until the next refusal.
@@ -382,7 +430,7 @@ async fn acknowledge(
 async fn shelve(
     State(state): State<AppState>,
     Path((equipment, rule)): Path<(String, String)>,
-    Json(body): Json<ActionBody>,
+    Attributed(body): Attributed<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
     let seconds = body.duration_s.ok_or_else(|| {
         ApiError::BadRequest("`duration_s` is missing: a shelf always ends".into())
@@ -406,7 +454,7 @@ async fn shelve(
 async fn unshelve(
     State(state): State<AppState>,
     Path((equipment, rule)): Path<(String, String)>,
-    Json(body): Json<ActionBody>,
+    Attributed(body): Attributed<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
     act(&state, equipment, rule, body, AlarmAction::Unshelve).await
 }
@@ -414,7 +462,7 @@ async fn unshelve(
 async fn out_of_service(
     State(state): State<AppState>,
     Path((equipment, rule)): Path<(String, String)>,
-    Json(body): Json<ActionBody>,
+    Attributed(body): Attributed<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
     act(&state, equipment, rule, body, AlarmAction::OutOfService).await
 }
@@ -422,7 +470,7 @@ async fn out_of_service(
 async fn in_service(
     State(state): State<AppState>,
     Path((equipment, rule)): Path<(String, String)>,
-    Json(body): Json<ActionBody>,
+    Attributed(body): Attributed<ActionBody>,
 ) -> Result<Json<Vec<AlarmEvent>>, ApiError> {
     act(&state, equipment, rule, body, AlarmAction::InService).await
 }
@@ -433,11 +481,23 @@ struct ReloadBody {
     user: String,
 }
 
+impl NamesUser for ReloadBody {
+    fn user_mut(&mut self) -> &mut String {
+        &mut self.user
+    }
+}
+
+impl NamesUser for ActionBody {
+    fn user_mut(&mut self) -> &mut String {
+        &mut self.user
+    }
+}
+
 /// Reads the config file again: 200 with what changed when applied, 422 with every problem when
 /// refused (the running config stays).
 async fn reload(
     State(state): State<AppState>,
-    Json(body): Json<ReloadBody>,
+    Attributed(body): Attributed<ReloadBody>,
 ) -> Result<Response, ApiError> {
     if body.user.trim().is_empty() {
         return Err(ApiError::BadRequest(
@@ -461,4 +521,21 @@ async fn reload(
         StatusCode::UNPROCESSABLE_ENTITY
     };
     Ok((status, Json(outcome)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attribute;
+
+    #[test]
+    fn an_action_is_recorded_under_the_tokens_holder() {
+        for (holder, claimed, recorded) in [
+            ("ops-desk", "li.wei", "ops-desk (li.wei)"),
+            ("ops-desk", "ops-desk", "ops-desk"),
+            ("ops-desk", "  ", "ops-desk"),
+            ("ops-desk", " li.wei ", "ops-desk (li.wei)"),
+        ] {
+            assert_eq!(attribute(holder, claimed), recorded, "{claimed:?}");
+        }
+    }
 }
