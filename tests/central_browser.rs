@@ -19,6 +19,25 @@ const GW1: &str = "gw1-token";
 const GW2: &str = "gw2-token";
 const REGULATOR: &str = "regulator-token";
 
+/// The minute the test's events start at: recent, since central orders an event from outside
+/// its time window around receive time by when it arrived, not by its own time.
+fn event_base() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{DurationRound, TimeDelta};
+    static BASE: std::sync::OnceLock<chrono::DateTime<chrono::Utc>> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        (chrono::Utc::now() - TimeDelta::minutes(10))
+            .duration_trunc(TimeDelta::minutes(1))
+            .expect("a minute")
+    })
+}
+
+/// Event `n`'s time as the pages show it in central's default zone, Asia/Shanghai (UTC+8, no
+/// daylight saving).
+fn shown_in_shanghai(n: u32) -> String {
+    let time = event_base() + chrono::TimeDelta::seconds(i64::from(n % 60) + 8 * 3600);
+    time.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 fn incident(
     gateway: &str,
     n: u32,
@@ -48,7 +67,7 @@ fn incident(
             "nameplate": {}, "next_inspection": next_inspection, "insured": true
         },
         "event": { "id": id, "equipment": lift, "rule": rule, "severity": "high", "transition": transition,
-                   "time": format!("2026-05-01T08:00:{:02}Z", n % 60), "message": format!("{rule} on {lift}"),
+                   "time": (event_base() + chrono::TimeDelta::seconds(i64::from(n % 60))).to_rfc3339(), "message": format!("{rule} on {lift}"),
                    "details": details }
     })
 }
@@ -327,9 +346,8 @@ webhook = "http://127.0.0.1:{hook_port}/shenlong"
                 "EXPECTED",
                 r#"{"trapped":1,"alarm":1,"normal":1,"overdue":1,"offline":1}"#.into(),
             ),
-            // 08:00 UTC in central's default zone, Asia/Shanghai.
-            ("ALARM_TIME", "2026-05-01 16:00:02".into()),
-            ("TRAPPED_TIME", "2026-05-01 16:00:01".into()),
+            ("ALARM_TIME", shown_in_shanghai(2)),
+            ("TRAPPED_TIME", shown_in_shanghai(1)),
             ("GCJ02", json!([gcj.0, gcj.1]).to_string()),
             ("BD09", json!([bd.0, bd.1]).to_string()),
             ("SCREENSHOTS", screenshots.display().to_string()),

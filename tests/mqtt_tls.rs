@@ -18,6 +18,9 @@ use seguard::central::Central;
 use seguard::gateway::Gateway;
 use serde_json::json;
 
+/// The key gw1 signs its messages to central with, in both configs.
+const SIGNING_KEY: &str = "tls-test-signing-key-of-32-bytes-or-more";
+
 const GATEWAY_PASSWORD: &str = "gw-secret-3141";
 const CENTRAL_PASSWORD: &str = "central-secret-2718";
 const DEVICE_PASSWORD: &str = "device-secret-1618";
@@ -87,6 +90,7 @@ high = {{ limit = 1.6 }}
 
 [uplink.central]
 confirm_timeout_ms = 2000
+signing_key = "{SIGNING_KEY}"
 "#,
         ca = pki.path("ca.pem").display(),
     );
@@ -132,6 +136,7 @@ client_key = "client.key"
 [[gateway]]
 id = "gw1"
 token_sha256 = "{hash}"
+signing_key = "{SIGNING_KEY}"
 "#,
         db = secrets.path().join("central.db").display(),
         port = broker.port,
