@@ -295,8 +295,7 @@ fn hash_token() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs `task` on a fresh tokio runtime and turns its result into the exit code; `with_signal`
-/// hands the task a token that SIGINT/SIGTERM cancels.
+/// Runs `task` on a fresh tokio runtime and turns its result into the exit code.
 fn run<Fut, E>(what: &str, task: Fut) -> ExitCode
 where
     Fut: std::future::Future<Output = Result<(), E>>,

@@ -1,5 +1,7 @@
-//! The gateway's own telemetry. Each thing worth counting is one function here that both logs and
-//! increments a Prometheus metric, so a drop or a rejection is never only a log line.
+//! The gateway's own telemetry. Each thing worth counting is one function here that increments a
+//! Prometheus metric; a drop, a rejection, a failure or a refusal also logs (rate-limited where it
+//! can repeat), so none of them is only a log line or only a number. Throughput counters
+//! (readings received, uplink points) do not log.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -432,12 +434,6 @@ impl Metrics {
             .get()
     }
 
-    pub fn rejected_count(&self, reason: &'static str) -> u64 {
-        self.messages_rejected
-            .get_or_create(&ReasonLabel { reason })
-            .get()
-    }
-
     pub fn alarm_raised(&self, severity: &'static str) {
         self.alarms_raised
             .get_or_create(&SeverityLabel { severity })
@@ -655,15 +651,6 @@ impl Metrics {
         self.log_limited("modbus_error", |suppressed| {
             tracing::warn!(device, reason, %detail, suppressed, "modbus request failed");
         });
-    }
-
-    pub fn modbus_error_count(&self, device: &str, reason: &'static str) -> u64 {
-        self.modbus_errors
-            .get_or_create(&DeviceReasonLabel {
-                device: device.to_owned(),
-                reason,
-            })
-            .get()
     }
 
     pub fn modbus_device_online(&self, device: &str, online: bool) {

@@ -563,7 +563,8 @@ pub struct Cylinder {
     pub station: String,
 }
 
-/// ISA-18.2 alarm handling; the defaults are those of `domain.md`.
+/// ISA-18.2 alarm handling (acknowledgement, shelving, chattering, flood), with the defaults
+/// the example site config lists.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LifecycleSettings {
     /// This many raises of one alarm within `chatter_window` mark it chattering.

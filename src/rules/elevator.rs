@@ -2,8 +2,8 @@
 //! per-elevator state machine that raises fault, trapped-passenger, door-open-while-running and
 //! power-cut alarms.
 //!
-//! Trapped passenger (`domain.md`): the car stopped, doors closed and locked, occupied and in
-//! normal service, continuously for the trapped delay (per elevator; default 60 s at a landing,
+//! Trapped passenger: the car stopped, doors closed and locked, occupied and not in a mode
+//! with staff in the car (below), continuously for the trapped delay (per elevator; default 60 s at a landing,
 //! 30 s outside the door zone, which is the more severe case, 非平层关人). The alarm button
 //! (event 90, or an `alarm_button` metric) and a terminal's own trapped code raise it at once
 //! while the car is occupied and stopped. It ends when the doors open at a landing or the car
