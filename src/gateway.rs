@@ -37,7 +37,7 @@ use crate::model::{
 use crate::outbox::{Lane, Overflow};
 use crate::rules::{Engine, LifecycleError};
 use crate::uplink::central::CentralPublisher;
-use crate::uplink::influx::{Encoder, InfluxWriter};
+use crate::uplink::influx::{Encoder, InfluxWriter, Point};
 
 /// The registry message central keeps for this gateway.
 fn gateway_registry(config: &Config) -> GatewayRegistry {
@@ -69,7 +69,8 @@ pub enum GatewayError {
     Outbox(#[from] crate::outbox::OutboxError),
 }
 
-/// Opens a lane: durable under `[outbox]`, in memory (bounded by `capacity` entries) without.
+/// Opens a lane: durable in the outbox directory, or in memory (bounded by `capacity`
+/// entries) when the config asks for `[outbox] kind = "memory"`.
 async fn open_lane<T>(
     config: &Config,
     name: String,
@@ -85,6 +86,7 @@ where
             name,
             capacity,
             overflow,
+            crate::outbox::Timing::default(),
             metrics.clone(),
         )));
     };
@@ -143,7 +145,7 @@ struct Outputs {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     /// Closed (flushed and fsynced) after the uplinks stop.
-    telemetry_lanes: Vec<Arc<Lane<Reading>>>,
+    telemetry_lanes: Vec<Arc<Lane<Point>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
 }
 
@@ -299,6 +301,14 @@ impl Gateway {
             &config.gateway.id,
             equipment_kinds(&config),
         ));
+        match &config.outbox {
+            Some(outbox) => {
+                tracing::info!(dir = %outbox.dir.display(), "outbox on disk: what is acknowledged survives a crash")
+            }
+            None => tracing::warn!(
+                "outbox in memory ([outbox] kind = \"memory\"): a crash loses what is queued"
+            ),
+        }
         let mut telemetry_lanes = Vec::new();
         for (uplink, (_, healthy)) in config.influx.iter().zip(&live.influx) {
             let lane = open_lane(
@@ -641,7 +651,7 @@ struct Pipeline {
     engine: Engine,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
-    telemetry_lanes: Vec<Arc<Lane<Reading>>>,
+    telemetry_lanes: Vec<Arc<Lane<Point>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
 }
 
@@ -688,8 +698,11 @@ impl Pipeline {
                     // the telemetry's fsync.
                     self.emit(&mut events).await;
                     self.send_to_central(fills).await;
+                    // The lanes' unit is a point: delivered or dropped whole. A full lane waits
+                    // here (backpressure) and so holds back the acknowledgements below.
+                    let points = Point::group(readings);
                     for lane in &self.telemetry_lanes {
-                        lane.push_all(readings.iter().cloned()).await;
+                        lane.push_all(points.iter().cloned()).await;
                     }
                     for publish in batches.into_iter().filter_map(|b| b.ack) {
                         // The ingest task may already be gone at shutdown; the broker redelivers.

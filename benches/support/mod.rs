@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod burst;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -77,16 +79,19 @@ pub fn site_toml(o: &SiteOptions) -> String {
         text,
         "[rules.lifecycle]\nchatter_count = 1000000\n[[rules.threshold]]\nid = \"m0-high\"\nkind = \"pressure_vessel\"\nmetric = \"m0\"\nhigh = {{ limit = {M0_LIMIT:?} }}\n\
          [[uplink.influx]]\nname = \"vm\"\napi = \"v2\"\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\n\
-         batch_max_points = 20000\nflush_interval_ms = 200\nqueue_max_points = 10000000\n\
+         batch_max_lines = 5000\nflush_interval_ms = 200\n\
          [uplink.central]\n",
         o.victoria_url
     );
-    if let Some(dir) = o.outbox {
-        let _ = write!(
-            text,
-            "[outbox]\ndir = \"{}\"\nfsync = \"batch\"\n",
-            dir.display()
-        );
+    match o.outbox {
+        Some(dir) => {
+            let _ = write!(
+                text,
+                "[outbox]\ndir = \"{}\"\nfsync = \"batch\"\n",
+                dir.display()
+            );
+        }
+        None => text.push_str("[outbox]\nkind = \"memory\"\n"),
     }
     text
 }

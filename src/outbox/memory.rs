@@ -1,5 +1,7 @@
 //! The in-memory lane: the same interface as the durable one, bounded by a number of entries.
-//! Not durable; for tests and for a gateway configured without `[outbox]`.
+//! Not durable; for tests and for a gateway configured with `[outbox] kind = "memory"`.
+//! When full, a telemetry lane makes the producer wait, and drops its oldest entries only during
+//! an outage (`outage.rs`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::outage::Progress;
 use super::Overflow;
 use crate::metrics::Metrics;
 
@@ -24,11 +27,18 @@ pub struct MemoryLane<T> {
     lost_total: AtomicU64,
     added: Notify,
     freed: Notify,
+    progress: Progress,
     metrics: Arc<Metrics>,
 }
 
 impl<T: Clone> MemoryLane<T> {
-    pub fn new(name: String, capacity: usize, overflow: Overflow, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        name: String,
+        capacity: usize,
+        overflow: Overflow,
+        outage_after: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         MemoryLane {
             name,
             capacity: capacity.max(1),
@@ -39,6 +49,7 @@ impl<T: Clone> MemoryLane<T> {
             lost_total: AtomicU64::new(0),
             added: Notify::new(),
             freed: Notify::new(),
+            progress: Progress::new(outage_after),
             metrics,
         }
     }
@@ -61,40 +72,58 @@ impl<T: Clone> MemoryLane<T> {
     }
 
     pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
+        if self.len() == 0 {
+            self.progress.mark();
+        }
         for item in items {
+            let mut item = item;
             loop {
                 let freed = self.freed.notified();
-                if self.try_push(&item) {
-                    break;
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                match self.try_push(item) {
+                    Ok(()) => break,
+                    Err(back) => item = back,
                 }
-                freed.await;
+                match self.overflow {
+                    Overflow::Wait => freed.await,
+                    // Backpressure until the consumer's silence becomes an outage.
+                    Overflow::DropOldest => match self.progress.until_outage() {
+                        // In an outage with every entry in flight: only a confirm makes room.
+                        wait if wait.is_zero() => freed.await,
+                        wait => {
+                            let _ = tokio::time::timeout(wait, freed).await;
+                        }
+                    },
+                }
             }
         }
         self.added.notify_one();
     }
 
-    /// Returns false when the lane waits for room (incident lane full).
-    fn try_push(&self, item: &T) -> bool {
+    /// Gives the item back when the lane waits for room: always for an incident lane, and for
+    /// a telemetry lane unless its consumer is in an outage.
+    fn try_push(&self, item: T) -> Result<(), T> {
         let mut entries = self.entries.lock().expect("lane lock");
         if entries.len() >= self.capacity {
             match self.overflow {
-                Overflow::Wait => return false,
+                Overflow::Wait => return Err(item),
                 Overflow::DropOldest => {
                     let in_flight = *self.in_flight.lock().expect("lane lock");
-                    if entries.len() > in_flight {
+                    if entries.len() > in_flight && self.progress.in_outage() {
                         entries.remove(in_flight);
                         self.lost.fetch_add(1, Ordering::Relaxed);
                         self.lost_total.fetch_add(1, Ordering::Relaxed);
                         self.metrics.dropped(&self.name, 1);
                     } else {
-                        return false;
+                        return Err(item);
                     }
                 }
             }
         }
-        entries.push_back((Instant::now(), item.clone()));
+        entries.push_back((Instant::now(), item));
         self.metrics.queue_depth(&self.name, entries.len());
-        true
+        Ok(())
     }
 
     pub async fn peek_batch(
@@ -135,6 +164,9 @@ impl<T: Clone> MemoryLane<T> {
         let mut entries = self.entries.lock().expect("lane lock");
         let n = n.min(entries.len());
         entries.drain(..n);
+        if n > 0 {
+            self.progress.mark();
+        }
         *self.in_flight.lock().expect("lane lock") = 0;
         self.metrics.queue_depth(&self.name, entries.len());
         drop(entries);
