@@ -701,8 +701,11 @@ impl Pipeline {
                     // The lanes' unit is a point: delivered or dropped whole. A full lane waits
                     // here (backpressure) and so holds back the acknowledgements below.
                     let points = Point::group(readings);
-                    for lane in &self.telemetry_lanes {
-                        lane.push_all(points.iter().cloned()).await;
+                    if let Some((last, others)) = self.telemetry_lanes.split_last() {
+                        for lane in others {
+                            lane.push_all(points.iter().cloned()).await;
+                        }
+                        last.push_all(points).await;
                     }
                     for publish in batches.into_iter().filter_map(|b| b.ack) {
                         // The ingest task may already be gone at shutdown; the broker redelivers.
@@ -864,10 +867,19 @@ impl Pipeline {
     fn record_latest(&self, readings: &[Reading]) {
         let mut latest = self.live.latest.write().expect("latest lock");
         for r in readings {
-            latest
-                .entry(r.equipment.clone())
-                .or_default()
-                .insert(r.metric.clone(), r.clone());
+            // The keys are cloned only the first time an equipment or metric is seen.
+            if !latest.contains_key(&r.equipment) {
+                latest.insert(r.equipment.clone(), Default::default());
+            }
+            let Some(metrics) = latest.get_mut(&r.equipment) else {
+                continue;
+            };
+            match metrics.get_mut(&r.metric) {
+                Some(kept) => *kept = r.clone(),
+                None => {
+                    metrics.insert(r.metric.clone(), r.clone());
+                }
+            }
         }
     }
 

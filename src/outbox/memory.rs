@@ -75,55 +75,65 @@ impl<T: Clone> MemoryLane<T> {
         if self.len() == 0 {
             self.progress.mark();
         }
-        for item in items {
-            let mut item = item;
-            loop {
-                let freed = self.freed.notified();
-                tokio::pin!(freed);
-                freed.as_mut().enable();
-                match self.try_push(item) {
-                    Ok(()) => break,
-                    Err(back) => item = back,
-                }
-                match self.overflow {
-                    Overflow::Wait => freed.await,
-                    // Backpressure until the consumer's silence becomes an outage.
-                    Overflow::DropOldest => match self.progress.until_outage() {
-                        // In an outage with every entry in flight: only a confirm makes room.
-                        wait if wait.is_zero() => freed.await,
-                        wait => {
-                            let _ = tokio::time::timeout(wait, freed).await;
-                        }
-                    },
-                }
+        let mut items = items.into_iter();
+        // The next item to push, held while the lane waits for room.
+        let mut next = items.next();
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            // As many as fit, under one lock.
+            let done = {
+                let mut entries = self.entries.lock().expect("lane lock");
+                let now = Instant::now();
+                let done = loop {
+                    let Some(item) = next.take() else {
+                        break true;
+                    };
+                    if entries.len() >= self.capacity && !self.drop_oldest(&mut entries) {
+                        next = Some(item);
+                        break false;
+                    }
+                    entries.push_back((now, item));
+                    next = items.next();
+                };
+                self.metrics.queue_depth(&self.name, entries.len());
+                done
+            };
+            // Wake the consumer before waiting: what is in the lane is its to take.
+            self.added.notify_one();
+            if done {
+                return;
+            }
+            match self.overflow {
+                Overflow::Wait => freed.await,
+                // Backpressure until the consumer's silence becomes an outage.
+                Overflow::DropOldest => match self.progress.until_outage() {
+                    // In an outage with every entry in flight: only a confirm makes room.
+                    wait if wait.is_zero() => freed.await,
+                    wait => {
+                        let _ = tokio::time::timeout(wait, freed).await;
+                    }
+                },
             }
         }
-        self.added.notify_one();
     }
 
-    /// Gives the item back when the lane waits for room: always for an incident lane, and for
-    /// a telemetry lane unless its consumer is in an outage.
-    fn try_push(&self, item: T) -> Result<(), T> {
-        let mut entries = self.entries.lock().expect("lane lock");
-        if entries.len() >= self.capacity {
-            match self.overflow {
-                Overflow::Wait => return Err(item),
-                Overflow::DropOldest => {
-                    let in_flight = *self.in_flight.lock().expect("lane lock");
-                    if entries.len() > in_flight && self.progress.in_outage() {
-                        entries.remove(in_flight);
-                        self.lost.fetch_add(1, Ordering::Relaxed);
-                        self.lost_total.fetch_add(1, Ordering::Relaxed);
-                        self.metrics.dropped(&self.name, 1);
-                    } else {
-                        return Err(item);
-                    }
-                }
-            }
+    /// Makes room in a full lane by dropping its oldest entry not in flight: only a telemetry
+    /// lane, and only while its consumer is in an outage. False when the push must wait.
+    fn drop_oldest(&self, entries: &mut VecDeque<(Instant, T)>) -> bool {
+        if self.overflow == Overflow::Wait || !self.progress.in_outage() {
+            return false;
         }
-        entries.push_back((Instant::now(), item));
-        self.metrics.queue_depth(&self.name, entries.len());
-        Ok(())
+        let in_flight = *self.in_flight.lock().expect("lane lock");
+        if entries.len() <= in_flight {
+            return false;
+        }
+        entries.remove(in_flight);
+        self.lost.fetch_add(1, Ordering::Relaxed);
+        self.lost_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.dropped(&self.name, 1);
+        true
     }
 
     pub async fn peek_batch(
