@@ -22,7 +22,8 @@
 //! and CPU (cores, user + system over the run).
 //!
 //! Under `cargo test --all-targets` it runs 2,000 messages, one round, without Node-RED (which
-//! then need not be installed).
+//! then need not be installed). `SEGUARD_BENCH_NODERED=false` leaves Node-RED out of a bench run
+//! too; `SEGUARD_BENCH_WRAP` runs seguard under a profiler (`benches/support/mod.rs`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -80,33 +81,6 @@ impl Broker {
     }
 }
 
-/// Publishes the burst as fast as the broker acknowledges (1,000 in flight); returns when every
-/// PUBACK arrived.
-async fn publish(port: u16, n: usize) {
-    let mut options = MqttOptions::new("burst-publisher", "127.0.0.1", port);
-    options
-        .set_inflight(1000)
-        .set_keep_alive(Duration::from_secs(60));
-    let (client, mut event_loop) = AsyncClient::new(options, 10_000);
-    let acks = tokio::spawn(async move {
-        let mut acked = 0;
-        while acked < n {
-            match event_loop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => panic!("publisher connection failed: {e}"),
-            }
-        }
-    });
-    for i in 0..n {
-        client
-            .publish(burst::topic(i), QoS::AtLeastOnce, false, burst::payload(i))
-            .await
-            .expect("publish");
-    }
-    acks.await.expect("publisher event loop");
-}
-
 /// What one contender did.
 #[derive(Clone, Copy)]
 struct Outcome {
@@ -144,7 +118,7 @@ async fn raw_relay(n: usize) -> Outcome {
     });
     ready.recv().await;
     let started = Instant::now();
-    publish(broker.port, n).await;
+    burst::publish(broker.port, n).await;
     subscriber.await.unwrap();
     Outcome {
         msg_s: n as f64 / started.elapsed().as_secs_f64(),
@@ -213,7 +187,7 @@ async fn run_burst(
 ) -> Outcome {
     let cpu_0 = process.cpu();
     let started = Instant::now();
-    publish(broker, n).await;
+    burst::publish(broker, n).await;
     let (mut last, mut last_change) = (0, Instant::now());
     let done = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -254,7 +228,7 @@ async fn seguard(n: usize, influx: &Influx1, db: &str, outbox: Option<&Path>) ->
     let config = dir.path().join("site.toml");
     std::fs::write(&config, burst::site_toml(&http, broker.port, &extra)).expect("site.toml");
     let mut gateway = Seguard::spawn("gateway", &config, &http, dir.path().join("gateway.log"));
-    gateway.wait_ready(Duration::from_secs(30)).await;
+    gateway.wait_ready(Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let outcome = run_burst(n, broker.port, influx, db, &gateway).await;
     gateway.stop();
@@ -389,7 +363,7 @@ fn main() {
         let mut rows: Vec<[Outcome; 4]> = Vec::new();
         for round in 1..=rounds {
             let relay = raw_relay(n).await;
-            let red = if smoke_test() {
+            let red = if smoke_test() || !setting("SEGUARD_BENCH_NODERED", true) {
                 None
             } else {
                 Some(nodered(n, &influx, &format!("nodered{round}")).await)

@@ -17,36 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{eventually, metric, Influx1, Mosquitto};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use seguard::gateway::Gateway;
 
 /// Points the telemetry lane may hold: the memory budget.
 const BUDGET: usize = 2_000;
-
-async fn publish(port: u16, n: usize) {
-    let mut options = MqttOptions::new("burst-publisher", "127.0.0.1", port);
-    options
-        .set_inflight(1000)
-        .set_keep_alive(Duration::from_secs(60));
-    let (client, mut event_loop) = AsyncClient::new(options, 10_000);
-    let acks = tokio::spawn(async move {
-        let mut acked = 0;
-        while acked < n {
-            match event_loop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => panic!("publisher connection failed: {e}"),
-            }
-        }
-    });
-    for i in 0..n {
-        client
-            .publish(burst::topic(i), QoS::AtLeastOnce, false, burst::payload(i))
-            .await
-            .expect("publish");
-    }
-    acks.await.expect("publisher event loop");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_through_in_memory_lanes_loses_nothing_and_stays_in_budget() {
@@ -94,7 +68,7 @@ async fn a_burst_through_in_memory_lanes_loses_nothing_and_stays_in_budget() {
         }
     });
     let started = Instant::now();
-    publish(broker.port, messages).await;
+    burst::publish(broker.port, messages).await;
     let published = started.elapsed();
     eventually("every point written", Duration::from_secs(600), || async {
         (metric(&http, "seguard_uplink_points_total{uplink=\"influx1\"}").await >= messages as f64)

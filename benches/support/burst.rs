@@ -56,6 +56,34 @@ pub fn payload(i: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Publishes messages `0..n` at QoS1 as fast as the broker acknowledges them (1,000 in flight);
+/// returns when every PUBACK arrived.
+pub async fn publish(port: u16, n: usize) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("burst-publisher", "127.0.0.1", port);
+    options
+        .set_inflight(1000)
+        .set_keep_alive(std::time::Duration::from_secs(60));
+    let (client, mut event_loop) = AsyncClient::new(options, 10_000);
+    let acks = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < n {
+            match event_loop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("publisher connection failed: {e}"),
+            }
+        }
+    });
+    for i in 0..n {
+        client
+            .publish(topic(i), QoS::AtLeastOnce, false, payload(i))
+            .await
+            .expect("publish");
+    }
+    acks.await.expect("publisher event loop");
+}
+
 /// The gateway's site config for the workload, without `[outbox]` and uplinks (`extra` adds
 /// them).
 pub fn site_toml(http_listen: &str, broker_port: u16, extra: &str) -> String {

@@ -117,9 +117,21 @@ pub struct Seguard {
 
 impl Seguard {
     /// `seguard {role} -c {config}`, its log in `log`, its API on `http` (host:port).
+    /// `SEGUARD_BENCH_WRAP` runs it under a profiler, e.g.
+    /// `valgrind --tool=callgrind --callgrind-out-file=/tmp/seguard.%p.out`.
     pub fn spawn(role: &str, config: &Path, http: &str, log: PathBuf) -> Seguard {
         let spawned = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_seguard"))
+        let binary = env!("CARGO_BIN_EXE_seguard");
+        let wrap = std::env::var("SEGUARD_BENCH_WRAP").unwrap_or_default();
+        let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .args([role, "-c"])
             .arg(config)
             .env("RUST_LOG", "warn")
