@@ -43,7 +43,7 @@ use crate::model::{
 use crate::outbox::{Lane, Overflow};
 use crate::rules::{Engine, LifecycleError};
 use crate::uplink::central::CentralPublisher;
-use crate::uplink::influx::{Encoder, InfluxWriter};
+use crate::uplink::influx::{Encoder, InfluxWriter, Point};
 
 /// The registry message central keeps for this gateway.
 fn gateway_registry(config: &Config) -> GatewayRegistry {
@@ -75,7 +75,8 @@ pub enum GatewayError {
     Outbox(#[from] crate::outbox::OutboxError),
 }
 
-/// Opens a lane: durable under `[outbox]`, in memory (bounded by `capacity` entries) without.
+/// Opens a lane: durable in the outbox directory, or in memory (bounded by `capacity`
+/// entries) when the config asks for `[outbox] kind = "memory"`.
 async fn open_lane<T>(
     config: &Config,
     name: String,
@@ -91,6 +92,7 @@ where
             name,
             capacity,
             overflow,
+            crate::outbox::Timing::default(),
             metrics.clone(),
         )));
     };
@@ -149,7 +151,7 @@ struct Outputs {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     /// Closed (flushed and fsynced) after the uplinks stop.
-    telemetry_lanes: Vec<Arc<Lane<Reading>>>,
+    telemetry_lanes: Vec<Arc<Lane<Point>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
     /// The rule-state checkpoint, with the durable outbox.
     checkpoints: Option<Arc<checkpoint::Checkpoints>>,
@@ -258,6 +260,14 @@ impl Gateway {
             &config.gateway.id,
             equipment_kinds(&config),
         ));
+        match &config.outbox {
+            Some(outbox) => {
+                tracing::info!(dir = %outbox.dir.display(), "outbox on disk: what is acknowledged survives a crash")
+            }
+            None => tracing::warn!(
+                "outbox in memory ([outbox] kind = \"memory\"): a crash loses what is queued"
+            ),
+        }
         let mut telemetry_lanes = Vec::new();
         for (uplink, (_, healthy)) in config.influx.iter().zip(&live.influx) {
             let lane = open_lane(
@@ -613,7 +623,7 @@ struct Pipeline {
     engine: Engine,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
-    telemetry_lanes: Vec<Arc<Lane<Reading>>>,
+    telemetry_lanes: Vec<Arc<Lane<Point>>>,
     incident_lane: Option<Arc<Lane<ToCentral>>>,
     checkpoints: Option<Arc<checkpoint::Checkpoints>>,
 }
@@ -664,8 +674,14 @@ impl Pipeline {
                     // the telemetry's fsync.
                     self.emit(&mut events).await;
                     self.send_to_central(fills).await;
-                    for lane in &self.telemetry_lanes {
-                        lane.push_all(readings.iter().cloned()).await;
+                    // The lanes' unit is a point: delivered or dropped whole. A full lane waits
+                    // here (backpressure) and so holds back the acknowledgements below.
+                    let points = Point::group(readings);
+                    if let Some((last, others)) = self.telemetry_lanes.split_last() {
+                        for lane in others {
+                            lane.push_all(points.iter().cloned()).await;
+                        }
+                        last.push_all(points).await;
                     }
                     for publish in batches.into_iter().filter_map(|b| b.ack) {
                         // The ingest task may already be gone at shutdown; the broker redelivers.
@@ -834,10 +850,19 @@ impl Pipeline {
     fn record_latest(&self, readings: &[Reading]) {
         let mut latest = self.live.latest.write().expect("latest lock");
         for r in readings {
-            latest
-                .entry(r.equipment.clone())
-                .or_default()
-                .insert(r.metric.clone(), r.clone());
+            // The keys are cloned only the first time an equipment or metric is seen.
+            if !latest.contains_key(&r.equipment) {
+                latest.insert(r.equipment.clone(), Default::default());
+            }
+            let Some(metrics) = latest.get_mut(&r.equipment) else {
+                continue;
+            };
+            match metrics.get_mut(&r.metric) {
+                Some(kept) => *kept = r.clone(),
+                None => {
+                    metrics.insert(r.metric.clone(), r.clone());
+                }
+            }
         }
     }
 

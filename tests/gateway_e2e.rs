@@ -21,6 +21,9 @@ id = "s1"
 name = "Test site"
 address = "1 Test Road"
 
+[outbox]
+kind = "memory"
+
 [gateway]
 id = "gw1"
 http_listen = "127.0.0.1:0"

@@ -42,7 +42,7 @@ fields = [{{ pointer = "/p", metric = "pressure", unit = "MPa" }}]
 api = "v1"
 url = "{influx}"
 database = "flush"
-batch_max_points = 100000
+batch_max_lines = 100000
 queue_max_points = 100000
 flush_interval_ms = 600000
 "#,

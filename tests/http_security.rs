@@ -39,7 +39,7 @@ async fn start_central(text: &str, config_path: &Path) -> Central {
 /// A gateway without broker or uplinks; `limits` is the `[gateway.http_limits]` body.
 async fn start_gateway(limits: &str) -> Gateway {
     let text = format!(
-        "[site]\nid = \"s1\"\nname = \"Site\"\n[gateway]\nid = \"gw1\"\nhttp_listen = \"127.0.0.1:0\"\n\
+        "[site]\nid = \"s1\"\nname = \"Site\"\n[outbox]\nkind = \"memory\"\n[gateway]\nid = \"gw1\"\nhttp_listen = \"127.0.0.1:0\"\n\
          [gateway.http_limits]\n{limits}\n\
          [[equipment]]\nid = \"lift-1\"\nkind = \"elevator\"\nregistration_code = \"31103101002016010001\"\n"
     );

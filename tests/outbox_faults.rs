@@ -886,7 +886,9 @@ async fn quota_full_drops_oldest_counts_it_and_raises_data_loss() {
         "127.0.0.1:0",
         broker.port,
         outbox.path(),
-        "telemetry_quota_mb = 1",
+        // InfluxDB is down from the start: after 1 s without a confirm the lane is in an
+        // outage and drops for its quota (before that, intake waits).
+        "telemetry_quota_mb = 1\noutage_after_s = 1",
         &uplinks,
     );
     let gateway = Gateway::start(parse(&text)).await.unwrap();
@@ -1026,9 +1028,9 @@ async fn quota_full_drops_oldest_counts_it_and_raises_data_loss() {
         );
     }
 
-    // The outbox accounts for every reading: what it holds plus what it dropped is everything.
-    // (Read together until they agree: a push may still be on its way to the disk.)
-    let want = 3 * sent as u64;
+    // The outbox accounts for every point (one a message): what it holds plus what it dropped
+    // is everything. (Read together until they agree: a push may still be on its way.)
+    let want = sent as u64;
     let (backlog, lost) = eventually("held + dropped = sent", Duration::from_secs(10), || async {
         let backlog = readyz(&http).await?["outbox"]["telemetry:influx1"]["backlog"].as_u64()?;
         let lost = metric(&http, "seguard_outbox_dropped_total").await
@@ -1036,7 +1038,7 @@ async fn quota_full_drops_oldest_counts_it_and_raises_data_loss() {
         (backlog + lost as u64 == want).then_some((backlog, lost as u64))
     })
     .await;
-    println!("quota: the outbox holds {backlog} readings and dropped {lost}, of {want}");
+    println!("quota: the outbox holds {backlog} points and dropped {lost}, of {want}");
 
     // Once InfluxDB is back the backlog drains, and it stores exactly what was not dropped.
     // During the catch-up the newest points are also written ahead as live copies; a drop
@@ -1058,7 +1060,7 @@ async fn quota_full_drops_oldest_counts_it_and_raises_data_loss() {
         "SELECT count(pressure), count(temperature), count(level) FROM pressure_vessel",
     )
     .await;
-    let stored = counts.iter().sum::<f64>() as u64;
+    let stored = counts.first().copied().unwrap_or_default() as u64;
     let mut uplink = String::new();
     for name in [
         "seguard_uplink_writes_total",
@@ -1071,13 +1073,17 @@ async fn quota_full_drops_oldest_counts_it_and_raises_data_loss() {
         uplink += &format!(" {name}={}", metric(&http, name).await);
     }
     println!(
-        "quota: after InfluxDB came back it holds {stored} readings; {} not dropped of {want};{uplink}",
+        "quota: after InfluxDB came back it holds {counts:?} (pressure, temperature, level) of {} points not dropped of {want};{uplink}",
         want - lost
     );
     assert_eq!(
         stored,
         want - lost,
-        "InfluxDB stores every reading not counted as dropped, and no other"
+        "InfluxDB stores every point not counted as dropped, and no other"
+    );
+    assert!(
+        counts.iter().all(|&c| c as u64 == stored),
+        "points are dropped whole: every field has the same count {counts:?}"
     );
     gateway.stop().await;
 }
@@ -1096,19 +1102,20 @@ async fn newest_point_ms(influx: &Influx1, db: &str) -> Option<i64> {
 async fn a_catch_up_keeps_the_newest_points_current() {
     let _serial = SERIAL.lock().await;
     logs();
-    let rate = 300.0; // messages/s, 900 points/s
+    let rate = 300.0; // messages/s, 300 points (lines) of 3 fields/s
     let broker = Mosquitto::start();
     let mut influx = Influx1::start();
     influx.create_database("catchup").await;
     let outbox = tempfile::tempdir().unwrap();
-    let uplink = influx_uplink(&influx, "catchup") + "batch_max_points = 600\n";
+    let uplink = influx_uplink(&influx, "catchup") + "batch_max_lines = 200\n";
     let text = site_text(
         "gw-catchup",
         "127.0.0.1:0",
         broker.port,
         outbox.path(),
-        // 1,500 points/s drains a 9,000-point backlog against 900 live points/s in ~15 s.
-        "drain_rate_points_per_s = 1500",
+        // 500 points/s drains a 3,000-point backlog against 300 live points/s in ~15 s; the
+        // 10 s outage leaves a backlog older than live_after_s, so live copies go ahead.
+        "drain_rate_points_per_s = 500\nlive_after_s = 5",
         &uplink,
     );
     let gateway = Gateway::start(parse(&text)).await.unwrap();

@@ -279,18 +279,19 @@ async fn a_damaged_ledger_replays_instead_of_losing() {
 }
 
 #[tokio::test]
-async fn a_full_telemetry_quota_drops_the_oldest_counts_it_and_spares_the_batch_in_flight() {
+async fn a_full_telemetry_quota_in_an_outage_drops_the_oldest_counts_it_and_spares_the_batch_in_flight(
+) {
     let dir = tempfile::tempdir().unwrap();
     let quota = 64 * 1024;
     // Fsync per interval: the quota logic is the same, and 3,700 fsyncs would take 15 s.
-    let (lane, _, metrics) = open(
-        dir.path(),
-        LaneOptions::new(
-            quota,
-            Overflow::DropOldest,
-            FsyncPolicy::Interval(Duration::from_millis(20)),
-        ),
+    let mut options = LaneOptions::new(
+        quota,
+        Overflow::DropOldest,
+        FsyncPolicy::Interval(Duration::from_millis(20)),
     );
+    // The consumer confirms nothing below: an outage at once.
+    options.timing.outage_after = Duration::ZERO;
+    let (lane, _, metrics) = open(dir.path(), options);
     lane.push_all((0..100).map(entry)).await;
     let stop = CancellationToken::new();
     let in_flight = lane.peek_batch(100, Duration::ZERO, &stop).await;
@@ -324,6 +325,59 @@ async fn a_full_telemetry_quota_drops_the_oldest_counts_it_and_spares_the_batch_
     let gaps = numbers.windows(2).filter(|w| w[0] + 1 != w[1]).count();
     assert_eq!(gaps, 1, "one gap: the dropped oldest");
     assert!(numbers.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn a_full_telemetry_quota_with_a_healthy_consumer_waits_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = 64 * 1024;
+    let (lane, _, metrics) = open(
+        dir.path(),
+        LaneOptions::new(
+            quota,
+            Overflow::DropOldest,
+            FsyncPolicy::Interval(Duration::from_millis(20)),
+        ),
+    );
+    let lane = Arc::new(lane);
+    // A consumer slower than the producer: small batches with a pause, always confirmed.
+    let total = 20 * quota / RECORD;
+    let consumer = tokio::spawn({
+        let lane = lane.clone();
+        async move {
+            let stop = CancellationToken::new();
+            let mut got = Vec::new();
+            while (got.len() as u64) < total {
+                let batch = lane.peek_batch(200, Duration::ZERO, &stop).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                lane.confirm(batch.len());
+                got.extend(batch);
+            }
+            got
+        }
+    });
+    let mut max_bytes = 0;
+    for start in (0..total).step_by(10) {
+        lane.push_all((start..(start + 10).min(total)).map(entry))
+            .await;
+        max_bytes = max_bytes.max(lane.disk_bytes());
+    }
+    let got = consumer.await.unwrap();
+    assert_eq!(
+        metrics.dropped_count("telemetry:test"),
+        0,
+        "a burst drops nothing"
+    );
+    assert_eq!(lane.take_lost(), 0);
+    assert_eq!(
+        got,
+        (0..total).map(entry).collect::<Vec<_>>(),
+        "all, in order"
+    );
+    assert!(
+        max_bytes <= quota + 10 * RECORD,
+        "the producer waited for room: at most {max_bytes} bytes on disk"
+    );
 }
 
 #[tokio::test]

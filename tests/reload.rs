@@ -97,7 +97,7 @@ fields = [{{ pointer = "/p", metric = "pressure", unit = "MPa" }}]
 api = "v1"
 url = "{influx}"
 database = "{db}"
-batch_max_points = 5000
+batch_max_lines = 5000
 flush_interval_ms = 100
 "#
     );

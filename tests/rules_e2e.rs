@@ -21,6 +21,9 @@ fn config(broker_port: u16) -> seguard::config::Config {
 id = "s1"
 name = "Test site"
 
+[outbox]
+kind = "memory"
+
 [gateway]
 id = "gw1"
 http_listen = "127.0.0.1:0"

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod burst;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -79,16 +81,19 @@ pub fn site_toml(o: &SiteOptions) -> String {
         text,
         "[rules.lifecycle]\nchatter_count = 1000000\n[[rules.threshold]]\nid = \"m0-high\"\nkind = \"pressure_vessel\"\nmetric = \"m0\"\nhigh = {{ limit = {M0_LIMIT:?} }}\n\
          [[uplink.influx]]\nname = \"vm\"\napi = \"v2\"\nurl = \"{}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"\n\
-         batch_max_points = 20000\nflush_interval_ms = 200\nqueue_max_points = 10000000\n\
+         batch_max_lines = 5000\nflush_interval_ms = 200\n\
          [uplink.central]\nsigning_key = \"{BENCH_SIGNING_KEY}\"\n",
         o.victoria_url
     );
-    if let Some(dir) = o.outbox {
-        let _ = write!(
-            text,
-            "[outbox]\ndir = \"{}\"\nfsync = \"batch\"\n",
-            dir.display()
-        );
+    match o.outbox {
+        Some(dir) => {
+            let _ = write!(
+                text,
+                "[outbox]\ndir = \"{}\"\nfsync = \"batch\"\n",
+                dir.display()
+            );
+        }
+        None => text.push_str("[outbox]\nkind = \"memory\"\n"),
     }
     text
 }
@@ -114,9 +119,21 @@ pub struct Seguard {
 
 impl Seguard {
     /// `seguard {role} -c {config}`, its log in `log`, its API on `http` (host:port).
+    /// `SEGUARD_BENCH_WRAP` runs it under a profiler, e.g.
+    /// `valgrind --tool=callgrind --callgrind-out-file=/tmp/seguard.%p.out`.
     pub fn spawn(role: &str, config: &Path, http: &str, log: PathBuf) -> Seguard {
         let spawned = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_seguard"))
+        let binary = env!("CARGO_BIN_EXE_seguard");
+        let wrap = std::env::var("SEGUARD_BENCH_WRAP").unwrap_or_default();
+        let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .args([role, "-c"])
             .arg(config)
             .env("RUST_LOG", "warn")

@@ -19,6 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use seguard::config::{is_valid_id, is_valid_metric_name};
 use seguard::model::{EquipmentKind, Quality, Reading, Source, Value};
 use seguard::uplink::influx::line::Encoder;
+use seguard::uplink::influx::Point;
 
 fn kind(code: &str) -> Option<EquipmentKind> {
     Some(match code {
@@ -118,7 +119,8 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let encoder = Encoder::new(site, gateway, kinds.clone());
-    let body = String::from_utf8(encoder.encode(&readings)).expect("line protocol is UTF-8");
+    let body = String::from_utf8(encoder.encode(&Point::group(readings.clone())))
+        .expect("line protocol is UTF-8");
     assert!(
         body.is_empty() || body.ends_with('\n'),
         "every line ends with a newline"

@@ -108,7 +108,8 @@ pub struct Config {
     pub mqtt: Option<Broker>,
     pub equipment: Vec<Equipment>,
     pub mqtt_mappings: Vec<MqttMapping>,
-    /// The durable outbox (`[outbox]`); without it the lanes are in memory.
+    /// The durable outbox (`[outbox]`, by default in the state directory); `None` only when the
+    /// config asks for in-memory lanes (`kind = "memory"`).
     pub outbox: Option<crate::outbox::OutboxConfig>,
     /// Modbus devices bound to their profiles (`[modbus]`).
     pub modbus_devices: Vec<std::sync::Arc<crate::ingest::modbus::ModbusDevice>>,
@@ -140,7 +141,10 @@ impl Config {
             self.thresholds.len(),
             self.influx.len(),
             if self.central.is_some() { "on" } else { "off" },
-        )
+        ) + &match &self.outbox {
+            Some(o) => format!(", outbox on disk in {}", o.dir.display()),
+            None => ", outbox in memory (a crash loses what is queued)".to_owned(),
+        }
     }
 }
 
@@ -682,10 +686,12 @@ impl PartialEq for InfluxEndpoint {
 pub struct InfluxUplink {
     pub name: String,
     pub endpoint: InfluxEndpoint,
-    pub batch_max_points: usize,
+    /// Lines (InfluxDB points: one equipment at one time) a write carries at most.
+    pub batch_max_lines: usize,
     pub flush_interval: Duration,
     /// Compress v1 bodies; the influxdb2 crate's line-protocol call cannot compress.
     pub gzip: bool,
+    /// Points an in-memory lane holds (`[outbox] kind = "memory"`); beyond it intake waits.
     pub queue_max_points: usize,
     pub timeout: Duration,
     pub retry_min: Duration,

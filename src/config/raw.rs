@@ -394,7 +394,9 @@ pub struct RawLineFile {
     pub dir: Spanned<String>,
     pub rotate_mb: Option<Spanned<u64>>,
     pub keep_files: Option<Spanned<usize>>,
-    pub batch_max_points: Option<usize>,
+    /// Renamed `batch_max_lines`; refused with a hint.
+    pub batch_max_points: Option<Spanned<usize>>,
+    pub batch_max_lines: Option<usize>,
     pub flush_interval_ms: Option<u64>,
     pub queue_max_points: Option<usize>,
 }
@@ -416,7 +418,9 @@ pub struct RawInflux {
     pub token: Option<String>,
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+    /// Renamed `batch_max_lines`; refused with a hint.
     pub batch_max_points: Option<Spanned<usize>>,
+    pub batch_max_lines: Option<Spanned<usize>>,
     pub flush_interval_ms: Option<u64>,
     pub gzip: Option<bool>,
     pub queue_max_points: Option<Spanned<usize>>,

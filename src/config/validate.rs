@@ -14,6 +14,13 @@ use super::*;
 use crate::http_limits::HttpLimits;
 use crate::model::{Crs, GeoPoint, MaintenanceUnit, Nameplate};
 
+/// Lines (InfluxDB points) a write carries at most: what InfluxDB's docs advise (5,000); it
+/// suits InfluxDB 1.x, 2.x and VictoriaMetrics alike (BENCHMARKS.md, "Batch size").
+const DEFAULT_BATCH_MAX_LINES: usize = 5000;
+/// Points an in-memory lane holds (about 2 KB each with ten fields): a burst beyond it waits at
+/// the broker. The disk outbox is bounded by its quota instead.
+const DEFAULT_QUEUE_MAX_POINTS: usize = 20_000;
+
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9180";
 
 /// The typed config and the warnings about it, or every problem found.
@@ -87,13 +94,23 @@ pub fn validate(
         }
     }
     let known: HashSet<&str> = equipment.iter().map(|e| e.id.as_str()).collect();
-    let outbox = raw.outbox.as_ref().and_then(|o| {
-        o.get_ref()
-            .validate()
-            .map(|mut outbox| {
-                // A relative directory is relative to the config file, like every other path.
-                outbox.dir = config_dir.join(&outbox.dir);
-                outbox
+    // Durable by default: without `[outbox]`, or without its `dir`, the lanes live in the
+    // state directory; in memory only with `kind = "memory"`.
+    let default_outbox = state_directory(config_dir).join("outbox");
+    let outbox = match raw.outbox.as_ref() {
+        None => crate::outbox::RawOutboxConfig::default()
+            .validate(&default_outbox)
+            .ok()
+            .flatten(),
+        Some(o) => o
+            .get_ref()
+            .validate(&default_outbox)
+            .map(|outbox| {
+                outbox.map(|mut outbox| {
+                    // A relative directory is relative to the config file, like every other path.
+                    outbox.dir = config_dir.join(&outbox.dir);
+                    outbox
+                })
             })
             .map_err(|problems| {
                 for p in problems {
@@ -104,7 +121,8 @@ pub fn validate(
                 }
             })
             .ok()
-    });
+            .flatten(),
+    };
     let modbus_devices = match &raw.modbus {
         Some(m) => {
             let known_ids: HashSet<String> = known.iter().map(|id| (*id).to_owned()).collect();
@@ -960,15 +978,32 @@ impl Validator {
             }
             *k.get_ref()
         });
+        self.renamed_batch_max_points(&f.batch_max_points);
         let uplink = crate::uplink::linefile::LineFileUplink {
             name: f.name.clone().unwrap_or_else(|| format!("linefile{index}")),
             dir: config_dir.join(f.dir.get_ref()),
             rotate_bytes: rotate_mb * 1024 * 1024,
             keep_files,
-            batch_max_points: f.batch_max_points.unwrap_or(5000).max(1),
+            batch_max_lines: f.batch_max_lines.unwrap_or(DEFAULT_BATCH_MAX_LINES).max(1),
             flush_interval: Duration::from_millis(f.flush_interval_ms.unwrap_or(1000).max(1)),
         };
-        (uplink, f.queue_max_points.unwrap_or(1_000_000).max(1))
+        (
+            uplink,
+            f.queue_max_points
+                .unwrap_or(DEFAULT_QUEUE_MAX_POINTS)
+                .max(1),
+        )
+    }
+
+    /// `batch_max_points` counted readings; batches are counted in InfluxDB's points (lines)
+    /// now, under a new name, so an old value is refused rather than read 10x too large.
+    fn renamed_batch_max_points(&mut self, old: &Option<Spanned<usize>>) {
+        if let Some(old) = old {
+            self.push(
+                Problem::new(old.span(), "batch_max_points is now batch_max_lines, counted in InfluxDB points (lines), not readings")
+                    .hint("a message with ten fields is one line: divide the old value by the fields per message, or remove it for the default of 5000 lines"),
+            );
+        }
     }
 
     fn influx(&mut self, raw: &Spanned<RawInflux>, index: usize) -> Option<InfluxUplink> {
@@ -1045,26 +1080,33 @@ impl Validator {
                 }
             }
         };
-        let batch_max_points = u.batch_max_points.as_ref().map_or(5000, |b| {
-            if *b.get_ref() == 0 {
-                self.push(Problem::new(b.span(), "batch_max_points must be above 0"));
-            }
-            *b.get_ref()
-        });
-        let queue_max_points = u.queue_max_points.as_ref().map_or(1_000_000, |q| {
-            if *q.get_ref() < batch_max_points {
-                self.push(
-                    Problem::new(q.span(), "queue_max_points is below batch_max_points")
-                        .hint("the queue must hold at least one batch"),
-                );
-            }
-            *q.get_ref()
-        });
+        self.renamed_batch_max_points(&u.batch_max_points);
+        let batch_max_lines = u
+            .batch_max_lines
+            .as_ref()
+            .map_or(DEFAULT_BATCH_MAX_LINES, |b| {
+                if *b.get_ref() == 0 {
+                    self.push(Problem::new(b.span(), "batch_max_lines must be above 0"));
+                }
+                *b.get_ref()
+            });
+        let queue_max_points = u.queue_max_points.as_ref().map_or(
+            DEFAULT_QUEUE_MAX_POINTS.max(batch_max_lines),
+            |q| {
+                if *q.get_ref() < batch_max_lines {
+                    self.push(
+                        Problem::new(q.span(), "queue_max_points is below batch_max_lines")
+                            .hint("the queue must hold at least one batch"),
+                    );
+                }
+                *q.get_ref()
+            },
+        );
         let retry_min = Duration::from_millis(u.retry_min_ms.unwrap_or(200).max(1));
         Some(InfluxUplink {
             name,
             endpoint,
-            batch_max_points,
+            batch_max_lines,
             flush_interval: Duration::from_millis(u.flush_interval_ms.unwrap_or(1000).max(1)),
             gzip: u.gzip.unwrap_or(true),
             queue_max_points,
@@ -1819,4 +1861,17 @@ impl Validator {
 /// Derived limits shown in messages without floating-point noise.
 fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
+}
+
+/// The gateway's state directory, which holds the default outbox: `$STATE_DIRECTORY` (set by
+/// systemd from `StateDirectory=`, `/var/lib/seguard` in the .deb; the first entry when it
+/// lists several), else `seguard-state` beside the config file.
+pub fn state_directory(config_dir: &Path) -> PathBuf {
+    match std::env::var_os("STATE_DIRECTORY") {
+        Some(dirs) if !dirs.is_empty() => {
+            let dirs = dirs.to_string_lossy().into_owned();
+            PathBuf::from(dirs.split(':').next().unwrap_or(&dirs))
+        }
+        _ => config_dir.join("seguard-state"),
+    }
 }

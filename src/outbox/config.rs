@@ -3,21 +3,25 @@
 //!
 //! ```toml
 //! [outbox]
-//! dir = "/var/lib/seguard/outbox"   # required: one subdirectory per lane
-//! telemetry_quota_mb = 1024         # per telemetry lane; the oldest is dropped beyond it
+//! kind = "disk"                     # default; "memory": lanes in memory, lost on a crash
+//! dir = "/var/lib/seguard/outbox"   # one subdirectory per lane
+//! telemetry_quota_mb = 1024         # per telemetry lane; the oldest is dropped beyond it in an outage
 //! incident_quota_mb = 256           # the incident lane waits (never drops) beyond it
 //! fsync = "batch"                   # "batch": before each push returns; "interval": every fsync_interval_ms
 //! fsync_interval_ms = 200           # only with fsync = "interval"
 //! drain_rate_points_per_s = 50000   # per lane; 0 = unlimited. Keep it well above the live rate;
 //!                                   # the newest points are sent ahead of a backlog meanwhile
+//! outage_after_s = 30               # a full lane drops only after its receiver confirmed nothing this long
+//! live_after_s = 60                 # newest points go ahead of a backlog only when it is older than this
+//! memory_points = 8192              # points per lane also kept decoded in memory (bounds RSS)
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{FsyncPolicy, LaneOptions, Overflow};
+use super::{FsyncPolicy, LaneOptions, Overflow, Timing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,16 +30,30 @@ pub enum FsyncMode {
     Interval,
 }
 
+/// Where the lanes live: on disk (the default) or, when asked for by name, in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    Disk,
+    Memory,
+}
+
 /// `[outbox]` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutboxConfig {
-    pub dir: PathBuf,
+    pub kind: Option<OutboxKind>,
+    /// Required only when the config is not in a place with a state directory (see
+    /// `config::validate`); the default is `{state dir}/outbox`.
+    pub dir: Option<PathBuf>,
     pub telemetry_quota_mb: Option<u64>,
     pub incident_quota_mb: Option<u64>,
     pub fsync: Option<FsyncMode>,
     pub fsync_interval_ms: Option<u64>,
     pub drain_rate_points_per_s: Option<u32>,
+    pub outage_after_s: Option<u64>,
+    pub live_after_s: Option<u64>,
+    pub memory_points: Option<usize>,
 }
 
 /// `[outbox]` validated, defaults applied.
@@ -47,11 +65,14 @@ pub struct OutboxConfig {
     pub fsync: FsyncPolicy,
     /// `None`: unlimited.
     pub drain_rate_points_per_s: Option<u32>,
+    pub timing: Timing,
+    pub memory_points: usize,
 }
 
 pub const DEFAULT_TELEMETRY_QUOTA_MB: u64 = 1024;
 pub const DEFAULT_INCIDENT_QUOTA_MB: u64 = 256;
 pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 200;
+pub const DEFAULT_MEMORY_POINTS: usize = 8192;
 
 /// One problem with `[outbox]`: the field, what is wrong, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +83,45 @@ pub struct OutboxConfigProblem {
 }
 
 impl RawOutboxConfig {
-    /// Every problem at once, or the typed config.
-    pub fn validate(&self) -> Result<OutboxConfig, Vec<OutboxConfigProblem>> {
+    /// Every problem at once, or the typed config of a disk outbox in `dir` (the default
+    /// directory when `[outbox] dir` is not given). `Ok(None)` for `kind = "memory"`.
+    pub fn validate(
+        &self,
+        default_dir: &Path,
+    ) -> Result<Option<OutboxConfig>, Vec<OutboxConfigProblem>> {
         let mut problems = Vec::new();
-        if self.dir.as_os_str().is_empty() {
+        if self.kind == Some(OutboxKind::Memory) {
+            let disk_only = [
+                ("dir", self.dir.is_some()),
+                ("telemetry_quota_mb", self.telemetry_quota_mb.is_some()),
+                ("incident_quota_mb", self.incident_quota_mb.is_some()),
+                ("fsync", self.fsync.is_some()),
+                ("fsync_interval_ms", self.fsync_interval_ms.is_some()),
+                (
+                    "drain_rate_points_per_s",
+                    self.drain_rate_points_per_s.is_some(),
+                ),
+                ("outage_after_s", self.outage_after_s.is_some()),
+                ("live_after_s", self.live_after_s.is_some()),
+                ("memory_points", self.memory_points.is_some()),
+            ];
+            for (field, set) in disk_only {
+                if set {
+                    problems.push(OutboxConfigProblem {
+                        field,
+                        message: format!("{field} applies to the disk outbox, not to kind = \"memory\""),
+                        hint: "remove it; in-memory lanes are bounded by each uplink's queue_max_points",
+                    });
+                }
+            }
+            return if problems.is_empty() {
+                Ok(None)
+            } else {
+                Err(problems)
+            };
+        }
+        let dir = self.dir.clone().unwrap_or_else(|| default_dir.to_owned());
+        if dir.as_os_str().is_empty() {
             problems.push(OutboxConfigProblem {
                 field: "dir",
                 message: "the outbox directory is empty".into(),
@@ -119,16 +175,34 @@ impl RawOutboxConfig {
                 FsyncPolicy::Interval(Duration::from_millis(ms.max(1)))
             }
         };
+        let timing = Timing {
+            outage_after: self
+                .outage_after_s
+                .map_or(Timing::default().outage_after, Duration::from_secs),
+            live_after: self
+                .live_after_s
+                .map_or(Timing::default().live_after, Duration::from_secs),
+        };
+        let memory_points = self.memory_points.unwrap_or(DEFAULT_MEMORY_POINTS);
+        if memory_points == 0 {
+            problems.push(OutboxConfigProblem {
+                field: "memory_points",
+                message: "0 points in memory makes every batch a disk read".into(),
+                hint: "give at least the largest batch_max_lines; the default is 8192",
+            });
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(OutboxConfig {
-            dir: self.dir.clone(),
+        Ok(Some(OutboxConfig {
+            dir,
             telemetry_quota_bytes: telemetry_mb * 1024 * 1024,
             incident_quota_bytes: incident_mb * 1024 * 1024,
             fsync,
             drain_rate_points_per_s: self.drain_rate_points_per_s.filter(|&r| r > 0),
-        })
+            timing,
+            memory_points,
+        }))
     }
 }
 
@@ -138,12 +212,16 @@ impl OutboxConfig {
         let mut options =
             LaneOptions::new(self.telemetry_quota_bytes, Overflow::DropOldest, self.fsync);
         options.drain_rate = self.drain_rate_points_per_s;
+        options.timing = self.timing;
+        options.memory_entries = self.memory_points;
         options
     }
 
     /// Options for the incident lane: never drops, no drain limit (incidents go first).
     pub fn incident_lane(&self) -> LaneOptions {
-        LaneOptions::new(self.incident_quota_bytes, Overflow::Wait, self.fsync)
+        let mut options = LaneOptions::new(self.incident_quota_bytes, Overflow::Wait, self.fsync);
+        options.memory_entries = self.memory_points;
+        options
     }
 }
 
@@ -157,7 +235,14 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let config = parse("dir = \"/tmp/x\"").unwrap().validate().unwrap();
+        let config = parse("")
+            .unwrap()
+            .validate(Path::new("/tmp/x"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.dir, Path::new("/tmp/x"));
+        assert_eq!(config.timing, Timing::default());
+        assert_eq!(config.memory_points, DEFAULT_MEMORY_POINTS);
         assert_eq!(config.telemetry_quota_bytes, 1024 * 1024 * 1024);
         assert_eq!(config.incident_quota_bytes, 256 * 1024 * 1024);
         assert_eq!(config.fsync, FsyncPolicy::Batch);
@@ -170,8 +255,10 @@ mod tests {
             "dir = \"/tmp/x\"\nfsync = \"interval\"\nfsync_interval_ms = 50\ndrain_rate_points_per_s = 20000",
         )
         .unwrap()
-        .validate()
+        .validate(Path::new("/default"))
+        .unwrap()
         .unwrap();
+        assert_eq!(config.dir, Path::new("/tmp/x"));
         assert_eq!(
             config.fsync,
             FsyncPolicy::Interval(Duration::from_millis(50))
@@ -187,12 +274,34 @@ mod tests {
         let problems =
             parse("dir = \"\"\ntelemetry_quota_mb = 0\nfsync = \"batch\"\nfsync_interval_ms = 10")
                 .unwrap()
-                .validate()
+                .validate(Path::new("/default"))
                 .unwrap_err();
         let fields: Vec<_> = problems.iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
             vec!["dir", "telemetry_quota_mb", "fsync_interval_ms"]
         );
+    }
+
+    #[test]
+    fn memory_only_by_name_and_without_disk_settings() {
+        let memory = parse("kind = \"memory\"").unwrap();
+        assert_eq!(memory.validate(Path::new("/default")).unwrap(), None);
+        let problems = parse("kind = \"memory\"\ndir = \"/x\"\noutage_after_s = 5")
+            .unwrap()
+            .validate(Path::new("/default"))
+            .unwrap_err();
+        let fields: Vec<_> = problems.iter().map(|p| p.field).collect();
+        assert_eq!(fields, vec!["dir", "outage_after_s"]);
+        let timed = parse("outage_after_s = 5\nlive_after_s = 0")
+            .unwrap()
+            .validate(Path::new("/default"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            timed.telemetry_lane().timing.outage_after,
+            Duration::from_secs(5)
+        );
+        assert_eq!(timed.telemetry_lane().timing.live_after, Duration::ZERO);
     }
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::outage::Progress;
 use super::rate::TokenBucket;
 use super::{ledger, segment, FsyncPolicy, LaneOptions, OutboxError, Overflow, Recovery};
 use crate::metrics::Metrics;
@@ -149,6 +150,8 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     added: Notify,
     freed: Notify,
+    /// When the consumer last made progress: a full telemetry lane drops only in an outage.
+    progress: Progress,
 }
 
 impl<T> Shared<T> {
@@ -224,6 +227,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
             .min(options.quota_bytes / 8)
             .max(MIN_SEGMENT_BYTES);
         let bucket = options.drain_rate.map(TokenBucket::new);
+        let progress = Progress::new(options.timing.outage_after);
         let shared = Arc::new(Shared {
             name: name.clone(),
             dir: dir.clone(),
@@ -246,6 +250,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
             }),
             added: Notify::new(),
             freed: Notify::new(),
+            progress,
         });
         let recovery = recover(&shared)?;
         let (tx, rx) = mpsc::channel();
@@ -343,21 +348,33 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
             .iter()
             .map(|p| (segment::RECORD_HEADER_BYTES + p.len()) as u64)
             .sum();
-        if shared.options.overflow == Overflow::Wait {
-            loop {
-                let freed = shared.freed.notified();
-                tokio::pin!(freed);
-                freed.as_mut().enable();
-                {
-                    let mut state = shared.lock();
-                    let fits =
-                        state.disk_bytes + state.reserved + need <= shared.options.quota_bytes;
-                    if fits || (state.len() == 0 && state.reserved == 0) {
-                        state.reserved += need;
-                        break;
-                    }
+        if self.len() == 0 {
+            shared.progress.mark();
+        }
+        // An incident lane always waits for room; a telemetry lane waits too (backpressure)
+        // unless its consumer is in an outage, when the writer drops the oldest instead.
+        let mut reserved = false;
+        loop {
+            if shared.options.overflow == Overflow::DropOldest && shared.progress.in_outage() {
+                break;
+            }
+            let freed = shared.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut state = shared.lock();
+                let fits = state.disk_bytes + state.reserved + need <= shared.options.quota_bytes;
+                if fits || (state.len() == 0 && state.reserved == 0) {
+                    state.reserved += need;
+                    reserved = true;
+                    break;
                 }
-                freed.await;
+            }
+            match shared.options.overflow {
+                Overflow::Wait => freed.await,
+                Overflow::DropOldest => {
+                    let _ = tokio::time::timeout(shared.progress.until_outage(), freed).await;
+                }
             }
         }
         let mut items = kept;
@@ -401,7 +418,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(Duration::from_secs(1));
         }
-        if shared.options.overflow == Overflow::Wait {
+        if reserved {
             let mut state = shared.lock();
             state.reserved = state.reserved.saturating_sub(need);
         }
@@ -599,6 +616,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
             }
             state.head = new_head;
             state.normalize_head();
+            shared.progress.mark();
             if let Err(e) = ledger::replace(&shared.dir, state.head) {
                 tracing::error!(lane = %shared.name, error = %e, "cannot write the outbox ledger; confirmed entries may be sent again after a restart");
             }

@@ -1,5 +1,7 @@
 //! The in-memory lane: the same interface as the durable one, bounded by a number of entries.
-//! Not durable; for tests and for a gateway configured without `[outbox]`.
+//! Not durable; for tests and for a gateway configured with `[outbox] kind = "memory"`.
+//! When full, a telemetry lane makes the producer wait, and drops its oldest entries only during
+//! an outage (`outage.rs`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::outage::Progress;
 use super::Overflow;
 use crate::metrics::Metrics;
 
@@ -24,11 +27,18 @@ pub struct MemoryLane<T> {
     lost_total: AtomicU64,
     added: Notify,
     freed: Notify,
+    progress: Progress,
     metrics: Arc<Metrics>,
 }
 
 impl<T: Clone> MemoryLane<T> {
-    pub fn new(name: String, capacity: usize, overflow: Overflow, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        name: String,
+        capacity: usize,
+        overflow: Overflow,
+        outage_after: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         MemoryLane {
             name,
             capacity: capacity.max(1),
@@ -39,6 +49,7 @@ impl<T: Clone> MemoryLane<T> {
             lost_total: AtomicU64::new(0),
             added: Notify::new(),
             freed: Notify::new(),
+            progress: Progress::new(outage_after),
             metrics,
         }
     }
@@ -61,39 +72,67 @@ impl<T: Clone> MemoryLane<T> {
     }
 
     pub async fn push_all(&self, items: impl IntoIterator<Item = T>) {
-        for item in items {
-            loop {
-                let freed = self.freed.notified();
-                if self.try_push(&item) {
-                    break;
-                }
-                freed.await;
+        if self.len() == 0 {
+            self.progress.mark();
+        }
+        let mut items = items.into_iter();
+        // The next item to push, held while the lane waits for room.
+        let mut next = items.next();
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            // As many as fit, under one lock.
+            let done = {
+                let mut entries = self.entries.lock().expect("lane lock");
+                let now = Instant::now();
+                let done = loop {
+                    let Some(item) = next.take() else {
+                        break true;
+                    };
+                    if entries.len() >= self.capacity && !self.drop_oldest(&mut entries) {
+                        next = Some(item);
+                        break false;
+                    }
+                    entries.push_back((now, item));
+                    next = items.next();
+                };
+                self.metrics.queue_depth(&self.name, entries.len());
+                done
+            };
+            // Wake the consumer before waiting: what is in the lane is its to take.
+            self.added.notify_one();
+            if done {
+                return;
+            }
+            match self.overflow {
+                Overflow::Wait => freed.await,
+                // Backpressure until the consumer's silence becomes an outage.
+                Overflow::DropOldest => match self.progress.until_outage() {
+                    // In an outage with every entry in flight: only a confirm makes room.
+                    wait if wait.is_zero() => freed.await,
+                    wait => {
+                        let _ = tokio::time::timeout(wait, freed).await;
+                    }
+                },
             }
         }
-        self.added.notify_one();
     }
 
-    /// Returns false when the lane waits for room (incident lane full).
-    fn try_push(&self, item: &T) -> bool {
-        let mut entries = self.entries.lock().expect("lane lock");
-        if entries.len() >= self.capacity {
-            match self.overflow {
-                Overflow::Wait => return false,
-                Overflow::DropOldest => {
-                    let in_flight = *self.in_flight.lock().expect("lane lock");
-                    if entries.len() > in_flight {
-                        entries.remove(in_flight);
-                        self.lost.fetch_add(1, Ordering::Relaxed);
-                        self.lost_total.fetch_add(1, Ordering::Relaxed);
-                        self.metrics.dropped(&self.name, 1);
-                    } else {
-                        return false;
-                    }
-                }
-            }
+    /// Makes room in a full lane by dropping its oldest entry not in flight: only a telemetry
+    /// lane, and only while its consumer is in an outage. False when the push must wait.
+    fn drop_oldest(&self, entries: &mut VecDeque<(Instant, T)>) -> bool {
+        if self.overflow == Overflow::Wait || !self.progress.in_outage() {
+            return false;
         }
-        entries.push_back((Instant::now(), item.clone()));
-        self.metrics.queue_depth(&self.name, entries.len());
+        let in_flight = *self.in_flight.lock().expect("lane lock");
+        if entries.len() <= in_flight {
+            return false;
+        }
+        entries.remove(in_flight);
+        self.lost.fetch_add(1, Ordering::Relaxed);
+        self.lost_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.dropped(&self.name, 1);
         true
     }
 
@@ -135,6 +174,9 @@ impl<T: Clone> MemoryLane<T> {
         let mut entries = self.entries.lock().expect("lane lock");
         let n = n.min(entries.len());
         entries.drain(..n);
+        if n > 0 {
+            self.progress.mark();
+        }
         *self.in_flight.lock().expect("lane lock") = 0;
         self.metrics.queue_depth(&self.name, entries.len());
         drop(entries);

@@ -7,7 +7,7 @@
 //!
 //! # Invariants
 //! - **An entry is deleted only after confirm**, or when a telemetry lane over its quota drops
-//!   it, which is counted ([`Metrics::dropped`]) and reported by [`Lane::take_lost`] so the
+//!   it during an outage (see *Quota and overflow*), which is counted ([`Metrics::dropped`]) and reported by [`Lane::take_lost`] so the
 //!   gateway raises a data-loss alarm on the incident lane. Nothing leaves a lane silently.
 //! - **What `push_all` acknowledged survives a crash.** When `push_all` returns, the entries
 //!   are in the segment file: written with `write(2)` (they survive a process crash) and, under
@@ -95,12 +95,24 @@
 //! # Quota and overflow ([`Overflow`])
 //! The quota counts the bytes of the lane's segment files. Space comes back only when a whole
 //! segment is deleted: when it is wholly confirmed, or dropped.
-//! - `DropOldest` (telemetry): before a write that would pass the quota, the writer deletes the
-//!   oldest sealed segments that hold no entry of the batch being sent, counting their
-//!   unconfirmed entries as dropped. If only in-flight segments are left, the quota is
-//!   exceeded by at most those segments rather than dropping what is being sent.
 //! - `Wait` (incidents): `push_all` waits until the batch fits. A lane with no unconfirmed
 //!   entry always takes the batch, so a record bigger than the quota cannot block forever.
+//! - `DropOldest` (telemetry): a **burst** is met with backpressure, an **outage** with drops.
+//!   The lane is in an outage when its consumer has confirmed nothing for
+//!   [`LaneOptions::outage_after`] (default 30 s) while entries wait: no confirm since the last
+//!   one, or since the lane last went from empty to holding something (and for that long after
+//!   the lane opened). A receiver that confirms, however slowly, is healthy.
+//!   - Not in an outage, `push_all` waits like `Wait` until the batch fits (or until the
+//!     silence becomes an outage). The caller holds the MQTT acknowledgements meanwhile, so the
+//!     broker keeps the input: nothing is dropped while the receivers are healthy.
+//!   - In an outage, before a write that would pass the quota, the writer deletes the oldest
+//!     sealed segments that hold no entry of the batch being sent, counting their unconfirmed
+//!     entries as dropped. If only in-flight segments are left, the quota is exceeded by at
+//!     most those segments rather than dropping what is being sent.
+//!
+//! The memory a lane holds is bounded by configuration, never by its backlog: a durable lane
+//! keeps at most [`LaneOptions::memory_entries`] decoded entries (the rest is on disk), an
+//! in-memory lane at most its capacity.
 //!
 //! # Draining without a storm
 //! A lane may have a drain rate (entries per second, [`LaneOptions::drain_rate`]). `peek_batch`
@@ -109,9 +121,12 @@
 //! the receiver is never hit with the whole backlog at once.
 //!
 //! While the backlog drains in order, the newest entries would wait behind it and dashboards
-//! would show the past. So a consumer that is behind calls [`Lane::set_catching_up`]; from then
-//! on `push_all` also keeps copies of the newest entries (at most [`LIVE_ENTRIES`]) that the
-//! consumer takes with [`Lane::take_live`] and sends between backlog batches, best effort.
+//! would show the past. So a consumer that is behind after an outage ([`Lane::is_behind`]: the
+//! oldest entry is older than [`Timing::live_after`], default 60 s; a burst that is worked
+//! through within that is not an outage, and costs no copies) calls [`Lane::set_catching_up`];
+//! from then on `push_all` also keeps copies of the newest entries (at most [`LIVE_ENTRIES`]) that the
+//! consumer takes with [`Lane::take_live`] and sends between backlog batches, best effort,
+//! counted (`seguard_uplink_live_points_total`).
 //! Those copies are not confirmed and leave nothing: the entries themselves stay in order in
 //! the lane and are sent again when the backlog reaches them (points are idempotent by series
 //! and time, so the receiver keeps one). When the lane loses entries (the quota drops the
@@ -127,12 +142,14 @@
 //! kept decoded in memory, so a consumer that keeps up never reads the disk.
 //!
 //! [`Lane::new`] makes an in-memory lane with the same interface (bounded by a number of
-//! entries, not durable): for tests and for a gateway configured without `[outbox]`.
+//! entries, not durable, the same backpressure and outage rule): for tests and for a gateway
+//! configured with `[outbox] kind = "memory"`.
 
 mod config;
 mod disk;
 mod ledger;
 mod memory;
+mod outage;
 mod rate;
 mod segment;
 
@@ -148,7 +165,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-pub use config::{FsyncMode, OutboxConfig, OutboxConfigProblem, RawOutboxConfig};
+pub use config::{FsyncMode, OutboxConfig, OutboxConfigProblem, OutboxKind, RawOutboxConfig};
 
 /// What a lane does when its quota is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +198,27 @@ pub struct LaneOptions {
     pub segment_bytes: u64,
     /// How many of the newest entries are also kept decoded in memory.
     pub memory_entries: usize,
+    pub timing: Timing,
+}
+
+/// When a lane counts as in an outage, and when as catching up after one (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// A full `DropOldest` lane drops only after its consumer confirmed nothing for this long;
+    /// before, `push_all` waits (backpressure).
+    pub outage_after: Duration,
+    /// Live copies of the newest entries are kept only while the oldest entry is older than
+    /// this: a backlog left by an outage, not a burst.
+    pub live_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            outage_after: Duration::from_secs(30),
+            live_after: Duration::from_secs(60),
+        }
+    }
 }
 
 impl LaneOptions {
@@ -192,6 +230,7 @@ impl LaneOptions {
             drain_rate: None,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             memory_entries: DEFAULT_MEMORY_ENTRIES,
+            timing: Timing::default(),
         }
     }
 }
@@ -243,6 +282,8 @@ pub struct Lane<T> {
 
 /// Copies of the newest entries while the consumer is behind (see the module doc).
 struct Live<T> {
+    /// Copies are kept only while the oldest entry is older than this.
+    after: Duration,
     catching_up: AtomicBool,
     newest: Mutex<LiveCopies<T>>,
 }
@@ -254,8 +295,9 @@ struct LiveCopies<T> {
 }
 
 impl<T> Live<T> {
-    fn new() -> Self {
+    fn new(after: Duration) -> Self {
         Live {
+            after,
             catching_up: AtomicBool::new(false),
             newest: Mutex::new(LiveCopies {
                 copies: VecDeque::new(),
@@ -271,11 +313,13 @@ enum Backend<T> {
 }
 
 impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
-    /// An in-memory lane of at most `capacity` entries: not durable.
+    /// An in-memory lane of at most `capacity` entries: not durable. A full `DropOldest` lane
+    /// waits for room until its consumer confirmed nothing for `timing.outage_after`, then drops.
     pub fn new(
         name: impl Into<String>,
         capacity: usize,
         overflow: Overflow,
+        timing: Timing,
         metrics: Arc<Metrics>,
     ) -> Self {
         let name = name.into();
@@ -284,10 +328,11 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
                 name.clone(),
                 capacity,
                 overflow,
+                timing.outage_after,
                 metrics,
             )),
             name,
-            live: Live::new(),
+            live: Live::new(timing.live_after),
         }
     }
 
@@ -376,7 +421,13 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
         }
     }
 
-    /// The consumer says whether it is behind (a backlog to drain) or current. While it is
+    /// Whether the lane is catching up after an outage: its oldest entry is older than
+    /// [`Timing::live_after`]. A burst that the consumer works through is not.
+    pub fn is_behind(&self) -> bool {
+        self.oldest_age().is_some_and(|age| age >= self.live.after)
+    }
+
+    /// The consumer says whether it is behind ([`Lane::is_behind`]) or current. While it is
     /// behind, `push_all` keeps copies of the newest entries for [`Lane::take_live`].
     pub fn set_catching_up(&self, behind: bool) {
         let was_behind = self.live.catching_up.swap(behind, Ordering::Relaxed);
@@ -448,12 +499,13 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> Lane<T> {
         metrics: Arc<Metrics>,
     ) -> Result<(Lane<T>, Recovery), OutboxError> {
         let name = name.into();
+        let live_after = options.timing.live_after;
         let (lane, recovery) = disk::DiskLane::open(dir, name.clone(), options, metrics)?;
         Ok((
             Lane {
                 name,
                 backend: Backend::Disk(lane),
-                live: Live::new(),
+                live: Live::new(live_after),
             },
             recovery,
         ))
@@ -501,12 +553,65 @@ pub fn lane_dir_name(name: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A lane whose consumer counts as in an outage at once: a full telemetry lane drops.
     fn lane(capacity: usize, overflow: Overflow) -> (Lane<u32>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new());
         (
-            Lane::new("test", capacity, overflow, metrics.clone()),
+            Lane::new(
+                "test",
+                capacity,
+                overflow,
+                Timing {
+                    outage_after: Duration::ZERO,
+                    live_after: Duration::ZERO,
+                },
+                metrics.clone(),
+            ),
             metrics,
         )
+    }
+
+    #[tokio::test]
+    async fn a_full_telemetry_lane_waits_for_a_healthy_consumer_and_drops_only_in_an_outage() {
+        let metrics = Arc::new(Metrics::new());
+        let outage_after = Duration::from_millis(300);
+        let lane = Arc::new(Lane::new(
+            "test",
+            3,
+            Overflow::DropOldest,
+            Timing {
+                outage_after,
+                live_after: Duration::ZERO,
+            },
+            metrics.clone(),
+        ));
+        lane.push_all([1, 2, 3]).await;
+        let pusher = tokio::spawn({
+            let lane = lane.clone();
+            async move { lane.push_all([4]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!pusher.is_finished(), "a burst waits: backpressure");
+        let stop = CancellationToken::new();
+        assert_eq!(lane.peek_batch(1, Duration::ZERO, &stop).await, vec![1]);
+        lane.confirm(1);
+        pusher.await.unwrap();
+        assert_eq!(
+            metrics.dropped_count("test"),
+            0,
+            "nothing dropped in a burst"
+        );
+        assert_eq!(lane.len(), 3);
+        // The consumer goes silent: after outage_after the lane drops to take the input.
+        let started = std::time::Instant::now();
+        lane.push_all([5]).await;
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert_eq!(metrics.dropped_count("test"), 1, "an outage drops, counted");
+        assert_eq!(lane.take_lost(), 1);
+        assert_eq!(
+            lane.peek_batch(10, Duration::ZERO, &stop).await,
+            vec![3, 4, 5]
+        );
     }
 
     #[tokio::test]

@@ -15,9 +15,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::model::Reading;
 use crate::outbox::Lane;
-use crate::uplink::influx::Encoder;
+use crate::uplink::influx::{Encoder, Point};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineFileUplink {
@@ -25,7 +24,7 @@ pub struct LineFileUplink {
     pub dir: PathBuf,
     pub rotate_bytes: u64,
     pub keep_files: usize,
-    pub batch_max_points: usize,
+    pub batch_max_lines: usize,
     pub flush_interval: std::time::Duration,
 }
 
@@ -92,14 +91,14 @@ impl Writer {
 /// Drains `lane` into files until `flush` fires and the lane is empty, or `hard_stop` fires.
 pub async fn run(
     uplink: LineFileUplink,
-    lane: Arc<Lane<Reading>>,
+    lane: Arc<Lane<Point>>,
     encoder: Arc<Encoder>,
     metrics: Arc<Metrics>,
     flush: CancellationToken,
     hard_stop: CancellationToken,
 ) {
     let name = uplink.name.clone();
-    let (batch_max, linger) = (uplink.batch_max_points, uplink.flush_interval);
+    let (batch_max, linger) = (uplink.batch_max_lines, uplink.flush_interval);
     let mut writer = Some(Writer {
         uplink,
         current: None,
@@ -154,7 +153,7 @@ mod tests {
                 dir: dir.path().join("lp"),
                 rotate_bytes: 10,
                 keep_files: 2,
-                batch_max_points: 10,
+                batch_max_lines: 10,
                 flush_interval: std::time::Duration::from_millis(1),
             },
             current: None,

@@ -112,6 +112,12 @@ impl MqttIngest {
                                 }
                                 let readings = mapped.readings;
                                 self.metrics.readings_received("mqtt", readings.len());
+                                // The acknowledgement needs only the packet id: let the payload
+                                // (and the read buffer it shares) go now, not once the outbox
+                                // holds the readings.
+                                let mut publish = publish;
+                                drop(std::mem::take(&mut publish.payload));
+                                drop(std::mem::take(&mut publish.topic));
                                 let batch = Batch { readings, ack: Some(publish) };
                                 if tx.send(batch).await.is_err() {
                                     break;

@@ -1,7 +1,7 @@
 //! InfluxDB line protocol: one encoder for the v1 and v2 write APIs.
 //!
 //! Measurement = equipment kind; tags = site, gateway, equipment; fields = metrics; timestamps in
-//! nanoseconds. Consecutive readings of one equipment at one instant share a line. Readings
+//! nanoseconds. A point (one equipment at one instant, `point.rs`) is one line. Readings
 //! that are not of good quality carry no value; they go to the `seguard_quality` measurement as
 //! `bad=1i` or `stale=1i` with the metric as a tag, so a gap in a series can be explained.
 //!
@@ -17,6 +17,7 @@ use std::sync::RwLock;
 
 use influxdb_line_protocol::builder::{AfterField, LineProtocolBuilder};
 
+use super::Point;
 use crate::model::{EquipmentKind, Quality, Reading, Value};
 
 pub struct Encoder {
@@ -39,21 +40,19 @@ impl Encoder {
         *self.kinds.write().expect("kinds lock") = kinds;
     }
 
-    pub fn encode(&self, readings: &[Reading]) -> Vec<u8> {
-        let mut builder = LineProtocolBuilder::new_with(Vec::with_capacity(readings.len() * 96));
+    /// Line protocol for `points`: one line per point (its fields of good quality), and one
+    /// `seguard_quality` line per reading of other quality.
+    pub fn encode(&self, points: &[Point]) -> Vec<u8> {
+        let fields: usize = points.iter().map(|p| p.readings.len()).sum();
+        let mut builder = LineProtocolBuilder::new_with(Vec::with_capacity(fields * 32 + 96));
         let kinds = self.kinds.read().expect("kinds lock");
-        let mut rest = readings;
-        while let Some(first) = rest.first() {
-            let same_line = rest
-                .iter()
-                .take_while(|r| r.equipment == first.equipment && r.time == first.time)
-                .count();
-            let (line, tail) = rest.split_at(same_line);
-            rest = tail;
+        for point in points {
+            let Some(first) = point.readings.first() else {
+                continue;
+            };
             let time = first.time.timestamp_nanos_opt().unwrap_or_default();
-            let (good, other): (Vec<&Reading>, Vec<&Reading>) =
-                line.iter().partition(|r| r.quality == Quality::Good);
-            if let Some((head, tail)) = good.split_first() {
+            let mut good = point.readings.iter().filter(|r| r.quality == Quality::Good);
+            if let Some(head) = good.next() {
                 let measurement = kinds
                     .get(&first.equipment)
                     .map_or("equipment", |k| k.as_str());
@@ -63,12 +62,12 @@ impl Encoder {
                     .tag("gateway", &self.gateway)
                     .tag("equipment", &first.equipment);
                 let mut fields = add_field(tagged, head);
-                for r in tail {
+                for r in good {
                     fields = add_more(fields, r);
                 }
                 builder = fields.timestamp(time).close_line();
             }
-            for r in other {
+            for r in point.readings.iter().filter(|r| r.quality != Quality::Good) {
                 let flag = if r.quality == Quality::Stale {
                     "stale"
                 } else {
@@ -147,7 +146,7 @@ mod tests {
             5,
             Quality::Good,
         )];
-        let text = String::from_utf8(encoder.encode(&readings)).unwrap();
+        let text = String::from_utf8(encoder.encode(&Point::group(readings.to_vec()))).unwrap();
         assert_eq!(
             text,
             "equipment,site=s1,gateway=gw1,equipment=lift-1 floor=\"B2\\\\r\\\\n\" 5\n"
@@ -184,7 +183,7 @@ mod tests {
             reading("pv=1", "pressure", Value::Number(1.25), 7, Quality::Good),
             reading("pv=1", "temperature", Value::Number(0.0), 7, Quality::Bad),
         ];
-        let text = String::from_utf8(encoder.encode(&readings)).unwrap();
+        let text = String::from_utf8(encoder.encode(&Point::group(readings.to_vec()))).unwrap();
         assert_eq!(
             text,
             "elevator,site=site\\,a,gateway=gw,equipment=lift\\ 1 floor=\"B\\\"2\",occupied=true,speed=1.5 5\n\

@@ -6,6 +6,7 @@
 //! it as invalid (HTTP 400/422: retrying cannot help), which is counted and logged.
 
 pub mod line;
+mod point;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::{InfluxEndpoint, InfluxUplink};
 use crate::metrics::Metrics;
-use crate::model::Reading;
 use crate::outbox::Lane;
 
 pub use line::Encoder;
+pub use point::Point;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -172,16 +173,17 @@ impl InfluxWriter {
         }
     }
 
-    /// After a backlog batch: while a full batch or more is still queued, the lane is behind,
-    /// so the newest points are written too (once, best effort; they stay queued), and
-    /// dashboards show the present during a catch-up.
-    async fn send_live(&self, lane: &Lane<Reading>, encoder: &Encoder, metrics: &Metrics) {
-        let behind = lane.len() >= self.uplink.batch_max_points;
+    /// After a backlog batch: while the lane catches up after an outage (its oldest point is
+    /// older than the lane's `live_after`), the newest points are written too (once, best
+    /// effort, counted; they stay queued), and dashboards show the present. A burst is not an
+    /// outage: it costs no extra writes.
+    async fn send_live(&self, lane: &Lane<Point>, encoder: &Encoder, metrics: &Metrics) {
+        let behind = lane.is_behind();
         lane.set_catching_up(behind);
         if !behind {
             return;
         }
-        let live = lane.take_live(self.uplink.batch_max_points);
+        let live = lane.take_live(self.uplink.batch_max_lines);
         if live.is_empty() {
             return;
         }
@@ -197,7 +199,7 @@ impl InfluxWriter {
     /// fires. Retries transient failures with backoff, forever: the lane's quota bounds memory.
     pub async fn run(
         self,
-        lane: Arc<Lane<Reading>>,
+        lane: Arc<Lane<Point>>,
         encoder: Arc<Encoder>,
         metrics: Arc<Metrics>,
         healthy: Arc<AtomicBool>,
@@ -209,7 +211,7 @@ impl InfluxWriter {
         loop {
             let batch = lane
                 .peek_batch(
-                    self.uplink.batch_max_points,
+                    self.uplink.batch_max_lines,
                     self.uplink.flush_interval,
                     &flush,
                 )
@@ -236,7 +238,7 @@ impl InfluxWriter {
                     }
                     Err(WriteError::Transient(e)) => {
                         healthy.store(false, Ordering::Relaxed);
-                        lane.set_catching_up(true);
+                        lane.set_catching_up(lane.is_behind());
                         let delay = backoff.next_delay();
                         metrics.uplink_failed(&name, &e, delay);
                         tokio::select! {
