@@ -152,6 +152,8 @@ id = "lift"
 [uplink.central]
 confirm_timeout_ms = 2000
 signing_key = "{key}"
+[outbox]
+kind = "memory"
 "#
     )
 }

@@ -57,6 +57,9 @@ fault_numbering = "gbt24476"
 
 [uplink.central]
 confirm_timeout_ms = 2000
+
+[outbox]
+kind = "memory"
 "#
     );
     // Parsed as if it lay beside the examples, so the shipped profiles are found.
