@@ -1,7 +1,7 @@
 //! The gateway's HTTP API: health, readiness, Prometheus metrics, read-only views of the
-//! registry, the alarms, their history, the fills and the latest readings, and the operator's
-//! alarm actions (acknowledge, shelve, unshelve, out of service) with who and a comment, and
-//! the config reload (`POST /api/v1/reload`), also with who.
+//! registry, the alarms, their history, the fills, the latest readings and what central
+//! refused, and the operator's alarm actions (acknowledge, shelve, unshelve, out of service)
+//! with who and a comment, and the config reload (`POST /api/v1/reload`), also with who.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,6 +160,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/equipment", get(equipment))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/alarms/history", get(history))
+        .route(
+            crate::uplink::central::REJECTED_ROUTE,
+            get(central_rejected),
+        )
         .route("/api/v1/fills", get(fills))
         .route("/api/v1/readings/latest", get(latest))
         .merge(actions);
@@ -309,6 +313,14 @@ async fn alarms(State(state): State<AppState>) -> Json<Vec<ActiveAlarm>> {
     let mut alarms = state.live.alarms.read().expect("alarms lock").clone();
     alarms.extend(state.live.central_rejections.alarm());
     Json(alarms)
+}
+
+/// `GET /api/v1/central/rejected`: the messages central refused, oldest first, each with
+/// central's reason and the message as the gateway published it (`uplink/refused.rs`).
+async fn central_rejected(
+    State(state): State<AppState>,
+) -> Json<Vec<crate::uplink::refused::Refused>> {
+    Json(state.live.central_rejections.kept())
 }
 
 #[derive(Deserialize)]

@@ -30,13 +30,22 @@ pub const SESSION_COOKIE: &str = "seguard_token";
 
 /// The token of the [`SESSION_COOKIE`] in a `Cookie` header (percent-encoded there).
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// A rescue-page link's token, kept in a cookie scoped to its dispatch's API path
+/// (`central/web/session.rs`) once the `?t=` link was opened.
+pub const LINK_COOKIE: &str = "seguard_link";
+
+/// The value of cookie `name` in a `Cookie` header, percent-decoded; `None` when absent or empty.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .and_then(|(_, value)| {
             let decoded = url::form_urlencoded::parse(format!("t={value}").as_bytes())
                 .next()

@@ -321,6 +321,13 @@ impl Gateway {
                 &metrics,
             )
             .await?;
+            if let Some(outbox) = &config.outbox {
+                // What central refused survives a restart beside the lanes. Unreadable, it is
+                // kept in memory only: incidents must flow all the same.
+                if let Err(e) = live.central_rejections.keep_in(&outbox.dir) {
+                    tracing::error!(dir = %outbox.dir.display(), error = %e, "cannot keep central's refusals on disk; kept in memory only");
+                }
+            }
             let (publisher, event_loop) =
                 CentralPublisher::new(central.clone(), registry.subscribe());
             uplink_tasks.push(tokio::spawn(publisher.run(

@@ -226,7 +226,8 @@ webhook = "http://127.0.0.1:9/unused"
 
 /// Issue 13, item 1: a message central refuses is never silently "delivered". Here the
 /// gateway signs with a key central does not hold: central counts and keeps the refused
-/// incident, the gateway counts the refusal and lists `gateway.central_rejected`.
+/// incident, the gateway counts the refusal, lists `gateway.central_rejected`, and keeps the
+/// refused incident whole with central's reason, across a restart (durable outbox).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_incident_raises_central_rejected_at_the_gateway() {
     let broker = Mosquitto::start();
@@ -234,9 +235,21 @@ async fn a_refused_incident_raises_central_rejected_at_the_gateway() {
     let store = format!("sqlite://{}/central.db", dir.path().display());
     let central = start_central(&store, broker.port, "", "").await;
     let wrong_key = "a-key-central-does-not-know-0123456789";
-    let config = seguard::config::parse(&site(broker.port, wrong_key), Path::new("site.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(config).await.unwrap();
+    let site_text = site(broker.port, wrong_key).replace(
+        "[outbox]\nkind = \"memory\"",
+        &format!(
+            "[outbox]\ndir = \"{}\"",
+            dir.path().join("outbox").display()
+        ),
+    );
+    let parse = || {
+        seguard::config::parse(&site_text, Path::new("site.toml")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(
+        parse().outbox.is_some(),
+        "the test runs on the durable outbox"
+    );
+    let gateway = Gateway::start(parse()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     report_trapped(broker.port).await;
 
@@ -280,6 +293,45 @@ async fn a_refused_incident_raises_central_rejected_at_the_gateway() {
     assert_eq!(incident["reason"], json!("bad_signature"));
     assert!(incident["payload"].as_str().unwrap().contains("lift-1"));
     assert_eq!(central.store.event_count().await.unwrap(), 0);
+    // The gateway keeps the refused incident itself, whole, with central's reason: the very
+    // message central holds, and the alarm says where to look.
+    let payload = incident["payload"].as_str().unwrap().as_bytes();
+    let at_central: Value =
+        serde_json::from_slice(seguard::signing::open(payload).unwrap().message).unwrap();
+    let refused_id = at_central["id"].clone();
+    let kept_at_gateway = |addr: std::net::SocketAddr| {
+        let refused_id = refused_id.clone();
+        async move {
+            let kept = get_json(addr, "/api/v1/central/rejected", None).await;
+            kept.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["kind"] == "incidents" && r["id"] == refused_id)
+                .cloned()
+                .unwrap_or_else(|| panic!("the refused incident is kept at the gateway: {kept}"))
+        }
+    };
+    let kept = kept_at_gateway(gateway.http_addr).await;
+    assert_eq!(kept["reason"], json!("bad_signature"), "{kept}");
+    assert!(
+        kept["detail"].as_str().unwrap().contains("signature"),
+        "{kept}"
+    );
+    assert_eq!(kept["message"], at_central, "{kept}");
+    assert!(
+        kept["message"]["event"]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("trapped"),
+        "{kept}"
+    );
+    assert!(
+        alarm["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/central/rejected"),
+        "{alarm}"
+    );
     // Only regulators read it.
     let anonymous = reqwest::get(format!("http://{}/api/v1/intake/rejected", central.addr))
         .await
@@ -305,6 +357,10 @@ async fn a_refused_incident_raises_central_rejected_at_the_gateway() {
             .any(|a| a["rule"] == "gateway.central_rejected"),
         "{alarms}"
     );
+    // Acknowledged and restarted, the gateway still lists the refused incident.
+    gateway.stop().await;
+    let gateway = Gateway::start(parse()).await.unwrap();
+    assert_eq!(kept_at_gateway(gateway.http_addr).await, kept);
     gateway.stop().await;
     central.stop().await;
 }

@@ -262,13 +262,25 @@ async fn a_token_link_becomes_an_http_only_cookie_and_sign_out_clears_it() {
             .as_u16(),
         401
     );
-    // The rescue page keeps its dispatch link parameter.
+    // The rescue page takes its link parameter out too (an unknown link sets no link cookie).
     let rescue = client
-        .get(format!("{base}/rescue/d1?t=00ff&token=regulator-token"))
+        .get(format!(
+            "{base}/rescue/d1?t=00ff&token=regulator-token&lang=zh"
+        ))
         .send()
         .await
         .unwrap();
-    assert_eq!(rescue.headers()["location"], "/rescue/d1?t=00ff");
+    assert_eq!(rescue.headers()["location"], "/rescue/d1?lang=zh");
+    let cookies: Vec<&str> = rescue
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        cookies,
+        ["seguard_token=regulator-token; Path=/; HttpOnly; SameSite=Strict"]
+    );
     let out = client
         .post(format!("{base}/signout"))
         .header("cookie", "seguard_token=regulator-token")
@@ -282,6 +294,177 @@ async fn a_token_link_becomes_an_http_only_cookie_and_sign_out_clears_it() {
         "seguard_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     );
     assert_eq!(out.headers()["clear-site-data"], "\"storage\"");
+    central.stop().await;
+}
+
+/// A trapped incident of lift `lift` from gw1, as a gateway posts it.
+fn trapped(n: u32, lift: &str) -> serde_json::Value {
+    let id = format!("00000000-0000-4000-8000-{n:012}");
+    serde_json::json!({
+        "schema": "seguard.incident.v1", "id": id, "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": {
+            "id": lift, "kind": "elevator", "name": format!("Lift {lift}"),
+            "registration_code": "31103101002016010001", "rescue_code": "02417",
+            "using_unit": "Riverside Property Co.",
+            "maintenance_unit": { "name": "Shenlong Elevator Service", "phone": "+86-21-5555-0101" },
+            "address": "8 River Road", "location": { "lat": 31.2, "lon": 121.5, "crs": "WGS-84" },
+            "nameplate": {}, "next_inspection": "2027-03-31", "insured": true
+        },
+        "event": { "id": id, "equipment": lift, "rule": "elevator.trapped_at_level",
+                   "severity": "critical", "transition": "raise",
+                   "time": chrono::Utc::now().to_rfc3339(), "message": "trapped" }
+    })
+}
+
+/// Found by trying: a rescue link's `?t=` stayed in the address bar (and in every Referer) for
+/// as long as the page was open. It is exchanged for a cookie scoped to its dispatch.
+#[tokio::test]
+async fn a_rescue_link_becomes_a_cookie_of_its_own_dispatch() {
+    let (tx, mut hooks) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    let app = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                "ok"
+            }
+        }),
+    );
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_port = hook_listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(hook_listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = central_text(&dir.path().join("central.db"), "", &[]);
+    text.push_str(&format!(
+        "[[gateway]]\nid = \"gw1\"\ntoken_sha256 = \"{}\"\n\
+         [[rescue_unit]]\nname = \"Shenlong Elevator Service\"\nphone = \"+86-21-5555-0101\"\n\
+         webhook = \"http://127.0.0.1:{hook_port}/shenlong\"\n",
+        token_hash("gw1-token")
+    ));
+    let central = start_central(&text, &dir.path().join("central.toml")).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    // Two trapped lifts, two dispatches, two links (as on one team's phone).
+    let mut links = Vec::new();
+    for (n, lift) in [(1, "lift-a"), (2, "lift-b")] {
+        let r = client
+            .post(format!("{base}/api/v1/intake/incidents"))
+            .bearer_auth("gw1-token")
+            .json(&trapped(n, lift))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+        let hook = tokio::time::timeout(Duration::from_secs(10), hooks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let url = hook["rescue_url"].as_str().unwrap().to_owned();
+        let (path, token) = url
+            .split_once("/rescue/")
+            .unwrap()
+            .1
+            .split_once("?t=")
+            .unwrap();
+        links.push((path.to_owned(), token.to_owned()));
+    }
+    let mut cookies = Vec::new();
+    for (id, token) in &links {
+        let opened = client
+            .get(format!("{base}/rescue/{id}?t={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(opened.status().as_u16(), 303);
+        assert_eq!(opened.headers()["location"], format!("/rescue/{id}"));
+        let cookie = opened.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert_eq!(
+            cookie,
+            format!(
+                "seguard_link={token}; Path=/api/v1/dispatches/{id}; Max-Age=604800; HttpOnly; SameSite=Strict"
+            )
+        );
+        cookies.push(format!("seguard_link={token}"));
+        // The page at the address without the token is served as it is.
+        let page = client
+            .get(format!("{base}/rescue/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+    }
+    let step = |id: &str, cookie: Option<&str>| {
+        let mut request = client
+            .post(format!("{base}/api/v1/dispatches/{id}/status"))
+            .json(&serde_json::json!({ "status": "responded", "note": "on our way" }));
+        if let Some(c) = cookie {
+            request = request.header("cookie", c.to_owned());
+        }
+        request.send()
+    };
+    let (first, second) = (&links[0].0, &links[1].0);
+    // Another dispatch's cookie, or none, opens nothing; the dispatch's own cookie reads and acts.
+    assert_eq!(step(first, None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        step(first, Some(&cookies[1]))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let read = client
+        .get(format!("{base}/api/v1/dispatches/{first}"))
+        .header("cookie", cookies[1].clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 401);
+    let taken = step(first, Some(&cookies[0])).await.unwrap();
+    assert_eq!(
+        taken.status().as_u16(),
+        200,
+        "{}",
+        taken.text().await.unwrap()
+    );
+    let d: serde_json::Value = client
+        .get(format!("{base}/api/v1/dispatches/{first}"))
+        .header("cookie", cookies[0].clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "responded", "{d}");
+    assert_eq!(d["access"]["can_act"], true, "{d}");
+    assert_eq!(
+        d["steps"].as_array().unwrap().last().unwrap()["actor"],
+        "Shenlong Elevator Service (link)",
+        "{d}"
+    );
+    // The second dispatch is untouched, and its own cookie still acts on it.
+    assert_eq!(
+        step(second, Some(&cookies[1]))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    // A wrong link is taken out of the address too, and sets no cookie.
+    let wrong = client
+        .get(format!("{base}/rescue/{first}?t=00ff"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.headers()["location"], format!("/rescue/{first}"));
+    assert!(wrong.headers().get("set-cookie").is_none());
     central.stop().await;
 }
 

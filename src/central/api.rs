@@ -124,7 +124,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/rescue/{id}",
-            get(|s: State<AppState>, uri: Uri| page(s, uri, web::RESCUE_HTML)),
+            get(
+                |s: State<AppState>, uri: Uri, Path(id): Path<String>| async move {
+                    web::session::page(&s, &uri, web::RESCUE_HTML, Some(&id)).await
+                },
+            ),
         )
         .route("/signout", post(web::session::sign_out))
         .route("/assets/{*file}", get(asset))
@@ -161,7 +165,7 @@ pub fn router(state: AppState) -> Router {
 
 /// A page, or the exchange of a `?token=` sign-in link for the session cookie.
 async fn page(State(state): State<AppState>, uri: Uri, html: &'static str) -> Response {
-    web::session::page(&state, &uri, html).await
+    web::session::page(&state, &uri, html, None).await
 }
 
 /// Serves the router until `stop` fires; for tests on a real socket.
@@ -569,8 +573,8 @@ struct LinkToken {
     t: Option<String>,
 }
 
-/// Who may see or act on a dispatch: the holder of its link token (sent to the called unit),
-/// a rescue team that was called for it, or (to read) a regulator. Taking a step is further
+/// Who may see or act on a dispatch: the holder of its link token (sent to the called unit, as
+/// `?t=` or in the link cookie the rescue page was given for this dispatch), a rescue team that was called for it, or (to read) a regulator. Taking a step is further
 /// limited to the unit called now (see [`dispatch::check_step`]).
 async fn dispatch_caller(
     state: &AppState,
@@ -578,17 +582,20 @@ async fn dispatch_caller(
     id: &str,
     link: Option<&str>,
 ) -> Result<Caller, ApiError> {
+    let as_link = |unit: String| Caller {
+        role: Role::RescueTeam,
+        name: format!("{unit} (link)"),
+        unit: Some(unit),
+    };
     if let Some(t) = link {
-        let unit = state
-            .store
-            .dispatch_link_unit(id, t)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        return Ok(Caller {
-            role: Role::RescueTeam,
-            name: format!("{unit} (link)"),
-            unit: Some(unit),
-        });
+        let unit = state.store.dispatch_link_unit(id, t).await?;
+        return unit.map(as_link).ok_or(ApiError::Unauthorized);
+    }
+    // A link cookie of another dispatch (or a stale one) is no link: the role token decides.
+    if let Some(t) = crate::auth::cookie(headers, crate::auth::LINK_COOKIE) {
+        if let Some(unit) = state.store.dispatch_link_unit(id, &t).await? {
+            return Ok(as_link(unit));
+        }
     }
     let c = caller(&state.config, headers)?;
     match c.role {

@@ -7,7 +7,9 @@
 //! can tell it from a forgery on any broker. A PUBACK says only that the broker has a message:
 //! central says which ones it refused on `{prefix}/{gateway}/rejections`; each is counted
 //! (`seguard_central_rejections_total{reason}`) and raises the `gateway.central_rejected`
-//! alarm, listed in `/api/v1/alarms` (the refused message itself is kept at central).
+//! alarm, listed in `/api/v1/alarms`. The uplink remembers what it published recently, so the
+//! gateway keeps each refused message with central's reason (`refused.rs`), listed at
+//! `GET /api/v1/central/rejected` (central keeps its copy too).
 //!
 //! **Invariant:** a message leaves the outbox lane only after the broker's PUBACK for it. A
 //! message not confirmed within `confirm_timeout` is published again; receivers drop the
@@ -16,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
@@ -32,6 +34,7 @@ use crate::model::{
 };
 use crate::outbox::Lane;
 use crate::rules::{ActiveAlarm, AlarmState};
+use crate::uplink::refused::{Kept, Recent, Refused};
 use secrecy::ExposeSecret;
 
 /// The alarm raised when central refused a message the broker had confirmed.
@@ -46,20 +49,46 @@ fn sealed(config: &CentralUplink, kind: &str, json: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// What central refused, shared with the HTTP API: the `gateway.central_rejected` alarm.
+/// Where the gateway lists what central refused.
+pub const REJECTED_ROUTE: &str = "/api/v1/central/rejected";
+
+/// What central refused, shared with the HTTP API: the `gateway.central_rejected` alarm, the
+/// messages published recently, and the refused ones kept with their reasons.
 #[derive(Default)]
 pub struct CentralRejections {
     alarm: Mutex<Option<ActiveAlarm>>,
+    recent: Mutex<Recent>,
+    kept: Mutex<Kept>,
 }
 
 impl CentralRejections {
+    /// Keeps refusals in the outbox directory `dir` from now on, with those kept there before.
+    pub fn keep_in(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.kept.lock().expect("kept lock").open(dir)
+    }
+
+    /// The refused messages kept, oldest first.
+    pub fn kept(&self) -> Vec<Refused> {
+        self.kept.lock().expect("kept lock").list()
+    }
+
+    /// Remembers a message as published (its JSON before sealing), for a refusal to name.
+    fn remember(&self, message: &ToCentral, json: &[u8]) {
+        let id = match message {
+            ToCentral::Incident(i) => i.id,
+            ToCentral::Fill(f) => f.id,
+        };
+        let mut recent = self.recent.lock().expect("recent lock");
+        recent.remember(id.to_string(), json, Instant::now());
+    }
+
     /// The open alarm, when central refused anything since the gateway started.
     pub fn alarm(&self) -> Option<ActiveAlarm> {
         self.alarm.lock().expect("rejections lock").clone()
     }
 
     /// An operator has seen the refusals: the alarm ends until the next one (the counts stay in
-    /// `/metrics`, the refused messages at central). False when there is no such alarm.
+    /// `/metrics`, the refused messages at [`REJECTED_ROUTE`] and at central). False when there is no such alarm.
     pub fn acknowledge(&self, equipment: &str, user: &str) -> bool {
         let mut alarm = self.alarm.lock().expect("rejections lock");
         match alarm.as_ref() {
@@ -83,6 +112,23 @@ impl CentralRejections {
             .unwrap_or("other");
         let what = format!("{} {}", r.kind, r.id.as_deref().unwrap_or("(no id)"));
         metrics.central_rejected(reason, &what, &r.detail);
+        let message = r.id.as_deref().and_then(|id| {
+            let json = self
+                .recent
+                .lock()
+                .expect("recent lock")
+                .get(id, Instant::now())?;
+            serde_json::from_slice(&json).ok()
+        });
+        self.kept.lock().expect("kept lock").add(Refused {
+            time: Utc::now(),
+            kind: r.kind.clone(),
+            id: r.id.clone(),
+            reason: r.reason.clone(),
+            detail: r.detail.clone(),
+            verified,
+            message,
+        });
         let mut alarm = self.alarm.lock().expect("rejections lock");
         let count = alarm.as_ref().and_then(|a| a.value).unwrap_or(0.0) + 1.0;
         let details = [
@@ -103,7 +149,7 @@ impl CentralRejections {
             value: Some(count),
             limit: None,
             message: format!(
-                "central refused {count} message(s); the last: {what}: {}",
+                "central refused {count} message(s); the last: {what}: {}; the messages and why: {REJECTED_ROUTE}",
                 r.detail
             ),
             state: AlarmState::ActiveUnacknowledged,
@@ -309,7 +355,7 @@ impl CentralPublisher {
             connected,
             registry,
             on_connect,
-            rejections,
+            rejections.clone(),
             hard_stop.clone(),
         ));
         let incidents_topic = self.config.incidents_topic(&self.gateway);
@@ -327,14 +373,17 @@ impl CentralPublisher {
             };
             let messages: Vec<(&str, Vec<u8>)> = batch
                 .iter()
-                .map(|m| match m {
-                    ToCentral::Incident(i) => {
-                        (incidents_topic.as_str(), "incidents", serde_json::to_vec(i))
-                    }
-                    ToCentral::Fill(f) => (fills_topic.as_str(), "fills", serde_json::to_vec(f)),
-                })
-                .map(|(topic, kind, json)| {
+                .map(|m| {
+                    let (topic, kind, json) = match m {
+                        ToCentral::Incident(i) => {
+                            (incidents_topic.as_str(), "incidents", serde_json::to_vec(i))
+                        }
+                        ToCentral::Fill(f) => {
+                            (fills_topic.as_str(), "fills", serde_json::to_vec(f))
+                        }
+                    };
                     let json = json.expect("a central message serializes");
+                    rejections.remember(m, &json);
                     (topic, sealed(&self.config, kind, json))
                 })
                 .collect();

@@ -4,3 +4,4 @@
 pub mod central;
 pub mod influx;
 pub mod linefile;
+pub mod refused;

@@ -126,6 +126,7 @@ try {
   const phone = await browser.newPage(phoneSize);
   await phone.goto(env.RESCUE_URL);
   await phone.waitForSelector('body[data-ready="true"]', { state: 'attached' });
+  check(!new URL(phone.url()).searchParams.has('t'), `the link token left the address bar: ${phone.url()}`);
   await phone.screenshot({ path: `${shots}/rescue-0-occurred.png`, fullPage: true });
   {
     const left = await englishLeft(phone);

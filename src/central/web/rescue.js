@@ -6,19 +6,18 @@
 const { esc, val, time, t, label, elapsed, langButton, ready } = window.seguard;
 document.getElementById('lang-slot').appendChild(langButton());
 const id = location.pathname.split('/').pop();
-const link = new URLSearchParams(location.search).get('t');
 const ORDER = ['occurred', 'responded', 'on_site', 'completed'];
 const CLOSED = ['completed', 'false_alarm'];
 const QUEUE_KEY = 'seguard.rescue.queue.' + id;
 let current = null;
 
-// A request to central, with the dispatch's link token or else the session cookie. Throws
-// `offline` when the request never reached central, or an Error with the HTTP status.
+// A request to central, with the cookie of the dispatch's link (central took `?t=` out of the
+// address and set it) or else the session cookie. Throws `offline` when the request never
+// reached central, or an Error with the HTTP status.
 async function call(path, options) {
-  const url = path + (link ? '?t=' + encodeURIComponent(link) : '');
   let response;
   try {
-    response = await fetch(url, Object.assign({}, options || {}, { headers: { 'Content-Type': 'application/json' }, credentials: 'same-origin' }));
+    response = await fetch(path, Object.assign({}, options || {}, { headers: { 'Content-Type': 'application/json' }, credentials: 'same-origin' }));
   } catch (e) {
     throw Object.assign(new Error(t('error.offline')), { offline: true });
   }
@@ -131,7 +130,13 @@ async function flush() {
         document.getElementById('error').textContent = '';
         if (step.queued) document.getElementById('error').textContent = t('rescue.sent', { step: label('step', step.status) });
       } catch (e) {
-        if (e.offline) { setQueue(q.map(x => Object.assign(x, { queued: true }))); break; }
+        // Unreachable, or no longer signed in (cookie gone): keep the steps until the link is
+        // opened again; they are not central's refusal.
+        if (e.offline || e.status === 401) {
+          setQueue(q.map(x => Object.assign(x, { queued: true })));
+          if (e.status === 401) document.getElementById('error').textContent = t('rescue.refused', { step: label('step', step.status), reason: e.message });
+          break;
+        }
         // 409: central already has this step (sent before the connection dropped) or it no
         // longer fits; either way it is not sent again. The reload shows which.
         document.getElementById('error').textContent = e.status === 409 && current && ORDER.indexOf(current.status) >= ORDER.indexOf(step.status)
