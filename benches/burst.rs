@@ -36,10 +36,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, Influx1, Process};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::burst;
 use support::{cpu_seconds, median, setting, smoke_test, Seguard};
-use tokio::sync::mpsc;
 
 /// mosquitto for one contender, sized for the burst like `deploy/mosquitto-site.conf`.
 struct Broker {
@@ -93,30 +91,7 @@ struct Outcome {
 /// mosquitto's relay alone: publisher → broker → a rumqttc subscriber at QoS1.
 async fn raw_relay(n: usize) -> Outcome {
     let broker = Broker::start();
-    let mut options = MqttOptions::new("burst-subscriber", "127.0.0.1", broker.port);
-    options
-        .set_keep_alive(Duration::from_secs(60))
-        .set_clean_session(false);
-    let (client, mut event_loop) = AsyncClient::new(options, 10_000);
-    client
-        .subscribe("site/+/+/telemetry", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let (ready_tx, mut ready) = mpsc::channel(1);
-    let subscriber = tokio::spawn(async move {
-        let mut received = 0;
-        while received < n {
-            match event_loop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(()).await;
-                }
-                Ok(Event::Incoming(Packet::Publish(_))) => received += 1,
-                Ok(_) => {}
-                Err(e) => panic!("subscriber failed: {e}"),
-            }
-        }
-    });
-    ready.recv().await;
+    let subscriber = support::relay::subscriber(broker.port, "site/+/+/telemetry", n as u64).await;
     let started = Instant::now();
     burst::publish(broker.port, n).await;
     subscriber.await.unwrap();

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use common::{Mosquitto, Victoria};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::{median, payload, site_toml, smoke_test, SiteOptions, READINGS_PER_MESSAGE};
-use tokio::sync::mpsc;
 
 /// Publishes `n` messages at QoS1 as fast as the broker acknowledges them; returns when all
 /// PUBACKs arrived.
@@ -58,30 +57,7 @@ async fn publish(port: u16, n: u64, topics: u64) {
 
 /// Baseline: messages per second mosquitto relays from one QoS1 publisher to one QoS1 subscriber.
 async fn raw_relay(port: u16, n: u64, topics: u64) -> f64 {
-    let mut options = MqttOptions::new("bench-subscriber", "127.0.0.1", port);
-    options
-        .set_keep_alive(Duration::from_secs(60))
-        .set_clean_session(false);
-    let (client, mut event_loop) = AsyncClient::new(options, 10_000);
-    client
-        .subscribe("bench/+/telemetry", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let (ready_tx, mut ready) = mpsc::channel(1);
-    let subscriber = tokio::spawn(async move {
-        let mut received = 0;
-        while received < n {
-            match event_loop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(()).await;
-                }
-                Ok(Event::Incoming(Packet::Publish(_))) => received += 1,
-                Ok(_) => {}
-                Err(e) => panic!("subscriber failed: {e}"),
-            }
-        }
-    });
-    ready.recv().await;
+    let subscriber = support::relay::subscriber(port, "bench/+/telemetry", n).await;
     let started = Instant::now();
     publish(port, n, topics).await;
     subscriber.await.unwrap();

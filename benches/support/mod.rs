@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod burst;
+pub mod relay;
 
 use std::fmt::Write as _;
 use std::fs::File;
