@@ -23,7 +23,7 @@ use crate::model::{AlarmEvent, Equipment, FillRecord, Reading};
 use crate::rules::{ActiveAlarm, LifecycleError};
 use tokio::sync::{mpsc, oneshot};
 
-/// How many events and fills the live view keeps for the API.
+/// How many fills the live view keeps for the API, and the most events one reply returns.
 pub const HISTORY_LEN: usize = 10_000;
 
 /// What the pipeline knows now, shared with the API.
@@ -32,7 +32,7 @@ pub struct Live {
     /// equipment → metric → latest reading.
     pub latest: RwLock<HashMap<String, BTreeMap<String, Reading>>>,
     pub alarms: RwLock<Vec<ActiveAlarm>>,
-    /// The last [`HISTORY_LEN`] events of the incident stream, oldest first.
+    /// The last `[rules.lifecycle] history` events of the incident stream, oldest first.
     pub history: RwLock<VecDeque<AlarmEvent>>,
     /// The last [`HISTORY_LEN`] fill records, oldest first.
     pub fills: RwLock<VecDeque<FillRecord>>,

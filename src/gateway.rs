@@ -881,8 +881,9 @@ impl Pipeline {
         self.metrics.alarm_stats(&self.engine.stats());
         {
             let mut history = self.live.history.write().expect("history lock");
+            let keep = self.config.rules.lifecycle.history;
             for event in events.iter() {
-                if history.len() >= api::HISTORY_LEN {
+                while history.len() >= keep {
                     history.pop_front();
                 }
                 history.push_back(event.clone());

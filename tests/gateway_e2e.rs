@@ -658,3 +658,53 @@ async fn a_dead_influxdb_shows_in_readyz_and_loses_nothing() {
     .await;
     gateway.stop().await;
 }
+
+/// `[rules.lifecycle] history` bounds the events `/api/v1/alarms/history` keeps: with 2, four
+/// transitions leave the last two, newest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alarm_history_keeps_as_many_events_as_configured() {
+    let broker = Mosquitto::start();
+    let gateway = Gateway::start(site_config(broker.port, "[rules.lifecycle]\nhistory = 2\n"))
+        .await
+        .unwrap();
+    let mut device = TestClient::connect(broker.port, "transmitter").await;
+    eventually("gateway connected", Duration::from_secs(10), || async {
+        (metric(&gateway, "seguard_broker_connected{uplink=\"site\"}").await == 1.0).then_some(())
+    })
+    .await;
+    // Raise at 1.65, clear at 1.54, raise at 1.7, clear at 1.3 (high 1.6, deadband 0.05).
+    let messages = [1.5, 1.65, 1.54, 1.7, 1.3]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let body = json!({"ts": T0_MS + i as i64 * 1000, "pressure_pa": (p * 1e6) as i64});
+            (
+                "site/s1/boiler/pressure".to_owned(),
+                body.to_string().into_bytes(),
+            )
+        });
+    device.publish_all(messages.collect::<Vec<_>>()).await;
+    eventually("two clears", Duration::from_secs(10), || async {
+        (metric(&gateway, "seguard_alarms_cleared_total").await == 2.0).then_some(())
+    })
+    .await;
+
+    let (status, body) = get_text(&gateway, "/api/v1/alarms/history").await;
+    assert_eq!(status, 200);
+    let events: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let kept: Vec<(String, f64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["transition"].as_str().unwrap().to_owned(),
+                e["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [("clear".to_owned(), 1.3), ("raise".to_owned(), 1.7)],
+        "{body}"
+    );
+    gateway.stop().await;
+}
