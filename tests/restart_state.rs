@@ -109,26 +109,82 @@ fn time(value: &Value) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// One gateway process on its own broker and directory, with an observer of its incidents.
+struct Run {
+    broker: Mosquitto,
+    _dir: tempfile::TempDir,
+    http: String,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    central: TestClient,
+    gateway: Option<GatewayProcess>,
+}
+
+impl Run {
+    /// Starts the gateway on a durable outbox and waits until it is ready.
+    async fn start() -> Run {
+        let broker = Mosquitto::start();
+        let dir = tempfile::tempdir().unwrap();
+        let http = format!("127.0.0.1:{}", free_port());
+        let config = dir.path().join("site.toml");
+        let outbox = dir.path().join("outbox");
+        std::fs::write(&config, site(broker.port, &http, &outbox)).unwrap();
+        let log = dir.path().join("gateway.log");
+        let central = TestClient::connect(broker.port, "central-observer").await;
+        central.subscribe("seguard/v1/gw-restart/incidents").await;
+        let gateway = GatewayProcess::spawn(&config, &log);
+        wait_http_ok("gateway ready", &format!("http://{http}/readyz")).await;
+        Run {
+            broker,
+            _dir: dir,
+            http,
+            config,
+            log,
+            central,
+            gateway: Some(gateway),
+        }
+    }
+
+    /// `kill -9`, then a new process at once, waited for until ready.
+    async fn kill9_and_restart(&mut self) {
+        self.gateway.take().expect("a gateway").kill9();
+        self.gateway = Some(GatewayProcess::spawn(&self.config, &self.log));
+        wait_http_ok(
+            "gateway ready again",
+            &format!("http://{}/readyz", self.http),
+        )
+        .await;
+    }
+
+    /// The trapped raises central receives until `started + 36 s`, each with when it arrived.
+    async fn trapped_raises(&mut self, started: Instant) -> Vec<(Value, Duration)> {
+        let mut raises = Vec::new();
+        while let Some(left) = Duration::from_secs(36).checked_sub(started.elapsed()) {
+            let Some((_, incident)) = self.central.next_json(left).await else {
+                break;
+            };
+            let event = &incident["event"];
+            if event["rule"] == json!("lift.trapped") && event["transition"] == json!("raise") {
+                raises.push((event.clone(), started.elapsed()));
+            }
+        }
+        raises
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_a_trapped_episode_keeps_the_instant_and_the_stopped_time() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let http = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("site.toml");
-    let outbox = dir.path().join("outbox");
-    std::fs::write(&config, site(broker.port, &http, &outbox)).unwrap();
-    let log = dir.path().join("gateway.log");
-
-    let mut central = TestClient::connect(broker.port, "central-observer").await;
-    central.subscribe("seguard/v1/gw-restart/incidents").await;
-    let gateway = GatewayProcess::spawn(&config, &log);
-    wait_http_ok("gateway ready", &format!("http://{http}/readyz")).await;
+    let mut run = Run::start().await;
 
     // t0: the car stops. The terminal goes on reporting every 2 s, through the crash: the
     // broker keeps what arrives while the gateway is down in its persistent session.
     let t0 = Utc::now();
     let started = Instant::now();
-    let mut terminal = TestClient::connect(broker.port, "lift-1-terminal").await;
+    let mut terminal = TestClient::connect(run.broker.port, "lift-1-terminal").await;
     terminal.publish_all([stuck(t0)]).await;
     let reporter = tokio::spawn(async move {
         let mut n = 1;
@@ -140,34 +196,23 @@ async fn kill_9_in_a_trapped_episode_keeps_the_instant_and_the_stopped_time() {
     });
 
     tokio::time::sleep_until((started + Duration::from_secs(10)).into()).await;
-    gateway.kill9();
-    let _gateway = GatewayProcess::spawn(&config, &log);
-    wait_http_ok("gateway ready again", &format!("http://{http}/readyz")).await;
+    run.kill9_and_restart().await;
     let restarted = started.elapsed();
     assert_eq!(
         metric(
-            &http,
+            &run.http,
             "seguard_rule_checkpoints_total{outcome=\"restored\"}"
         )
         .await,
         1.0,
         "log:\n{}",
-        std::fs::read_to_string(&log).unwrap()
+        run.log_text()
     );
 
     // Everything central gets until t0 + 36 s.
-    let mut raises: Vec<(Value, Duration)> = Vec::new();
-    while let Some(left) = Duration::from_secs(36).checked_sub(started.elapsed()) {
-        let Some((_, incident)) = central.next_json(left).await else {
-            break;
-        };
-        let event = &incident["event"];
-        if event["rule"] == json!("lift.trapped") && event["transition"] == json!("raise") {
-            raises.push((event.clone(), started.elapsed()));
-        }
-    }
+    let raises = run.trapped_raises(started).await;
     reporter.abort();
-    let log_text = std::fs::read_to_string(&log).unwrap();
+    let log_text = run.log_text();
     assert!(!raises.is_empty(), "no trapped incident; log:\n{log_text}");
     let ids: std::collections::BTreeSet<String> =
         raises.iter().map(|(e, _)| e["id"].to_string()).collect();
@@ -214,47 +259,35 @@ async fn kill_9_in_a_trapped_episode_keeps_the_instant_and_the_stopped_time() {
 /// carries the stop over the crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_right_after_a_quiet_terminal_reports_the_stop() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let http = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("site.toml");
-    let outbox = dir.path().join("outbox");
-    std::fs::write(&config, site(broker.port, &http, &outbox)).unwrap();
-    let log = dir.path().join("gateway.log");
-
-    let mut central = TestClient::connect(broker.port, "central-observer").await;
-    central.subscribe("seguard/v1/gw-restart/incidents").await;
-    let gateway = GatewayProcess::spawn(&config, &log);
-    wait_http_ok("gateway ready", &format!("http://{http}/readyz")).await;
+    let mut run = Run::start().await;
 
     let t0 = Utc::now();
     let started = Instant::now();
-    let mut terminal = TestClient::connect(broker.port, "lift-1-terminal").await;
+    let mut terminal = TestClient::connect(run.broker.port, "lift-1-terminal").await;
     terminal.publish_all([stuck(t0)]).await;
     common::eventually("the stop evaluated", Duration::from_secs(10), || async {
-        (metric(&http, "seguard_readings_received_total{source=\"mqtt\"}").await >= 6.0)
+        (metric(
+            &run.http,
+            "seguard_readings_received_total{source=\"mqtt\"}",
+        )
+        .await
+            >= 6.0)
             .then_some(())
     })
     .await;
     // Time for the acknowledgement to reach the broker (it is not sent again), well within the
     // checkpoint's 1 s throttle.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    gateway.kill9();
     let killed = started.elapsed();
-    let _gateway = GatewayProcess::spawn(&config, &log);
-    wait_http_ok("gateway ready again", &format!("http://{http}/readyz")).await;
+    run.kill9_and_restart().await;
 
-    let mut raises = Vec::new();
-    while let Some(left) = Duration::from_secs(36).checked_sub(started.elapsed()) {
-        let Some((_, incident)) = central.next_json(left).await else {
-            break;
-        };
-        let event = incident["event"].clone();
-        if event["rule"] == json!("lift.trapped") && event["transition"] == json!("raise") {
-            raises.push(event);
-        }
-    }
-    let log_text = std::fs::read_to_string(&log).unwrap();
+    let raises: Vec<Value> = run
+        .trapped_raises(started)
+        .await
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    let log_text = run.log_text();
     eprintln!(
         "killed {:.3} s after the stop was published",
         killed.as_secs_f64()
