@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{token_hash, CentralConfig, Role, TileCrs};
 use super::dispatch::{self, Status};
 use super::intake::{self, Rejection};
-use super::store::{AlarmFilter, Store, StoreError};
+use super::store::{AlarmFilter, RescueStep, Store, StoreError};
 use super::{geo, now_ms, web, CentralMetrics};
 
 #[derive(Clone)]
@@ -724,12 +724,14 @@ async fn dispatch_status(
         .set_dispatch_status(
             &state.config,
             &id,
-            status,
-            &unit,
-            &c.name,
-            c.role.as_str(),
-            &body.note,
-            now_ms(),
+            &RescueStep {
+                status,
+                unit: &unit,
+                actor: &c.name,
+                role: c.role.as_str(),
+                note: &body.note,
+                now: now_ms(),
+            },
         )
         .await?
     {

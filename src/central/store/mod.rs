@@ -30,7 +30,7 @@ mod schema;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 pub use dashboard::{AuditRow, EquipmentState, EventRow};
-pub use dispatches::DueDispatch;
+pub use dispatches::{DueDispatch, RescueStep};
 pub use incidents::IngestOutcome;
 pub use notifications::{redact_link_tokens, Notification};
 pub use rejected::RejectedRow;
@@ -38,7 +38,7 @@ pub use rescue::RescueFacts;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use crate::model::Equipment;
 
@@ -156,12 +156,9 @@ impl Store {
             sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
                 .execute(&mut *conn)
                 .await?;
-            let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
                 .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?;
+                .await?;
             for (version, statements) in schema::MIGRATIONS {
                 if applied.contains(version) || *version > up_to {
                     continue;

@@ -2,14 +2,12 @@
 //! under a lease by whichever instance delivers them (`notify.rs`), then marked sent (with the
 //! link token blanked in the kept copy) or failed (with the next attempt's time).
 
-use sqlx::Row;
-
-use super::dispatches::insert_step;
+use super::dispatches::{insert_step, NewStep};
 use super::{random_id, Store, StoreError};
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::{self, Dispatch};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Notification {
     pub id: String,
     pub dispatch_id: String,
@@ -21,7 +19,6 @@ pub struct Notification {
 }
 
 impl Store {
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn queue_messages(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -42,12 +39,14 @@ impl Store {
             insert_step(
                 tx,
                 &dispatch.id,
-                now,
-                "unreachable",
-                dispatch.level,
-                &dispatch.unit.name,
-                "central",
-                &note,
+                &NewStep {
+                    at: now,
+                    step: "unreachable",
+                    level: dispatch.level,
+                    unit: &dispatch.unit.name,
+                    actor: "central",
+                    note: &note,
+                },
             )
             .await?;
         }
@@ -77,17 +76,14 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Notification>, StoreError> {
-        let candidates: Vec<String> = sqlx::query(
+        let candidates: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM notifications WHERE sent_ms IS NULL AND next_attempt_ms <= $1
              AND (owner IS NULL OR lease_until_ms < $1) ORDER BY next_attempt_ms LIMIT $2",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+        .await?;
         let mut claimed = Vec::new();
         for id in candidates {
             let n = sqlx::query(
@@ -102,21 +98,14 @@ impl Store {
             .await?
             .rows_affected();
             if n == 1 {
-                let r = sqlx::query(
-                    "SELECT id, dispatch_id, channel, target, subject, payload, attempts FROM notifications WHERE id = $1",
-                )
-                .bind(&id)
-                .fetch_one(&self.pool)
-                .await?;
-                claimed.push(Notification {
-                    id: r.try_get(0)?,
-                    dispatch_id: r.try_get(1)?,
-                    channel: r.try_get(2)?,
-                    target: r.try_get(3)?,
-                    subject: r.try_get(4)?,
-                    payload: r.try_get(5)?,
-                    attempts: r.try_get(6)?,
-                });
+                claimed.push(
+                    sqlx::query_as(
+                        "SELECT id, dispatch_id, channel, target, subject, payload, attempts FROM notifications WHERE id = $1",
+                    )
+                    .bind(&id)
+                    .fetch_one(&self.pool)
+                    .await?,
+                );
             }
         }
         Ok(claimed)

@@ -3,7 +3,6 @@
 //! reaches the broker can make central refuse messages, so the table must not grow without end.
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{random_id, rfc3339, Store, StoreError};
 
@@ -21,6 +20,18 @@ pub struct RejectedRow {
     /// The payload as text (invalid UTF-8 and NUL replaced by U+FFFD), cut at 8 KiB.
     pub payload: String,
     pub payload_bytes: i64,
+}
+
+/// A row of `rejected_messages` as the list reads it.
+#[derive(sqlx::FromRow)]
+struct StoredRejection {
+    received_ms: i64,
+    topic: String,
+    message_id: Option<String>,
+    reason: String,
+    detail: String,
+    payload: String,
+    payload_bytes: i64,
 }
 
 impl Store {
@@ -68,25 +79,24 @@ impl Store {
 
     /// The refused messages, newest first.
     pub async fn rejected(&self, limit: i64) -> Result<Vec<RejectedRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<StoredRejection> = sqlx::query_as(
             "SELECT received_ms, topic, message_id, reason, detail, payload, payload_bytes
              FROM rejected_messages ORDER BY received_ms DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RejectedRow {
-                    received: rfc3339(r.try_get(0)?),
-                    topic: r.try_get(1)?,
-                    message_id: r.try_get(2)?,
-                    reason: r.try_get(3)?,
-                    detail: r.try_get(4)?,
-                    payload: r.try_get(5)?,
-                    payload_bytes: r.try_get(6)?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| RejectedRow {
+                received: rfc3339(r.received_ms),
+                topic: r.topic,
+                message_id: r.message_id,
+                reason: r.reason,
+                detail: r.detail,
+                payload: r.payload,
+                payload_bytes: r.payload_bytes,
             })
-            .collect()
+            .collect())
     }
 }
