@@ -33,7 +33,7 @@ pub use dashboard::{AuditRow, EquipmentState, EventRow};
 pub use dispatches::{DueDispatch, RescueStep};
 pub use incidents::IngestOutcome;
 pub use notifications::{redact_link_tokens, Notification};
-pub use rejected::RejectedRow;
+pub use rejected::{Refused, RejectedRow};
 pub use rescue::RescueFacts;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -9,6 +9,17 @@ use super::{random_id, rfc3339, Store, StoreError};
 /// How much of a refused payload is kept.
 const KEEP_PAYLOAD_BYTES: usize = 8 * 1024;
 
+/// A message intake refused, as it is kept.
+pub struct Refused<'a> {
+    pub topic: &'a str,
+    /// The message's own id, when it could be read.
+    pub message_id: Option<&'a str>,
+    /// The refusal's reason word (`bad_signature`…) and what it says.
+    pub reason: &'a str,
+    pub detail: &'a str,
+    pub payload: &'a [u8],
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectedRow {
     pub received: String,
@@ -36,17 +47,19 @@ struct StoredRejection {
 
 impl Store {
     /// Keeps one refused message, then forgets all but the newest `keep`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn record_rejected(
         &self,
-        topic: &str,
-        message_id: Option<&str>,
-        reason: &str,
-        detail: &str,
-        payload: &[u8],
+        refused: &Refused<'_>,
         now: i64,
         keep: i64,
     ) -> Result<(), StoreError> {
+        let Refused {
+            topic,
+            message_id,
+            reason,
+            detail,
+            payload,
+        } = *refused;
         let mut end = payload.len().min(KEEP_PAYLOAD_BYTES);
         while end > 0 && end < payload.len() && (payload[end] & 0xC0) == 0x80 {
             end -= 1;
