@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod central;
 pub mod config;
 pub mod demo;
+pub mod diag;
 pub mod gateway;
 pub mod http_limits;
 pub mod ingest;

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::Problem;
+use crate::diag::Problem;
 
 /// A `[...tls]` table of an MQTT broker, as written.
 #[derive(Debug, Deserialize)]

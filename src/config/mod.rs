@@ -1,7 +1,6 @@
 //! Gateway configuration: parse the TOML (`raw.rs`), then validate it into the typed structs
 //! below (`validate.rs`), reporting every problem at once with file, line, column and a hint.
 
-mod diag;
 mod raw;
 mod validate;
 
@@ -12,10 +11,11 @@ use std::time::Duration;
 pub use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-pub use diag::{line_column, toml_message, Located, Problem};
+pub use crate::diag::{
+    is_valid_id, is_valid_metric_name, line_column, toml_message, Located, Problem,
+};
 pub(crate) use raw::RawField;
 pub(crate) use validate::{check_pointer, field_mapping};
-pub use validate::{is_valid_id, is_valid_metric_name};
 
 use crate::model::{Equipment, EquipmentKind, Severity};
 

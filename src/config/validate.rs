@@ -362,26 +362,6 @@ pub(crate) fn check_pointer(pointer: &Spanned<String>, problems: &mut Vec<Proble
     }
 }
 
-/// Whether `id` can name a site, gateway, equipment or rule: ids become MQTT topic segments and
-/// InfluxDB tags, so only letters, digits, '-', '_' and '.'.
-pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// Whether `name` can be a metric: it becomes an InfluxDB field key and tag value, which cannot
-/// hold whitespace or control characters, and which line protocol cannot end with a backslash
-/// (InfluxDB 3's parser refuses the line, and with it the batch). Quotes and backslashes are
-/// refused altogether.
-pub fn is_valid_metric_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
-}
-
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,

@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use crate::config::{Problem, ValueType};
+use crate::config::ValueType;
+use crate::diag::Problem;
 use crate::model::Value;
 
 /// What a code the table does not list becomes.

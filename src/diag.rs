@@ -1,4 +1,5 @@
-//! Config problems with their place in the file, rendered as `file:line:column: message`.
+//! Config problems with their place in the file, rendered as `file:line:column: message`, and
+//! the checks every module's settings share. Every module may use this one; it uses none.
 
 use std::fmt;
 use std::ops::Range;
@@ -92,6 +93,26 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
     (line, column)
+}
+
+/// Whether `id` can name a site, gateway, equipment or rule: ids become MQTT topic segments and
+/// InfluxDB tags, so only letters, digits, '-', '_' and '.'.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Whether `name` can be a metric: it becomes an InfluxDB field key and tag value, which cannot
+/// hold whitespace or control characters, and which line protocol cannot end with a backslash
+/// (InfluxDB 3's parser refuses the line, and with it the batch). Quotes and backslashes are
+/// refused altogether.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\'))
 }
 
 #[cfg(test)]
