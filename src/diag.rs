@@ -4,6 +4,10 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use toml::Spanned;
 
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +97,111 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
     (line, column)
+}
+
+/// What validating a config collects: problems (the file is refused), warnings (`seguard check`
+/// shows them and the file is taken), and the config file's directory, which relative paths
+/// (profiles, TLS and secret files) are relative to. The checks below are shared; each module
+/// adds the checks of its own settings in an `impl Check` block of its `config.rs`.
+#[derive(Debug, Default)]
+pub struct Check {
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    pub config_dir: PathBuf,
+}
+
+impl Check {
+    pub fn new(config_dir: &Path) -> Self {
+        Check {
+            config_dir: config_dir.to_owned(),
+            ..Check::default()
+        }
+    }
+
+    pub fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    pub fn check_id(&mut self, id: &Spanned<String>, what: &str) {
+        if !is_valid_id(id.get_ref()) {
+            self.push(
+                Problem::new(id.span(), format!("{what} `{}` is not a valid id", id.get_ref()))
+                    .hint("use letters, digits, '-', '_' and '.' only: ids become MQTT topic segments and InfluxDB tags"),
+            );
+        }
+    }
+
+    pub fn date(&mut self, d: &Spanned<toml::value::Datetime>) -> Option<NaiveDate> {
+        let parsed = d
+            .get_ref()
+            .date
+            .filter(|_| d.get_ref().time.is_none())
+            .and_then(|date| {
+                NaiveDate::from_ymd_opt(date.year.into(), date.month.into(), date.day.into())
+            });
+        if parsed.is_none() {
+            self.push(
+                Problem::new(d.span(), format!("`{}` is not a date", d.get_ref()))
+                    .hint("write a bare date, for example next_inspection = 2027-03-31"),
+            );
+        }
+        parsed
+    }
+
+    pub fn delay(&mut self, raw: &Option<Spanned<f64>>) -> Duration {
+        match raw {
+            None => Duration::ZERO,
+            Some(s) if s.get_ref().is_finite() && *s.get_ref() >= 0.0 && *s.get_ref() < 1e9 => {
+                Duration::from_secs_f64(*s.get_ref())
+            }
+            Some(s) => {
+                self.push(Problem::new(
+                    s.span(),
+                    "a delay is a number of seconds, zero or more",
+                ));
+                Duration::ZERO
+            }
+        }
+    }
+
+    pub fn seconds_or(&mut self, raw: &Option<Spanned<f64>>, default: f64) -> Duration {
+        match raw {
+            None => Duration::from_secs_f64(default),
+            Some(_) => self.delay(raw),
+        }
+    }
+
+    pub fn positive(&mut self, raw: &Option<Spanned<f64>>, what: &str) -> Option<f64> {
+        let r = raw.as_ref()?;
+        let value = *r.get_ref();
+        if !(value.is_finite() && value > 0.0) {
+            self.push(Problem::new(
+                r.span(),
+                format!("{what} must be a number above 0"),
+            ));
+            return None;
+        }
+        Some(value)
+    }
+
+    pub fn fraction(&mut self, raw: &Option<Spanned<f64>>, default: f64, what: &str) -> f64 {
+        match raw {
+            None => default,
+            Some(f) if f.get_ref().is_finite() && *f.get_ref() > 0.0 && *f.get_ref() < 1.0 => {
+                *f.get_ref()
+            }
+            Some(f) => {
+                self.push(
+                    Problem::new(
+                        f.span(),
+                        format!("{what} must be a fraction between 0 and 1"),
+                    )
+                    .hint("write a fraction: 0.95 for 95 %, 0.03 for 3 %"),
+                );
+                default
+            }
+        }
+    }
 }
 
 /// Whether `id` can name a site, gateway, equipment or rule: ids become MQTT topic segments and
