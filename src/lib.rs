@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod backoff;
+pub mod broker;
 pub mod central;
 pub mod config;
 pub mod demo;

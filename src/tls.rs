@@ -375,6 +375,32 @@ pub fn validate_https(raw: &RawHttps, config_dir: &Path) -> Result<Https, Proble
     })
 }
 
+/// Two secrets are the same when their texts are.
+pub fn same_secret(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
+    use secrecy::ExposeSecret;
+    match (a, b) {
+        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl crate::diag::Check {
+    /// A secret given inline, as `{what}_env` or as `{what}_file`.
+    pub fn secret(
+        &mut self,
+        what: &str,
+        inline: &Option<String>,
+        env: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+    ) -> Option<SecretString> {
+        secret(what, inline, env, file, &self.config_dir).unwrap_or_else(|problem| {
+            self.push(problem);
+            None
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

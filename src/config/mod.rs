@@ -17,6 +17,7 @@ pub use crate::diag::{
 pub(crate) use raw::RawField;
 pub(crate) use validate::{check_pointer, field_mapping};
 
+pub use crate::broker::Broker;
 use crate::model::Equipment;
 pub use crate::model::ValueType;
 pub use crate::rules::config::{
@@ -24,6 +25,7 @@ pub use crate::rules::config::{
     Level, LevelKind, LifecycleSettings, RateRule, RuleSet, StaleRule, ThresholdRule, VesselRule,
     VesselTarget,
 };
+pub use crate::tls::same_secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -195,63 +197,6 @@ pub struct ApiToken {
     /// Who holds it; logged with every action taken with it.
     pub name: String,
     pub sha256: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Broker {
-    pub host: String,
-    pub port: u16,
-    /// Fixed so that the broker keeps our session (and its in-flight messages) across reconnects.
-    pub client_id: String,
-    pub username: Option<String>,
-    /// Redacted in Debug output, like every secret of the config.
-    pub password: Option<SecretString>,
-    /// TLS towards the broker; plain TCP when absent.
-    pub tls: Option<crate::tls::MqttTls>,
-    pub keep_alive: Duration,
-    /// Larger payloads are rejected and counted as `oversized`.
-    pub max_payload_bytes: usize,
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
-}
-
-/// Two secrets are the same when their texts are.
-pub fn same_secret(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
-    use secrecy::ExposeSecret;
-    match (a, b) {
-        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
-        (None, None) => true,
-        _ => false,
-    }
-}
-
-impl PartialEq for Broker {
-    /// By value, the password included (its `Debug` text is redacted).
-    fn eq(&self, other: &Self) -> bool {
-        // Destructured whole, so that a new field cannot be left out of the comparison.
-        let Broker {
-            host,
-            port,
-            client_id,
-            username,
-            password,
-            tls,
-            keep_alive,
-            max_payload_bytes,
-            reconnect_min,
-            reconnect_max,
-        } = self;
-        *host == other.host
-            && *port == other.port
-            && *client_id == other.client_id
-            && *username == other.username
-            && same_secret(password, &other.password)
-            && *tls == other.tls
-            && *keep_alive == other.keep_alive
-            && *max_payload_bytes == other.max_payload_bytes
-            && *reconnect_min == other.reconnect_min
-            && *reconnect_max == other.reconnect_max
-    }
 }
 
 /// How the time of a reading is written in the payload.

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::broker::RawBroker;
 pub use crate::rules::config::RawRules;
 
 #[derive(Debug, Deserialize)]
@@ -52,23 +53,6 @@ pub struct RawGateway {
 pub struct RawApiToken {
     pub name: Spanned<String>,
     pub sha256: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBroker {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub client_id: Option<Spanned<String>>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_env: Option<Spanned<String>>,
-    pub password_file: Option<Spanned<String>>,
-    pub tls: Option<crate::tls::RawMqttTls>,
-    pub keep_alive_s: Option<u64>,
-    pub max_payload_bytes: Option<Spanned<usize>>,
-    pub reconnect_min_ms: Option<u64>,
-    pub reconnect_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

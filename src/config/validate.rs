@@ -363,20 +363,6 @@ pub(crate) fn check_pointer(pointer: &Spanned<String>, problems: &mut Vec<Proble
 }
 
 impl Check {
-    /// A secret given inline, as `{what}_env` or as `{what}_file`.
-    fn secret(
-        &mut self,
-        what: &str,
-        inline: &Option<String>,
-        env: &Option<Spanned<String>>,
-        file: &Option<Spanned<String>>,
-    ) -> Option<SecretString> {
-        crate::tls::secret(what, inline, env, file, &self.config_dir).unwrap_or_else(|problem| {
-            self.push(problem);
-            None
-        })
-    }
-
     /// The central uplink's signing key, at least [`crate::signing::MIN_KEY_BYTES`] long.
     fn signing_key(&mut self, c: &crate::config::raw::RawCentral) -> Option<SecretString> {
         let inline = c.signing_key.as_ref().map(|k| k.get_ref().clone());
@@ -402,68 +388,6 @@ impl Check {
             );
         }
         Some(key)
-    }
-
-    fn broker_defaults(&self, client_id: &str) -> Broker {
-        Broker {
-            host: "127.0.0.1".to_owned(),
-            port: 1883,
-            client_id: client_id.to_owned(),
-            username: None,
-            password: None,
-            tls: None,
-            keep_alive: Duration::from_secs(30),
-            max_payload_bytes: 64 * 1024,
-            reconnect_min: Duration::from_millis(200),
-            reconnect_max: Duration::from_secs(30),
-        }
-    }
-
-    fn broker(&mut self, raw: &Spanned<RawBroker>, default_client_id: &str) -> Broker {
-        let b = raw.get_ref();
-        let mut broker = self.broker_defaults(default_client_id);
-        if let Some(host) = &b.host {
-            broker.host = host.clone();
-        }
-        if let Some(port) = b.port {
-            broker.port = port;
-        }
-        if let Some(id) = &b.client_id {
-            if id.get_ref().is_empty() || id.get_ref().len() > 64 {
-                self.push(
-                    Problem::new(id.span(), "client_id must have 1 to 64 characters")
-                        .hint("a fixed, unique id lets the broker keep this gateway's session"),
-                );
-            }
-            broker.client_id = id.get_ref().clone();
-        }
-        broker.username = b.username.clone();
-        broker.password = self.secret("password", &b.password, &b.password_env, &b.password_file);
-        if let Some(tls) = &b.tls {
-            match crate::tls::validate_mqtt_tls(tls, &self.config_dir) {
-                Ok(tls) => broker.tls = Some(tls),
-                Err(problems) => self.problems.extend(problems),
-            }
-        }
-        if let Some(s) = b.keep_alive_s {
-            broker.keep_alive = Duration::from_secs(s.max(5));
-        }
-        if let Some(max) = &b.max_payload_bytes {
-            broker.max_payload_bytes = *max.get_ref();
-            if *max.get_ref() == 0 {
-                self.push(Problem::new(
-                    max.span(),
-                    "max_payload_bytes must be above 0",
-                ));
-            }
-        }
-        if let Some(ms) = b.reconnect_min_ms {
-            broker.reconnect_min = Duration::from_millis(ms.max(10));
-        }
-        if let Some(ms) = b.reconnect_max_ms {
-            broker.reconnect_max = Duration::from_millis(ms).max(broker.reconnect_min);
-        }
-        broker
     }
 
     fn equipment(&mut self, raw: &Spanned<RawEquipment>) -> Option<Equipment> {
