@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::Broker;
+use crate::broker::Broker;
 use crate::gateway::Batch;
 use crate::ingest::Clock;
 use crate::metrics::Metrics;
@@ -48,7 +48,7 @@ impl MqttIngest {
         mut acks: mpsc::UnboundedReceiver<Publish>,
         stop_intake: CancellationToken,
     ) {
-        let mut options = crate::uplink::central::mqtt_options(&self.broker);
+        let mut options = crate::broker::mqtt_options(&self.broker);
         options.set_manual_acks(true);
         let (client, mut event_loop) = AsyncClient::new(options, 4096);
         let filters = self.mapper.filters();
