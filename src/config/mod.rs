@@ -14,10 +14,9 @@ use serde::Deserialize;
 pub use crate::diag::{
     is_valid_id, is_valid_metric_name, line_column, toml_message, Located, Problem,
 };
-pub(crate) use raw::RawField;
-pub(crate) use validate::{check_pointer, field_mapping};
 
 pub use crate::broker::Broker;
+pub use crate::ingest::mqtt::config::{FieldMapping, MqttMapping, TimeFormat, TopicSegment};
 use crate::model::Equipment;
 pub use crate::model::ValueType;
 pub use crate::rules::config::{
@@ -197,65 +196,6 @@ pub struct ApiToken {
     /// Who holds it; logged with every action taken with it.
     pub name: String,
     pub sha256: String,
-}
-
-/// How the time of a reading is written in the payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeFormat {
-    UnixS,
-    UnixMs,
-    UnixUs,
-    UnixNs,
-    Rfc3339,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicSegment {
-    Literal(String),
-    /// `{equipment}`: this segment names the equipment.
-    Equipment,
-    /// `+`: any single segment.
-    Any,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct MqttMapping {
-    /// The template as configured, with `{site}` already filled in.
-    pub topic: String,
-    pub segments: Vec<TopicSegment>,
-    /// Fixed equipment when the topic has no `{equipment}` segment.
-    pub equipment: Option<String>,
-    pub time: Option<(String, TimeFormat)>,
-    pub fields: Vec<FieldMapping>,
-}
-
-impl MqttMapping {
-    /// The MQTT subscription filter: placeholders become `+`.
-    pub fn filter(&self) -> String {
-        let parts: Vec<&str> = self
-            .segments
-            .iter()
-            .map(|s| match s {
-                TopicSegment::Literal(l) => l.as_str(),
-                TopicSegment::Equipment | TopicSegment::Any => "+",
-            })
-            .collect();
-        parts.join("/")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldMapping {
-    /// RFC 6901 JSON pointer into the payload.
-    pub pointer: String,
-    pub metric: String,
-    pub value_type: ValueType,
-    pub unit: Option<String>,
-    pub scale: f64,
-    pub offset: f64,
-    /// Code → value table (`values`); without one the payload value is used as it is.
-    pub codes: Option<crate::ingest::codes::CodeTable>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

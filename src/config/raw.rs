@@ -5,6 +5,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use crate::broker::RawBroker;
+pub use crate::ingest::mqtt::config::RawIngest;
 pub use crate::rules::config::RawRules;
 
 #[derive(Debug, Deserialize)]
@@ -126,46 +127,6 @@ pub struct RawNameplate {
     pub safe_residual_mpa: Option<f64>,
     pub medium: Option<String>,
     pub volume_l: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawIngest {
-    /// Where MQTT terminal profiles are, relative to the config file (default `profiles`).
-    pub profiles: Option<String>,
-    #[serde(default)]
-    pub mqtt: Vec<Spanned<RawMqttMapping>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMqttMapping {
-    /// A terminal profile (`<profiles>/<name>.toml`) that gives topic, time and fields.
-    pub profile: Option<Spanned<String>>,
-    /// Required without a profile; with one, it replaces the profile's topic.
-    pub topic: Option<Spanned<String>>,
-    pub equipment: Option<Spanned<String>>,
-    pub time_pointer: Option<Spanned<String>>,
-    pub time_format: Option<crate::config::TimeFormat>,
-    /// With a profile, these are added to the profile's fields.
-    #[serde(default)]
-    pub fields: Vec<Spanned<RawField>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawField {
-    pub pointer: Spanned<String>,
-    pub metric: Spanned<String>,
-    #[serde(rename = "type")]
-    pub value_type: Option<crate::config::ValueType>,
-    pub unit: Option<String>,
-    pub scale: Option<Spanned<f64>>,
-    pub offset: Option<f64>,
-    /// Code table: code → value of the field's type (`crate::ingest::codes`).
-    pub values: Option<Spanned<toml::Table>>,
-    /// What a code the table does not list becomes: "bad", "reject" or { value = ... }.
-    pub unknown: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
