@@ -16,11 +16,13 @@
 //! hide another's.
 
 mod alarms;
+mod equipment;
 mod rejected;
 mod rescue;
 mod schema;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
+pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use rejected::RejectedRow;
 pub use rescue::RescueFacts;
 

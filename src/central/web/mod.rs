@@ -10,6 +10,8 @@ pub const ALARMS_HTML: &str = include_str!("alarms.html");
 pub const INDICATORS_HTML: &str = include_str!("indicators.html");
 pub const RESCUE_HTML: &str = include_str!("rescue.html");
 pub const BOARD_HTML: &str = include_str!("board.html");
+pub const SEARCH_HTML: &str = include_str!("search.html");
+pub const EQUIPMENT_HTML: &str = include_str!("equipment.html");
 
 /// The text catalogues, one per language (`i18n/*.json`, keys alike), as the script that hands
 /// them to `seguard.js`: every text a page shows comes from here.
@@ -38,6 +40,8 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "indicators.js" => ("text/javascript", include_bytes!("indicators.js")),
         "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
         "board.js" => ("text/javascript", include_bytes!("board.js")),
+        "search.js" => ("text/javascript", include_bytes!("search.js")),
+        "equipment.js" => ("text/javascript", include_bytes!("equipment.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
