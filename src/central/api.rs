@@ -24,6 +24,7 @@ use super::store::{AlarmFilter, Store, StoreError};
 use super::{geo, now_ms, web, CentralMetrics};
 
 mod equipment;
+mod trends;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -157,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/ack", post(ack))
         .route("/api/v1/alarms/{id}/timeline", get(timeline))
         .route("/api/v1/indicators", get(indicators))
+        .route("/api/v1/indicators/trends", get(trends::trends))
         .route("/api/v1/dispatches", get(dispatches))
         .route("/api/v1/dispatches/{id}", get(dispatch))
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))

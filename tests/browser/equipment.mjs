@@ -98,6 +98,30 @@ try {
   const links = await page.$$eval('a.equipment', els => els.map(e => e.getAttribute('href')));
   check(links.includes('/equipment/gw1/boiler-1'), `alarm list links to the equipment pages: ${links}`);
 
+  // Indicators: a small chart per weekly series, each exported as PNG; the weekly table and
+  // the breakdowns exported as CSV with the BOM.
+  await page.goto(`${env.BASE_URL}/indicators`);
+  await ready(page);
+  const charts = await page.$$eval('figure.chart canvas[role="img"]', els => els.map(e => e.getAttribute('aria-label')));
+  check(charts.length === 7, `seven charts: ${JSON.stringify(charts)}`);
+  const [png] = await Promise.all([page.waitForEvent('download'), page.click('button[data-png="alarms"]')]);
+  const pngBytes = readFileSync(await png.path());
+  check(pngBytes.slice(1, 4).toString() === 'PNG' && pngBytes.length > 1000, `alarms chart as PNG: ${pngBytes.length} bytes`);
+  results.png = { name: png.suggestedFilename(), bytes: pngBytes.length };
+  const weekly = await exported(page, 'button[data-export="weekly"]');
+  check(weekly.text.split('\r\n').length >= 13, `12 weeks in the CSV: ${weekly.text}`);
+  const areas = await page.textContent('#by-area tbody');
+  check(areas.includes('8 River Road'), `breakdown by area: ${areas}`);
+  const areaCsv = await exported(page, 'button[data-export="breakdown-area"]');
+  check(/8 River Road,4,2,1,/.test(areaCsv.text), `area CSV: ${areaCsv.text}`);
+  await page.click('#tabs button[data-by="maintenance_unit"]');
+  check(await page.isVisible('#by-maintenance_unit') && !(await page.isVisible('#by-area')), 'tabs switch the breakdown');
+  check((await page.textContent('#by-maintenance_unit')).includes('Shenlong'), 'breakdown by maintenance unit');
+  results.tabs_to_png = await tabTo(page, 'button[data-png="alarms"]');
+  check(results.tabs_to_png !== null, 'the PNG export is reached with Tab');
+  await inChinese('indicators');
+  await shot(page, 'indicators');
+
   // English, one click away, on the new pages too.
   await page.goto(`${env.BASE_URL}/equipment/gw1/station-1`);
   await ready(page);
@@ -108,6 +132,10 @@ try {
   await page.goto(`${env.BASE_URL}/search?q=boiler`);
   await ready(page);
   await inEnglish('search page');
+  await page.goto(`${env.BASE_URL}/indicators`);
+  await ready(page);
+  await inEnglish('indicators');
+  await shot(page, 'indicators-en');
   await page.goto(`${env.BASE_URL}/equipment/gw1/lift-a`);
   await ready(page);
   await inEnglish('equipment page');

@@ -20,11 +20,13 @@ mod equipment;
 mod rejected;
 mod rescue;
 mod schema;
+mod trends;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use rejected::RejectedRow;
 pub use rescue::RescueFacts;
+pub use trends::Trends;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;

@@ -1,6 +1,7 @@
 //! The dashboard's pages and assets, embedded in the binary: no internet needed at run time.
-//! Leaflet and its marker-cluster plugin come from npm through build.rs (OUT_DIR/web). No page
-//! holds inline script: each loads its own script from `/assets/` (see `headers.rs`).
+//! Leaflet, its marker-cluster plugin and uPlot (the indicator charts) come from npm through
+//! build.rs (OUT_DIR/web). No page holds inline script: each loads its own script from
+//! `/assets/` (see `headers.rs`).
 
 pub mod headers;
 pub mod session;
@@ -47,6 +48,8 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
         "MarkerCluster.css" => ("text/css", built!("MarkerCluster.css")),
         "MarkerCluster.Default.css" => ("text/css", built!("MarkerCluster.Default.css")),
+        "uplot.js" => ("text/javascript", built!("uplot.js")),
+        "uplot.css" => ("text/css", built!("uplot.css")),
         _ => return None,
     };
     Some(found)
