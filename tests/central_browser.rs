@@ -455,7 +455,7 @@ phone = "+86-21-5555-0101"
 const UNIT: &str = "unit-token";
 
 /// A registry record of the equipment page test: lift-a with its phones, a boiler with its
-/// nameplate, a cylinder and the filling station.
+/// nameplate, a cylinder due for inspection, the filling station, and another unit's lift.
 fn record(id: &str) -> Value {
     let base = json!({
         "id": id, "using_unit": "Riverside Property Co.", "address": format!("8 River Road, {id}"),
@@ -477,7 +477,13 @@ fn record(id: &str) -> Value {
         }),
         // A cylinder travels: no position.
         "cyl-1" => {
-            json!({ "kind": "gas_cylinder", "name": "LPG cylinder", "registration_code": "CYL-0001", "location": null })
+            json!({ "kind": "gas_cylinder", "name": "LPG cylinder", "registration_code": "CYL-0001",
+                           "location": null, "next_inspection": "2025-01-01" })
+        }
+        // Another unit's lift: the unit overview must not show it.
+        "lift-z" => {
+            json!({ "kind": "elevator", "name": "Hill lift", "registration_code": "31103101002016018888",
+                            "using_unit": "Hill Estate Co.", "address": "9 Hill Road, lift-z" })
         }
         _ => {
             json!({ "kind": "filling_station", "name": "Riverside LPG station", "registration_code": "ST-01",
@@ -538,7 +544,7 @@ sha256 = "{unit}"
     let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
         "schema": "seguard.registry.v1", "gateway": "gw1",
         "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
-        "equipment": (["lift-a", "boiler-1", "cyl-1", "station-1"].map(record)),
+        "equipment": (["lift-a", "boiler-1", "cyl-1", "station-1", "lift-z"].map(record)),
     }))
     .unwrap();
     let now = seguard::central::now_ms();

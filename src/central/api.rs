@@ -130,6 +130,10 @@ pub fn router(state: AppState) -> Router {
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::SEARCH_HTML)),
         )
         .route(
+            "/unit",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::UNIT_HTML)),
+        )
+        .route(
             "/equipment/{gateway}/{id}",
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::EQUIPMENT_HTML)),
         )

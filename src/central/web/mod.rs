@@ -13,6 +13,7 @@ pub const RESCUE_HTML: &str = include_str!("rescue.html");
 pub const BOARD_HTML: &str = include_str!("board.html");
 pub const SEARCH_HTML: &str = include_str!("search.html");
 pub const EQUIPMENT_HTML: &str = include_str!("equipment.html");
+pub const UNIT_HTML: &str = include_str!("unit.html");
 
 /// The text catalogues, one per language (`i18n/*.json`, keys alike), as the script that hands
 /// them to `seguard.js`: every text a page shows comes from here.
@@ -43,6 +44,7 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "board.js" => ("text/javascript", include_bytes!("board.js")),
         "search.js" => ("text/javascript", include_bytes!("search.js")),
         "equipment.js" => ("text/javascript", include_bytes!("equipment.js")),
+        "unit.js" => ("text/javascript", include_bytes!("unit.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),

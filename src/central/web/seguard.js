@@ -84,6 +84,10 @@
     h.appendChild(langButton());
     document.body.prepend(h);
     api('/api/v1/whoami').then(w => {
+      // A using unit's own overview, next to the map.
+      if (w.role === 'equipment_unit') {
+        h.querySelector('a').insertAdjacentHTML('afterend', `<a href="/unit" class="${here === '/unit' ? 'here' : ''}">${esc(t('nav.unit'))}</a>`);
+      }
       document.getElementById('who').innerHTML = esc(t('who.is', { name: '\u0000', role: label('role', w.role) })).replace('\u0000', val(w.name));
       document.getElementById('signout').hidden = false;
     }).catch(() => { document.getElementById('who').textContent = t('who.none'); });
