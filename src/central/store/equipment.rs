@@ -6,7 +6,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::alarms::{alarm_from_row, like_pattern, AlarmRow, COLUMNS};
-use super::{dispatch_from_row, rfc3339, EquipmentState, Store, StoreError, DISPATCH_COLUMNS};
+use super::dispatches::{dispatch_from_row, DISPATCH_COLUMNS};
+use super::{rfc3339, EquipmentState, Store, StoreError};
 use crate::central::dispatch::Dispatch;
 use crate::model::FillRecord;
 
