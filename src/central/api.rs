@@ -23,6 +23,9 @@ use super::intake::{self, Rejection};
 use super::store::{AlarmFilter, RescueStep, Store, StoreError};
 use super::{geo, now_ms, web, CentralMetrics};
 
+mod equipment;
+mod trends;
+
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<CentralConfig>,
@@ -119,6 +122,18 @@ pub fn router(state: AppState) -> Router {
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::BOARD_HTML)),
         )
         .route(
+            "/search",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::SEARCH_HTML)),
+        )
+        .route(
+            "/unit",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::UNIT_HTML)),
+        )
+        .route(
+            "/equipment/{gateway}/{id}",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::EQUIPMENT_HTML)),
+        )
+        .route(
             "/rescue/{id}",
             get(
                 |s: State<AppState>, uri: Uri, Path(id): Path<String>| async move {
@@ -137,10 +152,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/map/config", get(map_config))
         .route("/api/v1/map/district", get(map_district))
         .route("/api/v1/equipment", get(equipment))
+        .route("/api/v1/equipment/search", get(equipment::search))
+        .route("/api/v1/equipment/{gateway}/{id}", get(equipment::detail))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/alarms/{id}/ack", post(ack))
         .route("/api/v1/alarms/{id}/timeline", get(timeline))
         .route("/api/v1/indicators", get(indicators))
+        .route("/api/v1/indicators/trends", get(trends::trends))
         .route("/api/v1/dispatches", get(dispatches))
         .route("/api/v1/dispatches/{id}", get(dispatch))
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
@@ -369,29 +387,29 @@ async fn equipment(
     };
     let today = chrono::Utc::now().date_naive();
     let rows = state.store.equipment_states(unit, today).await?;
-    let crs = state.config.map.tile_crs;
     let out: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|e| {
-            // A coordinate off the globe is not drawn: one such marker would zoom the map out
-            // to the whole world.
-            let display = e
-                .lat
-                .zip(e.lon)
-                .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
-                .map(|(lat, lon)| match crs {
-                    TileCrs::Gcj02 => {
-                        let (a, b) = geo::wgs84_to_gcj02(lat, lon);
-                        [a, b]
-                    }
-                    TileCrs::Wgs84 => [lat, lon],
-                });
             let mut v = serde_json::to_value(&e).expect("equipment serializes");
-            v["display"] = json!(display);
+            v["display"] = json!(display(&state.config, e.lat.zip(e.lon)));
             v
         })
         .collect();
     Ok(Json(json!(out)))
+}
+
+/// A WGS-84 position in the basemap's system, for drawing. A coordinate off the globe is not
+/// drawn: one such marker would zoom the map out to the whole world.
+fn display(config: &CentralConfig, position: Option<(f64, f64)>) -> Option<[f64; 2]> {
+    position
+        .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
+        .map(|(lat, lon)| match config.map.tile_crs {
+            TileCrs::Gcj02 => {
+                let (a, b) = geo::wgs84_to_gcj02(lat, lon);
+                [a, b]
+            }
+            TileCrs::Wgs84 => [lat, lon],
+        })
 }
 
 /// `GET /api/v1/alarms?kind=&severity=&state=&using_unit=&area=&limit=&before=`: one page of
@@ -669,9 +687,13 @@ fn rescue_view(
             phones.push(json!({ "role": "maintenance", "name": m.name, "phone": phone }));
         }
     }
-    if let Some(u) = config.rescue_unit(&d.using_unit) {
-        phones.push(json!({ "role": "using", "name": u.name, "phone": u.phone }));
+    match config.rescue_unit(&d.using_unit) {
+        Some(u) => phones.push(json!({ "role": "using", "name": u.name, "phone": u.phone })),
+        None => phones.push(
+            json!({ "role": "using", "name": d.using_unit, "phone": facts.using_unit_phone }),
+        ),
     }
+    phones.push(json!({ "role": "building", "name": d.address, "phone": facts.building_phone }));
     phones.retain(|p| p["phone"].as_str().is_some_and(|s| !s.trim().is_empty()));
     json!({ "position": position, "floor": facts.floor, "tier": tier, "phones": phones })
 }

@@ -70,7 +70,9 @@ pub struct RawEquipment {
     pub rescue_code: Option<Spanned<String>>,
     #[serde(default)]
     pub using_unit: String,
+    pub using_unit_phone: Option<String>,
     pub maintenance_unit: Option<RawMaintenanceUnit>,
+    pub building_phone: Option<String>,
     #[serde(default)]
     pub address: String,
     pub location: Option<Spanned<RawLocation>>,

@@ -319,10 +319,12 @@ impl Check {
             use_certificate: e.use_certificate.clone(),
             rescue_code: e.rescue_code.as_ref().map(|c| c.get_ref().clone()),
             using_unit: e.using_unit.clone(),
+            using_unit_phone: e.using_unit_phone.clone(),
             maintenance_unit: e.maintenance_unit.as_ref().map(|m| MaintenanceUnit {
                 name: m.name.clone(),
                 phone: m.phone.clone(),
             }),
+            building_phone: e.building_phone.clone(),
             address: e.address.clone(),
             location,
             nameplate,

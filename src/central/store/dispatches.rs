@@ -51,7 +51,7 @@ struct StepRow {
     note: String,
 }
 
-const DISPATCH_COLUMNS: &str = "id, order_no, alarm_id, event_id, gateway, equipment, incident_ms, created_ms, status,
+pub(super) const DISPATCH_COLUMNS: &str = "id, order_no, alarm_id, event_id, gateway, equipment, incident_ms, created_ms, status,
     level, unit, unit_phone, chain, level_started_ms, next_check_ms, responded_ms, on_site_ms, closed_ms, record";
 
 impl Store {
@@ -524,7 +524,7 @@ pub(super) async fn insert_step(
     Ok(())
 }
 
-fn dispatch_from_row(r: &AnyRow) -> Result<Dispatch, StoreError> {
+pub(super) fn dispatch_from_row(r: &AnyRow) -> Result<Dispatch, StoreError> {
     let record: String = r.try_get("record")?;
     let record: Record =
         serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! The dashboard's pages and assets, embedded in the binary: no internet needed at run time.
-//! Leaflet and its marker-cluster plugin come from npm through build.rs (OUT_DIR/web). No page
-//! holds inline script: each loads its own script from `/assets/` (see `headers.rs`).
+//! Leaflet, its marker-cluster plugin and uPlot (the indicator charts) come from npm through
+//! build.rs (OUT_DIR/web). No page holds inline script: each loads its own script from
+//! `/assets/` (see `headers.rs`).
 
 pub mod headers;
 pub mod session;
@@ -10,6 +11,9 @@ pub const ALARMS_HTML: &str = include_str!("alarms.html");
 pub const INDICATORS_HTML: &str = include_str!("indicators.html");
 pub const RESCUE_HTML: &str = include_str!("rescue.html");
 pub const BOARD_HTML: &str = include_str!("board.html");
+pub const SEARCH_HTML: &str = include_str!("search.html");
+pub const EQUIPMENT_HTML: &str = include_str!("equipment.html");
+pub const UNIT_HTML: &str = include_str!("unit.html");
 
 /// The text catalogues, one per language (`i18n/*.json`, keys alike), as the script that hands
 /// them to `seguard.js`: every text a page shows comes from here.
@@ -38,11 +42,16 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "indicators.js" => ("text/javascript", include_bytes!("indicators.js")),
         "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
         "board.js" => ("text/javascript", include_bytes!("board.js")),
+        "search.js" => ("text/javascript", include_bytes!("search.js")),
+        "equipment.js" => ("text/javascript", include_bytes!("equipment.js")),
+        "unit.js" => ("text/javascript", include_bytes!("unit.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
         "MarkerCluster.css" => ("text/css", built!("MarkerCluster.css")),
         "MarkerCluster.Default.css" => ("text/css", built!("MarkerCluster.Default.css")),
+        "uplot.js" => ("text/javascript", built!("uplot.js")),
+        "uplot.css" => ("text/css", built!("uplot.css")),
         _ => return None,
     };
     Some(found)
