@@ -76,6 +76,10 @@ pub struct CentralConfig {
     pub tokens: Vec<TokenEntry>,
     /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
     pub time_zone: String,
+    /// The risk ranking's weights (`[risk]`, `central/risk.rs`).
+    pub risk: super::risk::RiskSettings,
+    /// The maintenance-unit scorecards' grades (`[scorecard]`, `central/scorecard.rs`).
+    pub scorecard: super::scorecard::ScorecardSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +228,10 @@ struct RawConfig {
     rescue_unit: Vec<RawRescueUnit>,
     #[serde(default)]
     token: Vec<Spanned<RawToken>>,
+    #[serde(default)]
+    risk: super::risk::RawRisk,
+    #[serde(default)]
+    scorecard: super::scorecard::RawScorecard,
 }
 
 #[derive(Debug, Deserialize)]
@@ -757,6 +765,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             }
         })
         .collect();
+    let risk = raw.risk.validate(&mut problems);
+    let scorecard = raw.scorecard.validate(&mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -777,6 +787,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         rescue_units,
         tokens,
         time_zone,
+        risk,
+        scorecard,
     })
 }
 

@@ -17,10 +17,14 @@
 pub mod api;
 pub mod clean;
 pub mod config;
+mod csv;
 pub mod dispatch;
 pub mod geo;
 pub mod intake;
 pub mod notify;
+mod regulator_api;
+pub mod risk;
+pub mod scorecard;
 pub mod store;
 mod web;
 

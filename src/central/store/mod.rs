@@ -16,6 +16,7 @@
 //! hide another's.
 
 mod alarms;
+pub mod history;
 mod rejected;
 mod rescue;
 mod schema;

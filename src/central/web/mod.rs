@@ -10,6 +10,9 @@ pub const ALARMS_HTML: &str = include_str!("alarms.html");
 pub const INDICATORS_HTML: &str = include_str!("indicators.html");
 pub const RESCUE_HTML: &str = include_str!("rescue.html");
 pub const BOARD_HTML: &str = include_str!("board.html");
+pub const RISK_HTML: &str = include_str!("risk.html");
+pub const SCORECARDS_HTML: &str = include_str!("scorecards.html");
+pub const SCORECARD_REPORT_HTML: &str = include_str!("scorecard_report.html");
 
 /// The text catalogues, one per language (`i18n/*.json`, keys alike), as the script that hands
 /// them to `seguard.js`: every text a page shows comes from here.
@@ -31,6 +34,7 @@ macro_rules! built {
 pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     let found: (&str, &[u8]) = match name {
         "seguard.css" => ("text/css", include_bytes!("seguard.css")),
+        "regulator.css" => ("text/css", include_bytes!("regulator.css")),
         "seguard.js" => ("text/javascript", include_bytes!("seguard.js")),
         "i18n.js" => ("text/javascript", I18N_JS.as_bytes()),
         "map.js" => ("text/javascript", include_bytes!("map.js")),
@@ -38,6 +42,8 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "indicators.js" => ("text/javascript", include_bytes!("indicators.js")),
         "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
         "board.js" => ("text/javascript", include_bytes!("board.js")),
+        "risk.js" => ("text/javascript", include_bytes!("risk.js")),
+        "scorecards.js" => ("text/javascript", include_bytes!("scorecards.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
