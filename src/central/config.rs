@@ -27,6 +27,9 @@ pub enum Role {
     EquipmentUnit,
     /// Posts incidents for one gateway.
     Gateway,
+    /// An inspection agency: posts inspection reports and verifies the corrections of the
+    /// hazards it found (`central/hazards.rs`).
+    InspectionAgency,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             Role::RescueTeam => "rescue_team",
             Role::EquipmentUnit => "equipment_unit",
             Role::Gateway => "gateway",
+            Role::InspectionAgency => "inspection_agency",
         }
     }
 }
@@ -197,7 +201,8 @@ pub struct TokenEntry {
     pub role: Role,
     /// Who the token is: recorded with every acknowledgement and dispatch step.
     pub name: String,
-    /// The rescue unit (rescue_team) or using unit (equipment_unit) the token is scoped to.
+    /// The rescue unit (rescue_team), using unit (equipment_unit) or agency
+    /// (inspection_agency) the token is scoped to.
     pub unit: Option<String>,
     pub sha256: String,
 }
@@ -741,7 +746,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
                 );
             }
-            let needs_unit = matches!(t.role, Role::RescueTeam | Role::EquipmentUnit);
+            let needs_unit = matches!(
+                t.role,
+                Role::RescueTeam | Role::EquipmentUnit | Role::InspectionAgency
+            );
             if needs_unit && t.unit.is_none() {
                 problems.push(
                     Problem::new(

@@ -20,6 +20,8 @@ pub mod config;
 mod csv;
 pub mod dispatch;
 pub mod geo;
+pub mod hazards;
+mod hazards_api;
 pub mod intake;
 pub mod notify;
 mod regulator_api;
@@ -373,6 +375,14 @@ impl Central {
                 config.clone(),
                 store.clone(),
                 metrics.clone(),
+                stop.clone(),
+            )),
+        ));
+        tasks.push((
+            "central-hazard-overdue",
+            tokio::spawn(hazards::run_overdue(
+                config.clone(),
+                store.clone(),
                 stop.clone(),
             )),
         ));

@@ -8,7 +8,8 @@
 //!   and key periods point; special checks of high-risk users such as autoclaves and filling
 //!   units) is the district plan's and public practice (`domain.md`, "Supervision beyond
 //!   alarms"); overdue inspection and elevator liability insurance are the regulator's
-//!   indicators; maintenance-unit grades are the plan's star rating (`scorecard.rs`).
+//!   indicators; open inspection hazards are the report's findings not yet verified closed
+//!   (`hazards.rs`); maintenance-unit grades are the plan's star rating (`scorecard.rs`).
 //! - Ours, all configurable: the factors' weights and caps, the window of history (365 days),
 //!   what counts as a recurrence (the same rule raised again on the same equipment within 30
 //!   days), "due soon" (30 days), the age from which years count (15), and the weight per kind.
@@ -45,7 +46,7 @@ pub struct RawRisk {
 }
 
 /// The factors a score is made of, each with its weight's key in `[risk.weight]`.
-pub const FACTORS: [&str; 7] = [
+pub const FACTORS: [&str; 9] = [
     "alarms",
     "recurring_faults",
     "trapped",
@@ -53,6 +54,8 @@ pub const FACTORS: [&str; 7] = [
     "inspection_due_soon",
     "uninsured",
     "age",
+    "open_hazards",
+    "overdue_hazards",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +95,8 @@ impl Default for RiskSettings {
             ("inspection_due_soon", 10.0),
             ("uninsured", 8.0),
             ("age", 1.0),
+            ("open_hazards", 10.0),
+            ("overdue_hazards", 20.0),
         ];
         let kind = [
             ("elevator", 5.0),
@@ -214,12 +219,17 @@ pub struct Ranked {
     pub factors: Vec<Factor>,
 }
 
+/// Per (gateway, equipment): inspection hazards not verified, and how many of them are overdue
+/// (`hazards.rs`).
+pub type OpenHazards = BTreeMap<(String, String), (i64, i64)>;
+
 /// The ranked fleet at `now_ms`: highest score first, ties by gateway and id. `history` must
 /// hold the alarms from `now - window - recurrence` and the dispatches of the window; `cards`
 /// are the maintenance units' scorecards over the window.
 pub fn rank(
     history: &History,
     cards: &[Scorecard],
+    hazards: &OpenHazards,
     settings: &RiskSettings,
     now_ms: i64,
 ) -> Vec<Ranked> {
@@ -251,6 +261,10 @@ pub fn rank(
                 alarms,
                 trapped,
                 recurring: recurring.get(&key).copied().unwrap_or(0),
+                hazards: hazards
+                    .get(&(e.gateway.clone(), e.id.clone()))
+                    .copied()
+                    .unwrap_or_default(),
                 grade: e
                     .maintenance_unit
                     .as_deref()
@@ -290,6 +304,8 @@ struct Measures<'a> {
     alarms: i64,
     trapped: i64,
     recurring: i64,
+    /// Inspection hazards not verified, and of those the ones past their deadline.
+    hazards: (i64, i64),
     grade: Option<&'a str>,
 }
 
@@ -310,6 +326,8 @@ fn factors(e: &EquipmentFacts, m: &Measures, s: &RiskSettings, today: NaiveDate)
         },
         per("recurring_faults", m.recurring),
         per("trapped", m.trapped),
+        per("open_hazards", m.hazards.0),
+        per("overdue_hazards", m.hazards.1),
     ];
     if let Some(next) = e.next_inspection {
         let days_left = (next - today).num_days();
@@ -392,7 +410,10 @@ pub async fn ranking(
         now_ms,
         now_ms,
     );
-    Ok(rank(&history, &cards, s, now_ms))
+    let hazards = store
+        .open_hazard_counts(now_ms, config.scorecard.utc_offset_minutes)
+        .await?;
+    Ok(rank(&history, &cards, &hazards, s, now_ms))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! hide another's.
 
 mod alarms;
+pub mod hazards;
 pub mod history;
 mod rejected;
 mod rescue;

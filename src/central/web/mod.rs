@@ -11,6 +11,7 @@ pub const INDICATORS_HTML: &str = include_str!("indicators.html");
 pub const RESCUE_HTML: &str = include_str!("rescue.html");
 pub const BOARD_HTML: &str = include_str!("board.html");
 pub const RISK_HTML: &str = include_str!("risk.html");
+pub const HAZARDS_HTML: &str = include_str!("hazards.html");
 pub const SCORECARDS_HTML: &str = include_str!("scorecards.html");
 pub const SCORECARD_REPORT_HTML: &str = include_str!("scorecard_report.html");
 
@@ -43,6 +44,7 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
         "board.js" => ("text/javascript", include_bytes!("board.js")),
         "risk.js" => ("text/javascript", include_bytes!("risk.js")),
+        "hazards.js" => ("text/javascript", include_bytes!("hazards.js")),
         "scorecards.js" => ("text/javascript", include_bytes!("scorecards.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),

@@ -74,7 +74,7 @@
   }
   function header(here) {
     const h = document.createElement('header');
-    h.innerHTML = [['/', 'nav.map'], ['/alarms', 'nav.alarms'], ['/board', 'nav.board'], ['/indicators', 'nav.indicators'], ['/risk', 'nav.risk'], ['/scorecards', 'nav.scorecards']]
+    h.innerHTML = [['/', 'nav.map'], ['/alarms', 'nav.alarms'], ['/board', 'nav.board'], ['/indicators', 'nav.indicators'], ['/risk', 'nav.risk'], ['/scorecards', 'nav.scorecards'], ['/hazards', 'nav.hazards']]
       .map(([href, key]) => `<a href="${href}" class="${href === here ? 'here' : ''}">${esc(t(key))}</a>`).join('') +
       `<strong class="brand">${esc(t('brand'))}</strong><span class="who" id="who"></span>` +
       `<form method="post" action="/signout" id="signout" hidden><button type="submit">${esc(t('nav.signout'))}</button></form>`;
