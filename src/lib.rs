@@ -4,10 +4,13 @@
 pub mod api;
 pub mod auth;
 pub mod backoff;
+pub mod broker;
 pub mod central;
 pub mod config;
 pub mod demo;
+pub mod diag;
 pub mod gateway;
+pub mod http_error;
 pub mod http_limits;
 pub mod ingest;
 pub mod metrics;

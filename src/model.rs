@@ -491,3 +491,13 @@ impl FillRejection {
         }
     }
 }
+
+/// The type a metric's values have: what a mapped field must hold, and what an expression
+/// over the metric may do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    Number,
+    Bool,
+    Text,
+}

@@ -5,7 +5,7 @@
 //!
 //! Data flow:
 //! ```text
-//! MQTT $share/…/+/incidents ─┐                        ┌─► dispatch timers (dispatch.rs)
+//! MQTT $share/…/+/incidents ─┐                        ┌─► dispatch timers (timers.rs)
 //! HTTP POST /api/v1/intake ──┴─► intake ─► store ─────┤
 //! MQTT …/+/status (retained) ───────────────►  │      └─► notifications (notify.rs):
 //!                                              ▼            webhook, MQTT, e-mail
@@ -28,6 +28,7 @@ mod regulator_api;
 pub mod risk;
 pub mod scorecard;
 pub mod store;
+pub mod timers;
 mod web;
 
 use std::collections::HashMap;
@@ -371,7 +372,7 @@ impl Central {
         };
         tasks.push((
             "central-dispatch-timers",
-            tokio::spawn(dispatch::run_timers(
+            tokio::spawn(timers::run_timers(
                 config.clone(),
                 store.clone(),
                 metrics.clone(),

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ElevatorRule, FaultNumbering};
+use super::config::{ElevatorRule, FaultNumbering};
 use crate::model::{AlarmEvent, Severity, Transition, Value};
 
 use super::debounce::to_chrono;

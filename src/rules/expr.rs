@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ValueType;
 use crate::model::Value;
+use crate::model::ValueType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {

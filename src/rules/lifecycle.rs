@@ -27,9 +27,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::config::LifecycleSettings;
 use super::debounce::to_chrono;
 use super::ActiveAlarm;
-use crate::config::LifecycleSettings;
 use crate::model::{AlarmEvent, Severity, Transition, Value};
 
 /// The ISA-18.2 state of one alarm.

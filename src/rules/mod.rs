@@ -24,6 +24,7 @@
 
 mod checkpoint;
 mod condition;
+pub mod config;
 mod debounce;
 mod elevator;
 mod expr;
@@ -41,11 +42,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{
-    Config, ElevatorRule, ExprRule, FillRule, Level, LevelKind, RateRule, RuleSet, StaleRule,
-    ThresholdRule, VesselRule,
-};
 use crate::model::{AlarmEvent, FillRecord, Quality, Reading, Severity, Value};
+use config::{
+    ElevatorRule, EngineSettings, ExprRule, FillRule, Level, LevelKind, RateRule, RuleSet,
+    StaleRule, ThresholdRule, VesselRule,
+};
 
 pub use checkpoint::{
     frame as frame_checkpoint, unframe as unframe_checkpoint, CheckpointError, Restored,
@@ -154,8 +155,9 @@ impl Engine {
     }
 
     /// An engine with every rule of a config.
-    pub fn from_config(config: &Config) -> Self {
-        Self::with_rules(&config.gateway.id, &config.thresholds, &config.rules)
+    pub fn from_config<'a>(config: impl Into<EngineSettings<'a>>) -> Self {
+        let config = config.into();
+        Self::with_rules(config.gateway_id, config.thresholds, config.rules)
     }
 
     pub fn with_rules(gateway: &str, thresholds: &[ThresholdRule], rules: &RuleSet) -> Self {

@@ -63,7 +63,7 @@ use toml::Spanned;
 
 use super::decode::{DataType, Order, Scaling};
 use super::plan::{plan_requests, ReadRequest};
-use crate::config::{toml_message, Located, Problem};
+use crate::diag::{toml_message, Located, Problem};
 
 /// Registers per read request allowed by the protocol (function codes 3 and 4).
 pub const MAX_REGISTERS_PER_REQUEST: u16 = 125;
@@ -1441,7 +1441,7 @@ mod tests {
             problems
                 .into_iter()
                 .map(|p| {
-                    let (line, _) = crate::config::line_column(text, p.span.map_or(0, |s| s.start));
+                    let (line, _) = crate::diag::line_column(text, p.span.map_or(0, |s| s.start));
                     format!("{line}: {}", p.message)
                 })
                 .collect()
