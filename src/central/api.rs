@@ -89,7 +89,7 @@ pub struct Caller {
 use crate::auth::{bearer, request_token};
 
 /// The caller of a bearer header, or of the session cookie the pages sign in with.
-fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(super) fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let hash = token_hash(&request_token(headers).ok_or(ApiError::Unauthorized)?);
     config
         .tokens
@@ -164,7 +164,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/intake/rejected", get(rejected))
-        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills));
+        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills))
+        .merge(super::regulator_api::routes());
     let limits = state.config.http_limits.clone();
     let rejected = state.metrics.http_rejected.clone();
     let config = &state.config;
@@ -765,7 +766,9 @@ async fn dispatch_status(
 
 /// Parses a JSON body after the caller was authorised, so an unauthorised request gets 401
 /// whatever it sends; the rejections are axum's (415 without a JSON content type, 400, 422).
-async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<Json<T>, ApiError> {
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
+    request: Request,
+) -> Result<Json<T>, ApiError> {
     Json::<T>::from_request(request, &())
         .await
         .map_err(|rejection| ApiError::Body(rejection.status(), rejection.body_text()))

@@ -27,6 +27,9 @@ pub enum Role {
     EquipmentUnit,
     /// Posts incidents for one gateway.
     Gateway,
+    /// An inspection agency: posts inspection reports and verifies the corrections of the
+    /// hazards it found (`central/hazards.rs`).
+    InspectionAgency,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             Role::RescueTeam => "rescue_team",
             Role::EquipmentUnit => "equipment_unit",
             Role::Gateway => "gateway",
+            Role::InspectionAgency => "inspection_agency",
         }
     }
 }
@@ -76,6 +80,10 @@ pub struct CentralConfig {
     pub tokens: Vec<TokenEntry>,
     /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
     pub time_zone: String,
+    /// The risk ranking's weights (`[risk]`, `central/risk.rs`).
+    pub risk: super::risk::RiskSettings,
+    /// The maintenance-unit scorecards' grades (`[scorecard]`, `central/scorecard.rs`).
+    pub scorecard: super::scorecard::ScorecardSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -193,7 +201,8 @@ pub struct TokenEntry {
     pub role: Role,
     /// Who the token is: recorded with every acknowledgement and dispatch step.
     pub name: String,
-    /// The rescue unit (rescue_team) or using unit (equipment_unit) the token is scoped to.
+    /// The rescue unit (rescue_team), using unit (equipment_unit) or agency
+    /// (inspection_agency) the token is scoped to.
     pub unit: Option<String>,
     pub sha256: String,
 }
@@ -224,6 +233,10 @@ struct RawConfig {
     rescue_unit: Vec<RawRescueUnit>,
     #[serde(default)]
     token: Vec<Spanned<RawToken>>,
+    #[serde(default)]
+    risk: super::risk::RawRisk,
+    #[serde(default)]
+    scorecard: super::scorecard::RawScorecard,
 }
 
 #[derive(Debug, Deserialize)]
@@ -733,7 +746,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
                 );
             }
-            let needs_unit = matches!(t.role, Role::RescueTeam | Role::EquipmentUnit);
+            let needs_unit = matches!(
+                t.role,
+                Role::RescueTeam | Role::EquipmentUnit | Role::InspectionAgency
+            );
             if needs_unit && t.unit.is_none() {
                 problems.push(
                     Problem::new(
@@ -757,6 +773,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             }
         })
         .collect();
+    let risk = raw.risk.validate(&mut problems);
+    let scorecard = raw.scorecard.validate(&mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -777,6 +795,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         rescue_units,
         tokens,
         time_zone,
+        risk,
+        scorecard,
     })
 }
 

@@ -79,6 +79,7 @@ pub struct RawEquipment {
     pub nameplate: Option<Spanned<RawNameplate>>,
     pub next_inspection: Option<Spanned<toml::value::Datetime>>,
     pub insured: Option<bool>,
+    pub in_service: Option<Spanned<toml::value::Datetime>>,
 }
 
 /// The kinds a site may configure: every [`crate::model::EquipmentKind`] but `Gateway`.

@@ -307,6 +307,7 @@ impl Check {
             }
         });
         let next_inspection = e.next_inspection.as_ref().and_then(|d| self.date(d));
+        let in_service = e.in_service.as_ref().and_then(|d| self.date(d));
         let nameplate = match &e.nameplate {
             Some(n) => self.nameplate(n, kind, id),
             None => Nameplate::default(),
@@ -330,6 +331,7 @@ impl Check {
             nameplate,
             next_inspection,
             insured: e.insured,
+            in_service,
         })
     }
 

@@ -23,6 +23,8 @@ mod dashboard;
 mod dispatches;
 mod equipment;
 mod gateways;
+pub mod hazards;
+pub mod history;
 mod incidents;
 mod notifications;
 mod rejected;
