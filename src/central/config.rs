@@ -67,6 +67,8 @@ pub struct CentralConfig {
     pub store_url: SecretString,
     pub mqtt: Option<CentralMqtt>,
     pub dispatch: DispatchSettings,
+    /// When many alarms in one area become one situation (`[flood]`, `flood.rs`).
+    pub flood: FloodSettings,
     pub smtp: Option<Smtp>,
     pub map: MapSettings,
     /// What intake accepts beyond the schema: sizes, counts, time window.
@@ -111,6 +113,19 @@ pub struct DispatchSettings {
     pub poll_interval: Duration,
     /// How long a claimed notification stays with the instance that claimed it.
     pub lease: Duration,
+}
+
+/// ISA-18.2's alarm flood at the regional level: more than `count` alarms raised within
+/// `radius_km` of one another in `window` open a situation; it ends when fewer than `end_count`
+/// joined it in the last `window`. Within a situation each rescue unit is told its new
+/// dispatches in one message every `batch` (zero: one message per dispatch, as outside one).
+#[derive(Debug, Clone)]
+pub struct FloodSettings {
+    pub count: i64,
+    pub end_count: i64,
+    pub window: Duration,
+    pub radius_km: f64,
+    pub batch: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +228,8 @@ struct RawConfig {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     dispatch: RawDispatch,
+    #[serde(default)]
+    flood: RawFlood,
     smtp: Option<RawSmtp>,
     #[serde(default)]
     map: RawMap,
@@ -272,6 +289,16 @@ struct RawDispatch {
     fire_service: Option<Spanned<String>>,
     poll_interval_ms: Option<u64>,
     lease_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlood {
+    count: Option<Spanned<i64>>,
+    end_count: Option<i64>,
+    window_s: Option<f64>,
+    radius_km: Option<Spanned<f64>>,
+    batch_s: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,6 +597,24 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         poll_interval: Duration::from_millis(d.poll_interval_ms.unwrap_or(500).max(10)),
         lease: Duration::from_secs(d.lease_s.unwrap_or(30).max(1)),
     };
+    let f = raw.flood;
+    let flood = FloodSettings {
+        count: f.count.map_or(10, |c| {
+            if *c.get_ref() < 1 {
+                problems.push(Problem::new(c.span(), "flood count must be at least 1"));
+            }
+            c.into_inner()
+        }),
+        end_count: f.end_count.unwrap_or(5).max(1),
+        window: secs(f.window_s, 600.0),
+        radius_km: f.radius_km.map_or(3.0, |r| {
+            if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) {
+                problems.push(Problem::new(r.span(), "radius_km must be above 0"));
+            }
+            r.into_inner()
+        }),
+        batch: Duration::from_secs_f64(f.batch_s.filter(|s| *s >= 0.0).unwrap_or(5.0)),
+    };
     let smtp = raw.smtp.map(|s| {
         if s.from
             .get_ref()
@@ -770,6 +815,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         store_url,
         mqtt,
         dispatch,
+        flood,
         smtp,
         map,
         intake,

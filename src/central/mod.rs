@@ -18,6 +18,7 @@ pub mod api;
 pub mod clean;
 pub mod config;
 pub mod dispatch;
+pub mod flood;
 pub mod geo;
 pub mod intake;
 pub mod notify;
