@@ -247,6 +247,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCentral {
     instance: Spanned<String>,
+    /// An environment variable that, when set, names the instance instead (the container's
+    /// `HOSTNAME`), so several instances share one config file.
+    instance_env: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     max_body_bytes: Option<usize>,
@@ -397,7 +400,13 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
     let mut problems = Vec::new();
-    let instance = raw.central.instance.get_ref().clone();
+    let instance = raw
+        .central
+        .instance_env
+        .as_ref()
+        .and_then(|v| std::env::var(v.get_ref()).ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| raw.central.instance.get_ref().clone());
     if instance.is_empty()
         || !instance
             .chars()
