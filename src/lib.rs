@@ -8,6 +8,7 @@ pub mod central;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod http_error;
 pub mod http_limits;
 pub mod ingest;
 pub mod metrics;

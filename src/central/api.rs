@@ -71,11 +71,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
         };
-        (
-            status,
-            Json(json!({ "error": self.to_string(), "reason": reason })),
-        )
-            .into_response()
+        crate::http_error::error_response(status, reason, self)
     }
 }
 

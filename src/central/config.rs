@@ -936,7 +936,7 @@ mod tests {
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
             ),
-            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `instance_env`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
             (
                 "[central]\ninstance = \"a\"\ntime_zone = \"../etc/passwd\"\n",
                 vec!["3:13: time_zone `../etc/passwd` is not an IANA time zone"],

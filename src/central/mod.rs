@@ -5,7 +5,7 @@
 //!
 //! Data flow:
 //! ```text
-//! MQTT $share/…/+/incidents ─┐                        ┌─► dispatch timers (dispatch.rs)
+//! MQTT $share/…/+/incidents ─┐                        ┌─► dispatch timers (timers.rs)
 //! HTTP POST /api/v1/intake ──┴─► intake ─► store ─────┤
 //! MQTT …/+/status (retained) ───────────────►  │      └─► notifications (notify.rs):
 //!                                              ▼            webhook, MQTT, e-mail
@@ -23,6 +23,7 @@ pub mod geo;
 pub mod intake;
 pub mod notify;
 pub mod store;
+pub mod timers;
 mod web;
 
 use std::collections::HashMap;
@@ -366,7 +367,7 @@ impl Central {
         };
         tasks.push((
             "central-dispatch-timers",
-            tokio::spawn(dispatch::run_timers(
+            tokio::spawn(timers::run_timers(
                 config.clone(),
                 store.clone(),
                 metrics.clone(),

@@ -51,7 +51,7 @@ use super::decode::{decode, label, DataType};
 use super::mbap::MbapClient;
 use super::plan::{self, split, AdaptivePlan, ReadRequest, Splitter};
 use crate::backoff::Backoff;
-use crate::ingest::mqtt::Batch;
+use crate::gateway::Batch;
 use crate::model::{Quality, Reading, Source, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -207,12 +207,7 @@ impl PollObserver for crate::metrics::Metrics {
     }
 }
 
-/// The time stamped on readings: injected so tests control it.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
+pub use crate::ingest::{system_clock, Clock};
 
 // ---------------------------------------------------------------------------------------------
 // Runtime.
