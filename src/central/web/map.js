@@ -65,10 +65,7 @@ async function main() {
   const legend = L.control({ position: 'bottomright' });
   legend.onAdd = () => { const d = L.DomUtil.create('div', 'legend'); d.innerHTML = STATES.map(k => `<div><i class="state-${k}"></i>${esc(stateName(k))}</div>`).join(''); return d; };
   legend.addTo(map);
-  // data-drawn: when the last marker is in its cluster (chunked loading spreads a city over
-  // frames), in ms since the page started; the city bench and browser test read it.
-  const drawn = (done, total) => { if (done === total) document.body.dataset.drawn = String(Math.round(performance.now())); };
-  const cluster = L.markerClusterGroup({ disableClusteringAtZoom: 15, chunkedLoading: true, chunkProgress: drawn });
+  const cluster = L.markerClusterGroup({ disableClusteringAtZoom: 15, chunkedLoading: true });
   const equipment = await api('/api/v1/equipment');
   const bounds = [];
   for (const e of equipment) {
