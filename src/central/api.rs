@@ -160,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/indicators", get(indicators))
         .route("/api/v1/indicators/trends", get(trends::trends))
         .route("/api/v1/dispatches", get(dispatches))
+        .route("/api/v1/situations", get(situations))
         .route("/api/v1/dispatches/{id}", get(dispatch))
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
         .route("/api/v1/audit", get(audit))
@@ -577,6 +578,35 @@ async fn dispatches(
         .map(|d| {
             let mut v = json!(d);
             v["tier"] = tier(&state.config, d).into();
+            v
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}
+
+/// `GET /api/v1/situations`: regional alarm floods (open, and ended within the last hour), each
+/// with its dispatches in rescue order (`store/situations.rs`). Regulators only.
+async fn situations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("list situations"));
+    }
+    let list: Vec<serde_json::Value> = (state.store.situations(now_ms() - 3_600_000).await?)
+        .iter()
+        .map(|s| {
+            let mut v = json!(s);
+            v["dispatches"] = s
+                .dispatches
+                .iter()
+                .map(|d| {
+                    let mut v = json!(d);
+                    v["tier"] = tier(&state.config, d).into();
+                    v
+                })
+                .collect();
             v
         })
         .collect();

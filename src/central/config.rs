@@ -71,6 +71,8 @@ pub struct CentralConfig {
     pub store_url: SecretString,
     pub mqtt: Option<CentralMqtt>,
     pub dispatch: DispatchSettings,
+    /// When many alarms in one area become one situation (`[flood]`, `flood.rs`).
+    pub flood: FloodSettings,
     pub smtp: Option<Smtp>,
     pub map: MapSettings,
     /// What intake accepts beyond the schema: sizes, counts, time window.
@@ -119,6 +121,19 @@ pub struct DispatchSettings {
     pub poll_interval: Duration,
     /// How long a claimed notification stays with the instance that claimed it.
     pub lease: Duration,
+}
+
+/// ISA-18.2's alarm flood at the regional level: more than `count` alarms raised within
+/// `radius_km` of one another in `window` open a situation; it ends when fewer than `end_count`
+/// joined it in the last `window`. Within a situation each rescue unit is told its new
+/// dispatches in one message every `batch` (zero: one message per dispatch, as outside one).
+#[derive(Debug, Clone)]
+pub struct FloodSettings {
+    pub count: i64,
+    pub end_count: i64,
+    pub window: Duration,
+    pub radius_km: f64,
+    pub batch: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +237,8 @@ struct RawConfig {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     dispatch: RawDispatch,
+    #[serde(default)]
+    flood: RawFlood,
     smtp: Option<RawSmtp>,
     #[serde(default)]
     map: RawMap,
@@ -243,6 +260,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCentral {
     instance: Spanned<String>,
+    /// An environment variable that, when set, names the instance instead (the container's
+    /// `HOSTNAME`), so several instances share one config file.
+    instance_env: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     max_body_bytes: Option<usize>,
@@ -285,6 +305,16 @@ struct RawDispatch {
     fire_service: Option<Spanned<String>>,
     poll_interval_ms: Option<u64>,
     lease_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlood {
+    count: Option<Spanned<i64>>,
+    end_count: Option<i64>,
+    window_s: Option<f64>,
+    radius_km: Option<Spanned<f64>>,
+    batch_s: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,7 +413,13 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
     let mut problems = Vec::new();
-    let instance = raw.central.instance.get_ref().clone();
+    let instance = raw
+        .central
+        .instance_env
+        .as_ref()
+        .and_then(|v| std::env::var(v.get_ref()).ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| raw.central.instance.get_ref().clone());
     if instance.is_empty()
         || !instance
             .chars()
@@ -582,6 +618,24 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         fire_service: d.fire_service.map(Spanned::into_inner),
         poll_interval: Duration::from_millis(d.poll_interval_ms.unwrap_or(500).max(10)),
         lease: Duration::from_secs(d.lease_s.unwrap_or(30).max(1)),
+    };
+    let f = raw.flood;
+    let flood = FloodSettings {
+        count: f.count.map_or(10, |c| {
+            if *c.get_ref() < 1 {
+                problems.push(Problem::new(c.span(), "flood count must be at least 1"));
+            }
+            c.into_inner()
+        }),
+        end_count: f.end_count.unwrap_or(5).max(1),
+        window: secs(f.window_s, 600.0),
+        radius_km: f.radius_km.map_or(3.0, |r| {
+            if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) {
+                problems.push(Problem::new(r.span(), "radius_km must be above 0"));
+            }
+            r.into_inner()
+        }),
+        batch: Duration::from_secs_f64(f.batch_s.filter(|s| *s >= 0.0).unwrap_or(5.0)),
     };
     let smtp = raw.smtp.map(|s| {
         if s.from
@@ -788,6 +842,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         store_url,
         mqtt,
         dispatch,
+        flood,
         smtp,
         map,
         intake,
@@ -901,7 +956,7 @@ mod tests {
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
             ),
-            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `instance_env`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
             (
                 "[central]\ninstance = \"a\"\ntime_zone = \"../etc/passwd\"\n",
                 vec!["3:13: time_zone `../etc/passwd` is not an IANA time zone"],

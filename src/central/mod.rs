@@ -19,6 +19,7 @@ pub mod clean;
 pub mod config;
 mod csv;
 pub mod dispatch;
+pub mod flood;
 pub mod geo;
 pub mod hazards;
 mod hazards_api;

@@ -30,6 +30,7 @@ mod notifications;
 mod rejected;
 mod rescue;
 mod schema;
+mod situations;
 mod trends;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
@@ -40,6 +41,7 @@ pub use incidents::IngestOutcome;
 pub use notifications::{redact_link_tokens, Notification};
 pub use rejected::{Refused, RejectedRow};
 pub use rescue::RescueFacts;
+pub use situations::Situation;
 pub use trends::Trends;
 
 use chrono::{DateTime, TimeZone, Utc};
