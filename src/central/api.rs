@@ -17,11 +17,12 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{token_hash, CentralConfig, Role, TileCrs};
+use super::config::{CentralConfig, Role, TileCrs};
 use super::dispatch::{self, Status};
 use super::intake::{self, Rejection};
 use super::store::{AlarmFilter, RescueStep, Store, StoreError};
 use super::{geo, now_ms, web, CentralMetrics};
+use crate::auth::token_hash;
 
 #[derive(Clone)]
 pub struct AppState {
