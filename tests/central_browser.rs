@@ -9,7 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use seguard::central::config::{parse, token_hash};
+use seguard::auth::token_hash;
+use seguard::central::config::parse;
 use seguard::central::geo;
 use seguard::central::Central;
 use seguard::model::{GatewayState, GatewayStatus};

@@ -884,8 +884,6 @@ fn without_password(url: &str) -> String {
     }
 }
 
-pub use crate::auth::token_hash;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -965,13 +963,5 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(problems(text), expected, "for:\n{text}");
         }
-    }
-
-    #[test]
-    fn token_hash_is_sha256_hex() {
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

@@ -8,7 +8,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{caller, display, ApiError, AppState};
+use super::map::display;
+use super::{caller, ApiError, AppState};
 use crate::central::config::Role;
 
 /// Whose equipment the caller may see: all (None) or one using unit's.

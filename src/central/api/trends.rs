@@ -8,8 +8,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{caller, now_ms, ApiError, AppState};
+use super::{caller, ApiError, AppState};
 use crate::central::config::Role;
+use crate::central::now_ms;
 use crate::central::store::Trends;
 
 /// The most weeks one request may ask for (two years).
