@@ -48,6 +48,7 @@ use config::{
     StaleRule, ThresholdRule, VesselRule,
 };
 
+pub use crate::model::AlarmStats;
 pub use checkpoint::{
     frame as frame_checkpoint, unframe as unframe_checkpoint, CheckpointError, Restored,
     HEARTBEAT as CHECKPOINT_HEARTBEAT, MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
@@ -55,7 +56,7 @@ pub use checkpoint::{
 pub use elevator::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault, SERVICE_MODES};
 pub use expr::{parse as parse_expr, Expr, ExprError};
 pub use fill::local_date;
-pub use lifecycle::{AlarmState, AlarmStats, LifecycleError};
+pub use lifecycle::{AlarmState, LifecycleError};
 pub use threshold::ThresholdPoint;
 
 use condition::ConditionPoint;
