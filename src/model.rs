@@ -507,3 +507,17 @@ pub enum ValueType {
     Bool,
     Text,
 }
+
+/// The alarm lifecycle's counts (`rules::Engine::stats`), as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AlarmStats {
+    /// Raises announced within the flood window.
+    pub announced_in_window: usize,
+    pub flood: bool,
+    pub chattering: usize,
+    pub shelved: usize,
+    pub suppressed: usize,
+    pub out_of_service: usize,
+    pub unacknowledged: usize,
+    pub active: usize,
+}

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::broker::Broker;
-use crate::gateway::Batch;
+use crate::ingest::Batch;
 use crate::ingest::Clock;
 use crate::metrics::Metrics;
 
