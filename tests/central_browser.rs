@@ -533,10 +533,21 @@ role = "equipment_unit"
 name = "riverside-desk"
 unit = "Riverside Property Co."
 sha256 = "{unit}"
+[map]
+district_geojson = "{district}"
 "#,
-            unit = token_hash(UNIT)
+            unit = token_hash(UNIT),
+            district = dir.path().join("district.geojson").display(),
         ),
     );
+    // The district the operator supplies: an outline around the equipment and one street.
+    let district = json!({ "type": "FeatureCollection", "features": [
+        { "type": "Feature", "properties": { "name": "Riverside", "level": "district" },
+          "geometry": { "type": "Polygon", "coordinates": [[[121.48, 31.18], [121.54, 31.18], [121.54, 31.24], [121.48, 31.24], [121.48, 31.18]]] } },
+        { "type": "Feature", "properties": { "name": "Riverside, street 1", "level": "street" },
+          "geometry": { "type": "Polygon", "coordinates": [[[121.48, 31.18], [121.51, 31.18], [121.51, 31.21], [121.48, 31.18]]] } },
+    ]});
+    std::fs::write(dir.path().join("district.geojson"), district.to_string()).unwrap();
     let central = Central::start(parse(&text, Path::new("equipment.toml")).unwrap())
         .await
         .unwrap();
@@ -641,5 +652,86 @@ sha256 = "{unit}"
     )
     .await;
     eprintln!("browser results: {results}");
+    central.stop().await;
+}
+
+/// The AMap preset: tiles in GCJ-02, so the markers and the district outline are converted
+/// with `central::geo` (whose conversion is tested against published pairs), and the page's
+/// policy allows the preset's tile hosts. No browser: the tiles are on the internet.
+#[tokio::test]
+async fn amap_preset_draws_markers_in_gcj02() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("district.geojson"),
+        r#"{"type":"Polygon","coordinates":[[[121.48,31.18],[121.54,31.18],[121.54,31.24],[121.48,31.18]]]}"#,
+    )
+    .unwrap();
+    let text = config(
+        &dir.path().join("central.db"),
+        &format!(
+            "[map]\npreset = \"amap\"\ndistrict_geojson = \"{}\"\n",
+            dir.path().join("district.geojson").display()
+        ),
+    );
+    let central = Central::start(parse(&text, Path::new("amap.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": [record("lift-a")],
+    }))
+    .unwrap();
+    central
+        .store
+        .merge_registry(&registry, seguard::central::now_ms())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(REGULATOR)
+            .send()
+    };
+    let map: Value = get("/api/v1/map/config")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(map["tile_crs"], "GCJ-02");
+    assert_eq!(map["tile_subdomains"][0], "webrd01");
+    let (g_lat, g_lon) = geo::wgs84_to_gcj02(31.20, 121.50);
+    let equipment: Value = get("/api/v1/equipment")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = &equipment[0]["display"];
+    assert!(
+        (shown[0].as_f64().unwrap() - g_lat).abs() < 1e-12
+            && (shown[1].as_f64().unwrap() - g_lon).abs() < 1e-12,
+        "{shown} is not GCJ-02 ({g_lat}, {g_lon})"
+    );
+    // GCJ-02 moves a point in Shanghai by a few hundred metres: the conversion happened.
+    assert!((g_lon - 121.50).abs() > 0.003, "{g_lon}");
+    let outline: Value = get("/api/v1/map/district")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (o_lat, o_lon) = geo::wgs84_to_gcj02(31.18, 121.48);
+    assert!((outline["coordinates"][0][0][0].as_f64().unwrap() - o_lon).abs() < 1e-12);
+    assert!((outline["coordinates"][0][0][1].as_f64().unwrap() - o_lat).abs() < 1e-12);
+    let page = get("/").await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("img-src 'self' data: https://*.is.autonavi.com;"),
+        "{csp}"
+    );
     central.stop().await;
 }

@@ -86,9 +86,24 @@ try {
   await inChinese('filling station page');
   await shot(page, 'equipment-station');
 
-  // From the map's popup and from the alarm list.
+  // The offline map: the district's outline and street drawn under the markers.
   await page.goto(`${env.BASE_URL}/`);
   await ready(page);
+  await page.waitForSelector('body[data-district="drawn"]', { state: 'attached', timeout: 5000 });
+  await page.waitForSelector('#map.offline-base', { timeout: 5000 });
+  check(await page.isVisible('.leaflet-overlay-pane path.district:not(.street)'), 'the outline is drawn');
+  check(await page.isVisible('.leaflet-overlay-pane path.district.street'), 'the street is drawn');
+  const under = await page.evaluate(() => Number(getComputedStyle(document.querySelector('.leaflet-overlay-pane')).zIndex) < Number(getComputedStyle(document.querySelector('.leaflet-marker-pane')).zIndex));
+  check(under && await page.isVisible('.leaflet-marker-pane .seg-marker, .leaflet-marker-pane .marker-cluster'), 'the outline lies under the markers');
+  await page.waitForTimeout(500);
+  await shot(page, 'map-district', false);
+  // Markers at one spot cluster: open them.
+  for (let i = 0; i < 4 && !(await page.isVisible('.seg-marker.state-trapped')); i++) {
+    await page.click('.marker-cluster');
+    await page.waitForTimeout(800);
+  }
+
+  // From the map's popup and from the alarm list.
   await page.click('.seg-marker.state-trapped');
   await page.waitForSelector('.leaflet-popup-content a.open', { timeout: 5000 });
   await page.waitForTimeout(400);
