@@ -72,6 +72,14 @@ fn incident(
     })
 }
 
+/// Where the scripts copy the README's screenshots: docs/screenshots/ when the tests run with
+/// UPDATE_DOCS_SCREENSHOTS=1, nowhere otherwise (an ordinary run leaves the tree as it was).
+fn docs(root: &Path) -> String {
+    std::env::var_os("UPDATE_DOCS_SCREENSHOTS")
+        .map(|_| root.join("docs/screenshots").display().to_string())
+        .unwrap_or_default()
+}
+
 /// Central's config for these tests: SQLite at `db`, gateway gw1, the regulator's token, and
 /// `extra` (tables).
 fn config(db: &Path, extra: &str) -> String {
@@ -351,6 +359,7 @@ webhook = "http://127.0.0.1:{hook_port}/shenlong"
             ("GCJ02", json!([gcj.0, gcj.1]).to_string()),
             ("BD09", json!([bd.0, bd.1]).to_string()),
             ("SCREENSHOTS", screenshots.display().to_string()),
+            ("DOCS", docs(root)),
         ],
     )
     .await;
@@ -438,6 +447,7 @@ phone = "+86-21-5555-0101"
             ("REGULATOR_TOKEN", REGULATOR.into()),
             ("GATEWAY_TOKEN", GW1.into()),
             ("INCIDENT", trapped(2, "lift-b").to_string()),
+            ("DOCS", docs(root)),
             (
                 "SCREENSHOTS",
                 root.join("target/screenshots/central")
@@ -640,14 +650,7 @@ district_geojson = "{district}"
                     .display()
                     .to_string(),
             ),
-            // With UPDATE_DOCS_SCREENSHOTS=1 the README's screenshots are copied to
-            // docs/screenshots/ (so an ordinary run leaves the tree as it was).
-            (
-                "DOCS",
-                std::env::var_os("UPDATE_DOCS_SCREENSHOTS")
-                    .map(|_| root.join("docs/screenshots").display().to_string())
-                    .unwrap_or_default(),
-            ),
+            ("DOCS", docs(root)),
         ],
     )
     .await;
