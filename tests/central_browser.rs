@@ -738,3 +738,98 @@ async fn amap_preset_draws_markers_in_gcj02() {
     );
     central.stop().await;
 }
+
+/// The equipment page's and the indicators' queries (search, detail, trends) on PostgreSQL, as
+/// the browser test runs them on SQLite: the same SQL on both engines.
+#[tokio::test]
+async fn equipment_search_detail_and_trends_on_postgres() {
+    let pg = common::postgres::Postgres::start();
+    let sqlite = Path::new("/nonexistent/central.db");
+    let text = config(
+        sqlite,
+        &format!(
+            "[[token]]\nrole = \"equipment_unit\"\nname = \"riverside-desk\"\nunit = \"Riverside Property Co.\"\nsha256 = \"{}\"\n",
+            token_hash(UNIT)
+        ),
+    )
+    .replace(&format!("sqlite://{}", sqlite.display()), &pg.url());
+    let central = Central::start(parse(&text, Path::new("pg.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": (["lift-a", "boiler-1", "station-1", "lift-z"].map(record)),
+    }))
+    .unwrap();
+    let now = seguard::central::now_ms();
+    central.store.merge_registry(&registry, now).await.unwrap();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/api/v1/intake/incidents"))
+        .bearer_auth(GW1)
+        .json(&event(
+            2,
+            "boiler-1",
+            "boiler-1.pressure.high_high",
+            Some((1.32, 1.25)),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let get = |path: String, token: &'static str| {
+        let client = client.clone();
+        async move {
+            let r = client.get(path).bearer_auth(token).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // Search: by 96333 code, by a name part ignoring case, and scoped to the unit.
+    let found = get(format!("{base}/api/v1/equipment/search?q=02417"), REGULATOR).await;
+    assert_eq!(found[0]["id"], "lift-a", "{found}");
+    let found = get(
+        format!("{base}/api/v1/equipment/search?q=BOILER"),
+        REGULATOR,
+    )
+    .await;
+    assert_eq!(found[0]["id"], "boiler-1", "{found}");
+    let found = get(format!("{base}/api/v1/equipment/search?q=lift"), UNIT).await;
+    let ids: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["lift-a"], "the other unit's lift-z is not found");
+    // Detail: the reading and its limit; another unit's equipment is not found.
+    let detail = get(format!("{base}/api/v1/equipment/gw1/boiler-1"), REGULATOR).await;
+    assert_eq!(detail["readings"][0]["value"], 1.32, "{detail}");
+    assert_eq!(detail["readings"][0]["limit"], 1.25, "{detail}");
+    assert_eq!(detail["alarms"].as_array().unwrap().len(), 1);
+    let hidden = client
+        .get(format!("{base}/api/v1/equipment/gw1/lift-z"))
+        .bearer_auth(UNIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status().as_u16(), 404);
+    // Trends: this week's alarm, and the breakdown by area.
+    let trends = get(
+        format!("{base}/api/v1/indicators/trends?weeks=4&offset_min=480"),
+        REGULATOR,
+    )
+    .await;
+    // (The alarm is ten minutes old: last week's on a Monday just after midnight.)
+    let weekly: Vec<i64> = (trends["series"]["alarms"].as_array().unwrap().iter())
+        .map(|n| n.as_i64().unwrap())
+        .collect();
+    assert_eq!(weekly.len(), 4);
+    assert_eq!(weekly[2] + weekly[3], 1, "{trends}");
+    let areas = trends["breakdowns"]["area"].as_array().unwrap();
+    assert_eq!(areas[0]["group"], "8 River Road", "{trends}");
+    assert_eq!(areas[0]["alarms"], 1, "{trends}");
+    central.stop().await;
+}
