@@ -45,15 +45,13 @@ const LAYERS: &[&[&str]] = &[
 ];
 
 /// Edges against the flow that stay, each with its reason.
-const ALLOWED: &[(&str, &str, &str)] = &[
-    (
-        "api",
-        "gateway",
-        "the API's reload route answers with the gateway's `ReloadOutcome` (a circle with \
+const ALLOWED: &[(&str, &str, &str)] = &[(
+    "api",
+    "gateway",
+    "the API's reload route answers with the gateway's `ReloadOutcome` (a circle with \
          gateway → api, which builds the router: the outcome belongs beside `ReloadRequest` in \
          api.rs)",
-    ),
-];
+)];
 
 #[derive(Default)]
 struct Picture {

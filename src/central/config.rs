@@ -149,6 +149,10 @@ pub struct Smtp {
 pub struct MapSettings {
     /// Leaflet tile URL template; empty means the plain offline base.
     pub tile_url: String,
+    /// Values of `{s}` in the tile URLs (Leaflet's default `abc` when empty).
+    pub tile_subdomains: Vec<String>,
+    /// A label layer drawn over the tiles (a preset's), or empty.
+    pub label_url: String,
     pub tile_crs: TileCrs,
     pub tile_attribution: String,
     /// WGS-84 centre used before any equipment is known.
@@ -332,6 +336,9 @@ struct RawSmtp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMap {
+    /// `tianditu` or `amap` (web/tiles.rs), instead of `tile_url`.
+    preset: Option<Spanned<String>>,
+    tile_key: Option<String>,
     tile_url: Option<String>,
     tile_crs: Option<TileCrs>,
     tile_attribution: Option<String>,
@@ -685,10 +692,42 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             );
         }
     }
+    let preset = raw.map.preset.as_ref().and_then(|p| {
+        let chosen = super::web::tiles::preset(p.get_ref(), raw.map.tile_key.as_deref());
+        let conflict = (raw.map.tile_url.is_some() || raw.map.tile_crs.is_some()).then(|| {
+            "a preset sets tile_url and tile_crs itself: remove them, or the preset".to_owned()
+        });
+        match conflict.map_or(chosen, Err) {
+            Ok(preset) => Some(preset),
+            Err(why) => {
+                problems.push(
+                    Problem::new(p.span(), why)
+                        .hint("preset = \"tianditu\" with tile_key = \"…\", or preset = \"amap\""),
+                );
+                None
+            }
+        }
+    });
     let map = MapSettings {
-        tile_url: raw.map.tile_url.unwrap_or_default(),
-        tile_crs: raw.map.tile_crs.unwrap_or(TileCrs::Wgs84),
-        tile_attribution: raw.map.tile_attribution.unwrap_or_default(),
+        tile_url: preset.as_ref().map_or_else(
+            || raw.map.tile_url.clone().unwrap_or_default(),
+            |p| p.tile_url.clone(),
+        ),
+        tile_subdomains: preset
+            .as_ref()
+            .map(|p| p.subdomains.clone())
+            .unwrap_or_default(),
+        label_url: preset
+            .as_ref()
+            .map(|p| p.label_url.clone())
+            .unwrap_or_default(),
+        tile_crs: preset
+            .as_ref()
+            .map_or(raw.map.tile_crs.unwrap_or(TileCrs::Wgs84), |p| p.crs),
+        tile_attribution: preset.as_ref().map_or_else(
+            || raw.map.tile_attribution.clone().unwrap_or_default(),
+            |p| p.attribution.clone(),
+        ),
         center,
         zoom: raw.map.zoom.unwrap_or(12),
         district_geojson: raw.map.district_geojson.map(|p| base.join(p)),

@@ -68,7 +68,7 @@ pub fn messages(t: u64, ts_ms: i64) -> Vec<(&'static str, Value)> {
             json!({ "ts": ts_ms, "pressure": pressure, "door_closed_locked": locked }),
         ),
     ];
-    if t > 0 && t % FILL_EVERY_S == 0 {
+    if t > 0 && t.is_multiple_of(FILL_EVERY_S) {
         let n = (t / FILL_EVERY_S - 1) as usize;
         out.push((
             STATION,

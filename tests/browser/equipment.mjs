@@ -1,11 +1,11 @@
 // The equipment page, search, indicators and the unit overview in headless Chromium (Debian
 // `chromium`, driven by playwright-core). Run by tests/central_browser.rs, which starts central
 // and passes: BASE_URL, REGULATOR_TOKEN, UNIT_TOKEN, LIFT_CODE (lift-a's registration code),
-// SCREENSHOTS (directory), DOCS (directory for the README's screenshots).
+// SCREENSHOTS (directory), DOCS (the README's screenshots, or empty: see keepForDocs).
 // Prints one JSON line of results; exits non-zero on the first failed check.
 import { launch } from './chromium.mjs';
-import { mkdirSync, readFileSync, copyFileSync } from 'node:fs';
-import { englishLeft, chineseLeft, unlabelled, tabTo, heights, contrast } from './screens.mjs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { englishLeft, chineseLeft, unlabelled, tabTo, heights, contrast, keepForDocs } from './screens.mjs';
 
 const env = process.env;
 const shots = env.SCREENSHOTS;
@@ -13,9 +13,10 @@ mkdirSync(shots, { recursive: true });
 const results = {};
 function check(ok, what) { if (!ok) throw new Error('check failed: ' + what); }
 const ready = p => p.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 15000 });
-const shot = async (p, name, full = true) => {
+// A screenshot; `docs` ones are also the README's (keepForDocs).
+const shot = async (p, name, { full = true, docs = false } = {}) => {
   await p.screenshot({ path: `${shots}/${name}.png`, fullPage: full });
-  if (env.DOCS) { mkdirSync(env.DOCS, { recursive: true }); copyFileSync(`${shots}/${name}.png`, `${env.DOCS}/${name}.png`); }
+  if (docs) keepForDocs(shots, name);
 };
 
 const browser = await launch();
@@ -63,7 +64,7 @@ try {
   const alarmsCsv = await exported(page, 'button[data-export="lift-a-alarms"]');
   check(alarmsCsv.text.startsWith('报警时间,') && alarmsCsv.text.includes('困人'), `alarms CSV: ${alarmsCsv.text.slice(0, 200)}`);
   results.csv = alarmsCsv.name;
-  await shot(page, 'equipment');
+  await shot(page, 'equipment', { docs: true });
 
   // A name part lists the matches; one click opens the page.
   await page.fill('#search-q', 'boiler');
@@ -86,9 +87,24 @@ try {
   await inChinese('filling station page');
   await shot(page, 'equipment-station');
 
-  // From the map's popup and from the alarm list.
+  // The offline map: the district's outline and street drawn under the markers.
   await page.goto(`${env.BASE_URL}/`);
   await ready(page);
+  await page.waitForSelector('body[data-district="drawn"]', { state: 'attached', timeout: 5000 });
+  await page.waitForSelector('#map.offline-base', { timeout: 5000 });
+  check(await page.isVisible('.leaflet-overlay-pane path.district:not(.street)'), 'the outline is drawn');
+  check(await page.isVisible('.leaflet-overlay-pane path.district.street'), 'the street is drawn');
+  const under = await page.evaluate(() => Number(getComputedStyle(document.querySelector('.leaflet-overlay-pane')).zIndex) < Number(getComputedStyle(document.querySelector('.leaflet-marker-pane')).zIndex));
+  check(under && await page.isVisible('.leaflet-marker-pane .seg-marker, .leaflet-marker-pane .marker-cluster'), 'the outline lies under the markers');
+  await page.waitForTimeout(500);
+  await shot(page, 'map-district', { full: false, docs: true });
+  // Markers at one spot cluster: open them.
+  for (let i = 0; i < 4 && !(await page.isVisible('.seg-marker.state-trapped')); i++) {
+    await page.click('.marker-cluster');
+    await page.waitForTimeout(800);
+  }
+
+  // From the map's popup and from the alarm list.
   await page.click('.seg-marker.state-trapped');
   await page.waitForSelector('.leaflet-popup-content a.open', { timeout: 5000 });
   await page.waitForTimeout(400);
@@ -120,7 +136,7 @@ try {
   results.tabs_to_png = await tabTo(page, 'button[data-png="alarms"]');
   check(results.tabs_to_png !== null, 'the PNG export is reached with Tab');
   await inChinese('indicators');
-  await shot(page, 'indicators');
+  await shot(page, 'indicators', { docs: true });
 
   // English, one click away, on the new pages too.
   await page.goto(`${env.BASE_URL}/equipment/gw1/station-1`);
@@ -135,7 +151,7 @@ try {
   await page.goto(`${env.BASE_URL}/indicators`);
   await ready(page);
   await inEnglish('indicators');
-  await shot(page, 'indicators-en');
+  await shot(page, 'indicators-en', { docs: true });
   await page.goto(`${env.BASE_URL}/equipment/gw1/lift-a`);
   await ready(page);
   await inEnglish('equipment page');
@@ -151,7 +167,7 @@ try {
   check(h.every(x => x >= 44), `buttons on a phone: ${h} px`);
   const wide = await phone.evaluate(() => document.querySelector('.columns').scrollWidth <= window.innerWidth);
   check(wide, 'the registry fits the phone');
-  await shot(phone, 'equipment-phone');
+  await shot(phone, 'equipment-phone', { docs: true });
 
   // A using unit's overview: its own equipment (not another unit's lift), the open alarms and
   // the overdue cylinder, in its own browser.
@@ -169,7 +185,7 @@ try {
   check(await contrast(unit, '#equipment .badge.state-trapped') >= 4.5, 'state badges are readable');
   await inChinese('unit overview', unit);
   await labelled('unit overview', unit);
-  await shot(unit, 'unit');
+  await shot(unit, 'unit', { docs: true });
   await Promise.all([unit.waitForNavigation(), unit.click('#lang')]);
   await ready(unit);
   await inEnglish('unit overview', unit);

@@ -21,6 +21,8 @@ pub(super) async fn map_config(State(state): State<AppState>) -> Json<serde_json
     };
     Json(json!({
         "tile_url": m.tile_url,
+        "tile_subdomains": m.tile_subdomains,
+        "label_url": m.label_url,
         "tile_crs": m.tile_crs,
         "tile_attribution": m.tile_attribution,
         "center": center,

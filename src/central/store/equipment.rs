@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::alarms::{alarm_from_row, like_pattern, AlarmRow, COLUMNS};
+use super::dashboard::{equipment_state_from_row, EQUIPMENT_STATE_SQL};
 use super::dispatches::{dispatch_from_row, DISPATCH_COLUMNS};
 use super::{rfc3339, EquipmentState, Store, StoreError};
 use crate::central::dispatch::Dispatch;
@@ -106,14 +107,18 @@ impl Store {
         using_unit: Option<&str>,
         today: chrono::NaiveDate,
     ) -> Result<Option<EquipmentDetail>, StoreError> {
-        let Some(equipment) = self
-            .equipment_states(using_unit, today)
-            .await?
-            .into_iter()
-            .find(|e| e.gateway == gateway && e.id == id)
+        let Some(row) = sqlx::query(&format!(
+            "{EQUIPMENT_STATE_SQL} WHERE e.gateway = $1 AND e.id = $2 AND ($3 = '' OR e.using_unit = $3)"
+        ))
+        .bind(gateway.to_owned())
+        .bind(id.to_owned())
+        .bind(using_unit.unwrap_or("").to_owned())
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
+        let equipment = equipment_state_from_row(&row, &today.to_string())?;
         let alarms = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM alarms WHERE gateway = $1 AND equipment = $2
              ORDER BY raised_ms DESC, id DESC LIMIT $3"

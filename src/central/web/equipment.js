@@ -2,7 +2,7 @@
 // search box, the map's popup and the alarm list: registry and nameplate, its position on a
 // small map, the latest values central received, alarm and dispatch history, inspection and
 // insurance, and a cylinder's or filling station's fills. Every table exports as CSV.
-const { api, header, esc, val, time, t, label, alarmName, num, exportable, ready } = window.seguard;
+const { api, header, esc, val, time, t, label, alarmName, num, exportable, ready, basemap } = window.seguard;
 header('');
 const [gateway, id] = location.pathname.split('/').slice(2).map(decodeURIComponent);
 const tel = p => `tel:${String(p).replace(/[^0-9+]/g, '')}`;
@@ -21,8 +21,7 @@ async function place(at) {
   if (!at || !window.L || window.SEGUARD_NO_LEAFLET) { where.hidden = true; document.getElementById('no-position').hidden = false; return; }
   const config = await api('/api/v1/map/config').catch(() => ({}));
   const map = L.map(where, { zoomControl: false, attributionControl: !!config.tile_url }).setView(at, 16);
-  if (config.tile_url) L.tileLayer(config.tile_url, { attribution: config.tile_attribution, maxZoom: 19 }).addTo(map);
-  else where.classList.add('offline-base');
+  if (!basemap(map, config).length) where.classList.add('offline-base');
   L.circleMarker(at, { radius: 9, color: '#fff', weight: 3, fillColor: '#1d3557', fillOpacity: 1 }).addTo(map);
   where.dataset.at = at.join(',');
 }

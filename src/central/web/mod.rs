@@ -5,6 +5,7 @@
 
 pub mod headers;
 pub mod session;
+pub mod tiles;
 
 pub const MAP_HTML: &str = include_str!("map.html");
 pub const ALARMS_HTML: &str = include_str!("alarms.html");

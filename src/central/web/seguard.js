@@ -151,5 +151,17 @@
     table.before(b);
     return b;
   }
-  window.seguard = { api, apiPage, header, langButton, esc, val, time, num, pct, elapsed, t, label, alarmName, lang, ready, download, csv, exportable };
+  // The basemap of central's `/api/v1/map/config` on a Leaflet map: the tiles (with a preset's
+  // subdomains) and a label layer over them when the preset has one. Returns the layers, the
+  // tiles first; none without a tile server.
+  function basemap(map, config) {
+    if (!config.tile_url || !window.L) return [];
+    const options = { attribution: config.tile_attribution, maxZoom: 19 };
+    if (config.tile_subdomains && config.tile_subdomains.length) options.subdomains = config.tile_subdomains;
+    const layers = [L.tileLayer(config.tile_url, options)];
+    if (config.label_url) layers.push(L.tileLayer(config.label_url, Object.assign({}, options, { attribution: '' })));
+    for (const l of layers) l.addTo(map);
+    return layers;
+  }
+  window.seguard = { api, apiPage, header, langButton, esc, val, time, num, pct, elapsed, t, label, alarmName, lang, ready, download, csv, exportable, basemap };
 })();
