@@ -12,6 +12,7 @@ pub const RESCUE_HTML: &str = include_str!("rescue.html");
 pub const BOARD_HTML: &str = include_str!("board.html");
 pub const RISK_HTML: &str = include_str!("risk.html");
 pub const HAZARDS_HTML: &str = include_str!("hazards.html");
+pub const CYLINDER_HTML: &str = include_str!("cylinder.html");
 pub const SCORECARDS_HTML: &str = include_str!("scorecards.html");
 pub const SCORECARD_REPORT_HTML: &str = include_str!("scorecard_report.html");
 
@@ -45,6 +46,7 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "board.js" => ("text/javascript", include_bytes!("board.js")),
         "risk.js" => ("text/javascript", include_bytes!("risk.js")),
         "hazards.js" => ("text/javascript", include_bytes!("hazards.js")),
+        "cylinder.js" => ("text/javascript", include_bytes!("cylinder.js")),
         "scorecards.js" => ("text/javascript", include_bytes!("scorecards.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
