@@ -457,7 +457,7 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
             .await
             .2
         ),
-        [brake.clone()]
+        [brake]
     );
     assert_eq!(
         list(get(&router, "/api/v1/hazards", WEST_MALL).await.2).len(),
