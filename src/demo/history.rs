@@ -2,7 +2,8 @@
 //! maintenance-unit scorecards and the hazard ledgers on first run: a second gateway's
 //! registry (`gw-history`: twelve lifts and an autoclave around the centre, three maintenance
 //! units), 40 days of faults and nine trapped-passenger dispatches written through central's own
-//! store steps, and one inspection report with three hazards (one overdue). Deterministic;
+//! store steps, one inspection report with three hazards (one overdue), and two filling
+//! stations' cylinder registers with a month of fills and refusals. Deterministic;
 //! written once per data directory.
 
 use serde_json::json;
@@ -12,7 +13,7 @@ use crate::central::config::CentralConfig;
 use crate::central::dispatch::Status;
 use crate::central::hazards::ReportIn;
 use crate::central::store::{Store, StoreError};
-use crate::model::{GatewayRegistry, Incident};
+use crate::model::{FillRecord, GatewayRegistry, Incident};
 
 /// The agency the demo's report comes from (its token is printed).
 pub const AGENCY: &str = "District Special Equipment Inspection Institute";
@@ -223,6 +224,59 @@ pub async fn write(
         .insert_report(AGENCY, "demo-agency", &report, now_ms - 30 * DAY_MS)
         .await?;
     store.raise_overdue_hazards(now_ms, 480).await?;
+    cylinders(store, today, start).await
+}
+
+/// Two filling stations' registers and a month of their fills: refusals for an unregistered
+/// cylinder, a scrapped one and an expired inspection, and a cylinder that moved between the
+/// stations (its page: `/c/LPG-3101000001`).
+async fn cylinders(store: &Store, today: chrono::NaiveDate, start: i64) -> Result<(), StoreError> {
+    const EAST: &str = "城东液化气充装站";
+    const WEST: &str = "城西液化气充装站";
+    let mut csv = String::from("code,owner,medium,type,made,last_inspection,next_inspection,scrapped,insured\n");
+    for k in 1..=8 {
+        let owner = if k <= 5 { EAST } else { WEST };
+        let (next, scrapped) = match k {
+            4 => (today - chrono::Days::new(40), "否"),
+            7 => (today + chrono::Days::new(400), "是"),
+            _ => (today + chrono::Days::new(300 + 30 * k), "否"),
+        };
+        let insured = if k == 2 || k == 6 { "否" } else { "是" };
+        csv.push_str(&format!(
+            "LPG-31010000{k:02},{owner},LPG,YSP-15,2018-0{}-01,2023-06-01,{next},{scrapped},{insured}\n",
+            1 + k % 9
+        ));
+    }
+    let rows = crate::central::cylinders::parse_register(&csv).expect("a generated register parses");
+    store.import_register(&rows, "demo", "regulator", start).await?;
+    let mut n = 0u64;
+    let mut fill = |station: &str, code: &str, day: i64, rejections: &[&str]| {
+        n += 1;
+        let id = format!("00000000-0000-4000-b000-{n:012}");
+        serde_json::from_value::<FillRecord>(json!({
+            "schema": "seguard.fill.v1", "id": id, "gateway": GATEWAY, "equipment": "scale-1",
+            "station": station, "cylinder_code": code,
+            "time": crate::central::store::rfc3339(start + day * DAY_MS + 9 * 3_600_000),
+            "medium": "LPG", "mass_kg": 14.6, "pressure_mpa": 0.82, "temperature_c": 18.0,
+            "residual_pressure_mpa": 0.12, "operator": "张师傅", "gun": "G2",
+            "accepted": rejections.is_empty(), "rejections": rejections,
+        }))
+        .expect("a generated fill is valid")
+    };
+    let fills = [
+        fill(EAST, "LPG-3101000001", 2, &[]),
+        fill(EAST, "LPG-3101000002", 3, &[]),
+        fill(EAST, "LPG-3101000003", 5, &[]),
+        fill(EAST, "LPG-3101000004", 6, &["inspection_expired"]),
+        fill(EAST, "NOCODE-17", 8, &["unregistered"]),
+        fill(WEST, "LPG-3101000006", 9, &[]),
+        fill(WEST, "LPG-3101000007", 11, &["scrapped"]),
+        fill(EAST, "LPG-3101000001", 20, &[]),
+        fill(WEST, "LPG-3101000001", 34, &["not_owned"]),
+    ];
+    for f in &fills {
+        store.ingest_fill(f, start).await?;
+    }
     Ok(())
 }
 
@@ -293,5 +347,8 @@ mod tests {
         assert_eq!(events, 34);
         write(&store, &config, o.center, now).await.unwrap();
         assert_eq!(store.event_count().await.unwrap(), events, "written once");
+        let stations = store.cylinder_indicators().await.unwrap();
+        let rates: Vec<(&str, i64, i64)> = stations.iter().map(|s| (s.station.as_str(), s.cylinders, s.labelled)).collect();
+        assert_eq!(rates, [("城东液化气充装站", 5, 4), ("城西液化气充装站", 3, 3)]);
     }
 }

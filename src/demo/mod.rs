@@ -359,7 +359,7 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
         "\nseguard demo is running: {n} elevators around {lat:.4}, {lon:.4}, a trapped passenger in about {at} s.\n\n  \
          dashboard (regulator):  http://{central}/?token={REGULATOR_TOKEN}\n  \
          rescue team token:      {RESCUE_TOKEN} (each dispatch links to its rescue page)\n  \
-         regulator's tools:      /risk, /scorecards, /hazards (generated history of 40 days)\n  \
+         regulator's tools:      /risk, /scorecards, /hazards, /c/LPG-3101000001 (generated history of 40 days)\n  \
          inspection agency:      http://{central}/hazards?token={AGENCY_TOKEN}\n  \
          gateway API:            http://{gateway}/api/v1/alarms  (/metrics, /readyz)\n  \
          MQTT broker:            {mqtt}\n  \
