@@ -1,7 +1,7 @@
 //! The district's past, generated for the demo so that a regulator sees the risk ranking, the
 //! maintenance-unit scorecards and the hazard ledgers on first run: a second gateway's
-//! registry (`gw-history`: twelve lifts and an autoclave around the centre, three maintenance
-//! units), 40 days of faults and nine trapped-passenger dispatches written through central's own
+//! registry (`gw-history`: twelve lifts and an autoclave, three maintenance units; without a
+//! position, so the map keeps showing the live fleet alone), 40 days of faults and nine trapped-passenger dispatches written through central's own
 //! store steps, one inspection report with three hazards (one overdue), and two filling
 //! stations' cylinder registers with a month of fills and refusals. Deterministic;
 //! written once per data directory.
@@ -39,12 +39,8 @@ impl Dice {
     }
 }
 
-fn equipment(i: usize, center: (f64, f64), today: chrono::NaiveDate) -> serde_json::Value {
+fn equipment(i: usize, today: chrono::NaiveDate) -> serde_json::Value {
     let unit = UNITS[i % 3];
-    let (lat, lon) = (
-        center.0 + 0.004 * (i as f64 - 6.0),
-        center.1 - 0.02 + 0.003 * i as f64,
-    );
     let autoclave = i == 12;
     let next_inspection = match i {
         2 => today - chrono::Days::new(21),
@@ -58,7 +54,6 @@ fn equipment(i: usize, center: (f64, f64), today: chrono::NaiveDate) -> serde_js
         "registration_code": format!("311031010020160{:05}", 100 + i),
         "using_unit": if i.is_multiple_of(2) { "滨江商业广场" } else { "东方花园物业" },
         "address": format!("{} {}号", if i < 6 { "滨江路" } else { "东方路" }, 10 + i),
-        "location": { "lat": lat, "lon": lon, "crs": "WGS-84" },
         "nameplate": {},
         "next_inspection": next_inspection.to_string(),
         "insured": !(i == 5 || i == 8),
@@ -86,17 +81,12 @@ fn incident(n: u64, eq: &serde_json::Value, rule: &str, raise: bool, at_ms: i64)
 }
 
 /// Writes the history ending at `now_ms`, unless this store has it already.
-pub async fn write(
-    store: &Store,
-    config: &CentralConfig,
-    center: (f64, f64),
-    now_ms: i64,
-) -> Result<(), StoreError> {
+pub async fn write(store: &Store, config: &CentralConfig, now_ms: i64) -> Result<(), StoreError> {
     if !store.reports(Some(AGENCY)).await?.is_empty() {
         return Ok(());
     }
     let today = crate::central::hazards::local_today(now_ms, 480);
-    let fleet: Vec<_> = (0..13).map(|i| equipment(i, center, today)).collect();
+    let fleet: Vec<_> = (0..13).map(|i| equipment(i, today)).collect();
     let registry: GatewayRegistry = serde_json::from_value(json!({
         "schema": "seguard.registry.v1", "gateway": GATEWAY,
         "site": { "id": "district", "name": "区内历史数据", "address": "" },
@@ -233,7 +223,9 @@ pub async fn write(
 async fn cylinders(store: &Store, today: chrono::NaiveDate, start: i64) -> Result<(), StoreError> {
     const EAST: &str = "城东液化气充装站";
     const WEST: &str = "城西液化气充装站";
-    let mut csv = String::from("code,owner,medium,type,made,last_inspection,next_inspection,scrapped,insured\n");
+    let mut csv = String::from(
+        "code,owner,medium,type,made,last_inspection,next_inspection,scrapped,insured\n",
+    );
     for k in 1..=8 {
         let owner = if k <= 5 { EAST } else { WEST };
         let (next, scrapped) = match k {
@@ -247,8 +239,11 @@ async fn cylinders(store: &Store, today: chrono::NaiveDate, start: i64) -> Resul
             1 + k % 9
         ));
     }
-    let rows = crate::central::cylinders::parse_register(&csv).expect("a generated register parses");
-    store.import_register(&rows, "demo", "regulator", start).await?;
+    let rows =
+        crate::central::cylinders::parse_register(&csv).expect("a generated register parses");
+    store
+        .import_register(&rows, "demo", "regulator", start)
+        .await?;
     let mut n = 0u64;
     let mut fill = |station: &str, code: &str, day: i64, rejections: &[&str]| {
         n += 1;
@@ -308,7 +303,7 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T04:00:00Z")
             .unwrap()
             .timestamp_millis();
-        write(&store, &config, o.center, now).await.unwrap();
+        write(&store, &config, now).await.unwrap();
         let ranked = crate::central::risk::ranking(&store, &config, now)
             .await
             .unwrap();
@@ -345,10 +340,16 @@ mod tests {
         assert!(hazards[0].overdue_alarm_id.is_some());
         let events = store.event_count().await.unwrap();
         assert_eq!(events, 34);
-        write(&store, &config, o.center, now).await.unwrap();
+        write(&store, &config, now).await.unwrap();
         assert_eq!(store.event_count().await.unwrap(), events, "written once");
         let stations = store.cylinder_indicators().await.unwrap();
-        let rates: Vec<(&str, i64, i64)> = stations.iter().map(|s| (s.station.as_str(), s.cylinders, s.labelled)).collect();
-        assert_eq!(rates, [("城东液化气充装站", 5, 4), ("城西液化气充装站", 3, 3)]);
+        let rates: Vec<(&str, i64, i64)> = stations
+            .iter()
+            .map(|s| (s.station.as_str(), s.cylinders, s.labelled))
+            .collect();
+        assert_eq!(
+            rates,
+            [("城东液化气充装站", 5, 4), ("城西液化气充装站", 3, 3)]
+        );
     }
 }

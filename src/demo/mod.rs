@@ -341,14 +341,9 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
     let central_config = crate::central::config::load(&central_path)
         .map_err(|e| DemoError::Config(e.to_string()))?;
     let central = Central::start(central_config).await?;
-    history::write(
-        &central.store,
-        &central.config,
-        options.center,
-        crate::central::now_ms(),
-    )
-    .await
-    .map_err(crate::central::CentralError::from)?;
+    history::write(&central.store, &central.config, crate::central::now_ms())
+        .await
+        .map_err(crate::central::CentralError::from)?;
     let site = crate::config::load(&site_path).map_err(|e| DemoError::Config(e.to_string()))?;
     let gateway = Gateway::start(site).await?;
     let fleet = FleetConfig::load(&fleet_path).map_err(|e| DemoError::Config(e.to_string()))?;
