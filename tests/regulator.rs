@@ -458,7 +458,7 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
             .await
             .2
         ),
-        [brake.clone()]
+        [brake]
     );
     assert_eq!(
         list(get(&router, "/api/v1/hazards", WEST_MALL).await.2).len(),
@@ -629,4 +629,172 @@ async fn hazards_are_followed_to_verified_closure_on_sqlite() {
 async fn hazards_are_followed_to_verified_closure_on_postgres() {
     let pg = Postgres::start();
     hazards_are_followed_to_verified_closure(&pg.url()).await;
+}
+
+fn fill(
+    n: u32,
+    station: &str,
+    code: &str,
+    time: &str,
+    rejections: &[&str],
+) -> seguard::model::FillRecord {
+    serde_json::from_value(json!({
+        "schema": "seguard.fill.v1", "id": format!("00000000-0000-4000-a000-{n:012}"),
+        "gateway": "gw1", "equipment": format!("scale-{station}"), "station": station,
+        "cylinder_code": code, "time": time, "medium": "LPG", "mass_kg": 14.5,
+        "pressure_mpa": 0.8, "residual_pressure_mpa": 0.1, "operator": "op-7",
+        "accepted": rejections.is_empty(), "rejections": rejections,
+    }))
+    .unwrap()
+}
+
+async fn post_csv(router: &axum::Router, token: &str, csv: &str) -> (StatusCode, Value) {
+    let request = Request::post("/api/v1/cylinders/import").header("content-type", "text/csv");
+    let (status, _, text) = send(router, request, token, Body::from(csv.to_owned())).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A cylinder's whole life: the register from two imports (owner change, inspection), the
+/// fills and refusals the gateways reported, and the indicators per station.
+async fn cylinders_are_traced_by_code(store_url: &str) {
+    let config = config(store_url);
+    let central = Central::start(config.clone()).await.unwrap();
+    let router = router_of(&central);
+    let header = "code,owner,medium,type,made,last_inspection,next_inspection,scrapped,insured\n";
+    let first = format!(
+        "{header}LPG-0001,Station A,LPG,YSP-15,2019-05-01,2022-05-01,2026-05-01,no,yes\n\
+                         LPG-0002,Station A,LPG,YSP-15,2020-01-01,2024-01-01,2028-01-01,no,no\n\
+                         LPG-0003,Station B,LPG,YSP-15,2008-01-01,2020-01-01,2024-01-01,yes,\n"
+    );
+    let (status, body) = post_csv(&router, REGULATOR, &first).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "registered": 3, "updated": 0, "unchanged": 0 })
+        )
+    );
+    let second = format!(
+        "{header}LPG-0001,Station B,LPG,YSP-15,2019-05-01,2026-05-03,2030-05-03,no,yes\n\
+                          LPG-0002,Station A,LPG,YSP-15,2020-01-01,2024-01-01,2028-01-01,no,no\n"
+    );
+    let (status, body) = post_csv(&router, REGULATOR, &second).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "registered": 0, "updated": 1, "unchanged": 1 })
+        )
+    );
+    let (status, body) = post_csv(
+        &router,
+        REGULATOR,
+        &format!("{header}X-1,,LPG,t,,,,maybe,\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["problems"],
+        json!([
+            "line 2: scrapped `maybe` is not yes or no",
+            "line 2: owner is empty"
+        ])
+    );
+    assert_eq!(
+        post_csv(&router, WEST_MALL, &second).await.0,
+        StatusCode::BAD_REQUEST,
+        "not its register"
+    );
+    assert_eq!(
+        post_csv(&router, SLOW_TEAM, &second).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    for (n, station, code, time, why) in [
+        (1, "Station A", "LPG-0001", "2026-04-10T02:00:00Z", &[][..]),
+        (2, "Station A", "LPG-0002", "2026-04-10T03:00:00Z", &[]),
+        (
+            3,
+            "Station A",
+            "UNREG-9",
+            "2026-04-11T03:00:00Z",
+            &["unregistered"],
+        ),
+        (
+            4,
+            "Station B",
+            "LPG-0003",
+            "2026-04-12T03:00:00Z",
+            &["scrapped"],
+        ),
+        (5, "Station B", "LPG-0001", "2026-05-20T03:00:00Z", &[]),
+    ] {
+        assert!(central
+            .store
+            .ingest_fill(&fill(n, station, code, time, why), 0)
+            .await
+            .unwrap());
+    }
+    let (status, _, body) = get(&router, "/api/v1/cylinders/LPG-0001", REGULATOR).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["register"]["owner"], "Station B");
+    assert_eq!(v["register"]["last_inspection"], "2026-05-03");
+    let events: Vec<(&str, &str)> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("registered", "LPG YSP-15 (Station A)"),
+            ("inspected", "2026-05-03"),
+            ("owner_changed", "Station A → Station B")
+        ]
+    );
+    let stations: Vec<&str> = v["fills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["station"].as_str().unwrap())
+        .collect();
+    assert_eq!(stations, ["Station B", "Station A"], "newest first");
+    assert_eq!(
+        get(&router, "/api/v1/cylinders/LPG-0001", WEST_MALL)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&router, "/api/v1/cylinders/NOPE-1", REGULATOR).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (_, _, body) = get(&router, "/api/v1/cylinders/indicators", REGULATOR).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!([
+            { "station": "Station A", "cylinders": 3, "labelled": 2, "labelling_rate": 2.0 / 3.0,
+              "insured": 1, "insurance_rate": 1.0 / 3.0, "fills": 3, "refused": 1,
+              "refused_by_reason": { "unregistered": 1 } },
+            { "station": "Station B", "cylinders": 2, "labelled": 2, "labelling_rate": 1.0,
+              "insured": 1, "insurance_rate": 0.5, "fills": 2, "refused": 1,
+              "refused_by_reason": { "scrapped": 1 } }
+        ])
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn cylinders_are_traced_by_code_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    cylinders_are_traced_by_code(&format!("sqlite://{}", dir.path().join("c.db").display())).await;
+}
+
+#[tokio::test]
+async fn cylinders_are_traced_by_code_on_postgres() {
+    let pg = Postgres::start();
+    cylinders_are_traced_by_code(&pg.url()).await;
 }

@@ -133,3 +133,57 @@ async fn a_hazard_is_walked_from_report_to_verified_closure_in_chromium() {
         .contains("responsibility"));
     central.stop().await;
 }
+
+#[tokio::test]
+async fn a_cylinder_page_opened_from_its_code_on_a_phone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = parse(&config_text(&dir.path().join("c.db")), Path::new("r.toml")).unwrap();
+    let central = Central::start(config).await.unwrap();
+    let base = format!("http://{}", central.addr);
+    let client = reqwest::Client::new();
+    let header = "code,owner,medium,type,made,last_inspection,next_inspection,scrapped,insured\n";
+    for register in [
+        "LPG-0001,城东液化气充装站,LPG,YSP-15,2019-05-01,2022-05-01,2026-05-01,否,是\n",
+        "LPG-0001,城西液化气充装站,LPG,YSP-15,2019-05-01,2026-05-03,2099-05-03,否,是\n",
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/cylinders/import"))
+            .bearer_auth(REGULATOR)
+            .body(format!("{header}{register}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    }
+    for (n, station, time) in [
+        (1, "城东液化气充装站", "2026-04-10T02:00:00Z"),
+        (2, "城西液化气充装站", "2099-06-01T02:00:00Z"),
+    ] {
+        let fill: seguard::model::FillRecord = serde_json::from_value(serde_json::json!({
+            "schema": "seguard.fill.v1", "id": format!("00000000-0000-4000-a000-{n:012}"),
+            "gateway": "gw1", "equipment": "scale-1", "station": station, "cylinder_code": "LPG-0001",
+            "time": time, "medium": "LPG", "mass_kg": 14.5, "pressure_mpa": 0.8,
+            "residual_pressure_mpa": 0.1, "operator": "张师傅", "accepted": true, "rejections": []
+        }))
+        .unwrap();
+        central.store.ingest_fill(&fill, 0).await.unwrap();
+    }
+    let results = common::browser::run_script(
+        "cylinder.mjs",
+        vec![
+            ("BASE_URL", base),
+            ("REGULATOR_TOKEN", REGULATOR.into()),
+            ("CODE", "LPG-0001".into()),
+            (
+                "SCREENSHOTS",
+                root.join("target/screenshots/regulator")
+                    .display()
+                    .to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(results["state"], "valid");
+    central.stop().await;
+}

@@ -49,6 +49,37 @@ pub fn response(filename: &str, body: String) -> Response {
         .into_response()
 }
 
+/// The records of CSV `text` (RFC 4180: quoted fields may hold commas, quotes doubled, line
+/// breaks; CRLF or LF line ends).
+pub fn parse(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut field) = (Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        records.push(record);
+    }
+    records
+}
+
 /// A number as a cell: empty when there is none.
 pub fn number(value: Option<f64>) -> String {
     value
@@ -76,5 +107,20 @@ mod tests {
         );
         assert_eq!(number(Some(2.0 / 3.0)), "0.6667");
         assert_eq!(number(None), "");
+    }
+
+    #[test]
+    fn what_is_written_parses_back() {
+        let rows = vec![vec![
+            "a,b".to_owned(),
+            "say \"hi\"\nthere".to_owned(),
+            String::new(),
+        ]];
+        let text = to_csv(&["x", "y", "z"], &rows);
+        let parsed = parse(text.trim_start_matches('\u{feff}'));
+        assert_eq!(
+            parsed,
+            [vec!["x", "y", "z"], vec!["a,b", "say \"hi\"\nthere", ""]]
+        );
     }
 }

@@ -18,6 +18,8 @@ pub mod api;
 pub mod clean;
 pub mod config;
 mod csv;
+pub mod cylinders;
+mod cylinders_api;
 pub mod dispatch;
 pub mod flood;
 pub mod geo;

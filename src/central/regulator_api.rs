@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/risk", get(risk_list))
         .route("/api/v1/scorecards", get(scorecards))
         .merge(super::hazards_api::routes())
+        .merge(super::cylinders_api::routes())
 }
 
 #[derive(Debug, Default, Deserialize)]

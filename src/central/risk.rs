@@ -153,12 +153,7 @@ impl RawRisk {
             }
         }
         let kinds: Vec<&str> = EquipmentKind::ALL.iter().map(|k| k.as_str()).collect();
-        let tables: [(
-            &str,
-            &BTreeMap<String, Spanned<f64>>,
-            Vec<&str>,
-            &mut BTreeMap<String, f64>,
-        ); 3] = [
+        let tables = [
             ("weight", &self.weight, FACTORS.to_vec(), &mut s.weight),
             ("kind", &self.kind, kinds, &mut s.kind),
             (

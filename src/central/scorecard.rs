@@ -409,10 +409,10 @@ fn grade(card: &Scorecard, grades: &[GradeThreshold; 3]) -> (&'static str, Vec<S
         out
     };
     let mut above = Vec::new();
-    for i in 0..3 {
+    for (i, name) in GRADE_NAMES.iter().take(3).enumerate() {
         let short = missed(i);
         if short.is_empty() {
-            return (GRADE_NAMES[i], above);
+            return (name, above);
         }
         above = short;
     }

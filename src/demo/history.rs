@@ -1,8 +1,9 @@
 //! The district's past, generated for the demo so that a regulator sees the risk ranking, the
 //! maintenance-unit scorecards and the hazard ledgers on first run: a second gateway's
-//! registry (`gw-history`: twelve lifts and an autoclave around the centre, three maintenance
-//! units), 40 days of faults and nine trapped-passenger dispatches written through central's own
-//! store steps, and one inspection report with three hazards (one overdue). Deterministic;
+//! registry (`gw-history`: twelve lifts and an autoclave, three maintenance units; without a
+//! position, so the map keeps showing the live fleet alone), 40 days of faults and nine trapped-passenger dispatches written through central's own
+//! store steps, one inspection report with three hazards (one overdue), and two filling
+//! stations' cylinder registers with a month of fills and refusals. Deterministic;
 //! written once per data directory.
 
 use serde_json::json;
@@ -12,7 +13,7 @@ use crate::central::config::CentralConfig;
 use crate::central::dispatch::Status;
 use crate::central::hazards::ReportIn;
 use crate::central::store::{RescueStep, Store, StoreError};
-use crate::model::{GatewayRegistry, Incident};
+use crate::model::{FillRecord, GatewayRegistry, Incident};
 
 /// The agency the demo's report comes from (its token is printed).
 pub const AGENCY: &str = "District Special Equipment Inspection Institute";
@@ -38,12 +39,8 @@ impl Dice {
     }
 }
 
-fn equipment(i: usize, center: (f64, f64), today: chrono::NaiveDate) -> serde_json::Value {
+fn equipment(i: usize, today: chrono::NaiveDate) -> serde_json::Value {
     let unit = UNITS[i % 3];
-    let (lat, lon) = (
-        center.0 + 0.004 * (i as f64 - 6.0),
-        center.1 - 0.02 + 0.003 * i as f64,
-    );
     let autoclave = i == 12;
     let next_inspection = match i {
         2 => today - chrono::Days::new(21),
@@ -55,9 +52,8 @@ fn equipment(i: usize, center: (f64, f64), today: chrono::NaiveDate) -> serde_js
         "kind": if autoclave { "autoclave" } else { "elevator" },
         "name": if autoclave { "蒸压釜 1号".to_owned() } else { format!("历史电梯 {}号", i + 1) },
         "registration_code": format!("311031010020160{:05}", 100 + i),
-        "using_unit": if i % 2 == 0 { "滨江商业广场" } else { "东方花园物业" },
+        "using_unit": if i.is_multiple_of(2) { "滨江商业广场" } else { "东方花园物业" },
         "address": format!("{} {}号", if i < 6 { "滨江路" } else { "东方路" }, 10 + i),
-        "location": { "lat": lat, "lon": lon, "crs": "WGS-84" },
         "nameplate": {},
         "next_inspection": next_inspection.to_string(),
         "insured": !(i == 5 || i == 8),
@@ -85,17 +81,12 @@ fn incident(n: u64, eq: &serde_json::Value, rule: &str, raise: bool, at_ms: i64)
 }
 
 /// Writes the history ending at `now_ms`, unless this store has it already.
-pub async fn write(
-    store: &Store,
-    config: &CentralConfig,
-    center: (f64, f64),
-    now_ms: i64,
-) -> Result<(), StoreError> {
+pub async fn write(store: &Store, config: &CentralConfig, now_ms: i64) -> Result<(), StoreError> {
     if !store.reports(Some(AGENCY)).await?.is_empty() {
         return Ok(());
     }
     let today = crate::central::hazards::local_today(now_ms, 480);
-    let fleet: Vec<_> = (0..13).map(|i| equipment(i, center, today)).collect();
+    let fleet: Vec<_> = (0..13).map(|i| equipment(i, today)).collect();
     let registry: GatewayRegistry = serde_json::from_value(json!({
         "schema": "seguard.registry.v1", "gateway": GATEWAY,
         "site": { "id": "district", "name": "区内历史数据", "address": "" },
@@ -225,6 +216,64 @@ pub async fn write(
         .insert_report(AGENCY, "demo-agency", &report, now_ms - 30 * DAY_MS)
         .await?;
     store.raise_overdue_hazards(now_ms, 480).await?;
+    cylinders(store, today, start).await
+}
+
+/// Two filling stations' registers and a month of their fills: refusals for an unregistered
+/// cylinder, a scrapped one and an expired inspection, and a cylinder that moved between the
+/// stations (its page: `/c/LPG-3101000001`).
+async fn cylinders(store: &Store, today: chrono::NaiveDate, start: i64) -> Result<(), StoreError> {
+    const EAST: &str = "城东液化气充装站";
+    const WEST: &str = "城西液化气充装站";
+    let mut csv = String::from(
+        "code,owner,medium,type,made,last_inspection,next_inspection,scrapped,insured\n",
+    );
+    for k in 1..=8 {
+        let owner = if k <= 5 { EAST } else { WEST };
+        let (next, scrapped) = match k {
+            4 => (today - chrono::Days::new(40), "否"),
+            7 => (today + chrono::Days::new(400), "是"),
+            _ => (today + chrono::Days::new(300 + 30 * k), "否"),
+        };
+        let insured = if k == 2 || k == 6 { "否" } else { "是" };
+        csv.push_str(&format!(
+            "LPG-31010000{k:02},{owner},LPG,YSP-15,2018-0{}-01,2023-06-01,{next},{scrapped},{insured}\n",
+            1 + k % 9
+        ));
+    }
+    let rows =
+        crate::central::cylinders::parse_register(&csv).expect("a generated register parses");
+    store
+        .import_register(&rows, "demo", "regulator", start)
+        .await?;
+    let mut n = 0u64;
+    let mut fill = |station: &str, code: &str, day: i64, rejections: &[&str]| {
+        n += 1;
+        let id = format!("00000000-0000-4000-b000-{n:012}");
+        serde_json::from_value::<FillRecord>(json!({
+            "schema": "seguard.fill.v1", "id": id, "gateway": GATEWAY, "equipment": "scale-1",
+            "station": station, "cylinder_code": code,
+            "time": crate::central::store::rfc3339(start + day * DAY_MS + 9 * 3_600_000),
+            "medium": "LPG", "mass_kg": 14.6, "pressure_mpa": 0.82, "temperature_c": 18.0,
+            "residual_pressure_mpa": 0.12, "operator": "张师傅", "gun": "G2",
+            "accepted": rejections.is_empty(), "rejections": rejections,
+        }))
+        .expect("a generated fill is valid")
+    };
+    let fills = [
+        fill(EAST, "LPG-3101000001", 2, &[]),
+        fill(EAST, "LPG-3101000002", 3, &[]),
+        fill(EAST, "LPG-3101000003", 5, &[]),
+        fill(EAST, "LPG-3101000004", 6, &["inspection_expired"]),
+        fill(EAST, "NOCODE-17", 8, &["unregistered"]),
+        fill(WEST, "LPG-3101000006", 9, &[]),
+        fill(WEST, "LPG-3101000007", 11, &["scrapped"]),
+        fill(EAST, "LPG-3101000001", 20, &[]),
+        fill(WEST, "LPG-3101000001", 34, &["not_owned"]),
+    ];
+    for f in &fills {
+        store.ingest_fill(f, start).await?;
+    }
     Ok(())
 }
 
@@ -256,7 +305,7 @@ mod tests {
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T04:00:00Z")
             .unwrap()
             .timestamp_millis();
-        write(&store, &config, o.center, now).await.unwrap();
+        write(&store, &config, now).await.unwrap();
         let ranked = crate::central::risk::ranking(&store, &config, now)
             .await
             .unwrap();
@@ -293,7 +342,16 @@ mod tests {
         assert!(hazards[0].overdue_alarm_id.is_some());
         let events = store.event_count().await.unwrap();
         assert_eq!(events, 34);
-        write(&store, &config, o.center, now).await.unwrap();
+        write(&store, &config, now).await.unwrap();
         assert_eq!(store.event_count().await.unwrap(), events, "written once");
+        let stations = store.cylinder_indicators().await.unwrap();
+        let rates: Vec<(&str, i64, i64)> = stations
+            .iter()
+            .map(|s| (s.station.as_str(), s.cylinders, s.labelled))
+            .collect();
+        assert_eq!(
+            rates,
+            [("城东液化气充装站", 5, 4), ("城西液化气充装站", 3, 3)]
+        );
     }
 }

@@ -438,14 +438,9 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
     let central_config = crate::central::config::load(&central_path)
         .map_err(|e| DemoError::Config(e.to_string()))?;
     let central = Central::start(central_config).await?;
-    history::write(
-        &central.store,
-        &central.config,
-        options.center,
-        crate::central::now_ms(),
-    )
-    .await
-    .map_err(crate::central::CentralError::from)?;
+    history::write(&central.store, &central.config, crate::central::now_ms())
+        .await
+        .map_err(crate::central::CentralError::from)?;
     let site = crate::config::load(&site_path).map_err(|e| DemoError::Config(e.to_string()))?;
     let gateway = Gateway::start(site).await?;
     let fleet = FleetConfig::load(&fleet_path).map_err(|e| DemoError::Config(e.to_string()))?;
@@ -457,7 +452,7 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
         "\nseguard demo is running: {n} elevators around {lat:.4}, {lon:.4}, a trapped passenger in about {at} s.\n\n  \
          dashboard (regulator):  http://{central}/?token={REGULATOR_TOKEN}\n  \
          rescue team token:      {RESCUE_TOKEN} (each dispatch links to its rescue page)\n  \
-         regulator's tools:      /risk, /scorecards, /hazards (generated history of 40 days)\n  \
+         regulator's tools:      /risk, /scorecards, /hazards, /c/LPG-3101000001 (generated history of 40 days)\n  \
          inspection agency:      http://{central}/hazards?token={AGENCY_TOKEN}\n  \
          gateway API:            http://{gateway}/api/v1/alarms  (/metrics, /readyz)\n  \
          MQTT broker:            {mqtt}\n  \

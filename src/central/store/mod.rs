@@ -19,6 +19,7 @@
 //! hide another's.
 
 mod alarms;
+pub mod cylinders;
 mod dashboard;
 mod dispatches;
 mod equipment;

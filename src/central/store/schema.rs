@@ -283,4 +283,30 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE notifications ADD COLUMN situation_id TEXT",
         ],
     ),
+    (
+        8,
+        &[
+            // The cylinder register as the filling units' registers give it (CSV import,
+            // `central/cylinders.rs`); codes seen only in fills are registered nowhere.
+            "CREATE TABLE cylinders (
+            code TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            medium TEXT NOT NULL,
+            cylinder_type TEXT NOT NULL,
+            made TEXT,
+            last_inspection TEXT,
+            next_inspection TEXT,
+            scrapped BIGINT NOT NULL,
+            insured BIGINT,
+            updated_ms BIGINT NOT NULL)",
+            // What changed in the register: registered, owner changed, inspected, scrapped.
+            "CREATE TABLE cylinder_events (
+            id TEXT PRIMARY KEY,
+            code TEXT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL)",
+            "CREATE INDEX cylinder_events_code ON cylinder_events (code, at_ms)",
+        ],
+    ),
 ];

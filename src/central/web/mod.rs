@@ -17,6 +17,7 @@ pub const EQUIPMENT_HTML: &str = include_str!("equipment.html");
 pub const UNIT_HTML: &str = include_str!("unit.html");
 pub const RISK_HTML: &str = include_str!("risk.html");
 pub const HAZARDS_HTML: &str = include_str!("hazards.html");
+pub const CYLINDER_HTML: &str = include_str!("cylinder.html");
 pub const SCORECARDS_HTML: &str = include_str!("scorecards.html");
 pub const SCORECARD_REPORT_HTML: &str = include_str!("scorecard_report.html");
 
@@ -53,6 +54,7 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "unit.js" => ("text/javascript", include_bytes!("unit.js")),
         "risk.js" => ("text/javascript", include_bytes!("risk.js")),
         "hazards.js" => ("text/javascript", include_bytes!("hazards.js")),
+        "cylinder.js" => ("text/javascript", include_bytes!("cylinder.js")),
         "scorecards.js" => ("text/javascript", include_bytes!("scorecards.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
