@@ -278,7 +278,24 @@ impl Pipeline {
                 continue;
             };
             match metrics.get_mut(&r.metric) {
-                Some(kept) => *kept = r.clone(),
+                // Same equipment and metric: the rest is copied into what is kept, reusing its
+                // strings instead of allocating new ones for every reading.
+                Some(kept) => {
+                    let Reading {
+                        equipment: _,
+                        metric: _,
+                        value,
+                        unit,
+                        time,
+                        quality,
+                        source,
+                    } = r;
+                    kept.value.clone_from(value);
+                    kept.unit.clone_from(unit);
+                    kept.time = *time;
+                    kept.quality = *quality;
+                    kept.source = *source;
+                }
                 None => {
                     metrics.insert(r.metric.clone(), r.clone());
                 }
