@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod postgres;
+pub mod site;
 pub mod smtp;
 pub mod tls;
 
