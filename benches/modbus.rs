@@ -229,7 +229,7 @@ fn gateway_role() {
             online: AtomicI64::new(0),
         });
         let (pipeline, mut batches) =
-            tokio::sync::mpsc::channel::<seguard::ingest::mqtt::Batch>(1024);
+            tokio::sync::mpsc::channel::<seguard::gateway::Batch>(1024);
         let delivered = Arc::new(AtomicU64::new(0));
         let counter = delivered.clone();
         let consumer = tokio::spawn(async move {

@@ -120,17 +120,20 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match self {
-            ApiError::UnknownEquipment(_) => StatusCode::NOT_FOUND,
-            ApiError::Lifecycle(LifecycleError::UnknownAlarm { .. }) => StatusCode::NOT_FOUND,
-            ApiError::Lifecycle(LifecycleError::ShelfTooLong { .. }) | ApiError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
+        let (status, reason) = match self {
+            ApiError::UnknownEquipment(_)
+            | ApiError::Lifecycle(LifecycleError::UnknownAlarm { .. }) => {
+                (StatusCode::NOT_FOUND, "not_found")
             }
-            ApiError::Lifecycle(_) => StatusCode::CONFLICT,
-            ApiError::EngineDown | ApiError::NoReload => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Lifecycle(LifecycleError::ShelfTooLong { .. }) | ApiError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
+            ApiError::Lifecycle(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::EngineDown => (StatusCode::SERVICE_UNAVAILABLE, "engine_down"),
+            ApiError::NoReload => (StatusCode::SERVICE_UNAVAILABLE, "no_reload"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        crate::http_error::error_response(status, reason, self)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -160,12 +160,16 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         count(&guard.rejected, "rate_limited", request.uri().path());
-        return (
+        let mut response = crate::http_error::error_response(
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry_after_s.max(1).to_string())],
-            "too many requests: retry after the time in Retry-After\n",
-        )
-            .into_response();
+            "rate_limited",
+            "too many requests: retry after the time in Retry-After",
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(retry_after_s.max(1)),
+        );
+        return response;
     }
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;

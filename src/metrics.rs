@@ -6,9 +6,7 @@
 //! Size: about 720 lines by design: one method per counted thing, so every counter and its log
 //! line are in one place.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -106,11 +104,8 @@ pub struct Metrics {
     rule_checkpoints: Family<OutcomeLabel, Counter>,
     /// Requests refused by the API's limits (`http_limits.rs` counts them).
     pub http_rejected: HttpRejections,
-    log_limiter: Mutex<HashMap<&'static str, (Instant, u64)>>,
+    log_limiter: crate::log_limit::LogLimiter,
 }
-
-/// At most one log line per reason in this period; the rest are only counted.
-const LOG_PERIOD: Duration = Duration::from_secs(10);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -347,7 +342,7 @@ impl Metrics {
             broker_connects,
             incidents_published,
             fills_published,
-            log_limiter: Mutex::new(HashMap::new()),
+            log_limiter: Default::default(),
         }
     }
 
@@ -360,17 +355,7 @@ impl Metrics {
 
     /// Logs once per `LOG_PERIOD` per key, saying how many were suppressed in between.
     fn log_limited(&self, key: &'static str, log: impl FnOnce(u64)) {
-        let mut limiter = self.log_limiter.lock().expect("log limiter lock");
-        let now = Instant::now();
-        let entry = limiter.entry(key).or_insert((now - LOG_PERIOD * 2, 0));
-        if now.duration_since(entry.0) >= LOG_PERIOD {
-            let suppressed = entry.1;
-            *entry = (now, 0);
-            drop(limiter);
-            log(suppressed);
-        } else {
-            entry.1 += 1;
-        }
+        self.log_limiter.log(key, log);
     }
 
     pub fn readings_received(&self, source: &'static str, n: usize) {

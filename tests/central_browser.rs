@@ -9,7 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use seguard::central::config::{parse, token_hash};
+use seguard::auth::token_hash;
+use seguard::central::config::parse;
 use seguard::central::geo;
 use seguard::central::Central;
 use seguard::model::{GatewayState, GatewayStatus};
@@ -449,5 +450,197 @@ phone = "+86-21-5555-0101"
     .await;
     eprintln!("browser results: {results}");
     assert_eq!(central.store.dispatches(None).await.unwrap().len(), 2);
+    central.stop().await;
+}
+
+const UNIT: &str = "unit-token";
+
+/// A registry record of the equipment page test: lift-a with its phones, a boiler with its
+/// nameplate, a cylinder due for inspection, the filling station, and another unit's lift.
+fn record(id: &str) -> Value {
+    let base = json!({
+        "id": id, "using_unit": "Riverside Property Co.", "address": format!("8 River Road, {id}"),
+        "location": { "lat": 31.20, "lon": 121.50, "crs": "WGS-84" }, "nameplate": {},
+        "next_inspection": "2027-01-01", "insured": true
+    });
+    let extra = match id {
+        "lift-a" => json!({
+            "kind": "elevator", "name": "Lift A", "registration_code": "31103101002016019999",
+            "rescue_code": "02417", "using_unit_phone": "+86-21-5555-0303",
+            "building_phone": "+86-21-5555-0333",
+            "maintenance_unit": { "name": "Shenlong Elevator Service", "phone": "+86-21-5555-0101" },
+            "nameplate": { "rated_speed_m_s": 1.75, "rated_load_kg": 1000, "floors": 24 }
+        }),
+        "boiler-1" => json!({
+            "kind": "pressure_vessel", "name": "Canteen boiler", "registration_code": "21103101002016000001",
+            "location": { "lat": 31.21, "lon": 121.51, "crs": "WGS-84" },
+            "nameplate": { "working_pressure_mpa": 1.0, "set_pressure_mpa": 1.1, "design_pressure_mpa": 1.25, "medium": "steam" }
+        }),
+        // A cylinder travels: no position.
+        "cyl-1" => {
+            json!({ "kind": "gas_cylinder", "name": "LPG cylinder", "registration_code": "CYL-0001",
+                           "location": null, "next_inspection": "2025-01-01" })
+        }
+        // Another unit's lift: the unit overview must not show it.
+        "lift-z" => {
+            json!({ "kind": "elevator", "name": "Hill lift", "registration_code": "31103101002016018888",
+                            "using_unit": "Hill Estate Co.", "address": "9 Hill Road, lift-z" })
+        }
+        _ => {
+            json!({ "kind": "filling_station", "name": "Riverside LPG station", "registration_code": "ST-01",
+                     "location": { "lat": 31.22, "lon": 121.52, "crs": "WGS-84" } })
+        }
+    };
+    let mut merged = base;
+    for (k, v) in extra.as_object().unwrap() {
+        merged[k] = v.clone();
+    }
+    merged
+}
+
+fn event(n: u32, id: &str, rule: &str, value: Option<(f64, f64)>) -> Value {
+    let uuid = format!("00000000-0000-4000-8000-{n:012}");
+    let mut e = json!({
+        "schema": "seguard.incident.v1", "id": uuid, "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": record(id),
+        "event": { "id": uuid, "equipment": id, "rule": rule, "severity": "high", "transition": "raise",
+                   "time": (event_base() + chrono::TimeDelta::seconds(i64::from(n))).to_rfc3339(),
+                   "message": format!("{rule} on {id}"), "details": {} }
+    });
+    if let Some((v, limit)) = value {
+        e["event"]["value"] = json!(v);
+        e["event"]["limit"] = json!(limit);
+    }
+    e
+}
+
+/// The equipment page reached from the search box, the map's popup and the alarm list, with
+/// its registry, phones, readings, history and fills; CSV exports with the BOM; both languages;
+/// labels, keyboard and contrast; desktop and phone.
+#[tokio::test]
+async fn equipment_page_from_search_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        &dir.path().join("central.db"),
+        &format!(
+            r#"
+[[rescue_unit]]
+name = "Shenlong Elevator Service"
+phone = "+86-21-5555-0101"
+[[token]]
+role = "equipment_unit"
+name = "riverside-desk"
+unit = "Riverside Property Co."
+sha256 = "{unit}"
+"#,
+            unit = token_hash(UNIT)
+        ),
+    );
+    let central = Central::start(parse(&text, Path::new("equipment.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": (["lift-a", "boiler-1", "cyl-1", "station-1", "lift-z"].map(record)),
+    }))
+    .unwrap();
+    let now = seguard::central::now_ms();
+    central.store.merge_registry(&registry, now).await.unwrap();
+    let client = reqwest::Client::new();
+    for body in [
+        event(1, "lift-a", "elevator.trapped_at_level", None),
+        event(
+            2,
+            "boiler-1",
+            "boiler-1.pressure.high_high",
+            Some((1.32, 1.25)),
+        ),
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/intake/incidents"))
+            .bearer_auth(GW1)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    }
+    for (n, code, refused) in [(1, "CYL-0001", false), (2, "CYL-0002", true)] {
+        let fill: seguard::model::FillRecord = serde_json::from_value(json!({
+            "schema": "seguard.fill.v1", "id": format!("00000000-0000-4000-9000-{n:012}"),
+            "gateway": "gw1", "equipment": "station-1", "station": "ST-01", "cylinder_code": code,
+            "time": (event_base() + chrono::TimeDelta::seconds(n)).to_rfc3339(),
+            "medium": "LPG", "mass_kg": 14.5, "accepted": !refused,
+            "rejections": if refused { json!(["inspection_expired"]) } else { json!([]) },
+        }))
+        .unwrap();
+        assert!(central.store.ingest_fill(&fill, now).await.unwrap());
+    }
+    // The rescue page's phones: the using unit's and the building's from the registry.
+    let dispatch = &central.store.dispatches(None).await.unwrap()[0];
+    let view: Value = client
+        .get(format!("{base}/api/v1/dispatches/{}", dispatch.id))
+        .bearer_auth(REGULATOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let phones: Vec<(&str, &str)> = view["rescue"]["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["role"].as_str().unwrap(), p["phone"].as_str().unwrap()))
+        .collect();
+    assert!(
+        phones.contains(&("using", "+86-21-5555-0303")),
+        "{phones:?}"
+    );
+    assert!(
+        phones.contains(&("building", "+86-21-5555-0333")),
+        "{phones:?}"
+    );
+    // The using unit's own token finds its lift by the 96333 code.
+    let found: Value = client
+        .get(format!("{base}/api/v1/equipment/search?q=02417"))
+        .bearer_auth(UNIT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found[0]["id"], "lift-a", "{found}");
+
+    let results = common::browser::run_script(
+        "equipment.mjs",
+        vec![
+            ("BASE_URL", base),
+            ("REGULATOR_TOKEN", REGULATOR.into()),
+            ("UNIT_TOKEN", UNIT.into()),
+            ("LIFT_CODE", "31103101002016019999".into()),
+            (
+                "SCREENSHOTS",
+                root.join("target/screenshots/central")
+                    .display()
+                    .to_string(),
+            ),
+            // With UPDATE_DOCS_SCREENSHOTS=1 the README's screenshots are copied to
+            // docs/screenshots/ (so an ordinary run leaves the tree as it was).
+            (
+                "DOCS",
+                std::env::var_os("UPDATE_DOCS_SCREENSHOTS")
+                    .map(|_| root.join("docs/screenshots").display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ],
+    )
+    .await;
+    eprintln!("browser results: {results}");
     central.stop().await;
 }

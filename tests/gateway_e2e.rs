@@ -569,7 +569,10 @@ async fn http_api_serves_health_registry_alarms_and_latest_readings() {
     let (status, body) = get_text(&gateway, "/api/v1/readings/latest?equipment=nope").await;
     assert_eq!(
         (status, body.as_str()),
-        (404, r#"{"error":"unknown equipment `nope`"}"#)
+        (
+            404,
+            r#"{"error":"unknown equipment `nope`","reason":"not_found"}"#
+        )
     );
 
     let (_, metrics) = get_text(&gateway, "/metrics").await;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::tls::{LogCapture, TestPki};
-use seguard::central::config::token_hash;
+use seguard::auth::token_hash;
 use seguard::central::Central;
 use seguard::gateway::Gateway;
 
@@ -612,6 +612,9 @@ async fn over_rate_gets_429_with_retry_after_per_token() {
         .await
         .unwrap();
     assert_eq!(by_cookie.status(), 429);
+    // A refusal of the limits has the shape of every API error.
+    let body: seguard::http_error::ErrorBody = by_cookie.json().await.unwrap();
+    assert_eq!(body.reason, "rate_limited");
     // Made-up tokens open no bucket of their own: they count against the client's address.
     let mut made_up = Vec::new();
     for i in 0..3 {

@@ -1,6 +1,8 @@
-//! Rescue dispatch: who is called, when the next escalation check is due, and what the rescue
-//! units receive. Pure functions over config and rows; the store applies them in transactions
-//! and the timer loop ([`run_timers`]) polls the store for due checks.
+//! Rescue dispatch policy: what is trapped, the dispatch a trapped raise creates, who is
+//! called, who may take a step, when the next escalation check is due, and what the rescue
+//! units receive. Pure functions over config, incidents and dispatches: this module imports no
+//! store. The store (`store/dispatches.rs`) applies them inside its transactions, and the timer
+//! loop (`timers.rs`) polls the store for due checks.
 //!
 //! A trapped incident creates a dispatch at once to the elevator's maintenance unit (level 0).
 //! When the called unit has not responded within `respond_within` of being called, or has not
@@ -8,16 +10,13 @@
 //! backup unit, then the fire service. Every step is a timestamped row; the timer is a column
 //! (`next_check_ms`), so it survives restarts and any instance can run it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use super::config::CentralConfig;
-use super::store::Store;
-use super::{now_ms, CentralMetrics};
-use crate::model::MaintenanceUnit;
+use crate::model::{Incident, MaintenanceUnit};
 
 pub const DISPATCH_SCHEMA: &str = "seguard.dispatch.v1";
 
@@ -192,6 +191,69 @@ pub fn escalation_reason(config: &CentralConfig, status: Status) -> String {
     }
 }
 
+/// Whether an incident of `rule` traps someone: its raise creates a dispatch, and its clear
+/// is noted on that dispatch.
+pub fn is_trapped(config: &CentralConfig, rule: &str) -> bool {
+    rule.contains(config.dispatch.trapped_rule_contains.as_str())
+}
+
+/// Why the first unit of a new dispatch is called.
+pub const REASON_TRAPPED: &str = "trapped passenger reported";
+
+/// A dispatch as decided for a trapped raise, before it is written.
+pub struct NewDispatch {
+    pub id: String,
+    /// `R{yyyymmdd}-{first 8 hex digits of the id}`.
+    pub order_no: String,
+    /// The escalation chain ([`chain`]).
+    pub levels: Vec<Level>,
+    /// The unit called first (level 0).
+    pub first: Level,
+    pub record: Record,
+    pub next_check: Option<i64>,
+}
+
+/// The dispatch a trapped raise creates at `now`, with the id the store made for it.
+pub fn plan(config: &CentralConfig, incident: &Incident, id: String, now: i64) -> NewDispatch {
+    let eq = &incident.equipment;
+    let levels = chain(config, eq.maintenance_unit.as_ref());
+    let first = levels.first().cloned().unwrap_or(Level {
+        name: "(no rescue unit configured)".into(),
+        phone: String::new(),
+    });
+    let created = Utc.timestamp_millis_opt(now).single().unwrap_or_default();
+    let order_no = format!(
+        "R{}-{}",
+        created.format("%Y%m%d"),
+        &id[..8].to_ascii_uppercase()
+    );
+    let record = Record {
+        fault_type: FAULT_TYPE_TRAPPED.into(),
+        fault_name: "trapped passenger".into(),
+        rule: incident.event.rule.clone(),
+        message: incident.event.message.clone(),
+        elevator: ElevatorCodes {
+            equipment_id: eq.id.clone(),
+            name: eq.name.clone(),
+            registration_code: eq.registration_code.clone(),
+            use_certificate: eq.use_certificate.clone(),
+            rescue_code: eq.rescue_code.clone(),
+        },
+        address: eq.address.clone(),
+        using_unit: eq.using_unit.clone(),
+        maintenance_unit: eq.maintenance_unit.clone(),
+        site: incident.site.name.clone(),
+    };
+    NewDispatch {
+        next_check: next_check(config, Status::Occurred, now),
+        id,
+        order_no,
+        levels,
+        first,
+        record,
+    }
+}
+
 /// The static part of a dispatch record, fixed when it is created.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -333,36 +395,6 @@ pub fn messages_for(
         });
     }
     out
-}
-
-/// Every `poll_interval`, escalates the dispatches whose check is due. Runs in every instance;
-/// the store's compare-and-set lets exactly one of them act on each due check.
-pub async fn run_timers(
-    config: Arc<CentralConfig>,
-    store: Store,
-    metrics: Arc<CentralMetrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        match store.due_dispatches(now_ms(), 50).await {
-            Ok(due) => {
-                for d in due {
-                    match store.escalate(&config, &d, now_ms()).await {
-                        Ok(Some(level)) => metrics.escalated(level),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(dispatch = %d.id, error = %e, "escalation check failed; retrying")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read due dispatches; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(config.dispatch.poll_interval) => {}
-            _ = stop.cancelled() => return,
-        }
-    }
 }
 
 /// The delay before the next delivery attempt: 1 s doubling to at most 60 s.

@@ -70,13 +70,16 @@ pub struct RawEquipment {
     pub rescue_code: Option<Spanned<String>>,
     #[serde(default)]
     pub using_unit: String,
+    pub using_unit_phone: Option<String>,
     pub maintenance_unit: Option<RawMaintenanceUnit>,
+    pub building_phone: Option<String>,
     #[serde(default)]
     pub address: String,
     pub location: Option<Spanned<RawLocation>>,
     pub nameplate: Option<Spanned<RawNameplate>>,
     pub next_inspection: Option<Spanned<toml::value::Datetime>>,
     pub insured: Option<bool>,
+    pub in_service: Option<Spanned<toml::value::Datetime>>,
 }
 
 /// The kinds a site may configure: every [`crate::model::EquipmentKind`] but `Gateway`.

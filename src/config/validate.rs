@@ -307,6 +307,7 @@ impl Check {
             }
         });
         let next_inspection = e.next_inspection.as_ref().and_then(|d| self.date(d));
+        let in_service = e.in_service.as_ref().and_then(|d| self.date(d));
         let nameplate = match &e.nameplate {
             Some(n) => self.nameplate(n, kind, id),
             None => Nameplate::default(),
@@ -319,15 +320,18 @@ impl Check {
             use_certificate: e.use_certificate.clone(),
             rescue_code: e.rescue_code.as_ref().map(|c| c.get_ref().clone()),
             using_unit: e.using_unit.clone(),
+            using_unit_phone: e.using_unit_phone.clone(),
             maintenance_unit: e.maintenance_unit.as_ref().map(|m| MaintenanceUnit {
                 name: m.name.clone(),
                 phone: m.phone.clone(),
             }),
+            building_phone: e.building_phone.clone(),
             address: e.address.clone(),
             location,
             nameplate,
             next_inspection,
             insured: e.insured,
+            in_service,
         })
     }
 

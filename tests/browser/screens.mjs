@@ -7,8 +7,8 @@ const en = JSON.parse(readFileSync(new URL('en.json', dir), 'utf8'));
 const zh = JSON.parse(readFileSync(new URL('zh-CN.json', dir), 'utf8'));
 const words = texts => new Set(Object.values(texts).flatMap(v => v.replace(/\{\w+\}/g, ' ').toLowerCase().match(/[a-z]{3,}/g) || []));
 // The Latin words the Chinese catalogue may hold: the product's name, the switch's label and
-// the sign-in parameter. Any other is an untranslated text.
-const LATIN = ['seguard', 'english', 'switch', 'token', 'npm'];
+// the sign-in parameter, and the export formats' names. Any other is an untranslated text.
+const LATIN = ['seguard', 'english', 'switch', 'token', 'npm', 'csv', 'png'];
 const stray = [...words(zh)].filter(w => !LATIN.includes(w));
 if (stray.length) throw new Error('check failed: English words in the Chinese catalogue: ' + stray.join(', '));
 // English words of the English catalogue, to look for on pages shown in Chinese.

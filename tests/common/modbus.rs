@@ -283,7 +283,7 @@ pub fn devices(
 
 /// A running poller whose batches the test reads.
 pub struct Poller {
-    pub batches: tokio::sync::mpsc::Receiver<seguard::ingest::mqtt::Batch>,
+    pub batches: tokio::sync::mpsc::Receiver<seguard::gateway::Batch>,
     pub counters: std::sync::Arc<seguard::ingest::modbus::PollCounters>,
     stop: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -309,7 +309,7 @@ impl Poller {
     }
 
     /// The next batch within `within`, or `None`.
-    pub async fn next(&mut self, within: Duration) -> Option<seguard::ingest::mqtt::Batch> {
+    pub async fn next(&mut self, within: Duration) -> Option<seguard::gateway::Batch> {
         tokio::time::timeout(within, self.batches.recv())
             .await
             .ok()

@@ -25,7 +25,9 @@ function popup(e) {
     ['field.open_alarms', given(e.open_alarms) && esc(String(e.open_alarms))],
     ['field.latest_alarm', given(e.latest_alarm) && val(e.latest_alarm)],
   ].filter(([, v]) => v);
-  return `<strong>${val(e.name)}</strong><table>${rows.map(([k, v]) => `<tr><th>${esc(t(k))}</th><td>${v}</td></tr>`).join('')}</table>`;
+  const page = `/equipment/${encodeURIComponent(e.gateway)}/${encodeURIComponent(e.id)}`;
+  return `<strong>${val(e.name)}</strong><table>${rows.map(([k, v]) => `<tr><th>${esc(t(k))}</th><td>${v}</td></tr>`).join('')}</table>` +
+    `<a class="open" href="${esc(page)}">${esc(t('equipment.open'))}</a>`;
 }
 function validPosition(p) {
   return Array.isArray(p) && p.length === 2 && p.every(Number.isFinite) && Math.abs(p[0]) <= 90 && Math.abs(p[1]) <= 180;

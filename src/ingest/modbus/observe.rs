@@ -1,11 +1,9 @@
 //! What the poller reports besides readings: why a request gave no good value
 //! ([`FailReason`]), the observer it reports to ([`PollObserver`]: the gateway's metrics, or
-//! [`PollCounters`] in tests and benches), and the clock that stamps its readings.
+//! [`PollCounters`] in tests and benches).
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
-
-use chrono::{DateTime, Utc};
+use std::sync::Mutex;
 
 /// Why a request (or one point) gave no good value. The label of the per-device error counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,11 +153,4 @@ impl PollObserver for crate::metrics::Metrics {
     fn requests(&self, device: &str, n: usize) {
         self.modbus_requests(device, n);
     }
-}
-
-/// The time stamped on readings: injected so tests control it.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
 }

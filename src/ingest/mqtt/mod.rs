@@ -19,29 +19,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use rumqttc::{AsyncClient, Event, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::broker::Broker;
+use crate::gateway::Batch;
+use crate::ingest::Clock;
 use crate::metrics::Metrics;
-use crate::model::Reading;
 
 pub use mapping::{Mapper, Rejection};
-
-/// Readings of one message, with the publish to acknowledge once they are in the outbox.
-pub struct Batch {
-    pub readings: Vec<Reading>,
-    pub ack: Option<Publish>,
-}
 
 pub struct MqttIngest {
     pub broker: Broker,
     pub mapper: Mapper,
     pub metrics: Arc<Metrics>,
     pub connected: Arc<AtomicBool>,
+    /// The arrival time, stamped on readings whose message carries none.
+    pub clock: Clock,
 }
 
 impl MqttIngest {
@@ -102,7 +98,7 @@ impl MqttIngest {
                             // Stopping: leave it unacknowledged so the broker delivers it again.
                             continue;
                         };
-                        match self.mapper.map(&publish.topic, &publish.payload, Utc::now()) {
+                        match self.mapper.map(&publish.topic, &publish.payload, (self.clock)()) {
                             Ok(mapped) => {
                                 for metric in &mapped.cleaned {
                                     self.metrics.reading_adjusted("text_cleaned", &publish.topic, metric);
