@@ -102,21 +102,8 @@ kind = "memory"
 id = "gw1"
 http_listen = "127.0.0.1:0"
 
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-reconnect_min_ms = 50
-reconnect_max_ms = 500
-
-[[equipment]]
-id = "lift-1"
-kind = "elevator"
-registration_code = "31103101002016010001"
-rescue_code = "02417"
-using_unit = "Tower Property Co."
-maintenance_unit = {{ name = "Shenlong Elevator Service", phone = "+86-21-5555-0101" }}
-address = "1 Test Road, core A"
-location = {{ lat = 31.2352, lon = 121.5058 }}
+{mqtt}
+{lift}location = {{ lat = 31.2352, lon = 121.5058 }}
 
 [[ingest.mqtt]]
 topic = "site/{{site}}/{{equipment}}/telemetry"
@@ -133,7 +120,8 @@ high = {{ limit = 60.0 }}
 confirm_timeout_ms = 2000
 signing_key = "{GW1_KEY}"
 "#,
-        port = broker.port
+        mqtt = common::site::mqtt(broker.port),
+        lift = common::site::LIFT_1,
     );
     let gateway = start_gateway(&site).await;
 

@@ -29,22 +29,9 @@ id = "gw1"
 http_listen = "127.0.0.1:0"
 shutdown_flush_s = 5
 
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-max_payload_bytes = 4096
-reconnect_min_ms = 50
-reconnect_max_ms = 500
+{mqtt}max_payload_bytes = 4096
 
-[[equipment]]
-id = "lift-1"
-kind = "elevator"
-registration_code = "31103101002016010001"
-use_certificate = "梯11沪A0001(16)"
-rescue_code = "02417"
-using_unit = "Tower Property Co."
-maintenance_unit = {{ name = "Shenlong Elevator Service", phone = "+86-21-5555-0101" }}
-address = "1 Test Road, core A"
+{lift}use_certificate = "梯11沪A0001(16)"
 location = {{ lat = 31.2352, lon = 121.5058 }}
 next_inspection = 2027-03-31
 insured = true
@@ -85,7 +72,9 @@ high = {{ limit = 1.6 }}
 deadband = 0.05
 
 {uplinks}
-"#
+"#,
+        mqtt = common::site::mqtt(broker_port),
+        lift = common::site::LIFT_1,
     );
     seguard::config::parse(&text, Path::new("test-site.toml")).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -29,21 +29,8 @@ id = "gw1"
 http_listen = "127.0.0.1:0"
 shutdown_flush_s = 5
 
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-reconnect_min_ms = 50
-reconnect_max_ms = 500
-
-[[equipment]]
-id = "lift-1"
-kind = "elevator"
-registration_code = "31103101002016010001"
-rescue_code = "02417"
-using_unit = "Tower Property Co."
-maintenance_unit = {{ name = "Shenlong Elevator Service", phone = "+86-21-5555-0101" }}
-address = "1 Test Road, core A"
-
+{mqtt}
+{lift}
 [[ingest.mqtt]]
 topic = "site/{{site}}/{{equipment}}/telemetry"
 time_pointer = "/ts"
@@ -63,7 +50,9 @@ trapped_delay_outside_zone_s = 3
 
 [uplink.central]
 confirm_timeout_ms = 2000
-"#
+"#,
+        mqtt = common::site::mqtt(broker_port),
+        lift = common::site::LIFT_1,
     );
     seguard::config::parse(&text, Path::new("rules-e2e.toml")).unwrap_or_else(|e| panic!("{e}"))
 }

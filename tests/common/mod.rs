@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod city;
 pub mod postgres;
+pub mod site;
 pub mod smtp;
 pub mod tls;
 

@@ -1,6 +1,6 @@
 //! What the poller reports besides readings: why a request gave no good value
 //! ([`FailReason`]), the observer it reports to ([`PollObserver`]: the gateway's metrics, or
-//! [`PollCounters`] in tests and benches), and the clock that stamps its readings.
+//! [`PollCounters`] in tests and benches).
 
 use std::fmt;
 use std::sync::Mutex;
@@ -154,5 +154,3 @@ impl PollObserver for crate::metrics::Metrics {
         self.modbus_requests(device, n);
     }
 }
-
-pub use crate::ingest::{system_clock, Clock};

@@ -53,10 +53,11 @@ use tracing::Instrument;
 use super::config::{ModbusDevice, Parity, Point, Table, Transport};
 use super::decode::{decode, label, DataType};
 use super::mbap::MbapClient;
-pub use super::observe::{system_clock, Clock, FailReason, PollCounters, PollObserver};
+pub use super::observe::{FailReason, PollCounters, PollObserver};
 use super::plan::{self, split, AdaptivePlan, ReadRequest, Splitter};
 use crate::backoff::Backoff;
 use crate::ingest::Batch;
+pub use crate::ingest::{system_clock, Clock};
 use crate::model::{Quality, Reading, Source, Value};
 
 // ---------------------------------------------------------------------------------------------
