@@ -1,32 +1,12 @@
 //! Central service configuration: the TOML as written (`Raw*` structs with
 //! `deny_unknown_fields`), then one validation step into [`CentralConfig`] that reports every
 //! problem at once with file, line and column. The commented example is
-//! `firmware-configs/central-example.toml`. This file holds `[central]`, `[store]` and the
-//! composition; each other table has its raw form, its settings and its checks in `config/`.
+//! `firmware-configs/central-example.toml`.
 
-mod access;
-mod dispatch;
-mod intake;
-mod map;
-mod mqtt;
-mod smtp;
-
-pub use access::{GatewayEntry, Role, TokenEntry};
-pub use dispatch::{DispatchSettings, RescueUnit};
-pub use intake::IntakeLimits;
-pub use map::{MapSettings, TileCrs};
-pub use mqtt::CentralMqtt;
-pub use smtp::Smtp;
-
-use access::{RawGatewayEntry, RawToken};
-use dispatch::{RawDispatch, RawRescueUnit};
-use intake::RawIntake;
-use map::RawMap;
-use mqtt::RawMqtt;
-use smtp::RawSmtp;
-
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -34,6 +14,40 @@ use toml::Spanned;
 use crate::config::{toml_message, ConfigError, Located, Problem, SecretString};
 use crate::http_limits::{HttpLimits, RawHttpLimits};
 use secrecy::ExposeSecret;
+
+/// Who a token belongs to; decides what its holder may see and do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees everything, acknowledges alarms.
+    Regulator,
+    /// Sees and updates only the dispatches sent to its unit.
+    RescueTeam,
+    /// Sees only the equipment of its using unit.
+    EquipmentUnit,
+    /// Posts incidents for one gateway.
+    Gateway,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Regulator => "regulator",
+            Role::RescueTeam => "rescue_team",
+            Role::EquipmentUnit => "equipment_unit",
+            Role::Gateway => "gateway",
+        }
+    }
+}
+
+/// Which coordinate system the basemap tiles are drawn in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum TileCrs {
+    #[serde(rename = "WGS-84")]
+    Wgs84,
+    #[serde(rename = "GCJ-02")]
+    Gcj02,
+}
 
 #[derive(Debug, Clone)]
 pub struct CentralConfig {
@@ -62,6 +76,126 @@ pub struct CentralConfig {
     pub tokens: Vec<TokenEntry>,
     /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
     pub time_zone: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CentralMqtt {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    /// Redacted in Debug output, like every secret of the config.
+    pub password: Option<SecretString>,
+    /// TLS towards the broker; plain TCP when absent.
+    pub tls: Option<crate::tls::MqttTls>,
+    pub keep_alive: Duration,
+    /// Topic prefix the gateways publish under (`seguard/v1`).
+    pub prefix: String,
+    /// The shared-subscription group all central instances join.
+    pub share_group: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// An alarm whose rule id contains this text is a trapped-passenger incident.
+    pub trapped_rule_contains: String,
+    /// Escalate when the notified unit has not responded within this time (default 3 min).
+    pub respond_within: Duration,
+    /// Escalate when the unit has not reached the site within this time (default 30 min).
+    pub arrive_within: Duration,
+    /// The unit called when the maintenance unit does not respond or arrive in time.
+    pub backup_unit: Option<String>,
+    /// The last level of escalation.
+    pub fire_service: Option<String>,
+    /// How often each instance looks for due dispatch timers and pending notifications.
+    pub poll_interval: Duration,
+    /// How long a claimed notification stays with the instance that claimed it.
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub from: String,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MapSettings {
+    /// Leaflet tile URL template; empty means the plain offline base.
+    pub tile_url: String,
+    pub tile_crs: TileCrs,
+    pub tile_attribution: String,
+    /// WGS-84 centre used before any equipment is known.
+    pub center: [f64; 2],
+    pub zoom: u8,
+    /// A district outline (GeoJSON, WGS-84) drawn on the map.
+    #[serde(skip)]
+    pub district_geojson: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayEntry {
+    pub id: String,
+    /// SHA-256 (hex) of the gateway's intake token.
+    pub token_sha256: String,
+    /// The key the gateway signs its MQTT messages with (`src/signing.rs`). Without it, every
+    /// MQTT message naming this gateway is refused: a broker alone proves no origin.
+    pub signing_key: Option<SecretString>,
+}
+
+/// Limits of MQTT and HTTP intake (`[intake]`); each refusal is counted with its reason.
+#[derive(Debug, Clone)]
+pub struct IntakeLimits {
+    /// A larger retained registry is refused and the previous one kept.
+    pub registry_max_bytes: usize,
+    /// A registry listing more equipment is refused and the previous one kept.
+    pub registry_max_equipment: usize,
+    /// A larger status message is refused.
+    pub status_max_bytes: usize,
+    /// An event time further in the past than this (a gateway's outbox may hold a long outage)
+    /// is stored flagged, ordered by its receive time.
+    pub event_time_past: Duration,
+    /// An event time further in the future than this is stored flagged, like a past one.
+    pub event_time_future: Duration,
+    /// How many refused messages the store keeps for `/api/v1/intake/rejected`.
+    pub rejected_keep: i64,
+}
+
+impl Default for IntakeLimits {
+    fn default() -> Self {
+        IntakeLimits {
+            registry_max_bytes: 1 << 20,
+            registry_max_equipment: 5_000,
+            status_max_bytes: 4096,
+            event_time_past: Duration::from_secs(30 * 24 * 3600),
+            event_time_future: Duration::from_secs(300),
+            rejected_keep: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RescueUnit {
+    pub name: String,
+    pub phone: String,
+    pub webhook: Option<String>,
+    pub email: Option<String>,
+    pub mqtt_topic: Option<String>,
+    /// Overrides `dispatch.backup_unit` for incidents of this unit.
+    pub backup: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    pub role: Role,
+    /// Who the token is: recorded with every acknowledgement and dispatch step.
+    pub name: String,
+    /// The rescue unit (rescue_team) or using unit (equipment_unit) the token is scoped to.
+    pub unit: Option<String>,
+    pub sha256: String,
 }
 
 impl CentralConfig {
@@ -110,6 +244,98 @@ struct RawStore {
     url: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
     url_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    host: Option<String>,
+    port: Option<u16>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    tls: Option<crate::tls::RawMqttTls>,
+    keep_alive_s: Option<u64>,
+    prefix: Option<Spanned<String>>,
+    share_group: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDispatch {
+    trapped_rule_contains: Option<Spanned<String>>,
+    respond_within_s: Option<f64>,
+    arrive_within_s: Option<f64>,
+    backup_unit: Option<Spanned<String>>,
+    fire_service: Option<Spanned<String>>,
+    poll_interval_ms: Option<u64>,
+    lease_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    from: Spanned<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    tile_url: Option<String>,
+    tile_crs: Option<TileCrs>,
+    tile_attribution: Option<String>,
+    center: Option<Spanned<[f64; 2]>>,
+    zoom: Option<u8>,
+    district_geojson: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGatewayEntry {
+    id: Spanned<String>,
+    token_sha256: Spanned<String>,
+    signing_key: Option<Spanned<String>>,
+    signing_key_env: Option<Spanned<String>>,
+    signing_key_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntake {
+    registry_max_bytes: Option<usize>,
+    registry_max_equipment: Option<usize>,
+    status_max_bytes: Option<usize>,
+    event_time_past_s: Option<u64>,
+    event_time_future_s: Option<u64>,
+    rejected_keep: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRescueUnit {
+    name: Spanned<String>,
+    phone: String,
+    webhook: Option<Spanned<String>>,
+    email: Option<String>,
+    mqtt_topic: Option<String>,
+    backup: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    role: Role,
+    name: String,
+    unit: Option<String>,
+    sha256: Spanned<String>,
 }
 
 /// Reads and validates a central config file.
@@ -257,14 +483,125 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             &s.password_file,
         )
     });
-    let mqtt = raw
-        .mqtt
-        .map(|m| mqtt::validate(m, mqtt_password, &instance, base, &mut problems));
-    let units = dispatch::UnitNames::new(&raw.rescue_unit);
-    let dispatch = dispatch::validate(raw.dispatch, &units, &mut problems);
-    let smtp = raw
-        .smtp
-        .map(|s| smtp::validate(s, smtp_password, &mut problems));
+    let mqtt = raw.mqtt.map(|m| {
+        let tls = m.tls.as_ref().and_then(|t| {
+            crate::tls::validate_mqtt_tls(t, base)
+                .map_err(|mut found| problems.append(&mut found))
+                .ok()
+        });
+        let prefix = m.prefix.map_or_else(
+            || "seguard/v1".to_owned(),
+            |p| {
+                if p.get_ref().contains(['+', '#']) || p.get_ref().ends_with('/') {
+                    problems.push(Problem::new(
+                        p.span(),
+                        "prefix must be a plain topic without wildcards or a trailing `/`",
+                    ));
+                }
+                p.into_inner()
+            },
+        );
+        let share_group = m.share_group.map_or_else(
+            || "seguard-central".to_owned(),
+            |g| {
+                if g.get_ref().is_empty() || g.get_ref().contains(['/', '+', '#']) {
+                    problems.push(Problem::new(
+                        g.span(),
+                        "share_group must be one topic level",
+                    ));
+                }
+                g.into_inner()
+            },
+        );
+        CentralMqtt {
+            host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: m.port.unwrap_or(1883),
+            client_id: m
+                .client_id
+                .unwrap_or_else(|| format!("seguard-central-{instance}")),
+            username: m.username,
+            password: mqtt_password,
+            tls,
+            keep_alive: Duration::from_secs(m.keep_alive_s.unwrap_or(30)),
+            prefix,
+            share_group,
+        }
+    });
+    let unit_names: HashSet<String> = raw
+        .rescue_unit
+        .iter()
+        .map(|u| u.name.get_ref().clone())
+        .collect();
+    let check_unit = |s: &Spanned<String>, problems: &mut Vec<Problem>| {
+        if !unit_names.contains(s.get_ref()) {
+            problems.push(
+                Problem::new(
+                    s.span(),
+                    format!("no [[rescue_unit]] named `{}`", s.get_ref()),
+                )
+                .hint("add a [[rescue_unit]] with its phone and webhook, e-mail or MQTT topic"),
+            );
+        }
+    };
+    let d = raw.dispatch;
+    for s in [&d.backup_unit, &d.fire_service].into_iter().flatten() {
+        check_unit(s, &mut problems);
+    }
+    let secs = |v: Option<f64>, default: f64| {
+        Duration::from_secs_f64(v.filter(|s| *s > 0.0).unwrap_or(default))
+    };
+    let dispatch = DispatchSettings {
+        trapped_rule_contains: d.trapped_rule_contains.map_or_else(
+            || "trapped".into(),
+            |s| {
+                if s.get_ref().is_empty() {
+                    problems.push(Problem::new(
+                        s.span(),
+                        "trapped_rule_contains must not be empty",
+                    ));
+                }
+                s.into_inner()
+            },
+        ),
+        respond_within: secs(d.respond_within_s, 180.0),
+        arrive_within: secs(d.arrive_within_s, 1800.0),
+        backup_unit: d.backup_unit.map(Spanned::into_inner),
+        fire_service: d.fire_service.map(Spanned::into_inner),
+        poll_interval: Duration::from_millis(d.poll_interval_ms.unwrap_or(500).max(10)),
+        lease: Duration::from_secs(d.lease_s.unwrap_or(30).max(1)),
+    };
+    let smtp = raw.smtp.map(|s| {
+        if s.from
+            .get_ref()
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            problems.push(
+                Problem::new(
+                    s.from.span(),
+                    format!("from `{}` is not a mailbox", s.from.get_ref()),
+                )
+                .hint("write \"seguard central <central@example.org>\""),
+            );
+        }
+        Smtp {
+            host: s.host,
+            port: s.port.unwrap_or(25),
+            from: s.from.into_inner(),
+            username: s.username,
+            password: smtp_password,
+        }
+    });
+    let center = raw.map.center.map_or([31.2304, 121.4737], |c| {
+        let [lat, lon] = *c.get_ref();
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            problems.push(Problem::new(
+                c.span(),
+                "center must be [lat, lon] in degrees",
+            ));
+        }
+        [lat, lon]
+    });
     let time_zone = raw
         .central
         .time_zone
@@ -281,11 +618,145 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             );
         }
     }
-    let map = map::validate(raw.map, base, &mut problems);
-    let gateways = access::validate_gateways(raw.gateway, base, &mut problems);
-    let intake = intake::validate(raw.intake);
-    let rescue_units = dispatch::validate_rescue_units(raw.rescue_unit, &units, &mut problems);
-    let tokens = access::validate_tokens(raw.token, &mut problems);
+    let map = MapSettings {
+        tile_url: raw.map.tile_url.unwrap_or_default(),
+        tile_crs: raw.map.tile_crs.unwrap_or(TileCrs::Wgs84),
+        tile_attribution: raw.map.tile_attribution.unwrap_or_default(),
+        center,
+        zoom: raw.map.zoom.unwrap_or(12),
+        district_geojson: raw.map.district_geojson.map(|p| base.join(p)),
+    };
+    let mut seen = HashSet::new();
+    let gateways = raw
+        .gateway
+        .into_iter()
+        .map(|g| {
+            if !seen.insert(g.id.get_ref().clone()) {
+                problems.push(Problem::new(
+                    g.id.span(),
+                    format!("gateway `{}` is listed twice", g.id.get_ref()),
+                ));
+            }
+            if !crate::auth::is_sha256_hex(g.token_sha256.get_ref()) {
+                problems.push(
+                    Problem::new(g.token_sha256.span(), "token_sha256 must be 64 hex digits")
+                        .hint("store only the hash: printf %s TOKEN | sha256sum"),
+                );
+            }
+            let inline_key = g.signing_key.as_ref().map(|k| k.get_ref().clone());
+            let key_span = [&g.signing_key, &g.signing_key_env, &g.signing_key_file]
+                .into_iter()
+                .find_map(|key| key.as_ref().map(Spanned::span));
+            let signing_key = crate::tls::secret(
+                "signing_key",
+                &inline_key,
+                &g.signing_key_env,
+                &g.signing_key_file,
+                base,
+            )
+            .unwrap_or_else(|problem| {
+                problems.push(problem);
+                None
+            });
+            if let Some(key) = &signing_key {
+                if key.expose_secret().len() < crate::signing::MIN_KEY_BYTES {
+                    problems.push(
+                        Problem::new(
+                            key_span,
+                            format!(
+                                "signing_key of gateway `{}` is shorter than {} bytes",
+                                g.id.get_ref(),
+                                crate::signing::MIN_KEY_BYTES
+                            ),
+                        )
+                        .hint("make one with: openssl rand -hex 32"),
+                    );
+                }
+            }
+            GatewayEntry {
+                id: g.id.into_inner(),
+                token_sha256: g.token_sha256.into_inner().to_ascii_lowercase(),
+                signing_key,
+            }
+        })
+        .collect();
+    let defaults = IntakeLimits::default();
+    let i = raw.intake;
+    let intake = IntakeLimits {
+        registry_max_bytes: i.registry_max_bytes.unwrap_or(defaults.registry_max_bytes),
+        registry_max_equipment: i
+            .registry_max_equipment
+            .unwrap_or(defaults.registry_max_equipment),
+        status_max_bytes: i.status_max_bytes.unwrap_or(defaults.status_max_bytes),
+        event_time_past: i
+            .event_time_past_s
+            .map_or(defaults.event_time_past, Duration::from_secs),
+        event_time_future: i
+            .event_time_future_s
+            .map_or(defaults.event_time_future, Duration::from_secs),
+        rejected_keep: i.rejected_keep.map_or(defaults.rejected_keep, i64::from),
+    };
+    let rescue_units = raw
+        .rescue_unit
+        .into_iter()
+        .map(|u| {
+            if let Some(b) = &u.backup {
+                check_unit(b, &mut problems);
+            }
+            if let Some(w) = &u.webhook {
+                if url::Url::parse(w.get_ref()).is_err() {
+                    problems.push(Problem::new(
+                        w.span(),
+                        format!("webhook `{}` is not a URL", w.get_ref()),
+                    ));
+                }
+            }
+            RescueUnit {
+                name: u.name.into_inner(),
+                phone: u.phone,
+                webhook: u.webhook.map(Spanned::into_inner),
+                email: u.email,
+                mqtt_topic: u.mqtt_topic,
+                backup: u.backup.map(Spanned::into_inner),
+            }
+        })
+        .collect();
+    let tokens = raw
+        .token
+        .into_iter()
+        .map(|t| {
+            let span = t.span();
+            let t = t.into_inner();
+            if !crate::auth::is_sha256_hex(t.sha256.get_ref()) {
+                problems.push(
+                    Problem::new(t.sha256.span(), "sha256 must be 64 hex digits")
+                        .hint("store only the hash: printf %s TOKEN | sha256sum"),
+                );
+            }
+            let needs_unit = matches!(t.role, Role::RescueTeam | Role::EquipmentUnit);
+            if needs_unit && t.unit.is_none() {
+                problems.push(
+                    Problem::new(
+                        span.clone(),
+                        format!("a {} token needs `unit`", t.role.as_str()),
+                    )
+                    .hint("name the rescue unit or using unit the token is scoped to"),
+                );
+            }
+            if t.role == Role::Gateway {
+                problems.push(
+                    Problem::new(span, "gateway tokens belong in [[gateway]] entries")
+                        .hint("write [[gateway]] id = \"gw1\" token_sha256 = \"...\""),
+                );
+            }
+            TokenEntry {
+                role: t.role,
+                name: t.name,
+                unit: t.unit,
+                sha256: t.sha256.into_inner().to_ascii_lowercase(),
+            }
+        })
+        .collect();
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -341,7 +812,6 @@ fn without_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn problems(text: &str) -> Vec<String> {
         match parse(text, Path::new("c.toml")) {
