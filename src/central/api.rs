@@ -3,13 +3,16 @@
 //! with SHA-256 and compared with the hashes in the config; scopes: a rescue team sees only the
 //! dispatches that called its unit, an equipment unit only its own equipment and alarms.
 //! This file holds the router, the state, the error, the caller and serving; the routes of each
-//! resource are in `api/` (`intake`, `map`, `alarms`, `dispatches`, `reports`).
+//! resource are in `api/` (`intake`, `map`, `equipment`, `alarms`, `dispatches`, `reports`,
+//! `trends`).
 
 mod alarms;
 mod dispatches;
+mod equipment;
 mod intake;
 mod map;
 mod reports;
+mod trends;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -127,7 +130,7 @@ fn regulator(
 }
 
 /// The caller of a bearer header, or of the session cookie the pages sign in with.
-fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(super) fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let hash = token_hash(&request_token(headers).ok_or(ApiError::Unauthorized)?);
     config
         .tokens
@@ -160,6 +163,18 @@ pub fn router(state: AppState) -> Router {
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::BOARD_HTML)),
         )
         .route(
+            "/search",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::SEARCH_HTML)),
+        )
+        .route(
+            "/unit",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::UNIT_HTML)),
+        )
+        .route(
+            "/equipment/{gateway}/{id}",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::EQUIPMENT_HTML)),
+        )
+        .route(
             "/rescue/{id}",
             get(
                 |s: State<AppState>, uri: Uri, Path(id): Path<String>| async move {
@@ -178,11 +193,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/map/config", get(map::map_config))
         .route("/api/v1/map/district", get(map::map_district))
         .route("/api/v1/equipment", get(map::equipment))
+        .route("/api/v1/equipment/search", get(equipment::search))
+        .route("/api/v1/equipment/{gateway}/{id}", get(equipment::detail))
         .route("/api/v1/alarms", get(alarms::alarms))
         .route("/api/v1/alarms/{id}/ack", post(alarms::ack))
         .route("/api/v1/alarms/{id}/timeline", get(alarms::timeline))
         .route("/api/v1/indicators", get(reports::indicators))
+        .route("/api/v1/indicators/trends", get(trends::trends))
         .route("/api/v1/dispatches", get(dispatches::dispatches))
+        .route("/api/v1/situations", get(dispatches::situations))
         .route("/api/v1/dispatches/{id}", get(dispatches::dispatch))
         .route(
             "/api/v1/dispatches/{id}/status",
@@ -193,7 +212,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/cylinders/{code}/fills",
             get(reports::cylinder_fills),
-        );
+        )
+        .merge(super::regulator_api::routes());
     let limits = state.config.http_limits.clone();
     let rejected = state.metrics.http_rejected.clone();
     let config = &state.config;
@@ -307,7 +327,9 @@ async fn ui_settings(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 /// Parses a JSON body after the caller was authorised, so an unauthorised request gets 401
 /// whatever it sends; the rejections are axum's (415 without a JSON content type, 400, 422).
-async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<Json<T>, ApiError> {
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
+    request: Request,
+) -> Result<Json<T>, ApiError> {
     Json::<T>::from_request(request, &())
         .await
         .map_err(|rejection| ApiError::Body(rejection.status(), rejection.body_text()))

@@ -27,6 +27,9 @@ pub enum Role {
     EquipmentUnit,
     /// Posts incidents for one gateway.
     Gateway,
+    /// An inspection agency: posts inspection reports and verifies the corrections of the
+    /// hazards it found (`central/hazards.rs`).
+    InspectionAgency,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             Role::RescueTeam => "rescue_team",
             Role::EquipmentUnit => "equipment_unit",
             Role::Gateway => "gateway",
+            Role::InspectionAgency => "inspection_agency",
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct CentralConfig {
     pub store_url: SecretString,
     pub mqtt: Option<CentralMqtt>,
     pub dispatch: DispatchSettings,
+    /// When many alarms in one area become one situation (`[flood]`, `flood.rs`).
+    pub flood: FloodSettings,
     pub smtp: Option<Smtp>,
     pub map: MapSettings,
     /// What intake accepts beyond the schema: sizes, counts, time window.
@@ -76,6 +82,10 @@ pub struct CentralConfig {
     pub tokens: Vec<TokenEntry>,
     /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
     pub time_zone: String,
+    /// The risk ranking's weights (`[risk]`, `central/risk.rs`).
+    pub risk: super::risk::RiskSettings,
+    /// The maintenance-unit scorecards' grades (`[scorecard]`, `central/scorecard.rs`).
+    pub scorecard: super::scorecard::ScorecardSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +123,19 @@ pub struct DispatchSettings {
     pub lease: Duration,
 }
 
+/// ISA-18.2's alarm flood at the regional level: more than `count` alarms raised within
+/// `radius_km` of one another in `window` open a situation; it ends when fewer than `end_count`
+/// joined it in the last `window`. Within a situation each rescue unit is told its new
+/// dispatches in one message every `batch` (zero: one message per dispatch, as outside one).
+#[derive(Debug, Clone)]
+pub struct FloodSettings {
+    pub count: i64,
+    pub end_count: i64,
+    pub window: Duration,
+    pub radius_km: f64,
+    pub batch: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Smtp {
     pub host: String,
@@ -126,6 +149,10 @@ pub struct Smtp {
 pub struct MapSettings {
     /// Leaflet tile URL template; empty means the plain offline base.
     pub tile_url: String,
+    /// Values of `{s}` in the tile URLs (Leaflet's default `abc` when empty).
+    pub tile_subdomains: Vec<String>,
+    /// A label layer drawn over the tiles (a preset's), or empty.
+    pub label_url: String,
     pub tile_crs: TileCrs,
     pub tile_attribution: String,
     /// WGS-84 centre used before any equipment is known.
@@ -193,7 +220,8 @@ pub struct TokenEntry {
     pub role: Role,
     /// Who the token is: recorded with every acknowledgement and dispatch step.
     pub name: String,
-    /// The rescue unit (rescue_team) or using unit (equipment_unit) the token is scoped to.
+    /// The rescue unit (rescue_team), using unit (equipment_unit) or agency
+    /// (inspection_agency) the token is scoped to.
     pub unit: Option<String>,
     pub sha256: String,
 }
@@ -213,6 +241,8 @@ struct RawConfig {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     dispatch: RawDispatch,
+    #[serde(default)]
+    flood: RawFlood,
     smtp: Option<RawSmtp>,
     #[serde(default)]
     map: RawMap,
@@ -224,12 +254,19 @@ struct RawConfig {
     rescue_unit: Vec<RawRescueUnit>,
     #[serde(default)]
     token: Vec<Spanned<RawToken>>,
+    #[serde(default)]
+    risk: super::risk::RawRisk,
+    #[serde(default)]
+    scorecard: super::scorecard::RawScorecard,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCentral {
     instance: Spanned<String>,
+    /// An environment variable that, when set, names the instance instead (the container's
+    /// `HOSTNAME`), so several instances share one config file.
+    instance_env: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     max_body_bytes: Option<usize>,
@@ -274,6 +311,16 @@ struct RawDispatch {
     lease_s: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlood {
+    count: Option<Spanned<i64>>,
+    end_count: Option<i64>,
+    window_s: Option<f64>,
+    radius_km: Option<Spanned<f64>>,
+    batch_s: Option<f64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
@@ -289,6 +336,9 @@ struct RawSmtp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMap {
+    /// `tianditu` or `amap` (web/tiles.rs), instead of `tile_url`.
+    preset: Option<Spanned<String>>,
+    tile_key: Option<String>,
     tile_url: Option<String>,
     tile_crs: Option<TileCrs>,
     tile_attribution: Option<String>,
@@ -370,7 +420,13 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
     let mut problems = Vec::new();
-    let instance = raw.central.instance.get_ref().clone();
+    let instance = raw
+        .central
+        .instance_env
+        .as_ref()
+        .and_then(|v| std::env::var(v.get_ref()).ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| raw.central.instance.get_ref().clone());
     if instance.is_empty()
         || !instance
             .chars()
@@ -570,6 +626,24 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         poll_interval: Duration::from_millis(d.poll_interval_ms.unwrap_or(500).max(10)),
         lease: Duration::from_secs(d.lease_s.unwrap_or(30).max(1)),
     };
+    let f = raw.flood;
+    let flood = FloodSettings {
+        count: f.count.map_or(10, |c| {
+            if *c.get_ref() < 1 {
+                problems.push(Problem::new(c.span(), "flood count must be at least 1"));
+            }
+            c.into_inner()
+        }),
+        end_count: f.end_count.unwrap_or(5).max(1),
+        window: secs(f.window_s, 600.0),
+        radius_km: f.radius_km.map_or(3.0, |r| {
+            if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) {
+                problems.push(Problem::new(r.span(), "radius_km must be above 0"));
+            }
+            r.into_inner()
+        }),
+        batch: Duration::from_secs_f64(f.batch_s.filter(|s| *s >= 0.0).unwrap_or(5.0)),
+    };
     let smtp = raw.smtp.map(|s| {
         if s.from
             .get_ref()
@@ -618,10 +692,42 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             );
         }
     }
+    let preset = raw.map.preset.as_ref().and_then(|p| {
+        let chosen = super::web::tiles::preset(p.get_ref(), raw.map.tile_key.as_deref());
+        let conflict = (raw.map.tile_url.is_some() || raw.map.tile_crs.is_some()).then(|| {
+            "a preset sets tile_url and tile_crs itself: remove them, or the preset".to_owned()
+        });
+        match conflict.map_or(chosen, Err) {
+            Ok(preset) => Some(preset),
+            Err(why) => {
+                problems.push(
+                    Problem::new(p.span(), why)
+                        .hint("preset = \"tianditu\" with tile_key = \"…\", or preset = \"amap\""),
+                );
+                None
+            }
+        }
+    });
     let map = MapSettings {
-        tile_url: raw.map.tile_url.unwrap_or_default(),
-        tile_crs: raw.map.tile_crs.unwrap_or(TileCrs::Wgs84),
-        tile_attribution: raw.map.tile_attribution.unwrap_or_default(),
+        tile_url: preset.as_ref().map_or_else(
+            || raw.map.tile_url.clone().unwrap_or_default(),
+            |p| p.tile_url.clone(),
+        ),
+        tile_subdomains: preset
+            .as_ref()
+            .map(|p| p.subdomains.clone())
+            .unwrap_or_default(),
+        label_url: preset
+            .as_ref()
+            .map(|p| p.label_url.clone())
+            .unwrap_or_default(),
+        tile_crs: preset
+            .as_ref()
+            .map_or(raw.map.tile_crs.unwrap_or(TileCrs::Wgs84), |p| p.crs),
+        tile_attribution: preset.as_ref().map_or_else(
+            || raw.map.tile_attribution.clone().unwrap_or_default(),
+            |p| p.attribution.clone(),
+        ),
         center,
         zoom: raw.map.zoom.unwrap_or(12),
         district_geojson: raw.map.district_geojson.map(|p| base.join(p)),
@@ -733,7 +839,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
                 );
             }
-            let needs_unit = matches!(t.role, Role::RescueTeam | Role::EquipmentUnit);
+            let needs_unit = matches!(
+                t.role,
+                Role::RescueTeam | Role::EquipmentUnit | Role::InspectionAgency
+            );
             if needs_unit && t.unit.is_none() {
                 problems.push(
                     Problem::new(
@@ -757,6 +866,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             }
         })
         .collect();
+    let risk = raw.risk.validate(&mut problems);
+    let scorecard = raw.scorecard.validate(&mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -770,6 +881,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         store_url,
         mqtt,
         dispatch,
+        flood,
         smtp,
         map,
         intake,
@@ -777,6 +889,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         rescue_units,
         tokens,
         time_zone,
+        risk,
+        scorecard,
     })
 }
 
@@ -879,7 +993,7 @@ mod tests {
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
             ),
-            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `instance_env`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
             (
                 "[central]\ninstance = \"a\"\ntime_zone = \"../etc/passwd\"\n",
                 vec!["3:13: time_zone `../etc/passwd` is not an IANA time zone"],

@@ -283,6 +283,7 @@ pub fn decode_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::central::now_ms;
     use std::path::Path;
 
     fn config() -> CentralConfig {

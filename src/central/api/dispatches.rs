@@ -35,6 +35,35 @@ pub(super) async fn dispatches(
     Ok(Json(json!(list)))
 }
 
+/// `GET /api/v1/situations`: regional alarm floods (open, and ended within the last hour), each
+/// with its dispatches in rescue order (`store/situations.rs`). Regulators only.
+pub(super) async fn situations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("list situations"));
+    }
+    let list: Vec<serde_json::Value> = (state.store.situations(now_ms() - 3_600_000).await?)
+        .iter()
+        .map(|s| {
+            let mut v = json!(s);
+            v["dispatches"] = s
+                .dispatches
+                .iter()
+                .map(|d| {
+                    let mut v = json!(d);
+                    v["tier"] = tier(&state.config, d).into();
+                    v
+                })
+                .collect();
+            v
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}
+
 #[derive(Deserialize)]
 pub(super) struct LinkToken {
     t: Option<String>,
@@ -140,9 +169,13 @@ fn rescue_view(
             phones.push(json!({ "role": "maintenance", "name": m.name, "phone": phone }));
         }
     }
-    if let Some(u) = config.rescue_unit(&d.using_unit) {
-        phones.push(json!({ "role": "using", "name": u.name, "phone": u.phone }));
+    match config.rescue_unit(&d.using_unit) {
+        Some(u) => phones.push(json!({ "role": "using", "name": u.name, "phone": u.phone })),
+        None => phones.push(
+            json!({ "role": "using", "name": d.using_unit, "phone": facts.using_unit_phone }),
+        ),
     }
+    phones.push(json!({ "role": "building", "name": d.address, "phone": facts.building_phone }));
     phones.retain(|p| p["phone"].as_str().is_some_and(|s| !s.trim().is_empty()));
     json!({ "position": position, "floor": facts.floor, "tier": tier, "phones": phones })
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::{caller, ApiError, AppState};
-use crate::central::config::TileCrs;
+use crate::central::config::{CentralConfig, TileCrs};
 use crate::central::geo;
 
 pub(super) async fn map_config(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -21,6 +21,8 @@ pub(super) async fn map_config(State(state): State<AppState>) -> Json<serde_json
     };
     Json(json!({
         "tile_url": m.tile_url,
+        "tile_subdomains": m.tile_subdomains,
+        "label_url": m.label_url,
         "tile_crs": m.tile_crs,
         "tile_attribution": m.tile_attribution,
         "center": center,
@@ -58,27 +60,27 @@ pub(super) async fn equipment(
     let unit = c.equipment_scope("list equipment")?;
     let today = chrono::Utc::now().date_naive();
     let rows = state.store.equipment_states(unit, today).await?;
-    let crs = state.config.map.tile_crs;
     let out: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|e| {
-            // A coordinate off the globe is not drawn: one such marker would zoom the map out
-            // to the whole world.
-            let display = e
-                .lat
-                .zip(e.lon)
-                .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
-                .map(|(lat, lon)| match crs {
-                    TileCrs::Gcj02 => {
-                        let (a, b) = geo::wgs84_to_gcj02(lat, lon);
-                        [a, b]
-                    }
-                    TileCrs::Wgs84 => [lat, lon],
-                });
             let mut v = serde_json::to_value(&e).expect("equipment serializes");
-            v["display"] = json!(display);
+            v["display"] = json!(display(&state.config, e.lat.zip(e.lon)));
             v
         })
         .collect();
     Ok(Json(json!(out)))
+}
+
+/// A WGS-84 position in the basemap's system, for drawing. A coordinate off the globe is not
+/// drawn: one such marker would zoom the map out to the whole world.
+pub(super) fn display(config: &CentralConfig, position: Option<(f64, f64)>) -> Option<[f64; 2]> {
+    position
+        .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
+        .map(|(lat, lon)| match config.map.tile_crs {
+            TileCrs::Gcj02 => {
+                let (a, b) = geo::wgs84_to_gcj02(lat, lon);
+                [a, b]
+            }
+            TileCrs::Wgs84 => [lat, lon],
+        })
 }

@@ -137,7 +137,9 @@ pub async fn run_mqtt(
     let incidents = format!("$share/{}/{}/+/incidents", m.share_group, m.prefix);
     let status = format!("{}/+/status", m.prefix);
     let registry = format!("{}/+/registry", m.prefix);
-    let fills = format!("$share/{}/{}/+/fills", m.share_group, m.prefix);
+    // Its own share group: the embedded demo broker (rumqttd 0.20) keeps one read cursor per
+    // group name across all its filters, so fills in the incidents' group were never delivered.
+    let fills = format!("$share/{}-fills/{}/+/fills", m.share_group, m.prefix);
     let (tx, rx) = mpsc::channel::<Publish>(1024);
     let worker = tokio::spawn(work(
         config.clone(),

@@ -99,7 +99,7 @@ struct DispatchTimes {
     status: String,
 }
 
-const EQUIPMENT_STATE_SQL: &str = "SELECT e.gateway, e.id, e.kind, e.name, e.registration_code, e.using_unit,
+pub(super) const EQUIPMENT_STATE_SQL: &str = "SELECT e.gateway, e.id, e.kind, e.name, e.registration_code, e.using_unit,
     e.maintenance_unit, e.address, e.lat, e.lon, e.next_inspection, e.insured, e.record,
     COALESCE(g.state, 'unknown') AS gateway_state,
     (SELECT COUNT(*) FROM alarms a WHERE a.gateway = e.gateway AND a.equipment = e.id AND a.cleared_ms IS NULL) AS open_alarms,
@@ -131,46 +131,7 @@ impl Store {
         };
         let today = today.to_string();
         rows.iter()
-            .map(|r| {
-                let open_alarms: i64 = r.try_get("open_alarms")?;
-                let open_trapped: i64 = r.try_get("open_trapped")?;
-                let gateway_state: String = r.try_get("gateway_state")?;
-                let next_inspection: Option<String> = r.try_get("next_inspection")?;
-                let overdue = next_inspection
-                    .as_deref()
-                    .is_some_and(|d| d < today.as_str());
-                let state = if open_trapped > 0 {
-                    "trapped"
-                } else if open_alarms > 0 {
-                    "alarm"
-                } else if gateway_state == "offline" {
-                    "offline"
-                } else if overdue {
-                    "overdue"
-                } else {
-                    "normal"
-                };
-                let record: String = r.try_get("record")?;
-                Ok(EquipmentState {
-                    gateway: r.try_get("gateway")?,
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    name: r.try_get("name")?,
-                    registration_code: r.try_get("registration_code")?,
-                    using_unit: r.try_get("using_unit")?,
-                    maintenance_unit: r.try_get("maintenance_unit")?,
-                    address: r.try_get("address")?,
-                    lat: r.try_get("lat")?,
-                    lon: r.try_get("lon")?,
-                    next_inspection,
-                    insured: r.try_get::<Option<i64>, _>("insured")?.map(|v| v != 0),
-                    state: state.into(),
-                    gateway_state,
-                    open_alarms,
-                    latest_alarm: r.try_get("latest_alarm")?,
-                    record: serde_json::from_str(&record).unwrap_or_default(),
-                })
-            })
+            .map(|r| equipment_state_from_row(r, &today))
             .collect()
     }
 
@@ -351,4 +312,47 @@ impl Store {
             "alarms": { "last_24h": raised.len(), "per_hour": raised.len() as f64 / 24.0, "floods_last_24h": floods },
         }))
     }
+}
+
+/// One row of [`EQUIPMENT_STATE_SQL`] with its map state on `today` (YYYY-MM-DD).
+pub(super) fn equipment_state_from_row(
+    r: &sqlx::any::AnyRow,
+    today: &str,
+) -> Result<EquipmentState, StoreError> {
+    let open_alarms: i64 = r.try_get("open_alarms")?;
+    let open_trapped: i64 = r.try_get("open_trapped")?;
+    let gateway_state: String = r.try_get("gateway_state")?;
+    let next_inspection: Option<String> = r.try_get("next_inspection")?;
+    let overdue = next_inspection.as_deref().is_some_and(|d| d < today);
+    let state = if open_trapped > 0 {
+        "trapped"
+    } else if open_alarms > 0 {
+        "alarm"
+    } else if gateway_state == "offline" {
+        "offline"
+    } else if overdue {
+        "overdue"
+    } else {
+        "normal"
+    };
+    let record: String = r.try_get("record")?;
+    Ok(EquipmentState {
+        gateway: r.try_get("gateway")?,
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        registration_code: r.try_get("registration_code")?,
+        using_unit: r.try_get("using_unit")?,
+        maintenance_unit: r.try_get("maintenance_unit")?,
+        address: r.try_get("address")?,
+        lat: r.try_get("lat")?,
+        lon: r.try_get("lon")?,
+        next_inspection,
+        insured: r.try_get::<Option<i64>, _>("insured")?.map(|v| v != 0),
+        state: state.into(),
+        gateway_state,
+        open_alarms,
+        latest_alarm: r.try_get("latest_alarm")?,
+        record: serde_json::from_str(&record).unwrap_or_default(),
+    })
 }

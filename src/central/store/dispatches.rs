@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{insert_audit, ms, random_id, rfc3339, Store, StoreError};
+use super::{insert_audit, ms, random_id, rfc3339, Backend, Store, StoreError};
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::{self, Dispatch, Level, Record, Status, Step, StepRefused};
 use crate::model::Incident;
@@ -51,7 +51,7 @@ struct StepRow {
     note: String,
 }
 
-const DISPATCH_COLUMNS: &str = "id, order_no, alarm_id, event_id, gateway, equipment, incident_ms, created_ms, status,
+pub(super) const DISPATCH_COLUMNS: &str = "id, order_no, alarm_id, event_id, gateway, equipment, incident_ms, created_ms, status,
     level, unit, unit_phone, chain, level_started_ms, next_check_ms, responded_ms, on_site_ms, closed_ms, record";
 
 impl Store {
@@ -143,6 +143,13 @@ impl Store {
         .bind(serde_json::to_string(&record).expect("record serializes"))
         .execute(&mut **tx)
         .await?;
+        sqlx::query(
+            "UPDATE dispatches SET situation_id = (SELECT situation_id FROM alarms WHERE id = $1) WHERE id = $2",
+        )
+        .bind(alarm_id)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
         insert_step(
             tx,
             &id,
@@ -217,6 +224,20 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Another instance escalating this row now: leave it to that one.
+            let free = sqlx::query(
+                "SELECT id FROM dispatches WHERE id = $1 AND next_check_ms = $2 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(&due.id)
+            .bind(due.next_check_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if free.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
         let current = self.dispatch_in(&mut tx, &due.id).await?;
         let chain_text: String = sqlx::query_scalar("SELECT chain FROM dispatches WHERE id = $1")
             .bind(&due.id)
@@ -524,7 +545,7 @@ pub(super) async fn insert_step(
     Ok(())
 }
 
-fn dispatch_from_row(r: &AnyRow) -> Result<Dispatch, StoreError> {
+pub(super) fn dispatch_from_row(r: &AnyRow) -> Result<Dispatch, StoreError> {
     let record: String = r.try_get("record")?;
     let record: Record =
         serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -173,6 +173,10 @@ impl Store {
                         break;
                     }
                 }
+                if let Some(at) = &eq.location {
+                    self.join_situation(&mut tx, &config.flood, &id, (at.lat, at.lon), now)
+                        .await?;
+                }
                 if trapped {
                     created_dispatch = Some(
                         self.create_dispatch(&mut tx, config, incident, &id, now)

@@ -21,20 +21,28 @@
 mod alarms;
 mod dashboard;
 mod dispatches;
+mod equipment;
 mod gateways;
+pub mod hazards;
+pub mod history;
 mod incidents;
 mod notifications;
 mod rejected;
 mod rescue;
 mod schema;
+mod situations;
+mod trends;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 pub use dashboard::{AuditRow, EquipmentState, EventRow};
 pub use dispatches::{DueDispatch, RescueStep};
+pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use incidents::IngestOutcome;
 pub use notifications::{redact_link_tokens, Notification};
 pub use rejected::{Refused, RejectedRow};
 pub use rescue::RescueFacts;
+pub use situations::Situation;
+pub use trends::Trends;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::AnyPoolOptions;
