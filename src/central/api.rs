@@ -34,9 +34,13 @@ use crate::auth::token_hash;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Tokens, limits, the map and dispatch settings the handlers answer by.
     pub config: Arc<CentralConfig>,
+    /// Where every handler reads and writes.
     pub store: Store,
+    /// HTTP intake counts what it stores, repairs and refuses here, as MQTT intake does.
     pub metrics: Arc<CentralMetrics>,
+    /// Whether MQTT intake is connected now, for `/readyz` (true when there is no `[mqtt]`).
     pub mqtt_connected: Arc<AtomicBool>,
     /// Wakes the notifier when an HTTP incident created a dispatch.
     pub wake: Arc<Notify>,

@@ -317,13 +317,23 @@ impl CentralMetrics {
     }
 }
 
-/// A running central instance.
+/// A running central instance. It holds no state another instance would need: everything
+/// that must survive it is in the store.
 pub struct Central {
+    /// The address HTTP is bound to (the real port when the config asked for port 0), for
+    /// links and for tests.
     pub addr: SocketAddr,
+    /// The shared store; a handle (a pool), cloned into every task.
     pub store: Store,
+    /// Counters and logs of everything central refuses, repairs, sends or escalates, rendered
+    /// at `/metrics`; shared with every task.
     pub metrics: Arc<CentralMetrics>,
+    /// The validated config, shared read-only with every task (central does not reload).
     pub config: Arc<CentralConfig>,
+    /// Cancelled by `stop`: every task watches it and winds down.
     stop: CancellationToken,
+    /// The running tasks by name (MQTT intake, timers, notifier, HTTP), awaited on `stop` so
+    /// that a stuck one is named in the log.
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{caller, json_body, ApiError, AppState};
+use super::{caller, json_body, ApiError, AppState, Caller};
 use crate::central::now_ms;
 use crate::central::store::{AlarmFilter, StoreError};
 
@@ -67,14 +67,7 @@ pub(super) async fn ack(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = caller(&state.config, &headers)?;
     let Json(body) = json_body::<AckBody>(request).await?;
-    let unit = state
-        .store
-        .alarm_unit(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("alarm {id}")))?;
-    if !c.sees_unit(&unit) {
-        return Err(ApiError::Forbidden("acknowledge this alarm"));
-    }
+    check_alarm(&state, &c, &id, "acknowledge this alarm").await?;
     if !state
         .store
         .ack_alarm(&id, &c.name, c.role.as_str(), &body.comment, now_ms())
@@ -93,13 +86,25 @@ pub(super) async fn timeline(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = caller(&state.config, &headers)?;
+    check_alarm(&state, &c, &id, "read this alarm").await?;
+    Ok(Json(json!(state.store.timeline(&id).await?)))
+}
+
+/// Whether alarm `id` is one `c` sees (a regulator every one, an equipment unit its own);
+/// 404 when there is no such alarm, 403 (may not `what`) when it is another unit's.
+async fn check_alarm(
+    state: &AppState,
+    c: &Caller,
+    id: &str,
+    what: &'static str,
+) -> Result<(), ApiError> {
     let unit = state
         .store
-        .alarm_unit(&id)
+        .alarm_unit(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("alarm {id}")))?;
     if !c.sees_unit(&unit) {
-        return Err(ApiError::Forbidden("read this alarm"));
+        return Err(ApiError::Forbidden(what));
     }
-    Ok(Json(json!(state.store.timeline(&id).await?)))
+    Ok(())
 }

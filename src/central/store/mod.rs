@@ -72,7 +72,11 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Connections to the database: one for SQLite (its writes are serial anyway), eight for
+    /// PostgreSQL. Cloning a `Store` clones this handle, not the connections.
     pool: AnyPool,
+    /// Which engine the URL named: migrations take PostgreSQL's advisory lock, and SQLite is
+    /// set to WAL with full sync.
     pub backend: Backend,
 }
 
