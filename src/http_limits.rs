@@ -26,7 +26,7 @@ use toml::Spanned;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::Problem;
+use crate::diag::Problem;
 use crate::metrics::ReasonLabel;
 
 /// An `http_limits` table as written.

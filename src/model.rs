@@ -131,6 +131,9 @@ pub struct Equipment {
     pub next_inspection: Option<NaiveDate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insured: Option<bool>,
+    /// The date it was put into use (投入使用日期): central's risk ranking counts its age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_service: Option<NaiveDate>,
 }
 
 /// A measured value. Text covers floors like "B2" and cylinder codes.

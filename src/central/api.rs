@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{token_hash, CentralConfig, Role, TileCrs};
 use super::dispatch::{self, Status};
 use super::intake::{self, Rejection};
-use super::store::{AlarmFilter, Store, StoreError};
+use super::store::{AlarmFilter, RescueStep, Store, StoreError};
 use super::{geo, now_ms, web, CentralMetrics};
 
 mod equipment;
@@ -89,7 +89,7 @@ pub struct Caller {
 use crate::auth::{bearer, request_token};
 
 /// The caller of a bearer header, or of the session cookie the pages sign in with.
-fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(super) fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let hash = token_hash(&request_token(headers).ok_or(ApiError::Unauthorized)?);
     config
         .tokens
@@ -160,11 +160,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/indicators", get(indicators))
         .route("/api/v1/indicators/trends", get(trends::trends))
         .route("/api/v1/dispatches", get(dispatches))
+        .route("/api/v1/situations", get(situations))
         .route("/api/v1/dispatches/{id}", get(dispatch))
         .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/intake/rejected", get(rejected))
-        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills));
+        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills))
+        .merge(super::regulator_api::routes());
     let limits = state.config.http_limits.clone();
     let rejected = state.metrics.http_rejected.clone();
     let config = &state.config;
@@ -584,6 +586,35 @@ async fn dispatches(
     Ok(Json(json!(list)))
 }
 
+/// `GET /api/v1/situations`: regional alarm floods (open, and ended within the last hour), each
+/// with its dispatches in rescue order (`store/situations.rs`). Regulators only.
+async fn situations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("list situations"));
+    }
+    let list: Vec<serde_json::Value> = (state.store.situations(now_ms() - 3_600_000).await?)
+        .iter()
+        .map(|s| {
+            let mut v = json!(s);
+            v["dispatches"] = s
+                .dispatches
+                .iter()
+                .map(|d| {
+                    let mut v = json!(d);
+                    v["tier"] = tier(&state.config, d).into();
+                    v
+                })
+                .collect();
+            v
+        })
+        .collect();
+    Ok(Json(json!(list)))
+}
+
 #[derive(Deserialize)]
 struct LinkToken {
     t: Option<String>,
@@ -748,12 +779,14 @@ async fn dispatch_status(
         .set_dispatch_status(
             &state.config,
             &id,
-            status,
-            &unit,
-            &c.name,
-            c.role.as_str(),
-            &body.note,
-            now_ms(),
+            &RescueStep {
+                status,
+                unit: &unit,
+                actor: &c.name,
+                role: c.role.as_str(),
+                note: &body.note,
+                now: now_ms(),
+            },
         )
         .await?
     {
@@ -765,7 +798,9 @@ async fn dispatch_status(
 
 /// Parses a JSON body after the caller was authorised, so an unauthorised request gets 401
 /// whatever it sends; the rejections are axum's (415 without a JSON content type, 400, 422).
-async fn json_body<T: serde::de::DeserializeOwned>(request: Request) -> Result<Json<T>, ApiError> {
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
+    request: Request,
+) -> Result<Json<T>, ApiError> {
     Json::<T>::from_request(request, &())
         .await
         .map_err(|rejection| ApiError::Body(rejection.status(), rejection.body_text()))

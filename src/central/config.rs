@@ -27,6 +27,9 @@ pub enum Role {
     EquipmentUnit,
     /// Posts incidents for one gateway.
     Gateway,
+    /// An inspection agency: posts inspection reports and verifies the corrections of the
+    /// hazards it found (`central/hazards.rs`).
+    InspectionAgency,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             Role::RescueTeam => "rescue_team",
             Role::EquipmentUnit => "equipment_unit",
             Role::Gateway => "gateway",
+            Role::InspectionAgency => "inspection_agency",
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct CentralConfig {
     pub store_url: SecretString,
     pub mqtt: Option<CentralMqtt>,
     pub dispatch: DispatchSettings,
+    /// When many alarms in one area become one situation (`[flood]`, `flood.rs`).
+    pub flood: FloodSettings,
     pub smtp: Option<Smtp>,
     pub map: MapSettings,
     /// What intake accepts beyond the schema: sizes, counts, time window.
@@ -76,6 +82,10 @@ pub struct CentralConfig {
     pub tokens: Vec<TokenEntry>,
     /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
     pub time_zone: String,
+    /// The risk ranking's weights (`[risk]`, `central/risk.rs`).
+    pub risk: super::risk::RiskSettings,
+    /// The maintenance-unit scorecards' grades (`[scorecard]`, `central/scorecard.rs`).
+    pub scorecard: super::scorecard::ScorecardSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +121,19 @@ pub struct DispatchSettings {
     pub poll_interval: Duration,
     /// How long a claimed notification stays with the instance that claimed it.
     pub lease: Duration,
+}
+
+/// ISA-18.2's alarm flood at the regional level: more than `count` alarms raised within
+/// `radius_km` of one another in `window` open a situation; it ends when fewer than `end_count`
+/// joined it in the last `window`. Within a situation each rescue unit is told its new
+/// dispatches in one message every `batch` (zero: one message per dispatch, as outside one).
+#[derive(Debug, Clone)]
+pub struct FloodSettings {
+    pub count: i64,
+    pub end_count: i64,
+    pub window: Duration,
+    pub radius_km: f64,
+    pub batch: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -197,7 +220,8 @@ pub struct TokenEntry {
     pub role: Role,
     /// Who the token is: recorded with every acknowledgement and dispatch step.
     pub name: String,
-    /// The rescue unit (rescue_team) or using unit (equipment_unit) the token is scoped to.
+    /// The rescue unit (rescue_team), using unit (equipment_unit) or agency
+    /// (inspection_agency) the token is scoped to.
     pub unit: Option<String>,
     pub sha256: String,
 }
@@ -217,6 +241,8 @@ struct RawConfig {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     dispatch: RawDispatch,
+    #[serde(default)]
+    flood: RawFlood,
     smtp: Option<RawSmtp>,
     #[serde(default)]
     map: RawMap,
@@ -228,12 +254,19 @@ struct RawConfig {
     rescue_unit: Vec<RawRescueUnit>,
     #[serde(default)]
     token: Vec<Spanned<RawToken>>,
+    #[serde(default)]
+    risk: super::risk::RawRisk,
+    #[serde(default)]
+    scorecard: super::scorecard::RawScorecard,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCentral {
     instance: Spanned<String>,
+    /// An environment variable that, when set, names the instance instead (the container's
+    /// `HOSTNAME`), so several instances share one config file.
+    instance_env: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     max_body_bytes: Option<usize>,
@@ -276,6 +309,16 @@ struct RawDispatch {
     fire_service: Option<Spanned<String>>,
     poll_interval_ms: Option<u64>,
     lease_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlood {
+    count: Option<Spanned<i64>>,
+    end_count: Option<i64>,
+    window_s: Option<f64>,
+    radius_km: Option<Spanned<f64>>,
+    batch_s: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,7 +420,13 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
     let mut problems = Vec::new();
-    let instance = raw.central.instance.get_ref().clone();
+    let instance = raw
+        .central
+        .instance_env
+        .as_ref()
+        .and_then(|v| std::env::var(v.get_ref()).ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| raw.central.instance.get_ref().clone());
     if instance.is_empty()
         || !instance
             .chars()
@@ -577,6 +626,24 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         poll_interval: Duration::from_millis(d.poll_interval_ms.unwrap_or(500).max(10)),
         lease: Duration::from_secs(d.lease_s.unwrap_or(30).max(1)),
     };
+    let f = raw.flood;
+    let flood = FloodSettings {
+        count: f.count.map_or(10, |c| {
+            if *c.get_ref() < 1 {
+                problems.push(Problem::new(c.span(), "flood count must be at least 1"));
+            }
+            c.into_inner()
+        }),
+        end_count: f.end_count.unwrap_or(5).max(1),
+        window: secs(f.window_s, 600.0),
+        radius_km: f.radius_km.map_or(3.0, |r| {
+            if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) {
+                problems.push(Problem::new(r.span(), "radius_km must be above 0"));
+            }
+            r.into_inner()
+        }),
+        batch: Duration::from_secs_f64(f.batch_s.filter(|s| *s >= 0.0).unwrap_or(5.0)),
+    };
     let smtp = raw.smtp.map(|s| {
         if s.from
             .get_ref()
@@ -772,7 +839,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
                 );
             }
-            let needs_unit = matches!(t.role, Role::RescueTeam | Role::EquipmentUnit);
+            let needs_unit = matches!(
+                t.role,
+                Role::RescueTeam | Role::EquipmentUnit | Role::InspectionAgency
+            );
             if needs_unit && t.unit.is_none() {
                 problems.push(
                     Problem::new(
@@ -796,6 +866,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             }
         })
         .collect();
+    let risk = raw.risk.validate(&mut problems);
+    let scorecard = raw.scorecard.validate(&mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -809,6 +881,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         store_url,
         mqtt,
         dispatch,
+        flood,
         smtp,
         map,
         intake,
@@ -816,6 +889,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         rescue_units,
         tokens,
         time_zone,
+        risk,
+        scorecard,
     })
 }
 
@@ -920,7 +995,7 @@ mod tests {
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
             ),
-            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `instance_env`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
             (
                 "[central]\ninstance = \"a\"\ntime_zone = \"../etc/passwd\"\n",
                 vec!["3:13: time_zone `../etc/passwd` is not an IANA time zone"],

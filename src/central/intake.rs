@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clean::{self, Note, Notes};
 use super::config::{CentralConfig, CentralMqtt};
-use super::store::Store;
+use super::store::{Refused, Store};
 use super::{now_ms, CentralMetrics};
 use crate::backoff::Backoff;
 use crate::model::{
@@ -592,11 +592,13 @@ async fn refuse(
     let now = now_ms();
     if let Err(e) = store
         .record_rejected(
-            &p.topic,
-            id.as_deref(),
-            rejection.reason(),
-            &detail,
-            &p.payload,
+            &Refused {
+                topic: &p.topic,
+                message_id: id.as_deref(),
+                reason: rejection.reason(),
+                detail: &detail,
+                payload: &p.payload,
+            },
             now,
             config.intake.rejected_keep,
         )

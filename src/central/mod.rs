@@ -17,10 +17,17 @@
 pub mod api;
 pub mod clean;
 pub mod config;
+mod csv;
 pub mod dispatch;
+pub mod flood;
 pub mod geo;
+pub mod hazards;
+mod hazards_api;
 pub mod intake;
 pub mod notify;
+mod regulator_api;
+pub mod risk;
+pub mod scorecard;
 pub mod store;
 pub mod timers;
 mod web;
@@ -370,6 +377,14 @@ impl Central {
                 config.clone(),
                 store.clone(),
                 metrics.clone(),
+                stop.clone(),
+            )),
+        ));
+        tasks.push((
+            "central-hazard-overdue",
+            tokio::spawn(hazards::run_overdue(
+                config.clone(),
+                store.clone(),
                 stop.clone(),
             )),
         ));

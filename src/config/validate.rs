@@ -14,13 +14,6 @@ use crate::diag::Check;
 use crate::http_limits::HttpLimits;
 use crate::model::{Crs, EquipmentKind, GeoPoint, MaintenanceUnit, Nameplate};
 
-/// Lines (InfluxDB points) a write carries at most: what InfluxDB's docs advise (5,000); it
-/// suits InfluxDB 1.x, 2.x and VictoriaMetrics alike (BENCHMARKS.md, "Batch size").
-const DEFAULT_BATCH_MAX_LINES: usize = 5000;
-/// Points an in-memory lane holds (about 2 KB each with ten fields): a burst beyond it waits at
-/// the broker. The disk outbox is bounded by its quota instead.
-const DEFAULT_QUEUE_MAX_POINTS: usize = 20_000;
-
 const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9180";
 
 /// The typed config and the warnings about it, or every problem found.
@@ -215,35 +208,11 @@ pub fn validate(
         .map(|(i, f)| v.line_file(f, i, config_dir))
         .collect();
 
-    let central = raw.uplink.central.as_ref().map(|c| {
-        let raw_central = c.get_ref();
-        let client_id = format!("seguard-{gateway_id}-uplink");
-        // Sharing the site broker takes its validated settings (and their problems) once.
-        let broker = match (&raw_central.broker, &mqtt) {
-            (Some(b), _) => v.broker(b, &client_id),
-            (None, Some(site_broker)) => Broker {
-                client_id,
-                ..site_broker.clone()
-            },
-            (None, None) => {
-                v.push(
-                    Problem::new(c.span(), "the central uplink has no broker")
-                        .hint("add [uplink.central.broker] with host and port, or a [mqtt] table to share"),
-                );
-                v.broker_defaults(&client_id)
-            }
-        };
-        CentralUplink {
-            broker,
-            topic_prefix: raw_central
-                .topic_prefix
-                .clone()
-                .unwrap_or_else(|| "seguard/v1".to_owned()),
-            queue_max_events: raw_central.queue_max_events.unwrap_or(100_000),
-            confirm_timeout: Duration::from_millis(raw_central.confirm_timeout_ms.unwrap_or(10_000)),
-            signing_key: v.signing_key(raw_central),
-        }
-    });
+    let central = raw
+        .uplink
+        .central
+        .as_ref()
+        .map(|c| v.central_uplink(c, &format!("seguard-{gateway_id}-uplink"), mqtt.as_ref()));
 
     let http_limits = raw
         .gateway
@@ -287,109 +256,7 @@ pub fn validate(
     Ok((config, warnings))
 }
 
-/// One mapped field as written, in a site config or a terminal profile.
-pub(crate) fn field_mapping(f: &Spanned<RawField>, problems: &mut Vec<Problem>) -> FieldMapping {
-    let f_ref = f.get_ref();
-    check_pointer(&f_ref.pointer, problems);
-    let metric = f_ref.metric.get_ref();
-    if !is_valid_metric_name(metric) {
-        problems.push(
-            Problem::new(
-                f_ref.metric.span(),
-                format!("metric name `{}` is not valid", metric.escape_debug()),
-            )
-            .hint("use snake_case names such as car_status or pressure, without spaces, quotes, backslashes or control characters"),
-        );
-    }
-    let scale = f_ref.scale.as_ref().map_or(1.0, |s| {
-        if !s.get_ref().is_finite() || *s.get_ref() == 0.0 {
-            problems.push(Problem::new(
-                s.span(),
-                "scale must be a finite, non-zero number",
-            ));
-        }
-        *s.get_ref()
-    });
-    let value_type = f_ref.value_type.unwrap_or(ValueType::Number);
-    let codes = match (&f_ref.values, &f_ref.unknown) {
-        (Some(values), unknown) => {
-            if f_ref.scale.is_some() || f_ref.offset.is_some() {
-                problems.push(
-                    Problem::new(
-                        values.span(),
-                        "a field with `values` takes no scale or offset",
-                    )
-                    .hint("put the value each code stands for in the table"),
-                );
-            }
-            Some(crate::ingest::codes::CodeTable::from_toml(
-                values.get_ref(),
-                unknown.as_ref().map(|u| u.get_ref()),
-                value_type,
-                values.span(),
-                unknown.as_ref().map(|u| u.span()),
-                problems,
-            ))
-        }
-        (None, Some(unknown)) => {
-            problems.push(
-                Problem::new(unknown.span(), "`unknown` without `values`")
-                    .hint("`unknown` says what a code missing from `values` becomes"),
-            );
-            None
-        }
-        (None, None) => None,
-    };
-    FieldMapping {
-        pointer: f_ref.pointer.get_ref().clone(),
-        metric: metric.clone(),
-        value_type,
-        unit: f_ref.unit.clone(),
-        scale,
-        offset: f_ref.offset.unwrap_or(0.0),
-        codes,
-    }
-}
-
-pub(crate) fn check_pointer(pointer: &Spanned<String>, problems: &mut Vec<Problem>) {
-    let p = pointer.get_ref();
-    if !p.is_empty() && !p.starts_with('/') {
-        problems.push(
-            Problem::new(pointer.span(), format!("`{p}` is not a JSON pointer")).hint(format!(
-                "JSON pointers start with '/', for example \"/{p}\""
-            )),
-        );
-    }
-}
-
 impl Check {
-    /// The central uplink's signing key, at least [`crate::signing::MIN_KEY_BYTES`] long.
-    fn signing_key(&mut self, c: &crate::config::raw::RawCentral) -> Option<SecretString> {
-        let inline = c.signing_key.as_ref().map(|k| k.get_ref().clone());
-        let key = self.secret(
-            "signing_key",
-            &inline,
-            &c.signing_key_env,
-            &c.signing_key_file,
-        )?;
-        if secrecy::ExposeSecret::expose_secret(&key).len() < crate::signing::MIN_KEY_BYTES {
-            let span = (c.signing_key.as_ref())
-                .or(c.signing_key_env.as_ref())
-                .or(c.signing_key_file.as_ref());
-            self.push(
-                Problem::new(
-                    span.map(Spanned::span),
-                    format!(
-                        "signing_key is shorter than {} bytes",
-                        crate::signing::MIN_KEY_BYTES
-                    ),
-                )
-                .hint("make one with: openssl rand -hex 32, and give central the same"),
-            );
-        }
-        Some(key)
-    }
-
     fn equipment(&mut self, raw: &Spanned<RawEquipment>) -> Option<Equipment> {
         let e = raw.get_ref();
         let kind = EquipmentKind::from(e.kind);
@@ -440,6 +307,7 @@ impl Check {
             }
         });
         let next_inspection = e.next_inspection.as_ref().and_then(|d| self.date(d));
+        let in_service = e.in_service.as_ref().and_then(|d| self.date(d));
         let nameplate = match &e.nameplate {
             Some(n) => self.nameplate(n, kind, id),
             None => Nameplate::default(),
@@ -463,6 +331,7 @@ impl Check {
             nameplate,
             next_inspection,
             insured: e.insured,
+            in_service,
         })
     }
 
@@ -553,313 +422,6 @@ impl Check {
                 .hint("set pressure is commonly 1.05 to 1.10 times working pressure"),
             );
         }
-    }
-
-    fn mqtt_mapping(
-        &mut self,
-        raw: &Spanned<RawMqttMapping>,
-        site_id: &str,
-        known: &HashSet<&str>,
-        profiles_dir: &std::path::Path,
-    ) -> Option<MqttMapping> {
-        let m = raw.get_ref();
-        let profile = m.profile.as_ref().and_then(|name| {
-            crate::ingest::mqtt::profile::load(profiles_dir, name.get_ref())
-                .map_err(|problems| {
-                    for l in problems {
-                        self.push(
-                            Problem::new(
-                                name.span(),
-                                format!(
-                                    "in terminal profile {}:{}:{}: {}",
-                                    l.path.display(),
-                                    l.line,
-                                    l.column,
-                                    l.message
-                                ),
-                            )
-                            .hint(l.hint.unwrap_or_else(|| {
-                                "the shipped terminal profiles in firmware-configs/profiles/ show the format".to_owned()
-                            })),
-                        );
-                    }
-                })
-                .ok()
-        });
-        if m.profile.is_some() && profile.is_none() {
-            return None;
-        }
-        let (topic_span, template) = match (&m.topic, &profile) {
-            (Some(t), _) => (t.span(), t.get_ref().clone()),
-            (None, Some(p)) => (
-                m.profile.as_ref().map(|n| n.span()).unwrap_or_default(),
-                p.topic.clone(),
-            ),
-            (None, None) => {
-                self.push(Problem::new(raw.span(), "this mapping has no topic").hint(
-                    "add topic = \"...\", or profile = \"NAME\" to take a terminal profile's topic",
-                ));
-                return None;
-            }
-        };
-        let topic = template.replace("{site}", site_id);
-        let mut segments = Vec::new();
-        for part in topic.split('/') {
-            segments.push(match part {
-                "{equipment}" => TopicSegment::Equipment,
-                "+" => TopicSegment::Any,
-                "#" => {
-                    self.push(
-                        Problem::new(topic_span.clone(), "`#` is not allowed in a mapping topic")
-                            .hint("use `+` for one segment; every segment must be bound so payloads map to one equipment"),
-                    );
-                    return None;
-                }
-                p if p.contains('{') || p.contains('}') || p.contains('+') => {
-                    self.push(
-                        Problem::new(topic_span.clone(), format!("topic segment `{p}` is not understood"))
-                            .hint("placeholders are {site} and {equipment}, each a whole segment"),
-                    );
-                    return None;
-                }
-                p => TopicSegment::Literal(p.to_owned()),
-            });
-        }
-        let n_equipment = segments
-            .iter()
-            .filter(|s| **s == TopicSegment::Equipment)
-            .count();
-        let equipment = m.equipment.as_ref().map(|e| e.get_ref().clone());
-        match (n_equipment, &m.equipment) {
-            (0, None) => self.push(
-                Problem::new(
-                    topic_span.clone(),
-                    "this mapping does not say which equipment it is for",
-                )
-                .hint("put {equipment} in the topic, or add equipment = \"ID\""),
-            ),
-            (1, Some(e)) => self.push(
-                Problem::new(
-                    e.span(),
-                    "equipment is given both in the topic and as a field",
-                )
-                .hint("remove one of them"),
-            ),
-            (n, _) if n > 1 => self.push(Problem::new(
-                topic_span.clone(),
-                "{equipment} appears more than once",
-            )),
-            _ => {}
-        }
-        if let Some(e) = &m.equipment {
-            if !known.contains(e.get_ref().as_str()) {
-                self.push(
-                    Problem::new(e.span(), format!("unknown equipment `{}`", e.get_ref()))
-                        .hint("declare it in an [[equipment]] table first"),
-                );
-            }
-        }
-        let time = match (&m.time_pointer, &profile) {
-            (Some(p), _) => {
-                check_pointer(p, &mut self.problems);
-                Some((
-                    p.get_ref().clone(),
-                    m.time_format.unwrap_or(TimeFormat::UnixMs),
-                ))
-            }
-            (None, Some(p)) => p.time.clone(),
-            (None, None) => None,
-        };
-        let mut fields = profile.map(|p| p.fields).unwrap_or_default();
-        if fields.is_empty() && m.fields.is_empty() {
-            self.push(
-                Problem::new(raw.span(), "this mapping has no fields")
-                    .hint("add [[ingest.mqtt.fields]] with pointer and metric"),
-            );
-        }
-        for f in &m.fields {
-            let field = field_mapping(f, &mut self.problems);
-            if fields.iter().any(|p| p.metric == field.metric) {
-                self.push(
-                    Problem::new(
-                        f.get_ref().metric.span(),
-                        format!("metric `{}` is also mapped by the profile", field.metric),
-                    )
-                    .hint("remove the field here, or map it under another metric name"),
-                );
-            }
-            fields.push(field);
-        }
-        Some(MqttMapping {
-            topic,
-            segments,
-            equipment,
-            time,
-            fields,
-        })
-    }
-
-    fn line_file(
-        &mut self,
-        raw: &Spanned<RawLineFile>,
-        index: usize,
-        config_dir: &std::path::Path,
-    ) -> (crate::uplink::linefile::LineFileUplink, usize) {
-        let f = raw.get_ref();
-        if f.dir.get_ref().trim().is_empty() {
-            self.push(Problem::new(f.dir.span(), "dir must name a directory"));
-        }
-        let rotate_mb = f.rotate_mb.as_ref().map_or(64, |r| {
-            if *r.get_ref() == 0 {
-                self.push(Problem::new(r.span(), "rotate_mb must be above 0"));
-            }
-            *r.get_ref()
-        });
-        let keep_files = f.keep_files.as_ref().map_or(32, |k| {
-            if *k.get_ref() == 0 {
-                self.push(
-                    Problem::new(k.span(), "keep_files must be above 0")
-                        .hint("the oldest file is deleted (and its points counted as dropped) beyond this many"),
-                );
-            }
-            *k.get_ref()
-        });
-        self.renamed_batch_max_points(&f.batch_max_points);
-        let uplink = crate::uplink::linefile::LineFileUplink {
-            name: f.name.clone().unwrap_or_else(|| format!("linefile{index}")),
-            dir: config_dir.join(f.dir.get_ref()),
-            rotate_bytes: rotate_mb * 1024 * 1024,
-            keep_files,
-            batch_max_lines: f.batch_max_lines.unwrap_or(DEFAULT_BATCH_MAX_LINES).max(1),
-            flush_interval: Duration::from_millis(f.flush_interval_ms.unwrap_or(1000).max(1)),
-        };
-        (
-            uplink,
-            f.queue_max_points
-                .unwrap_or(DEFAULT_QUEUE_MAX_POINTS)
-                .max(1),
-        )
-    }
-
-    /// `batch_max_points` counted readings; batches are counted in InfluxDB's points (lines)
-    /// now, under a new name, so an old value is refused rather than read 10x too large.
-    fn renamed_batch_max_points(&mut self, old: &Option<Spanned<usize>>) {
-        if let Some(old) = old {
-            self.push(
-                Problem::new(old.span(), "batch_max_points is now batch_max_lines, counted in InfluxDB points (lines), not readings")
-                    .hint("a message with ten fields is one line: divide the old value by the fields per message, or remove it for the default of 5000 lines"),
-            );
-        }
-    }
-
-    fn influx(&mut self, raw: &Spanned<RawInflux>, index: usize) -> Option<InfluxUplink> {
-        let u = raw.get_ref();
-        let name = u
-            .name
-            .as_ref()
-            .map_or_else(|| format!("influx{index}"), |n| n.get_ref().clone());
-        let url = match url::Url::parse(u.url.get_ref()) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
-            _ => {
-                self.push(
-                    Problem::new(
-                        u.url.span(),
-                        format!("`{}` is not an http(s) URL", u.url.get_ref()),
-                    )
-                    .hint("for example \"http://127.0.0.1:8086\""),
-                );
-                return None;
-            }
-        };
-        let missing = |this: &mut Self, what: &str| {
-            this.push(
-                Problem::new(
-                    raw.span(),
-                    format!(
-                        "influx uplink `{name}` with api = \"{}\" needs `{what}`",
-                        match u.api {
-                            InfluxApi::V1 => "v1",
-                            InfluxApi::V2 => "v2",
-                        }
-                    ),
-                )
-                .hint("see firmware-configs/site-example.toml"),
-            );
-        };
-        let endpoint = match u.api {
-            InfluxApi::V1 => {
-                let Some(database) = u.database.clone() else {
-                    missing(self, "database");
-                    return None;
-                };
-                InfluxEndpoint::V1 {
-                    url,
-                    database,
-                    retention_policy: u.retention_policy.clone(),
-                    username: u.username.clone(),
-                    password: self.secret(
-                        "password",
-                        &u.password,
-                        &u.password_env,
-                        &u.password_file,
-                    ),
-                }
-            }
-            InfluxApi::V2 => {
-                if url.path() != "/" {
-                    self.push(
-                        Problem::new(u.url.span(), format!("the v2 URL `{url}` has a path"))
-                            .hint("the influxdb2 client drops path prefixes: give scheme, host and port only"),
-                    );
-                }
-                let (Some(org), Some(bucket)) = (u.org.clone(), u.bucket.clone()) else {
-                    missing(self, "org and bucket");
-                    return None;
-                };
-                InfluxEndpoint::V2 {
-                    url,
-                    org,
-                    bucket,
-                    token: self
-                        .secret("token", &u.token, &u.token_env, &u.token_file)
-                        .unwrap_or_else(|| SecretString::from(String::new())),
-                }
-            }
-        };
-        self.renamed_batch_max_points(&u.batch_max_points);
-        let batch_max_lines = u
-            .batch_max_lines
-            .as_ref()
-            .map_or(DEFAULT_BATCH_MAX_LINES, |b| {
-                if *b.get_ref() == 0 {
-                    self.push(Problem::new(b.span(), "batch_max_lines must be above 0"));
-                }
-                *b.get_ref()
-            });
-        let queue_max_points = u.queue_max_points.as_ref().map_or(
-            DEFAULT_QUEUE_MAX_POINTS.max(batch_max_lines),
-            |q| {
-                if *q.get_ref() < batch_max_lines {
-                    self.push(
-                        Problem::new(q.span(), "queue_max_points is below batch_max_lines")
-                            .hint("the queue must hold at least one batch"),
-                    );
-                }
-                *q.get_ref()
-            },
-        );
-        let retry_min = Duration::from_millis(u.retry_min_ms.unwrap_or(200).max(1));
-        Some(InfluxUplink {
-            name,
-            endpoint,
-            batch_max_lines,
-            flush_interval: Duration::from_millis(u.flush_interval_ms.unwrap_or(1000).max(1)),
-            gzip: u.gzip.unwrap_or(true),
-            queue_max_points,
-            timeout: Duration::from_millis(u.timeout_ms.unwrap_or(10_000)),
-            retry_min,
-            retry_max: Duration::from_millis(u.retry_max_ms.unwrap_or(30_000)).max(retry_min),
-        })
     }
 }
 

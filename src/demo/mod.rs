@@ -13,6 +13,7 @@
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod district;
+mod history;
 pub mod scenes;
 
 use std::fmt::Write as _;
@@ -43,6 +44,7 @@ pub struct DemoOptions {
 /// Tokens the demo prints so the user can log in as each role.
 pub const REGULATOR_TOKEN: &str = "demo-regulator";
 pub const RESCUE_TOKEN: &str = "demo-rescue";
+pub const AGENCY_TOKEN: &str = "demo-agency";
 const GATEWAY_TOKEN: &str = "demo-gateway";
 const MAINTENANCE_UNIT: &str = "Shenlong Elevator Service";
 
@@ -283,6 +285,15 @@ arrive_within_s = 1800
 backup_unit = "City Elevator Rescue"
 fire_service = "Fire and Rescue Service"
 
+# The demo's history has four lifts per maintenance unit: one trapped passenger is already 25
+# per 100 elevators, so the trapped thresholds are wider than a district's.
+[scorecard.grade.A]
+max_trapped_per_100 = 80
+[scorecard.grade.B]
+max_trapped_per_100 = 100
+[scorecard.grade.C]
+max_trapped_per_100 = 150
+
 [map]
 tile_url = ""
 center = [{lat}, {lon}]
@@ -303,6 +314,21 @@ mqtt_topic = "seguard/v1/dispatch/shenlong"
 [[rescue_unit]]
 name = "City Elevator Rescue"
 phone = "+86-21-5555-0200"
+
+# The maintenance units of the generated history (src/demo/history.rs).
+[[rescue_unit]]
+name = "{eastern}"
+phone = "+86-21-5555-0301"
+
+[[rescue_unit]]
+name = "{riverside}"
+phone = "+86-21-5555-0302"
+
+[[token]]
+role = "inspection_agency"
+name = "demo-agency"
+unit = "{agency}"
+sha256 = "{agency_token}"
 
 [[rescue_unit]]
 name = "Fire and Rescue Service"
@@ -328,6 +354,10 @@ sha256 = "{rescue}"
         gateway_token = sha(GATEWAY_TOKEN),
         regulator = sha(REGULATOR_TOKEN),
         rescue = sha(RESCUE_TOKEN),
+        eastern = history::UNITS[1],
+        riverside = history::UNITS[2],
+        agency = history::AGENCY,
+        agency_token = sha(AGENCY_TOKEN),
     )
 }
 
@@ -408,6 +438,14 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
     let central_config = crate::central::config::load(&central_path)
         .map_err(|e| DemoError::Config(e.to_string()))?;
     let central = Central::start(central_config).await?;
+    history::write(
+        &central.store,
+        &central.config,
+        options.center,
+        crate::central::now_ms(),
+    )
+    .await
+    .map_err(crate::central::CentralError::from)?;
     let site = crate::config::load(&site_path).map_err(|e| DemoError::Config(e.to_string()))?;
     let gateway = Gateway::start(site).await?;
     let fleet = FleetConfig::load(&fleet_path).map_err(|e| DemoError::Config(e.to_string()))?;
@@ -419,6 +457,8 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
         "\nseguard demo is running: {n} elevators around {lat:.4}, {lon:.4}, a trapped passenger in about {at} s.\n\n  \
          dashboard (regulator):  http://{central}/?token={REGULATOR_TOKEN}\n  \
          rescue team token:      {RESCUE_TOKEN} (each dispatch links to its rescue page)\n  \
+         regulator's tools:      /risk, /scorecards, /hazards (generated history of 40 days)\n  \
+         inspection agency:      http://{central}/hazards?token={AGENCY_TOKEN}\n  \
          gateway API:            http://{gateway}/api/v1/alarms  (/metrics, /readyz)\n  \
          MQTT broker:            {mqtt}\n  \
          configs and data:       {dir}\n\nCtrl-C stops everything.\n",

@@ -194,6 +194,7 @@ impl Pipeline {
             nameplate: crate::model::Nameplate::default(),
             next_inspection: None,
             insured: None,
+            in_service: None,
         })
     }
 

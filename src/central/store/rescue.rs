@@ -2,8 +2,6 @@
 //! registry central holds) and the floor the car stopped at (from the trapped incident's
 //! details), and the using unit's and building's phones from the registry. Read-only.
 
-use sqlx::Row;
-
 use super::{Store, StoreError};
 
 /// The facts of one dispatch for the rescue page.
@@ -18,9 +16,18 @@ pub struct RescueFacts {
     pub building_phone: Option<String>,
 }
 
+/// The registry position and the stored incident of a dispatch.
+#[derive(sqlx::FromRow)]
+struct FactsRow {
+    lat: Option<f64>,
+    lon: Option<f64>,
+    payload: Option<String>,
+    record: Option<String>,
+}
+
 impl Store {
     pub async fn rescue_facts(&self, dispatch_id: &str) -> Result<RescueFacts, StoreError> {
-        let Some(row) = sqlx::query(
+        let Some(row) = sqlx::query_as::<_, FactsRow>(
             "SELECT e.lat, e.lon, ev.payload, e.record FROM dispatches d
              LEFT JOIN equipment e ON e.gateway = d.gateway AND e.id = d.equipment
              LEFT JOIN events ev ON ev.id = d.event_id
@@ -32,17 +39,15 @@ impl Store {
         else {
             return Ok(RescueFacts::default());
         };
-        let lat: Option<f64> = row.try_get(0)?;
-        let lon: Option<f64> = row.try_get(1)?;
-        let payload: Option<String> = row.try_get(2)?;
-        let record: Option<String> = row.try_get(3)?;
-        let record: serde_json::Value = record
-            .and_then(|r| serde_json::from_str(&r).ok())
+        let record: serde_json::Value = row
+            .record
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
             .unwrap_or_default();
         let phone = |key: &str| record[key].as_str().map(str::to_owned);
         Ok(RescueFacts {
-            position: lat.zip(lon),
-            floor: payload.as_deref().and_then(floor_of),
+            position: row.lat.zip(row.lon),
+            floor: row.payload.as_deref().and_then(floor_of),
             using_unit_phone: phone("using_unit_phone"),
             building_phone: phone("building_phone"),
         })

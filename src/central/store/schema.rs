@@ -212,4 +212,75 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX alarms_open_list ON alarms (cleared_ms, raised_ms, id)",
         ],
     ),
+    (
+        6,
+        &[
+            // Inspection reports an agency posted (`central/hazards.rs`), once per (agency,
+            // report number).
+            "CREATE TABLE inspection_reports (
+            id TEXT PRIMARY KEY,
+            agency TEXT NOT NULL,
+            report_no TEXT NOT NULL,
+            gateway TEXT NOT NULL,
+            equipment TEXT NOT NULL,
+            using_unit TEXT NOT NULL,
+            manufacturer TEXT,
+            conclusion TEXT NOT NULL,
+            inspected_on TEXT NOT NULL,
+            received_ms BIGINT NOT NULL,
+            record TEXT NOT NULL,
+            UNIQUE (agency, report_no))",
+            // Each hazard a report found: an item on the using unit's ledger (and the
+            // manufacturer's when `product_defect`), open until a regulator or the agency
+            // verifies the correction. `overdue_alarm_id` is set once, by a compare-and-set,
+            // when its overdue alarm is raised.
+            "CREATE TABLE hazards (
+            id TEXT PRIMARY KEY,
+            report_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            gateway TEXT NOT NULL,
+            equipment TEXT NOT NULL,
+            using_unit TEXT NOT NULL,
+            manufacturer TEXT,
+            product_defect BIGINT NOT NULL,
+            description TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            legal_basis TEXT NOT NULL,
+            deadline TEXT NOT NULL,
+            status TEXT NOT NULL,
+            cause TEXT,
+            responsibility TEXT,
+            corrective_action TEXT,
+            corrected_ms BIGINT,
+            corrected_by TEXT,
+            verified_ms BIGINT,
+            verified_by TEXT,
+            review_note TEXT,
+            overdue_alarm_id TEXT,
+            created_ms BIGINT NOT NULL)",
+            "CREATE INDEX hazards_status ON hazards (status, deadline)",
+        ],
+    ),
+    (
+        7,
+        &[
+            // Regional alarm floods (central/flood.rs): a situation groups the alarms raised
+            // around one place within the flood window; its dispatches and their notification
+            // rows name it, so the board shows them together and each unit gets one message
+            // per batch period.
+            "CREATE TABLE situations (
+            id TEXT PRIMARY KEY,
+            lat DOUBLE PRECISION NOT NULL,
+            lon DOUBLE PRECISION NOT NULL,
+            radius_km DOUBLE PRECISION NOT NULL,
+            started_ms BIGINT NOT NULL,
+            ended_ms BIGINT)",
+            "CREATE INDEX situations_open ON situations (ended_ms)",
+            "ALTER TABLE alarms ADD COLUMN situation_id TEXT",
+            "CREATE INDEX alarms_situation ON alarms (situation_id, raised_ms)",
+            "ALTER TABLE dispatches ADD COLUMN situation_id TEXT",
+            "CREATE INDEX dispatches_situation ON dispatches (situation_id)",
+            "ALTER TABLE notifications ADD COLUMN situation_id TEXT",
+        ],
+    ),
 ];

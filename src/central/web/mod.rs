@@ -15,6 +15,10 @@ pub const BOARD_HTML: &str = include_str!("board.html");
 pub const SEARCH_HTML: &str = include_str!("search.html");
 pub const EQUIPMENT_HTML: &str = include_str!("equipment.html");
 pub const UNIT_HTML: &str = include_str!("unit.html");
+pub const RISK_HTML: &str = include_str!("risk.html");
+pub const HAZARDS_HTML: &str = include_str!("hazards.html");
+pub const SCORECARDS_HTML: &str = include_str!("scorecards.html");
+pub const SCORECARD_REPORT_HTML: &str = include_str!("scorecard_report.html");
 
 /// The text catalogues, one per language (`i18n/*.json`, keys alike), as the script that hands
 /// them to `seguard.js`: every text a page shows comes from here.
@@ -36,6 +40,7 @@ macro_rules! built {
 pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
     let found: (&str, &[u8]) = match name {
         "seguard.css" => ("text/css", include_bytes!("seguard.css")),
+        "regulator.css" => ("text/css", include_bytes!("regulator.css")),
         "seguard.js" => ("text/javascript", include_bytes!("seguard.js")),
         "i18n.js" => ("text/javascript", I18N_JS.as_bytes()),
         "map.js" => ("text/javascript", include_bytes!("map.js")),
@@ -46,6 +51,9 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "search.js" => ("text/javascript", include_bytes!("search.js")),
         "equipment.js" => ("text/javascript", include_bytes!("equipment.js")),
         "unit.js" => ("text/javascript", include_bytes!("unit.js")),
+        "risk.js" => ("text/javascript", include_bytes!("risk.js")),
+        "hazards.js" => ("text/javascript", include_bytes!("hazards.js")),
+        "scorecards.js" => ("text/javascript", include_bytes!("scorecards.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),

@@ -74,7 +74,7 @@
   }
   function header(here) {
     const h = document.createElement('header');
-    h.innerHTML = [['/', 'nav.map'], ['/alarms', 'nav.alarms'], ['/board', 'nav.board'], ['/indicators', 'nav.indicators']]
+    h.innerHTML = [['/', 'nav.map'], ['/alarms', 'nav.alarms'], ['/board', 'nav.board'], ['/indicators', 'nav.indicators'], ['/risk', 'nav.risk'], ['/scorecards', 'nav.scorecards'], ['/hazards', 'nav.hazards']]
       .map(([href, key]) => `<a href="${href}" class="${href === here ? 'here' : ''}">${esc(t(key))}</a>`).join('') +
       `<strong class="brand">${esc(t('brand'))}</strong>` +
       // Search by registration code, 96333 code, name or address (the search page).

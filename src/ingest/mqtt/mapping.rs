@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value as Json;
 
-use crate::config::{FieldMapping, MqttMapping, TimeFormat, TopicSegment, ValueType};
+use super::config::{FieldMapping, MqttMapping, TimeFormat, TopicSegment};
 use crate::ingest::codes::{Lookup, UnknownCode};
+use crate::model::ValueType;
 use crate::model::{Quality, Reading, Source, Value};
 
 /// Why a message was not turned into readings. Each reason is a label of

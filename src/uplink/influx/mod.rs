@@ -5,6 +5,7 @@
 //! **Invariant:** a batch leaves the outbox lane only after a 2xx, or after the server refused
 //! it as invalid (HTTP 400/422: retrying cannot help), which is counted and logged.
 
+pub mod config;
 pub mod line;
 mod point;
 
@@ -18,9 +19,9 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::{InfluxEndpoint, InfluxUplink};
 use crate::metrics::Metrics;
 use crate::outbox::Lane;
+use config::{InfluxEndpoint, InfluxUplink};
 
 pub use line::Encoder;
 pub use point::Point;
