@@ -55,7 +55,7 @@ fn equipment(i: usize, center: (f64, f64), today: chrono::NaiveDate) -> serde_js
         "kind": if autoclave { "autoclave" } else { "elevator" },
         "name": if autoclave { "蒸压釜 1号".to_owned() } else { format!("历史电梯 {}号", i + 1) },
         "registration_code": format!("311031010020160{:05}", 100 + i),
-        "using_unit": if i % 2 == 0 { "滨江商业广场" } else { "东方花园物业" },
+        "using_unit": if i.is_multiple_of(2) { "滨江商业广场" } else { "东方花园物业" },
         "address": format!("{} {}号", if i < 6 { "滨江路" } else { "东方路" }, 10 + i),
         "location": { "lat": lat, "lon": lon, "crs": "WGS-84" },
         "nameplate": {},
