@@ -1,6 +1,15 @@
 // The map page (loaded from /assets/: the pages hold no inline script).
 const { api, header, esc, val, t, label, ready, basemap } = window.seguard;
 header('/');
+// The map fills the window below the header, however many lines the header wraps to (it grows
+// when the signed-in name arrives).
+let drawn = null;
+function fitBelowHeader() {
+  document.getElementById('map').style.top = document.querySelector('header').offsetHeight + 'px';
+  if (drawn) drawn.invalidateSize();
+}
+fitBelowHeader();
+new ResizeObserver(fitBelowHeader).observe(document.querySelector('header'));
 const STATES = ['normal', 'alarm', 'trapped', 'offline', 'overdue'];
 const stateName = s => label('mapstate', s);
 function notice(text) {
@@ -37,6 +46,7 @@ async function main() {
   await ready;
   const config = await api('/api/v1/map/config');
   const map = L.map('map', { maxZoom: 19, minZoom: 3, zoomControl: false }).setView(config.center, config.zoom);
+  drawn = map;
   // Leaflet's own texts, from the catalogue too.
   L.control.zoom({ zoomInTitle: t('map.zoom_in'), zoomOutTitle: t('map.zoom_out') }).addTo(map);
   map.on('popupopen', e => {
