@@ -111,7 +111,7 @@ fn incident(n: u64, time: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
         },
         "event": {
             "id": id, "equipment": format!("e{}", n % 128), "rule": "lift.door_open_fault",
-            "severity": "medium", "transition": if n % 2 == 0 { "raise" } else { "clear" },
+            "severity": "medium", "transition": if n.is_multiple_of(2) { "raise" } else { "clear" },
             "time": time.to_rfc3339(), "message": "door open fault"
         }
     })
