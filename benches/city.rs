@@ -69,8 +69,8 @@ fn central_toml(http: &str, url: &str) -> String {
          [store]\nurl = \"{url}\"\n\
          [[gateway]]\nid = \"gw0000\"\ntoken_sha256 = \"{gw}\"\n\
          [[token]]\nrole = \"regulator\"\nname = \"bench\"\nsha256 = \"{reg}\"\n",
-        gw = seguard::central::config::token_hash(GATEWAY_TOKEN),
-        reg = seguard::central::config::token_hash(REGULATOR_TOKEN),
+        gw = seguard::auth::token_hash(GATEWAY_TOKEN),
+        reg = seguard::auth::token_hash(REGULATOR_TOKEN),
     )
 }
 

@@ -115,8 +115,14 @@ pub struct Equipment {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rescue_code: Option<String>,
     pub using_unit: String,
+    /// The using unit's number (its safety manager or duty desk), for the rescue page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using_unit_phone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance_unit: Option<MaintenanceUnit>,
+    /// The building's duty room or property desk, who opens doors for the rescue team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub building_phone: Option<String>,
     pub address: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<GeoPoint>,
@@ -125,6 +131,9 @@ pub struct Equipment {
     pub next_inspection: Option<NaiveDate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insured: Option<bool>,
+    /// The date it was put into use (投入使用日期): central's risk ranking counts its age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_service: Option<NaiveDate>,
 }
 
 /// A measured value. Text covers floors like "B2" and cylinder codes.
@@ -487,4 +496,28 @@ impl FillRejection {
             Self::NotOwned => Severity::Medium,
         }
     }
+}
+
+/// The type a metric's values have: what a mapped field must hold, and what an expression
+/// over the metric may do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    Number,
+    Bool,
+    Text,
+}
+
+/// The alarm lifecycle's counts (`rules::Engine::stats`), as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AlarmStats {
+    /// Raises announced within the flood window.
+    pub announced_in_window: usize,
+    pub flood: bool,
+    pub chattering: usize,
+    pub shelved: usize,
+    pub suppressed: usize,
+    pub out_of_service: usize,
+    pub unacknowledged: usize,
+    pub active: usize,
 }

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::Problem;
+use crate::diag::Problem;
 
 /// A `[...tls]` table of an MQTT broker, as written.
 #[derive(Debug, Deserialize)]
@@ -373,6 +373,32 @@ pub fn validate_https(raw: &RawHttps, config_dir: &Path) -> Result<Https, Proble
         cert_file,
         server_config: Arc::new(config),
     })
+}
+
+/// Two secrets are the same when their texts are.
+pub fn same_secret(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
+    use secrecy::ExposeSecret;
+    match (a, b) {
+        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl crate::diag::Check {
+    /// A secret given inline, as `{what}_env` or as `{what}_file`.
+    pub fn secret(
+        &mut self,
+        what: &str,
+        inline: &Option<String>,
+        env: &Option<Spanned<String>>,
+        file: &Option<Spanned<String>>,
+    ) -> Option<SecretString> {
+        secret(what, inline, env, file, &self.config_dir).unwrap_or_else(|problem| {
+            self.push(problem);
+            None
+        })
+    }
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ name = "Fire and Rescue Service"
 phone = "119"
 webhook = "http://127.0.0.1:{hook}/fire"
 "#,
-        regulator = seguard::central::config::token_hash("regulator-token"),
+        regulator = seguard::auth::token_hash("regulator-token"),
     );
     for u in UNITS {
         text.push_str(&format!(
@@ -95,7 +95,7 @@ webhook = "http://127.0.0.1:{hook}/fire"
         text.push_str(&format!(
             "\n[[gateway]]\nid = \"{}\"\ntoken_sha256 = \"{}\"\nsigning_key = \"{}\"\n",
             gateway_id(g),
-            seguard::central::config::token_hash(&format!("token-{g}")),
+            seguard::auth::token_hash(&format!("token-{g}")),
             key(g)
         ));
     }

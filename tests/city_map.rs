@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::city::{self, City};
-use seguard::central::config::{parse, token_hash};
+use seguard::auth::token_hash;
+use seguard::central::config::parse;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_city_is_drawn_in_clusters() {

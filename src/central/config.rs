@@ -27,6 +27,9 @@ pub enum Role {
     EquipmentUnit,
     /// Posts incidents for one gateway.
     Gateway,
+    /// An inspection agency: posts inspection reports and verifies the corrections of the
+    /// hazards it found (`central/hazards.rs`).
+    InspectionAgency,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             Role::RescueTeam => "rescue_team",
             Role::EquipmentUnit => "equipment_unit",
             Role::Gateway => "gateway",
+            Role::InspectionAgency => "inspection_agency",
         }
     }
 }
@@ -78,6 +82,10 @@ pub struct CentralConfig {
     pub tokens: Vec<TokenEntry>,
     /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
     pub time_zone: String,
+    /// The risk ranking's weights (`[risk]`, `central/risk.rs`).
+    pub risk: super::risk::RiskSettings,
+    /// The maintenance-unit scorecards' grades (`[scorecard]`, `central/scorecard.rs`).
+    pub scorecard: super::scorecard::ScorecardSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +149,10 @@ pub struct Smtp {
 pub struct MapSettings {
     /// Leaflet tile URL template; empty means the plain offline base.
     pub tile_url: String,
+    /// Values of `{s}` in the tile URLs (Leaflet's default `abc` when empty).
+    pub tile_subdomains: Vec<String>,
+    /// A label layer drawn over the tiles (a preset's), or empty.
+    pub label_url: String,
     pub tile_crs: TileCrs,
     pub tile_attribution: String,
     /// WGS-84 centre used before any equipment is known.
@@ -208,7 +220,8 @@ pub struct TokenEntry {
     pub role: Role,
     /// Who the token is: recorded with every acknowledgement and dispatch step.
     pub name: String,
-    /// The rescue unit (rescue_team) or using unit (equipment_unit) the token is scoped to.
+    /// The rescue unit (rescue_team), using unit (equipment_unit) or agency
+    /// (inspection_agency) the token is scoped to.
     pub unit: Option<String>,
     pub sha256: String,
 }
@@ -241,6 +254,10 @@ struct RawConfig {
     rescue_unit: Vec<RawRescueUnit>,
     #[serde(default)]
     token: Vec<Spanned<RawToken>>,
+    #[serde(default)]
+    risk: super::risk::RawRisk,
+    #[serde(default)]
+    scorecard: super::scorecard::RawScorecard,
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +336,9 @@ struct RawSmtp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMap {
+    /// `tianditu` or `amap` (web/tiles.rs), instead of `tile_url`.
+    preset: Option<Spanned<String>>,
+    tile_key: Option<String>,
     tile_url: Option<String>,
     tile_crs: Option<TileCrs>,
     tile_attribution: Option<String>,
@@ -672,10 +692,42 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             );
         }
     }
+    let preset = raw.map.preset.as_ref().and_then(|p| {
+        let chosen = super::web::tiles::preset(p.get_ref(), raw.map.tile_key.as_deref());
+        let conflict = (raw.map.tile_url.is_some() || raw.map.tile_crs.is_some()).then(|| {
+            "a preset sets tile_url and tile_crs itself: remove them, or the preset".to_owned()
+        });
+        match conflict.map_or(chosen, Err) {
+            Ok(preset) => Some(preset),
+            Err(why) => {
+                problems.push(
+                    Problem::new(p.span(), why)
+                        .hint("preset = \"tianditu\" with tile_key = \"…\", or preset = \"amap\""),
+                );
+                None
+            }
+        }
+    });
     let map = MapSettings {
-        tile_url: raw.map.tile_url.unwrap_or_default(),
-        tile_crs: raw.map.tile_crs.unwrap_or(TileCrs::Wgs84),
-        tile_attribution: raw.map.tile_attribution.unwrap_or_default(),
+        tile_url: preset.as_ref().map_or_else(
+            || raw.map.tile_url.clone().unwrap_or_default(),
+            |p| p.tile_url.clone(),
+        ),
+        tile_subdomains: preset
+            .as_ref()
+            .map(|p| p.subdomains.clone())
+            .unwrap_or_default(),
+        label_url: preset
+            .as_ref()
+            .map(|p| p.label_url.clone())
+            .unwrap_or_default(),
+        tile_crs: preset
+            .as_ref()
+            .map_or(raw.map.tile_crs.unwrap_or(TileCrs::Wgs84), |p| p.crs),
+        tile_attribution: preset.as_ref().map_or_else(
+            || raw.map.tile_attribution.clone().unwrap_or_default(),
+            |p| p.attribution.clone(),
+        ),
         center,
         zoom: raw.map.zoom.unwrap_or(12),
         district_geojson: raw.map.district_geojson.map(|p| base.join(p)),
@@ -787,7 +839,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
                         .hint("store only the hash: printf %s TOKEN | sha256sum"),
                 );
             }
-            let needs_unit = matches!(t.role, Role::RescueTeam | Role::EquipmentUnit);
+            let needs_unit = matches!(
+                t.role,
+                Role::RescueTeam | Role::EquipmentUnit | Role::InspectionAgency
+            );
             if needs_unit && t.unit.is_none() {
                 problems.push(
                     Problem::new(
@@ -811,6 +866,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             }
         })
         .collect();
+    let risk = raw.risk.validate(&mut problems);
+    let scorecard = raw.scorecard.validate(&mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -832,6 +889,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         rescue_units,
         tokens,
         time_zone,
+        risk,
+        scorecard,
     })
 }
 
@@ -863,8 +922,6 @@ fn without_password(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
-
-pub use crate::auth::token_hash;
 
 #[cfg(test)]
 mod tests {
@@ -945,13 +1002,5 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(problems(text), expected, "for:\n{text}");
         }
-    }
-
-    #[test]
-    fn token_hash_is_sha256_hex() {
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

@@ -16,7 +16,8 @@
 //! notification rows it carries (`notification_id` per dispatch, an `Idempotency-Key` header
 //! on webhooks, the `Message-ID` of e-mails), and a receiver drops what it has seen.
 
-use super::config::{token_hash, FloodSettings};
+use super::config::FloodSettings;
+use crate::auth::token_hash;
 
 pub const BATCH_SCHEMA: &str = "seguard.dispatch_batch.v1";
 

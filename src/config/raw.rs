@@ -4,6 +4,13 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::broker::RawBroker;
+pub use crate::ingest::mqtt::config::RawIngest;
+pub use crate::rules::config::RawRules;
+pub use crate::uplink::central::config::RawCentral;
+pub use crate::uplink::influx::config::RawInflux;
+pub use crate::uplink::linefile::config::RawLineFile;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -54,23 +61,6 @@ pub struct RawApiToken {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBroker {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub client_id: Option<Spanned<String>>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_env: Option<Spanned<String>>,
-    pub password_file: Option<Spanned<String>>,
-    pub tls: Option<crate::tls::RawMqttTls>,
-    pub keep_alive_s: Option<u64>,
-    pub max_payload_bytes: Option<Spanned<usize>>,
-    pub reconnect_min_ms: Option<u64>,
-    pub reconnect_max_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawEquipment {
     pub id: Spanned<String>,
     pub kind: RawKind,
@@ -80,13 +70,16 @@ pub struct RawEquipment {
     pub rescue_code: Option<Spanned<String>>,
     #[serde(default)]
     pub using_unit: String,
+    pub using_unit_phone: Option<String>,
     pub maintenance_unit: Option<RawMaintenanceUnit>,
+    pub building_phone: Option<String>,
     #[serde(default)]
     pub address: String,
     pub location: Option<Spanned<RawLocation>>,
     pub nameplate: Option<Spanned<RawNameplate>>,
     pub next_inspection: Option<Spanned<toml::value::Datetime>>,
     pub insured: Option<bool>,
+    pub in_service: Option<Spanned<toml::value::Datetime>>,
 }
 
 /// The kinds a site may configure: every [`crate::model::EquipmentKind`] but `Gateway`.
@@ -144,299 +137,10 @@ pub struct RawNameplate {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawIngest {
-    /// Where MQTT terminal profiles are, relative to the config file (default `profiles`).
-    pub profiles: Option<String>,
-    #[serde(default)]
-    pub mqtt: Vec<Spanned<RawMqttMapping>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMqttMapping {
-    /// A terminal profile (`<profiles>/<name>.toml`) that gives topic, time and fields.
-    pub profile: Option<Spanned<String>>,
-    /// Required without a profile; with one, it replaces the profile's topic.
-    pub topic: Option<Spanned<String>>,
-    pub equipment: Option<Spanned<String>>,
-    pub time_pointer: Option<Spanned<String>>,
-    pub time_format: Option<crate::config::TimeFormat>,
-    /// With a profile, these are added to the profile's fields.
-    #[serde(default)]
-    pub fields: Vec<Spanned<RawField>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawField {
-    pub pointer: Spanned<String>,
-    pub metric: Spanned<String>,
-    #[serde(rename = "type")]
-    pub value_type: Option<crate::config::ValueType>,
-    pub unit: Option<String>,
-    pub scale: Option<Spanned<f64>>,
-    pub offset: Option<f64>,
-    /// Code table: code → value of the field's type (`crate::ingest::codes`).
-    pub values: Option<Spanned<toml::Table>>,
-    /// What a code the table does not list becomes: "bad", "reject" or { value = ... }.
-    pub unknown: Option<Spanned<toml::Value>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRules {
-    #[serde(default)]
-    pub threshold: Vec<Spanned<RawThreshold>>,
-    #[serde(default)]
-    pub elevator: Vec<Spanned<RawElevatorRule>>,
-    #[serde(default)]
-    pub vessel: Vec<Spanned<RawVesselRule>>,
-    #[serde(default)]
-    pub rate: Vec<Spanned<RawRateRule>>,
-    #[serde(default)]
-    pub stale: Vec<Spanned<RawStaleRule>>,
-    #[serde(default)]
-    pub expr: Vec<Spanned<RawExprRule>>,
-    pub fill: Option<Spanned<RawFillRule>>,
-    #[serde(default)]
-    pub cylinder: Vec<Spanned<RawCylinder>>,
-    pub lifecycle: Option<Spanned<RawLifecycle>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawElevatorRule {
-    pub id: Spanned<String>,
-    /// Default: every elevator and escalator.
-    #[serde(default)]
-    pub equipment: Vec<Spanned<String>>,
-    pub fault_numbering: Option<crate::config::FaultNumbering>,
-    pub trapped_delay_at_landing_s: Option<Spanned<f64>>,
-    pub trapped_delay_outside_zone_s: Option<Spanned<f64>>,
-    pub suppress_in: Option<Vec<Spanned<String>>>,
-    /// Service modes with staff in the car: the only ones that keep the trapped rule quiet.
-    pub staff_in_car_modes: Option<Vec<Spanned<String>>>,
-    /// How long after an elevator's first reading a metric the trapped rule needs may stay
-    /// unreported before the rule raises that it is blind.
-    pub blind_after_s: Option<Spanned<f64>>,
-    #[serde(default)]
-    pub metrics: RawElevatorMetrics,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawElevatorMetrics {
-    pub car_status: Option<String>,
-    pub door_zone: Option<String>,
-    pub floor: Option<String>,
-    pub door_closed_locked: Option<String>,
-    pub occupied: Option<String>,
-    pub service_mode: Option<String>,
-    pub speed: Option<String>,
-    pub fault_code: Option<String>,
-    pub alarm_button: Option<String>,
-    pub power: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawVesselRule {
-    pub id: Spanned<String>,
-    /// Default: every pressure vessel and autoclave.
-    #[serde(default)]
-    pub equipment: Vec<Spanned<String>>,
-    pub metric: Option<String>,
-    pub door_metric: Option<String>,
-    /// high = high_of_set × set pressure, unless high_mpa is given.
-    pub high_of_set: Option<Spanned<f64>>,
-    /// high_high = set pressure × (1 - valve_tolerance), unless high_high_mpa is given.
-    pub valve_tolerance: Option<Spanned<f64>>,
-    pub high_mpa: Option<Spanned<f64>>,
-    pub high_high_mpa: Option<Spanned<f64>>,
-    pub deadband_mpa: Option<Spanned<f64>>,
-    pub on_delay_s: Option<Spanned<f64>>,
-    pub off_delay_s: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRateRule {
-    pub id: Spanned<String>,
-    #[serde(default)]
-    pub equipment: Vec<Spanned<String>>,
-    pub kind: Option<crate::model::EquipmentKind>,
-    pub metric: String,
-    pub max_rise_per_min: Option<Spanned<f64>>,
-    pub max_fall_per_min: Option<Spanned<f64>>,
-    pub window_s: Option<Spanned<f64>>,
-    pub severity: Option<crate::model::Severity>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStaleRule {
-    pub id: Spanned<String>,
-    #[serde(default)]
-    pub equipment: Vec<Spanned<String>>,
-    pub kind: Option<crate::model::EquipmentKind>,
-    pub metric: Option<String>,
-    pub expected_interval_s: Spanned<f64>,
-    pub factor: Option<Spanned<f64>>,
-    pub severity: Option<crate::model::Severity>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawExprRule {
-    pub id: Spanned<String>,
-    #[serde(default)]
-    pub equipment: Vec<Spanned<String>>,
-    pub kind: Option<crate::model::EquipmentKind>,
-    pub when: Spanned<String>,
-    pub severity: Option<crate::model::Severity>,
-    pub on_delay_s: Option<Spanned<f64>>,
-    pub off_delay_s: Option<Spanned<f64>>,
-    pub message: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFillRule {
-    pub id: Option<Spanned<String>>,
-    /// Default: every filling station.
-    #[serde(default)]
-    pub equipment: Vec<Spanned<String>>,
-    pub station: Spanned<String>,
-    #[serde(default)]
-    pub metrics: RawFillMetrics,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFillMetrics {
-    pub cylinder_code: Option<String>,
-    pub medium: Option<String>,
-    pub mass_kg: Option<String>,
-    pub pressure_mpa: Option<String>,
-    pub temperature_c: Option<String>,
-    pub residual_pressure_mpa: Option<String>,
-    pub operator: Option<String>,
-    pub gun: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCylinder {
-    pub code: Spanned<String>,
-    pub medium: String,
-    pub volume_l: f64,
-    pub permitted_fill_kg: Spanned<f64>,
-    pub next_inspection: Spanned<toml::value::Datetime>,
-    pub design_life_end: Option<Spanned<toml::value::Datetime>>,
-    #[serde(default)]
-    pub scrapped: bool,
-    pub station: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLifecycle {
-    pub chatter_count: Option<Spanned<usize>>,
-    pub chatter_window_s: Option<Spanned<f64>>,
-    pub chatter_announce_interval_s: Option<Spanned<f64>>,
-    pub flood_count: Option<Spanned<usize>>,
-    pub flood_end_count: Option<Spanned<usize>>,
-    pub flood_window_s: Option<Spanned<f64>>,
-    pub shelve_max_s: Option<Spanned<f64>>,
-    #[serde(default)]
-    pub latched: Vec<String>,
-    pub history: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawThreshold {
-    pub id: Spanned<String>,
-    #[serde(default)]
-    pub equipment: Vec<Spanned<String>>,
-    pub kind: Option<crate::model::EquipmentKind>,
-    pub metric: String,
-    pub high_high: Option<Spanned<RawLevel>>,
-    pub high: Option<Spanned<RawLevel>>,
-    pub low: Option<Spanned<RawLevel>>,
-    pub low_low: Option<Spanned<RawLevel>>,
-    pub deadband: Option<Spanned<f64>>,
-    pub on_delay_s: Option<Spanned<f64>>,
-    pub off_delay_s: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLevel {
-    pub limit: f64,
-    pub severity: Option<crate::model::Severity>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUplinks {
     #[serde(default)]
     pub influx: Vec<Spanned<RawInflux>>,
     #[serde(default)]
     pub linefile: Vec<Spanned<RawLineFile>>,
     pub central: Option<Spanned<RawCentral>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLineFile {
-    pub name: Option<String>,
-    pub dir: Spanned<String>,
-    pub rotate_mb: Option<Spanned<u64>>,
-    pub keep_files: Option<Spanned<usize>>,
-    /// Renamed `batch_max_lines`; refused with a hint.
-    pub batch_max_points: Option<Spanned<usize>>,
-    pub batch_max_lines: Option<usize>,
-    pub flush_interval_ms: Option<u64>,
-    pub queue_max_points: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawInflux {
-    pub name: Option<Spanned<String>>,
-    pub api: crate::config::InfluxApi,
-    pub url: Spanned<String>,
-    pub database: Option<String>,
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_env: Option<Spanned<String>>,
-    pub password_file: Option<Spanned<String>>,
-    pub org: Option<String>,
-    pub bucket: Option<String>,
-    pub token: Option<String>,
-    pub token_env: Option<Spanned<String>>,
-    pub token_file: Option<Spanned<String>>,
-    /// Renamed `batch_max_lines`; refused with a hint.
-    pub batch_max_points: Option<Spanned<usize>>,
-    pub batch_max_lines: Option<Spanned<usize>>,
-    pub flush_interval_ms: Option<u64>,
-    pub gzip: Option<bool>,
-    pub queue_max_points: Option<Spanned<usize>>,
-    pub timeout_ms: Option<u64>,
-    pub retry_min_ms: Option<u64>,
-    pub retry_max_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCentral {
-    pub broker: Option<Spanned<RawBroker>>,
-    pub topic_prefix: Option<String>,
-    pub queue_max_events: Option<usize>,
-    pub confirm_timeout_ms: Option<u64>,
-    pub signing_key: Option<Spanned<String>>,
-    pub signing_key_env: Option<Spanned<String>>,
-    pub signing_key_file: Option<Spanned<String>>,
 }

@@ -1,15 +1,20 @@
 //! `seguard demo`: the whole mission in one process on localhost, with nothing to install.
 //!
-//! An embedded MQTT broker, a simulated fleet of elevators placed around a district centre, the
-//! gateway (rules, outbox, line-protocol files or InfluxDB), and the central service on SQLite
-//! with its map, alarm list and rescue dispatch. A car traps a passenger between floors soon
-//! after start, so a newcomer sees the whole path: the map turns red, a dispatch appears, and the
-//! rescue page completes it.
+//! An embedded MQTT broker, a simulated fleet of elevators placed around a district centre, a
+//! boiler, an autoclave and an LPG filling station (`scenes.rs`), the gateway (rules, outbox,
+//! line-protocol files or InfluxDB), and the central service on SQLite with its map, alarm list
+//! and rescue dispatch. A car traps a passenger between floors soon after start, so a newcomer
+//! sees the whole path: the map turns red, a dispatch appears, and the rescue page completes it;
+//! within two minutes the boiler passes its nameplate limit, the autoclave's door opens under
+//! pressure and the station refuses an expired cylinder.
 //!
 //! The generated configs are written to the data directory, as starting points for a real site.
 
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+pub mod district;
+mod history;
+pub mod scenes;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -39,6 +44,7 @@ pub struct DemoOptions {
 /// Tokens the demo prints so the user can log in as each role.
 pub const REGULATOR_TOKEN: &str = "demo-regulator";
 pub const RESCUE_TOKEN: &str = "demo-rescue";
+pub const AGENCY_TOKEN: &str = "demo-agency";
 const GATEWAY_TOKEN: &str = "demo-gateway";
 const MAINTENANCE_UNIT: &str = "Shenlong Elevator Service";
 
@@ -126,6 +132,93 @@ insured = {insured}
             insured = n % 4 != 0,
         );
     }
+    // The other kinds: a boiler, an autoclave, a filling station and one of its cylinders
+    // (scenes.rs plays them).
+    let at = |k: u32| position(o.center, o.elevators + k);
+    let (boiler, autoclave, station) = (at(1), at(2), at(3));
+    let _ = write!(
+        t,
+        r#"
+[[equipment]]
+id = "{boiler_id}"
+kind = "pressure_vessel"
+name = "Canteen steam boiler"
+registration_code = "21103101002019000011"
+using_unit = "Demo Food Co."
+using_unit_phone = "+86-21-5555-0404"
+address = "Demo district, canteen building"
+location = {{ lat = {b0:.6}, lon = {b1:.6} }}
+nameplate = {{ working_pressure_mpa = 1.0, set_pressure_mpa = 1.1, design_pressure_mpa = 1.25, medium = "steam" }}
+next_inspection = 2027-03-31
+
+[[equipment]]
+id = "{autoclave_id}"
+kind = "autoclave"
+name = "Brick works autoclave 2"
+registration_code = "21103101002020000077"
+using_unit = "Demo Building Materials Co."
+address = "Demo district, brick works"
+location = {{ lat = {a0:.6}, lon = {a1:.6} }}
+nameplate = {{ working_pressure_mpa = 1.2, set_pressure_mpa = 1.3, design_pressure_mpa = 1.4, safe_residual_mpa = 0.02, medium = "steam" }}
+next_inspection = 2027-05-31
+
+[[equipment]]
+id = "{station_id}"
+kind = "filling_station"
+name = "Demo LPG filling station"
+registration_code = "TS3101001-2026"
+using_unit = "Demo Gas Co."
+address = "Demo district, gas station road"
+location = {{ lat = {s0:.6}, lon = {s1:.6} }}
+
+[[equipment]]
+id = "cyl-LPG-0001"
+kind = "gas_cylinder"
+name = "LPG cylinder LPG-0001"
+registration_code = "LPG-0001"
+using_unit = "Demo Gas Co."
+address = "Demo district, gas station road"
+"#,
+        boiler_id = scenes::BOILER,
+        autoclave_id = scenes::AUTOCLAVE,
+        station_id = scenes::STATION,
+        b0 = boiler.0,
+        b1 = boiler.1,
+        a0 = autoclave.0,
+        a1 = autoclave.1,
+        s0 = station.0,
+        s1 = station.1,
+    );
+    t.push_str(
+        r#"
+[[ingest.mqtt]]
+topic = "site/{site}/{equipment}/process"
+time_pointer = "/ts"
+fields = [
+  { pointer = "/pressure", metric = "pressure", unit = "MPa" },
+  { pointer = "/door_closed_locked", metric = "door_closed_locked", type = "bool" },
+  { pointer = "/cylinder_code", metric = "cylinder_code", type = "text" },
+  { pointer = "/medium", metric = "medium", type = "text" },
+  { pointer = "/fill_mass_kg", metric = "fill_mass_kg", unit = "kg" },
+  { pointer = "/operator", metric = "operator", type = "text" },
+]
+
+# Pressure limits from each vessel's nameplate; the autoclave's door interlock.
+[[rules.vessel]]
+id = "vessel"
+
+# Every fill checked against the cylinder registry below.
+[rules.fill]
+station = "DEMO-LPG-01"
+"#,
+    );
+    for (code, inspection) in scenes::CYLINDERS {
+        let _ = write!(
+            t,
+            "\n[[rules.cylinder]]\ncode = \"{code}\"\nmedium = \"LPG\"\nvolume_l = 35.5\npermitted_fill_kg = 14.5\nnext_inspection = {inspection}\nstation = \"{}\"\n",
+            scenes::STATION_CODE
+        );
+    }
     t.push_str(
         r#"
 [[ingest.mqtt]]
@@ -170,7 +263,7 @@ trapped_delay_outside_zone_s = 30
 }
 
 fn central_toml(o: &DemoOptions, signing_key: &str) -> String {
-    let sha = crate::central::config::token_hash;
+    let sha = crate::auth::token_hash;
     format!(
         r#"# Generated by `seguard demo`: the demo central service.
 [central]
@@ -192,10 +285,21 @@ arrive_within_s = 1800
 backup_unit = "City Elevator Rescue"
 fire_service = "Fire and Rescue Service"
 
+# The demo's history has four lifts per maintenance unit: one trapped passenger is already 25
+# per 100 elevators, so the trapped thresholds are wider than a district's.
+[scorecard.grade.A]
+max_trapped_per_100 = 80
+[scorecard.grade.B]
+max_trapped_per_100 = 100
+[scorecard.grade.C]
+max_trapped_per_100 = 150
+
 [map]
 tile_url = ""
 center = [{lat}, {lon}]
 zoom = 13
+# Generated by the demo: the district's outline and streets, drawn under the markers.
+district_geojson = "district.geojson"
 
 [[gateway]]
 id = "gw-demo"
@@ -210,6 +314,21 @@ mqtt_topic = "seguard/v1/dispatch/shenlong"
 [[rescue_unit]]
 name = "City Elevator Rescue"
 phone = "+86-21-5555-0200"
+
+# The maintenance units of the generated history (src/demo/history.rs).
+[[rescue_unit]]
+name = "{eastern}"
+phone = "+86-21-5555-0301"
+
+[[rescue_unit]]
+name = "{riverside}"
+phone = "+86-21-5555-0302"
+
+[[token]]
+role = "inspection_agency"
+name = "demo-agency"
+unit = "{agency}"
+sha256 = "{agency_token}"
 
 [[rescue_unit]]
 name = "Fire and Rescue Service"
@@ -235,6 +354,10 @@ sha256 = "{rescue}"
         gateway_token = sha(GATEWAY_TOKEN),
         regulator = sha(REGULATOR_TOKEN),
         rescue = sha(RESCUE_TOKEN),
+        eastern = history::UNITS[1],
+        riverside = history::UNITS[2],
+        agency = history::AGENCY,
+        agency_token = sha(AGENCY_TOKEN),
     )
 }
 
@@ -299,6 +422,10 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
         &central_toml(&options, &signing_key),
     )?;
     let fleet_path = write(options.data_dir.join("fleet.toml"), &fleet_toml(&options))?;
+    write(
+        options.data_dir.join("district.geojson"),
+        &district::geojson(options.center, "Demo district").to_string(),
+    )?;
 
     #[cfg(feature = "embedded-broker")]
     {
@@ -311,16 +438,22 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
     let central_config = crate::central::config::load(&central_path)
         .map_err(|e| DemoError::Config(e.to_string()))?;
     let central = Central::start(central_config).await?;
+    history::write(&central.store, &central.config, crate::central::now_ms())
+        .await
+        .map_err(crate::central::CentralError::from)?;
     let site = crate::config::load(&site_path).map_err(|e| DemoError::Config(e.to_string()))?;
     let gateway = Gateway::start(site).await?;
     let fleet = FleetConfig::load(&fleet_path).map_err(|e| DemoError::Config(e.to_string()))?;
     let sim_stop = CancellationToken::new();
     let sim = tokio::spawn(crate::sim::run(fleet, sim_stop.clone()));
+    let scenes = tokio::spawn(scenes::run(options.mqtt, sim_stop.clone()));
 
     println!(
         "\nseguard demo is running: {n} elevators around {lat:.4}, {lon:.4}, a trapped passenger in about {at} s.\n\n  \
          dashboard (regulator):  http://{central}/?token={REGULATOR_TOKEN}\n  \
          rescue team token:      {RESCUE_TOKEN} (each dispatch links to its rescue page)\n  \
+         regulator's tools:      /risk, /scorecards, /hazards, /c/LPG-3101000001 (generated history of 40 days)\n  \
+         inspection agency:      http://{central}/hazards?token={AGENCY_TOKEN}\n  \
          gateway API:            http://{gateway}/api/v1/alarms  (/metrics, /readyz)\n  \
          MQTT broker:            {mqtt}\n  \
          configs and data:       {dir}\n\nCtrl-C stops everything.\n",
@@ -337,6 +470,7 @@ pub async fn run(options: DemoOptions, stop: CancellationToken) -> Result<(), De
     stop.cancelled().await;
     sim_stop.cancel();
     let _ = sim.await;
+    let _ = scenes.await;
     gateway.stop().await;
     central.stop().await;
     Ok(())
@@ -366,7 +500,7 @@ mod tests {
         let key = crate::signing::random_key();
         let site = crate::config::parse(&gateway_toml(&o, &key), std::path::Path::new("site.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(site.equipment.len(), 12);
+        assert_eq!(site.equipment.len(), 16);
         crate::central::config::parse(
             &central_toml(&o, &key),
             std::path::Path::new("central.toml"),

@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use crate::config::{Problem, ValueType};
+use crate::diag::Problem;
 use crate::model::Value;
+use crate::model::ValueType;
 
 /// What a code the table does not list becomes.
 #[derive(Debug, Clone, PartialEq)]

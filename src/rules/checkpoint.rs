@@ -78,6 +78,8 @@
 //! again with the same id, and central stores an id once. The reverse cannot happen: the state
 //! is taken after its events are in the outbox. Readings evaluated after the last checkpoint are
 //! in the journal (see above), so their effect is not lost either.
+//!
+//! Size: about 610 lines, 250 of them the restore tests beside the specification.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -87,6 +89,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::condition::ConditionPoint;
+use super::config::EngineSettings;
 use super::elevator::ElevatorUnit;
 use super::lifecycle::{group_of, SavedLifecycle};
 use super::rate::RatePoint;
@@ -94,7 +97,6 @@ use super::reload::carry;
 use super::stale::StalePoint;
 use super::threshold::ThresholdPoint;
 use super::Engine;
-use crate::config::Config;
 use crate::model::{AlarmEvent, Value};
 
 /// The file's first bytes.
@@ -219,12 +221,13 @@ impl Engine {
     /// The engine for `config`, with the state of a checkpoint file (`bytes`) taken over as the
     /// module doc says; the clears of alarms that end go to `events`. A file that cannot be
     /// used is an error, and nothing is raised or cleared.
-    pub fn restore(
-        config: &Config,
+    pub fn restore<'a>(
+        config: impl Into<EngineSettings<'a>>,
         bytes: &[u8],
         now: DateTime<Utc>,
         events: &mut Vec<AlarmEvent>,
     ) -> Result<(Engine, Restored), CheckpointError> {
+        let config = config.into();
         let (saved_at, _, body) = unframe(bytes)?;
         let saved: Body =
             serde_json::from_slice(body).map_err(|e| CheckpointError::Body(e.to_string()))?;
@@ -244,7 +247,7 @@ impl Engine {
                 _ if stale => Some(STALE),
                 (Some(old), Some(current)) if *old == current => None,
                 (_, Some(_)) => Some(RULE_CHANGED),
-                _ if config.equipment(equipment).is_none() => Some(EQUIPMENT_REMOVED),
+                _ if !config.has_equipment(equipment) => Some(EQUIPMENT_REMOVED),
                 _ => Some(RULE_REMOVED),
             }
         };
@@ -374,7 +377,7 @@ mod tests {
         [[equipment]]\nid = \"pv-1\"\nkind = \"pressure_vessel\"\nregistration_code = \"2\"\n\
         nameplate = { working_pressure_mpa = 1.0, set_pressure_mpa = 1.1, design_pressure_mpa = 1.2 }\n";
 
-    fn config(rules: &str) -> Config {
+    fn config(rules: &str) -> crate::config::Config {
         crate::config::parse(&format!("{SITE}{rules}"), std::path::Path::new("site.toml"))
             .unwrap_or_else(|e| panic!("{e}"))
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::config::ExprRule;
 use super::debounce::Debounce;
-use crate::config::ExprRule;
 use crate::model::{AlarmEvent, Severity, Transition, Value};
 
 /// What a snapshot condition is.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::config::{Cylinder, FillRule};
+use super::config::{Cylinder, FillRule};
 use crate::model::{
     AlarmEvent, FillRecord, FillRejection, Severity, Transition, Value, FILL_SCHEMA,
 };

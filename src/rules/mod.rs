@@ -24,9 +24,11 @@
 
 mod checkpoint;
 mod condition;
+pub mod config;
 mod debounce;
 mod elevator;
 mod expr;
+mod faults;
 mod fill;
 mod lifecycle;
 mod rate;
@@ -41,20 +43,22 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{
-    Config, ElevatorRule, ExprRule, FillRule, Level, LevelKind, RateRule, RuleSet, StaleRule,
-    ThresholdRule, VesselRule,
-};
 use crate::model::{AlarmEvent, FillRecord, Quality, Reading, Severity, Value};
+use config::{
+    ElevatorRule, EngineSettings, ExprRule, FillRule, Level, LevelKind, RateRule, RuleSet,
+    StaleRule, ThresholdRule, VesselRule,
+};
 
+pub use crate::model::AlarmStats;
 pub use checkpoint::{
     frame as frame_checkpoint, unframe as unframe_checkpoint, CheckpointError, Restored,
     HEARTBEAT as CHECKPOINT_HEARTBEAT, MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
 };
-pub use elevator::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault, SERVICE_MODES};
+pub use elevator::SERVICE_MODES;
 pub use expr::{parse as parse_expr, Expr, ExprError};
+pub use faults::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault};
 pub use fill::local_date;
-pub use lifecycle::{AlarmState, AlarmStats, LifecycleError};
+pub use lifecycle::{AlarmState, LifecycleError};
 pub use threshold::ThresholdPoint;
 
 use condition::ConditionPoint;
@@ -154,8 +158,9 @@ impl Engine {
     }
 
     /// An engine with every rule of a config.
-    pub fn from_config(config: &Config) -> Self {
-        Self::with_rules(&config.gateway.id, &config.thresholds, &config.rules)
+    pub fn from_config<'a>(config: impl Into<EngineSettings<'a>>) -> Self {
+        let config = config.into();
+        Self::with_rules(config.gateway_id, config.thresholds, config.rules)
     }
 
     pub fn with_rules(gateway: &str, thresholds: &[ThresholdRule], rules: &RuleSet) -> Self {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::config::RateRule;
 use super::debounce::to_chrono;
-use crate::config::RateRule;
 use crate::model::{AlarmEvent, Transition};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,9 +9,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::config::EngineSettings;
 use super::lifecycle::group_of;
 use super::Engine;
-use crate::config::Config;
 use crate::model::AlarmEvent;
 
 /// Why the alarms of one rule on one equipment end at a reload.
@@ -23,12 +23,13 @@ const RULE_CHANGED: &str =
 impl Engine {
     /// The engine for `config`, carrying over this engine's state for every rule that did not
     /// change; clears of the alarms that end go to `events`.
-    pub fn reload(
+    pub fn reload<'a>(
         mut self,
-        config: &Config,
+        config: impl Into<EngineSettings<'a>>,
         now: DateTime<Utc>,
         events: &mut Vec<AlarmEvent>,
     ) -> Engine {
+        let config = config.into();
         // Snapshots collected under the old rules are evaluated under them.
         for index in std::mem::take(&mut self.dirty) {
             self.settle(index, events);
@@ -40,7 +41,7 @@ impl Engine {
             match (old_signatures.get(&key), new.signatures.get(&key)) {
                 (Some(old), Some(current)) if old == current => None,
                 (_, Some(_)) => Some(RULE_CHANGED),
-                _ if config.equipment(equipment).is_none() => Some(EQUIPMENT_REMOVED),
+                _ if !config.has_equipment(equipment) => Some(EQUIPMENT_REMOVED),
                 _ => Some(RULE_REMOVED),
             }
         };
@@ -113,7 +114,7 @@ mod tests {
     use crate::model::{Quality, Reading, Source, Transition, Value};
 
     /// Pressure vessels `equipment` with `rules` (TOML).
-    fn config(equipment: &[&str], rules: &str) -> Config {
+    fn config(equipment: &[&str], rules: &str) -> crate::config::Config {
         let mut text = "[site]\nid = \"s\"\nname = \"S\"\n[gateway]\nid = \"gw\"\n".to_owned();
         for id in equipment {
             text.push_str(&format!(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::config::StaleRule;
 use super::debounce::to_chrono;
-use crate::config::StaleRule;
 use crate::model::{AlarmEvent, Transition, Value};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use super::config::{Level, LevelKind, ThresholdRule};
 use super::Engine;
-use crate::config::{Level, LevelKind, ThresholdRule};
 use crate::model::{AlarmEvent, Quality, Reading, Severity, Source, Transition, Value};
 
 enum Step {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Level, ThresholdRule};
+use super::config::{Level, ThresholdRule};
 use crate::model::{AlarmEvent, Severity, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

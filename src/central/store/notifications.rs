@@ -4,12 +4,12 @@
 
 use sqlx::Row;
 
-use super::dispatches::insert_step;
+use super::dispatches::{insert_step, NewStep};
 use super::{random_id, Backend, Store, StoreError};
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::{self, Dispatch};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Notification {
     pub id: String,
     pub dispatch_id: String,
@@ -23,7 +23,6 @@ pub struct Notification {
 }
 
 impl Store {
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn queue_messages(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -44,12 +43,14 @@ impl Store {
             insert_step(
                 tx,
                 &dispatch.id,
-                now,
-                "unreachable",
-                dispatch.level,
-                &dispatch.unit.name,
-                "central",
-                &note,
+                &NewStep {
+                    at: now,
+                    step: "unreachable",
+                    level: dispatch.level,
+                    unit: &dispatch.unit.name,
+                    actor: "central",
+                    note: &note,
+                },
             )
             .await?;
         }

@@ -213,7 +213,56 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
         ],
     ),
     (
-        10,
+        6,
+        &[
+            // Inspection reports an agency posted (`central/hazards.rs`), once per (agency,
+            // report number).
+            "CREATE TABLE inspection_reports (
+            id TEXT PRIMARY KEY,
+            agency TEXT NOT NULL,
+            report_no TEXT NOT NULL,
+            gateway TEXT NOT NULL,
+            equipment TEXT NOT NULL,
+            using_unit TEXT NOT NULL,
+            manufacturer TEXT,
+            conclusion TEXT NOT NULL,
+            inspected_on TEXT NOT NULL,
+            received_ms BIGINT NOT NULL,
+            record TEXT NOT NULL,
+            UNIQUE (agency, report_no))",
+            // Each hazard a report found: an item on the using unit's ledger (and the
+            // manufacturer's when `product_defect`), open until a regulator or the agency
+            // verifies the correction. `overdue_alarm_id` is set once, by a compare-and-set,
+            // when its overdue alarm is raised.
+            "CREATE TABLE hazards (
+            id TEXT PRIMARY KEY,
+            report_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            gateway TEXT NOT NULL,
+            equipment TEXT NOT NULL,
+            using_unit TEXT NOT NULL,
+            manufacturer TEXT,
+            product_defect BIGINT NOT NULL,
+            description TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            legal_basis TEXT NOT NULL,
+            deadline TEXT NOT NULL,
+            status TEXT NOT NULL,
+            cause TEXT,
+            responsibility TEXT,
+            corrective_action TEXT,
+            corrected_ms BIGINT,
+            corrected_by TEXT,
+            verified_ms BIGINT,
+            verified_by TEXT,
+            review_note TEXT,
+            overdue_alarm_id TEXT,
+            created_ms BIGINT NOT NULL)",
+            "CREATE INDEX hazards_status ON hazards (status, deadline)",
+        ],
+    ),
+    (
+        7,
         &[
             // Regional alarm floods (central/flood.rs): a situation groups the alarms raised
             // around one place within the flood window; its dispatches and their notification
@@ -232,6 +281,32 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE dispatches ADD COLUMN situation_id TEXT",
             "CREATE INDEX dispatches_situation ON dispatches (situation_id)",
             "ALTER TABLE notifications ADD COLUMN situation_id TEXT",
+        ],
+    ),
+    (
+        8,
+        &[
+            // The cylinder register as the filling units' registers give it (CSV import,
+            // `central/cylinders.rs`); codes seen only in fills are registered nowhere.
+            "CREATE TABLE cylinders (
+            code TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            medium TEXT NOT NULL,
+            cylinder_type TEXT NOT NULL,
+            made TEXT,
+            last_inspection TEXT,
+            next_inspection TEXT,
+            scrapped BIGINT NOT NULL,
+            insured BIGINT,
+            updated_ms BIGINT NOT NULL)",
+            // What changed in the register: registered, owner changed, inspected, scrapped.
+            "CREATE TABLE cylinder_events (
+            id TEXT PRIMARY KEY,
+            code TEXT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL)",
+            "CREATE INDEX cylinder_events_code ON cylinder_events (code, at_ms)",
         ],
     ),
 ];

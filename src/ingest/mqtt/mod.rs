@@ -10,6 +10,7 @@
 //! its readings in the outbox (the pipeline hands the publish back on `acks`), or after it was
 //! rejected and counted. A message in flight when the gateway dies is delivered again.
 
+pub mod config;
 pub mod mapping;
 pub mod profile;
 
@@ -23,8 +24,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::Broker;
-use crate::gateway::Batch;
+use crate::broker::Broker;
+use crate::ingest::Batch;
 use crate::ingest::Clock;
 use crate::metrics::Metrics;
 
@@ -48,7 +49,7 @@ impl MqttIngest {
         mut acks: mpsc::UnboundedReceiver<Publish>,
         stop_intake: CancellationToken,
     ) {
-        let mut options = crate::uplink::central::mqtt_options(&self.broker);
+        let mut options = crate::broker::mqtt_options(&self.broker);
         options.set_manual_acks(true);
         let (client, mut event_loop) = AsyncClient::new(options, 4096);
         let filters = self.mapper.filters();

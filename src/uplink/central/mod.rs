@@ -15,18 +15,20 @@
 //! message not confirmed within `confirm_timeout` is published again; receivers drop the
 //! duplicate by its id. **Invariant:** a refusal by central is never silent at the gateway.
 
+pub mod config;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, Outgoing, Packet, QoS};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::{Broker, CentralUplink};
+use crate::broker::mqtt_options;
 use crate::metrics::Metrics;
 use crate::model::{
     CentralRejection, GatewayRegistry, GatewayState, GatewayStatus, ToCentral, Value,
@@ -35,6 +37,7 @@ use crate::model::{
 use crate::outbox::Lane;
 use crate::rules::{ActiveAlarm, AlarmState};
 use crate::uplink::refused::{Kept, Recent, Refused};
+use config::CentralUplink;
 use secrecy::ExposeSecret;
 
 /// The alarm raised when central refused a message the broker had confirmed.
@@ -201,28 +204,6 @@ fn read_rejection(
 
 /// How many messages are published before waiting for their PUBACKs.
 const WINDOW: usize = 64;
-
-/// The largest packet MQTT allows. rumqttc drops the connection on a bigger incoming packet than
-/// its limit, and with a persistent session the broker sends the same message again on
-/// reconnect: a poison loop. So the client takes any packet, and the payload limit of the
-/// config rejects big messages one by one, counted. (Brokers can refuse them earlier with their
-/// own limit, mosquitto's `message_size_limit`.)
-const MQTT_MAX_PACKET_BYTES: usize = 268_435_455;
-
-pub fn mqtt_options(broker: &Broker) -> MqttOptions {
-    let mut options = MqttOptions::new(&broker.client_id, &broker.host, broker.port);
-    options
-        .set_clean_session(false)
-        .set_keep_alive(broker.keep_alive)
-        .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
-    crate::tls::secure_mqtt(
-        &mut options,
-        broker.username.as_deref(),
-        broker.password.as_ref(),
-        broker.tls.as_ref(),
-    );
-    options
-}
 
 /// Which publish a packet id belongs to: a slot of the current window, or a status message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

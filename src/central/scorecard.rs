@@ -1,0 +1,571 @@
+//! Maintenance-unit scorecards: the star rating of the district plan, from the rescue and
+//! registry data central already holds. Pure functions over a [`History`].
+//!
+//! Where the rules come from, and what is ours:
+//! - The measures are the ones cities grade maintenance units by from 96333 rescue data (first-
+//!   and second-level rescues, response, trapped faults, insurance coverage: `domain.md`,
+//!   "Supervision beyond alarms"); the 3-minute response and 30-minute arrival limits are
+//!   `[dispatch] respond_within_s` and `arrive_within_s` (the KPIs in force in Chinese cities).
+//! - Ours: which dispatch counts (like `/api/v1/indicators`: an open one counts once its limit has
+//!   passed; a false alarm is left out of arrival), that times are those of the unit called
+//!   first (level 0), that "elevators" are elevators and escalators (both are 电梯 in the
+//!   special-equipment catalogue), percentiles interpolated between ranks (as a spreadsheet's
+//!   PERCENTILE.INC), the grade thresholds (`[scorecard.grade.A|B|C]`, D is the rest) and that a
+//!   measure without data (no dispatch, no elevator) does not lower a grade.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use chrono::NaiveDate;
+
+use super::config::CentralConfig;
+use super::store::history::History;
+use super::store::{Store, StoreError};
+use crate::config::Problem;
+
+/// `[scorecard]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScorecard {
+    recurrence_days: Option<Spanned<i64>>,
+    utc_offset_minutes: Option<Spanned<i32>>,
+    #[serde(default)]
+    grade: BTreeMap<String, Spanned<RawGrade>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrade {
+    min_response_rate: Option<f64>,
+    min_arrival_rate: Option<f64>,
+    max_trapped_per_100: Option<f64>,
+    max_second_level_rate: Option<f64>,
+    min_insurance_rate: Option<f64>,
+}
+
+/// What a unit must reach for one grade.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GradeThreshold {
+    pub min_response_rate: f64,
+    pub min_arrival_rate: f64,
+    pub max_trapped_per_100: f64,
+    pub max_second_level_rate: f64,
+    pub min_insurance_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScorecardSettings {
+    /// A fault raised again on the same equipment within this time is a recurrence.
+    #[serde(serialize_with = "as_days")]
+    pub recurrence: Duration,
+    /// The offset of the local time that months begin in (default UTC+8, China Standard Time).
+    pub utc_offset_minutes: i32,
+    /// Thresholds of grades A, B and C, strictest first; a unit that meets none is D.
+    pub grades: [GradeThreshold; 3],
+}
+
+fn as_days<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs() / 86_400)
+}
+
+pub const GRADE_NAMES: [&str; 4] = ["A", "B", "C", "D"];
+
+impl Default for ScorecardSettings {
+    fn default() -> Self {
+        let g = |response, trapped, second, insurance| GradeThreshold {
+            min_response_rate: response,
+            min_arrival_rate: response,
+            max_trapped_per_100: trapped,
+            max_second_level_rate: second,
+            min_insurance_rate: insurance,
+        };
+        ScorecardSettings {
+            recurrence: Duration::from_secs(30 * 86_400),
+            utc_offset_minutes: 480,
+            grades: [
+                g(0.95, 10.0, 0.02, 0.95),
+                g(0.85, 20.0, 0.05, 0.85),
+                g(0.70, 40.0, 0.10, 0.70),
+            ],
+        }
+    }
+}
+
+impl RawScorecard {
+    pub fn validate(self, problems: &mut Vec<Problem>) -> ScorecardSettings {
+        let mut settings = ScorecardSettings::default();
+        if let Some(days) = &self.recurrence_days {
+            if *days.get_ref() < 1 {
+                problems.push(Problem::new(
+                    days.span(),
+                    "recurrence_days must be at least 1",
+                ));
+            } else {
+                settings.recurrence = Duration::from_secs(*days.get_ref() as u64 * 86_400);
+            }
+        }
+        if let Some(offset) = &self.utc_offset_minutes {
+            if offset.get_ref().abs() > 14 * 60 {
+                problems.push(
+                    Problem::new(offset.span(), "utc_offset_minutes must be within ±840")
+                        .hint("China Standard Time is 480"),
+                );
+            } else {
+                settings.utc_offset_minutes = *offset.get_ref();
+            }
+        }
+        for (name, raw) in &self.grade {
+            let Some(i) = GRADE_NAMES[..3].iter().position(|g| g == name) else {
+                problems.push(
+                    Problem::new(raw.span(), format!("no grade `{name}` to set"))
+                        .hint("set [scorecard.grade.A], B or C; a unit that meets none is D"),
+                );
+                continue;
+            };
+            let r = raw.get_ref();
+            let t = &mut settings.grades[i];
+            let rates = [
+                (r.min_response_rate, &mut t.min_response_rate),
+                (r.min_arrival_rate, &mut t.min_arrival_rate),
+                (r.max_second_level_rate, &mut t.max_second_level_rate),
+                (r.min_insurance_rate, &mut t.min_insurance_rate),
+            ];
+            for (value, slot) in rates {
+                if let Some(v) = value {
+                    if (0.0..=1.0).contains(&v) {
+                        *slot = v;
+                    } else {
+                        problems.push(Problem::new(
+                            raw.span(),
+                            format!("grade {name}: rates are between 0 and 1, not {v}"),
+                        ));
+                    }
+                }
+            }
+            if let Some(v) = r.max_trapped_per_100 {
+                if v.is_finite() && v >= 0.0 {
+                    t.max_trapped_per_100 = v;
+                } else {
+                    problems.push(Problem::new(
+                        raw.span(),
+                        format!("grade {name}: max_trapped_per_100 must be 0 or more, not {v}"),
+                    ));
+                }
+            }
+        }
+        // A better grade must ask at least as much as a worse one.
+        for i in 0..2 {
+            let (better, worse) = (settings.grades[i], settings.grades[i + 1]);
+            let ordered = better.min_response_rate >= worse.min_response_rate
+                && better.min_arrival_rate >= worse.min_arrival_rate
+                && better.max_trapped_per_100 <= worse.max_trapped_per_100
+                && better.max_second_level_rate <= worse.max_second_level_rate
+                && better.min_insurance_rate >= worse.min_insurance_rate;
+            if !ordered {
+                let span = self
+                    .grade
+                    .get(GRADE_NAMES[i])
+                    .or(self.grade.get(GRADE_NAMES[i + 1]))
+                    .map(Spanned::span);
+                problems.push(
+                    Problem::new(
+                        span,
+                        format!(
+                            "grade {} asks less than grade {} of some measure",
+                            GRADE_NAMES[i],
+                            GRADE_NAMES[i + 1]
+                        ),
+                    )
+                    .hint("each minimum of A ≥ B ≥ C, each maximum of A ≤ B ≤ C"),
+                );
+            }
+        }
+        settings
+    }
+}
+
+/// The dispatch limits a scorecard measures against (`[dispatch]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub respond_within_ms: i64,
+    pub arrive_within_ms: i64,
+}
+
+/// A measure that fell short of the next better grade.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shortfall {
+    pub grade: &'static str,
+    pub measure: &'static str,
+    pub value: f64,
+    pub limit: f64,
+}
+
+/// One maintenance unit over one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scorecard {
+    pub unit: String,
+    /// Elevators and escalators it maintains (the registry now).
+    pub elevators: i64,
+    pub insured: i64,
+    pub insurance_rate: Option<f64>,
+    /// Trapped-passenger incidents raised in the period on the elevators it maintains.
+    pub trapped: i64,
+    pub trapped_per_100: Option<f64>,
+    /// Dispatches that called it first, created in the period.
+    pub dispatches: i64,
+    pub responses_counted: i64,
+    pub responded_in_time: i64,
+    pub response_rate: Option<f64>,
+    pub arrivals_counted: i64,
+    pub arrived_in_time: i64,
+    pub arrival_rate: Option<f64>,
+    pub response_median_s: Option<f64>,
+    pub response_p90_s: Option<f64>,
+    pub arrival_median_s: Option<f64>,
+    pub arrival_p90_s: Option<f64>,
+    /// Dispatches escalated beyond it to a second-level rescuer.
+    pub second_level: i64,
+    pub second_level_rate: Option<f64>,
+    /// Faults raised in the period on its equipment that were raised on the same equipment
+    /// within `recurrence` before.
+    pub recurring_faults: i64,
+    pub grade: &'static str,
+    /// What kept it from the next better grade.
+    pub shortfalls: Vec<Shortfall>,
+}
+
+/// The percentile `p` (0..=1) of sorted `values` (seconds), interpolated between ranks and
+/// rounded to the millisecond the times were stored in.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = p * (sorted.len() - 1) as f64;
+    let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+    let value = sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64);
+    Some((value * 1000.0).round() / 1000.0)
+}
+
+fn ratio(a: i64, b: i64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// Whether equipment of `kind` counts as an elevator here.
+pub fn is_elevator(kind: &str) -> bool {
+    kind == "elevator" || kind == "escalator"
+}
+
+/// The scorecards of every maintenance unit over `[from_ms, to_ms)`, at `now_ms`, best grade
+/// first and then by name. `history` must hold the alarms from `from_ms - recurrence` and the
+/// dispatches created in the period.
+pub fn scorecards(
+    history: &History,
+    settings: &ScorecardSettings,
+    limits: Limits,
+    from_ms: i64,
+    to_ms: i64,
+    now_ms: i64,
+) -> Vec<Scorecard> {
+    let maintainer: BTreeMap<(&str, &str), &str> = history
+        .equipment
+        .iter()
+        .filter_map(|e| {
+            let unit = e.maintenance_unit.as_deref()?;
+            Some(((e.gateway.as_str(), e.id.as_str()), unit))
+        })
+        .collect();
+    let mut units: BTreeSet<&str> = maintainer.values().copied().collect();
+    units.extend(history.dispatches.iter().filter_map(|d| d.first_unit()));
+    let recurring = history.recurrences(from_ms, to_ms, settings.recurrence.as_millis() as i64);
+    let mut cards: Vec<Scorecard> = units
+        .into_iter()
+        .map(|unit| {
+            let elevators: Vec<_> = history
+                .equipment
+                .iter()
+                .filter(|e| e.maintenance_unit.as_deref() == Some(unit) && is_elevator(&e.kind))
+                .collect();
+            let insured = elevators.iter().filter(|e| e.insured == Some(true)).count() as i64;
+            let n_elevators = elevators.len() as i64;
+            let mine = |gateway: &str, equipment: &str| {
+                maintainer.get(&(gateway, equipment)) == Some(&unit)
+            };
+            let trapped = history
+                .alarms
+                .iter()
+                .filter(|a| a.trapped && a.raised_ms >= from_ms && a.raised_ms < to_ms)
+                .filter(|a| mine(&a.gateway, &a.equipment))
+                .count() as i64;
+            let recurring_faults = recurring
+                .iter()
+                .filter(|((gateway, equipment), _)| mine(gateway, equipment))
+                .map(|(_, n)| n)
+                .sum();
+            let dispatches: Vec<_> = history
+                .dispatches
+                .iter()
+                .filter(|d| d.first_unit() == Some(unit))
+                .collect();
+            let (mut responses_counted, mut responded_in_time) = (0, 0);
+            let (mut arrivals_counted, mut arrived_in_time) = (0, 0);
+            let (mut response_s, mut arrival_s) = (Vec::new(), Vec::new());
+            for d in &dispatches {
+                let response = d.first_response_ms().map(|t| t - d.created_ms);
+                if response.is_some() || now_ms - d.created_ms > limits.respond_within_ms {
+                    responses_counted += 1;
+                    responded_in_time +=
+                        i64::from(response.is_some_and(|r| r <= limits.respond_within_ms));
+                }
+                let arrival = d.first_arrival_ms().map(|t| t - d.created_ms);
+                if d.status != "false_alarm"
+                    && (arrival.is_some() || now_ms - d.created_ms > limits.arrive_within_ms)
+                {
+                    arrivals_counted += 1;
+                    arrived_in_time +=
+                        i64::from(arrival.is_some_and(|a| a <= limits.arrive_within_ms));
+                }
+                response_s.extend(response.map(|ms| ms as f64 / 1000.0));
+                arrival_s.extend(arrival.map(|ms| ms as f64 / 1000.0));
+            }
+            response_s.sort_by(f64::total_cmp);
+            arrival_s.sort_by(f64::total_cmp);
+            let second_level = dispatches.iter().filter(|d| d.level >= 1).count() as i64;
+            let n_dispatches = dispatches.len() as i64;
+            let mut card = Scorecard {
+                unit: unit.to_owned(),
+                elevators: n_elevators,
+                insured,
+                insurance_rate: ratio(insured, n_elevators),
+                trapped,
+                trapped_per_100: (n_elevators > 0)
+                    .then(|| trapped as f64 * 100.0 / n_elevators as f64),
+                dispatches: n_dispatches,
+                responses_counted,
+                responded_in_time,
+                response_rate: ratio(responded_in_time, responses_counted),
+                arrivals_counted,
+                arrived_in_time,
+                arrival_rate: ratio(arrived_in_time, arrivals_counted),
+                response_median_s: percentile(&response_s, 0.5),
+                response_p90_s: percentile(&response_s, 0.9),
+                arrival_median_s: percentile(&arrival_s, 0.5),
+                arrival_p90_s: percentile(&arrival_s, 0.9),
+                second_level,
+                second_level_rate: ratio(second_level, n_dispatches),
+                recurring_faults,
+                grade: "D",
+                shortfalls: Vec::new(),
+            };
+            (card.grade, card.shortfalls) = grade(&card, &settings.grades);
+            card
+        })
+        .collect();
+    cards.sort_by(|a, b| a.grade.cmp(b.grade).then_with(|| a.unit.cmp(&b.unit)));
+    cards
+}
+
+/// The best grade whose thresholds the card meets, and what it missed of the grade above.
+fn grade(card: &Scorecard, grades: &[GradeThreshold; 3]) -> (&'static str, Vec<Shortfall>) {
+    let missed = |i: usize| {
+        let t = grades[i];
+        let name = GRADE_NAMES[i];
+        let mut out = Vec::new();
+        let mut at_least = |measure, value: Option<f64>, limit: f64| {
+            if let Some(v) = value.filter(|v| *v < limit) {
+                out.push(Shortfall {
+                    grade: name,
+                    measure,
+                    value: v,
+                    limit,
+                });
+            }
+        };
+        at_least("response_rate", card.response_rate, t.min_response_rate);
+        at_least("arrival_rate", card.arrival_rate, t.min_arrival_rate);
+        at_least("insurance_rate", card.insurance_rate, t.min_insurance_rate);
+        let mut at_most = |measure, value: Option<f64>, limit: f64| {
+            if let Some(v) = value.filter(|v| *v > limit) {
+                out.push(Shortfall {
+                    grade: name,
+                    measure,
+                    value: v,
+                    limit,
+                });
+            }
+        };
+        at_most(
+            "trapped_per_100",
+            card.trapped_per_100,
+            t.max_trapped_per_100,
+        );
+        at_most(
+            "second_level_rate",
+            card.second_level_rate,
+            t.max_second_level_rate,
+        );
+        out
+    };
+    let mut above = Vec::new();
+    for (i, name) in GRADE_NAMES.iter().take(3).enumerate() {
+        let short = missed(i);
+        if short.is_empty() {
+            return (name, above);
+        }
+        above = short;
+    }
+    ("D", above)
+}
+
+/// A period scorecards are computed over: `[from_ms, to_ms)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Period {
+    /// `2026-11` for a month, `2026-11-01..2026-11-15` for days.
+    pub label: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl Period {
+    /// The calendar month `text` (`YYYY-MM`) in the local time `offset_minutes` east of UTC.
+    pub fn month(text: &str, offset_minutes: i32) -> Option<Period> {
+        let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()?;
+        let next = first.checked_add_months(chrono::Months::new(1))?;
+        Some(Period {
+            label: first.format("%Y-%m").to_string(),
+            from_ms: local_midnight_ms(first, offset_minutes),
+            to_ms: local_midnight_ms(next, offset_minutes),
+        })
+    }
+
+    /// The month that holds `now_ms` in the local time `offset_minutes` east of UTC.
+    pub fn month_of(now_ms: i64, offset_minutes: i32) -> Period {
+        let local =
+            chrono::DateTime::from_timestamp_millis(now_ms + i64::from(offset_minutes) * 60_000)
+                .unwrap_or_default()
+                .date_naive();
+        Period::month(&local.format("%Y-%m").to_string(), offset_minutes)
+            .expect("a month that exists")
+    }
+}
+
+fn local_midnight_ms(day: NaiveDate, offset_minutes: i32) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp_millis()
+        - i64::from(offset_minutes) * 60_000
+}
+
+/// The scorecards of `period`, read from the store at `now_ms`.
+pub async fn for_period(
+    store: &Store,
+    config: &CentralConfig,
+    period: &Period,
+    now_ms: i64,
+) -> Result<Vec<Scorecard>, StoreError> {
+    let settings = &config.scorecard;
+    let recurrence_ms = settings.recurrence.as_millis() as i64;
+    let history = store
+        .history(period.from_ms - recurrence_ms, period.from_ms, period.to_ms)
+        .await?;
+    Ok(scorecards(
+        &history,
+        settings,
+        Limits::of(config),
+        period.from_ms,
+        period.to_ms,
+        now_ms,
+    ))
+}
+
+impl Limits {
+    pub fn of(config: &CentralConfig) -> Limits {
+        Limits {
+            respond_within_ms: config.dispatch.respond_within.as_millis() as i64,
+            arrive_within_ms: config.dispatch.arrive_within.as_millis() as i64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate_between_ranks() {
+        let v = [60.0, 120.0, 240.0, 600.0];
+        assert_eq!(percentile(&v, 0.5), Some(180.0));
+        assert_eq!(percentile(&v, 0.9), Some(492.0));
+        assert_eq!(percentile(&[42.0], 0.9), Some(42.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn a_month_begins_at_local_midnight() {
+        let p = Period::month("2026-11", 480).unwrap();
+        assert_eq!(p.label, "2026-11");
+        assert_eq!(
+            crate::central::store::rfc3339(p.from_ms),
+            "2026-10-31T16:00:00.000Z"
+        );
+        assert_eq!(
+            crate::central::store::rfc3339(p.to_ms),
+            "2026-11-30T16:00:00.000Z"
+        );
+        assert_eq!(Period::month_of(p.to_ms - 1, 480), p);
+        assert_eq!(Period::month("2026-13", 480), None);
+    }
+
+    #[test]
+    fn grades_take_the_best_met_and_name_what_the_next_missed() {
+        let settings = ScorecardSettings::default();
+        let mut card = Scorecard {
+            unit: "u".into(),
+            elevators: 10,
+            insured: 10,
+            insurance_rate: Some(1.0),
+            trapped: 1,
+            trapped_per_100: Some(10.0),
+            dispatches: 10,
+            responses_counted: 10,
+            responded_in_time: 10,
+            response_rate: Some(1.0),
+            arrivals_counted: 10,
+            arrived_in_time: 10,
+            arrival_rate: Some(1.0),
+            response_median_s: None,
+            response_p90_s: None,
+            arrival_median_s: None,
+            arrival_p90_s: None,
+            second_level: 0,
+            second_level_rate: Some(0.0),
+            recurring_faults: 0,
+            grade: "D",
+            shortfalls: vec![],
+        };
+        assert_eq!(grade(&card, &settings.grades), ("A", vec![]));
+        card.response_rate = Some(0.8);
+        let (g, short) = grade(&card, &settings.grades);
+        assert_eq!(g, "C");
+        assert_eq!(
+            short,
+            vec![Shortfall {
+                grade: "B",
+                measure: "response_rate",
+                value: 0.8,
+                limit: 0.85
+            }]
+        );
+        card.response_rate = None;
+        assert_eq!(
+            grade(&card, &settings.grades).0,
+            "A",
+            "no data lowers no grade"
+        );
+        card.second_level_rate = Some(0.5);
+        assert_eq!(grade(&card, &settings.grades).0, "D");
+    }
+}

@@ -1,0 +1,34 @@
+// A cylinder's page opened from its code on a phone-sized screen, as a QR code opens it. Run by
+// tests/regulator_browser.rs, which passes BASE_URL, REGULATOR_TOKEN, CODE and SCREENSHOTS.
+// Prints one JSON line of results; exits non-zero on the first failed check.
+import { launch } from './chromium.mjs';
+import { mkdirSync } from 'node:fs';
+import { englishLeft } from './screens.mjs';
+
+const env = process.env;
+mkdirSync(env.SCREENSHOTS, { recursive: true });
+const results = {};
+function check(ok, what) { if (!ok) throw new Error('check failed: ' + what); }
+
+const browser = await launch();
+try {
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  page.on('pageerror', e => console.error('page error:', e.message));
+  await page.goto(`${env.BASE_URL}/c/${env.CODE}?token=${env.REGULATOR_TOKEN}`);
+  check(page.url() === `${env.BASE_URL}/c/${env.CODE}`, `token left the address: ${page.url()}`);
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 15000 });
+  results.state = await page.getAttribute('[data-state]', 'data-state');
+  results.timeline = await page.$$eval('#timeline li', lis => lis.map(l => l.dataset.kind));
+  check(results.state === 'valid', `state ${results.state}`);
+  check(JSON.stringify(results.timeline) === '["station","fill","inspected","owner_changed","registered","fill"]', `timeline ${results.timeline}`);
+  const left = await englishLeft(page);
+  check(left.length === 0, `cylinder page in Chinese, English left: ${JSON.stringify(left)}`);
+  // Fits the phone: nothing wider than the screen.
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(width <= 390, `page ${width}px wide on a 390px screen`);
+  await page.screenshot({ path: `${env.SCREENSHOTS}/cylinder-phone.png`, fullPage: true });
+  results.width = width;
+  console.log(JSON.stringify(results));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,360 @@
+//! A small fleet whose November 2026 history the regulator tests write into a real store,
+//! through the store's own intake and dispatch steps (`tests/regulator.rs`,
+//! `tests/regulator_browser.rs`). Times are UTC.
+//!
+//! Two maintenance units: Quick Lifts answers fast, Slow Lifts slowly (one dispatch answered
+//! in 170 s and reached in 1,700 s, one never answered and escalated to City Rescue).
+//!
+//! | equipment | kind | unit | history |
+//! |---|---|---|---|
+//! | s1 | elevator | Slow Lifts | door-close fault 3 times (Nov 3, 10, 20), trapped Nov 21 (escalated); inspection due 2026-10-15 (overdue) |
+//! | s2 | elevator | Slow Lifts | trapped Nov 8; not insured; inspection due 2026-12-20; in service since 2006-05-01 |
+//! | q1 | elevator | Quick Lifts | trapped Nov 5 (answered in 60 s, on site in 600 s) |
+//! | q2 | elevator | Quick Lifts | trapped Nov 12 (answered in 120 s, on site in 900 s) |
+//! | a1 | autoclave | none | one high-pressure alarm Nov 15 |
+
+use chrono::{DateTime, Utc};
+use seguard::central::clean::Notes;
+use seguard::central::config::CentralConfig;
+use seguard::central::dispatch::Status;
+use seguard::central::store::{RescueStep, Store};
+use seguard::model::{GatewayRegistry, Incident};
+use serde_json::{json, Value};
+
+pub const QUICK: &str = "Quick Lifts";
+pub const SLOW: &str = "Slow Lifts";
+pub const BACKUP: &str = "City Rescue";
+
+/// The config tables the fleet's central needs: its rescue units, the dispatch limits, and
+/// grade thresholds that a fleet of four lifts can meet (two trapped per two lifts is 100 per
+/// 100 elevators).
+pub fn central_tables() -> String {
+    format!(
+        r#"
+[dispatch]
+respond_within_s = 180
+arrive_within_s = 1800
+backup_unit = "{BACKUP}"
+[scorecard.grade.A]
+max_trapped_per_100 = 100
+[scorecard.grade.B]
+max_trapped_per_100 = 100
+[scorecard.grade.C]
+max_trapped_per_100 = 150
+[[rescue_unit]]
+name = "{QUICK}"
+phone = "+86-21-5555-0101"
+[[rescue_unit]]
+name = "{SLOW}"
+phone = "+86-21-5555-0202"
+[[rescue_unit]]
+name = "{BACKUP}"
+phone = "+86-21-5555-0303"
+"#
+    )
+}
+
+pub fn ms(rfc3339: &str) -> i64 {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&Utc)
+        .timestamp_millis()
+}
+
+fn equipment(id: &str) -> Value {
+    let (kind, unit, address, next, insured, in_service) = match id {
+        "s1" => (
+            "elevator",
+            Some(SLOW),
+            "5 West Road, Jing'an",
+            "2026-10-15",
+            true,
+            None,
+        ),
+        "s2" => (
+            "elevator",
+            Some(SLOW),
+            "6 West Road, Jing'an",
+            "2026-12-20",
+            false,
+            Some("2006-05-01"),
+        ),
+        "q1" => (
+            "elevator",
+            Some(QUICK),
+            "1 East Road, Pudong",
+            "2027-06-30",
+            true,
+            None,
+        ),
+        "q2" => (
+            "elevator",
+            Some(QUICK),
+            "2 East Road, Pudong",
+            "2027-06-30",
+            true,
+            None,
+        ),
+        "a1" => (
+            "autoclave",
+            None,
+            "9 Mill Road, Pudong",
+            "2027-03-01",
+            true,
+            None,
+        ),
+        other => panic!("no equipment {other}"),
+    };
+    let mut e = json!({
+        "id": id, "kind": kind, "name": format!("{} {id}", if kind == "elevator" { "Lift" } else { "Autoclave" }),
+        "registration_code": format!("3110310100201601{:04}", id.bytes().map(u32::from).sum::<u32>()),
+        "using_unit": if id.starts_with('s') { "West Mall Co." } else { "East Tower Co." },
+        "address": address,
+        "location": { "lat": 31.23, "lon": 121.47, "crs": "WGS-84" },
+        "nameplate": {}, "next_inspection": next, "insured": insured,
+    });
+    if let Some(u) = unit {
+        e["maintenance_unit"] = json!({ "name": u, "phone": "+86-21-0000-0000" });
+    }
+    if let Some(d) = in_service {
+        e["in_service"] = json!(d);
+    }
+    e
+}
+
+fn incident(n: u32, equipment_id: &str, rule: &str, transition: &str, time: &str) -> Incident {
+    let id = format!("00000000-0000-4000-8000-{n:012}");
+    serde_json::from_value(json!({
+        "schema": "seguard.incident.v1", "id": id, "gateway": "gw1",
+        "site": { "id": "s1", "name": "District", "address": "District" },
+        "equipment": equipment(equipment_id),
+        "event": { "id": id, "equipment": equipment_id, "rule": format!("{equipment_id}.{rule}"),
+                   "severity": "high", "transition": transition, "time": time,
+                   "message": format!("{rule} on {equipment_id}") }
+    }))
+    .unwrap()
+}
+
+/// Raises `rule` on `equipment` at `raised` and clears it at `cleared`; returns the dispatch
+/// the raise created, if any. Each incident arrives when it happened.
+async fn episode(
+    store: &Store,
+    config: &CentralConfig,
+    n: u32,
+    equipment: &str,
+    rule: &str,
+    raised: &str,
+    cleared: &str,
+) -> Option<String> {
+    let raise = incident(n, equipment, rule, "raise", raised);
+    let outcome = store
+        .ingest_incident(config, &raise, &Notes::default(), "test", ms(raised))
+        .await
+        .unwrap();
+    assert!(outcome.stored);
+    let clear = incident(n + 1, equipment, rule, "clear", cleared);
+    store
+        .ingest_incident(config, &clear, &Notes::default(), "test", ms(cleared))
+        .await
+        .unwrap();
+    outcome.dispatch
+}
+
+async fn step(
+    store: &Store,
+    config: &CentralConfig,
+    id: &str,
+    status: Status,
+    unit: &str,
+    at: &str,
+) {
+    store
+        .set_dispatch_status(
+            config,
+            id,
+            &RescueStep {
+                status,
+                unit,
+                actor: "duty",
+                role: "rescue_team",
+                note: "",
+                now: ms(at),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|refused| panic!("{status:?} by {unit} refused: {refused}"));
+}
+
+/// Writes the fleet's registry and its November history.
+pub async fn write(store: &Store, config: &CentralConfig) {
+    let all = ["s1", "s2", "q1", "q2", "a1"].map(equipment);
+    let registry: GatewayRegistry = serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "District", "address": "District" },
+        "equipment": all,
+    }))
+    .unwrap();
+    store
+        .merge_registry(&registry, ms("2026-11-01T00:00:00Z"))
+        .await
+        .unwrap();
+    // s1: the same door fault three times within 30 days.
+    for (n, day) in [(10, "03"), (12, "10"), (14, "20")] {
+        episode(
+            store,
+            config,
+            n,
+            "s1",
+            "door_close_fault",
+            &format!("2026-11-{day}T02:00:00Z"),
+            &format!("2026-11-{day}T02:30:00Z"),
+        )
+        .await;
+    }
+    // a1: one pressure alarm.
+    episode(
+        store,
+        config,
+        20,
+        "a1",
+        "pressure_high",
+        "2026-11-15T06:00:00Z",
+        "2026-11-15T06:10:00Z",
+    )
+    .await;
+    // Quick Lifts: answered in 60 s and 120 s, on site in 600 s and 900 s.
+    for (n, lift, day, responded, on_site) in [
+        (30, "q1", "05", "10:01:00", "10:10:00"),
+        (32, "q2", "12", "10:02:00", "10:15:00"),
+    ] {
+        let d = episode(
+            store,
+            config,
+            n,
+            lift,
+            "trapped",
+            &format!("2026-11-{day}T10:00:00Z"),
+            &format!("2026-11-{day}T10:20:00Z"),
+        )
+        .await
+        .expect("a dispatch");
+        step(
+            store,
+            config,
+            &d,
+            Status::Responded,
+            QUICK,
+            &format!("2026-11-{day}T{responded}Z"),
+        )
+        .await;
+        step(
+            store,
+            config,
+            &d,
+            Status::OnSite,
+            QUICK,
+            &format!("2026-11-{day}T{on_site}Z"),
+        )
+        .await;
+        step(
+            store,
+            config,
+            &d,
+            Status::Completed,
+            QUICK,
+            &format!("2026-11-{day}T10:30:00Z"),
+        )
+        .await;
+    }
+    // Slow Lifts: s2 answered in 170 s, on site in 1,700 s.
+    let d = episode(
+        store,
+        config,
+        40,
+        "s2",
+        "trapped",
+        "2026-11-08T10:00:00Z",
+        "2026-11-08T10:40:00Z",
+    )
+    .await
+    .expect("a dispatch");
+    step(
+        store,
+        config,
+        &d,
+        Status::Responded,
+        SLOW,
+        "2026-11-08T10:02:50Z",
+    )
+    .await;
+    step(
+        store,
+        config,
+        &d,
+        Status::OnSite,
+        SLOW,
+        "2026-11-08T10:28:20Z",
+    )
+    .await;
+    step(
+        store,
+        config,
+        &d,
+        Status::Completed,
+        SLOW,
+        "2026-11-08T10:45:00Z",
+    )
+    .await;
+    // s1: never answered; escalated to City Rescue after 180 s, which arrives.
+    let d = episode(
+        store,
+        config,
+        42,
+        "s1",
+        "trapped",
+        "2026-11-21T10:00:00Z",
+        "2026-11-21T10:30:00Z",
+    )
+    .await
+    .expect("a dispatch");
+    let due = store
+        .due_dispatches(ms("2026-11-21T10:03:01Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "the unanswered dispatch is due");
+    assert_eq!(
+        store
+            .escalate(config, &due[0], ms("2026-11-21T10:03:01Z"))
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    step(
+        store,
+        config,
+        &d,
+        Status::Responded,
+        BACKUP,
+        "2026-11-21T10:04:00Z",
+    )
+    .await;
+    step(
+        store,
+        config,
+        &d,
+        Status::OnSite,
+        BACKUP,
+        "2026-11-21T10:20:00Z",
+    )
+    .await;
+    step(
+        store,
+        config,
+        &d,
+        Status::Completed,
+        BACKUP,
+        "2026-11-21T10:35:00Z",
+    )
+    .await;
+}
