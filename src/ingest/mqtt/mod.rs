@@ -11,6 +11,7 @@
 //! rejected and counted. A message in flight when the gateway dies is delivered again.
 
 pub mod mapping;
+mod payload;
 pub mod profile;
 
 use std::collections::VecDeque;
