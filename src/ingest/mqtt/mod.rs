@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod mapping;
+mod payload;
 pub mod profile;
 
 use std::collections::VecDeque;
