@@ -21,6 +21,7 @@ mod csv;
 pub mod cylinders;
 mod cylinders_api;
 pub mod dispatch;
+pub mod exchange;
 pub mod geo;
 pub mod hazards;
 mod hazards_api;
@@ -380,6 +381,10 @@ impl Central {
                 metrics.clone(),
                 stop.clone(),
             )),
+        ));
+        tasks.push((
+            "central-exchange",
+            tokio::spawn(exchange::run(config.clone(), store.clone(), stop.clone())),
         ));
         tasks.push((
             "central-hazard-overdue",

@@ -22,6 +22,7 @@ mod alarms;
 pub mod cylinders;
 mod dashboard;
 mod dispatches;
+pub mod exchange;
 mod gateways;
 pub mod hazards;
 pub mod history;
