@@ -1,4 +1,4 @@
-//! Fetches the dashboard's browser libraries (Leaflet, Leaflet.markercluster, pinned in
+//! Fetches the dashboard's browser libraries (Leaflet, Leaflet.markercluster, uPlot, pinned in
 //! package.json / package-lock.json) with `npm ci` when node_modules lacks them, and copies the
 //! files the binary embeds into OUT_DIR/web. Nothing third-party is kept in the repository.
 //! Without npm the build still succeeds: the map page then says what to install.
@@ -22,6 +22,8 @@ const ASSETS: &[(&str, &str)] = &[
         "leaflet.markercluster/dist/MarkerCluster.Default.css",
         "MarkerCluster.Default.css",
     ),
+    ("uplot/dist/uPlot.iife.min.js", "uplot.js"),
+    ("uplot/dist/uPlot.min.css", "uplot.css"),
 ];
 
 fn main() {
@@ -32,6 +34,7 @@ fn main() {
     println!("cargo:rerun-if-changed=package-lock.json");
     println!("cargo:rerun-if-changed=node_modules/leaflet/package.json");
     println!("cargo:rerun-if-changed=node_modules/leaflet.markercluster/package.json");
+    println!("cargo:rerun-if-changed=node_modules/uplot/package.json");
     let modules = root.join("node_modules");
     if !have_all(&modules) {
         npm_ci(&root);

@@ -86,6 +86,26 @@ struct Outcome {
     lost: usize,
     peak_mib: f64,
     cores: f64,
+    /// Cores busy on the whole machine over the run (every process: broker, publisher,
+    /// InfluxDB, and whatever else runs), out of all of them: how much was left to spend.
+    machine: f64,
+}
+
+/// (busy, all) jiffies of every core since boot, from `/proc/stat`.
+fn machine_jiffies() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let all: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
+    (all - idle, all)
 }
 
 /// mosquitto's relay alone: publisher → broker → a rumqttc subscriber at QoS1.
@@ -100,6 +120,7 @@ async fn raw_relay(n: usize) -> Outcome {
         lost: 0,
         peak_mib: f64::NAN,
         cores: f64::NAN,
+        machine: f64::NAN,
     }
 }
 
@@ -161,6 +182,7 @@ async fn run_burst(
     process: &dyn Measured,
 ) -> Outcome {
     let cpu_0 = process.cpu();
+    let machine_0 = machine_jiffies();
     let started = Instant::now();
     burst::publish(broker, n).await;
     let (mut last, mut last_change) = (0, Instant::now());
@@ -177,11 +199,14 @@ async fn run_burst(
         }
     };
     let count = stored(influx, db).await;
+    let machine_1 = machine_jiffies();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     Outcome {
         msg_s: count.min(n) as f64 / done.as_secs_f64(),
         lost: n.saturating_sub(count),
         peak_mib: process.peak_mib(),
         cores: (process.cpu() - cpu_0) / done.as_secs_f64(),
+        machine: cores * (machine_1.0 - machine_0.0) / (machine_1.1 - machine_0.1).max(1.0),
     }
 }
 
@@ -348,8 +373,8 @@ fn main() {
             let memory = seguard(n, &influx, &format!("memory{round}"), None).await;
             let show = |name: &str, o: &Outcome| {
                 format!(
-                    "{name} {:.0} msg/s, lost {}, peak {:.0} MiB, {:.2} cores",
-                    o.msg_s, o.lost, o.peak_mib, o.cores
+                    "{name} {:.0} msg/s, lost {}, peak {:.0} MiB, {:.2} cores (machine {:.2} busy)",
+                    o.msg_s, o.lost, o.peak_mib, o.cores, o.machine
                 )
             };
             println!(
@@ -366,6 +391,7 @@ fn main() {
                 lost: 0,
                 peak_mib: f64::NAN,
                 cores: f64::NAN,
+                machine: f64::NAN,
             };
             rows.push([relay, red.unwrap_or(nan), disk, memory]);
         }

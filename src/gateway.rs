@@ -561,7 +561,7 @@ pub async fn run(config: Config, path: PathBuf) -> Result<(), GatewayError> {
     gateway.config_path = Some(path);
     let (reload_tx, mut reload_requests) = mpsc::channel::<ReloadRequest>(4);
     *gateway.live.reload.lock().expect("reload lock") = Some(reload_tx);
-    let shutdown = shutdown_signal();
+    let shutdown = crate::shutdown::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -601,19 +601,4 @@ impl Hangups {
         #[cfg(not(unix))]
         std::future::pending::<()>().await;
     }
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -19,15 +19,14 @@ use axum::response::Response;
 use axum::Router;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use toml::Spanned;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::Problem;
+use crate::diag::Problem;
 use crate::metrics::ReasonLabel;
+pub use crate::metrics::{register_http_rejections as register, HttpRejections as Rejections};
 
 /// An `http_limits` table as written.
 #[derive(Debug, Default, Deserialize)]
@@ -101,9 +100,6 @@ impl RawHttpLimits {
         }
     }
 }
-
-/// Counts refusals by reason; a clone of a family registered in the role's metrics.
-pub type Rejections = Family<ReasonLabel, Counter>;
 
 #[derive(Clone)]
 struct Guard {
@@ -188,15 +184,4 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
 fn count(rejected: &Rejections, reason: &'static str, path: &str) {
     rejected.get_or_create(&ReasonLabel { reason }).inc();
     tracing::debug!(reason, path, "HTTP request refused");
-}
-
-/// Registers the refusal counter in a role's registry.
-pub fn register(registry: &mut prometheus_client::registry::Registry) -> Rejections {
-    let rejected = Rejections::default();
-    registry.register(
-        "http_rejected",
-        "HTTP requests refused by the body limit, the timeout or the rate limit, by reason",
-        rejected.clone(),
-    );
-    rejected
 }

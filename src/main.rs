@@ -291,7 +291,7 @@ fn hash_token() -> ExitCode {
         eprintln!("seguard hash-token: give the token on standard input, for example: seguard hash-token < token.txt");
         return ExitCode::FAILURE;
     }
-    println!("{}", seguard::central::config::token_hash(token));
+    println!("{}", seguard::auth::token_hash(token));
     ExitCode::SUCCESS
 }
 
@@ -317,7 +317,7 @@ fn stop_on_signal() -> tokio_util::sync::CancellationToken {
     let stop = tokio_util::sync::CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
-        seguard::gateway::shutdown_signal().await;
+        seguard::shutdown::shutdown_signal().await;
         on_signal.cancel();
     });
     stop

@@ -115,8 +115,14 @@ pub struct Equipment {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rescue_code: Option<String>,
     pub using_unit: String,
+    /// The using unit's number (its safety manager or duty desk), for the rescue page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using_unit_phone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance_unit: Option<MaintenanceUnit>,
+    /// The building's duty room or property desk, who opens doors for the rescue team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub building_phone: Option<String>,
     pub address: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<GeoPoint>,
@@ -500,4 +506,18 @@ pub enum ValueType {
     Number,
     Bool,
     Text,
+}
+
+/// The alarm lifecycle's counts (`rules::Engine::stats`), as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AlarmStats {
+    /// Raises announced within the flood window.
+    pub announced_in_window: usize,
+    pub flood: bool,
+    pub chattering: usize,
+    pub shelved: usize,
+    pub suppressed: usize,
+    pub out_of_service: usize,
+    pub unacknowledged: usize,
+    pub active: usize,
 }

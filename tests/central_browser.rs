@@ -9,7 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use seguard::central::config::{parse, token_hash};
+use seguard::auth::token_hash;
+use seguard::central::config::parse;
 use seguard::central::geo;
 use seguard::central::Central;
 use seguard::model::{GatewayState, GatewayStatus};
@@ -70,6 +71,14 @@ fn incident(
                    "time": (event_base() + chrono::TimeDelta::seconds(i64::from(n % 60))).to_rfc3339(), "message": format!("{rule} on {lift}"),
                    "details": details }
     })
+}
+
+/// Where the scripts copy the README's screenshots: docs/screenshots/ when the tests run with
+/// UPDATE_DOCS_SCREENSHOTS=1, nowhere otherwise (an ordinary run leaves the tree as it was).
+fn docs(root: &Path) -> String {
+    std::env::var_os("UPDATE_DOCS_SCREENSHOTS")
+        .map(|_| root.join("docs/screenshots").display().to_string())
+        .unwrap_or_default()
 }
 
 /// Central's config for these tests: SQLite at `db`, gateway gw1, the regulator's token, and
@@ -351,6 +360,7 @@ webhook = "http://127.0.0.1:{hook_port}/shenlong"
             ("GCJ02", json!([gcj.0, gcj.1]).to_string()),
             ("BD09", json!([bd.0, bd.1]).to_string()),
             ("SCREENSHOTS", screenshots.display().to_string()),
+            ("DOCS", docs(root)),
         ],
     )
     .await;
@@ -438,6 +448,7 @@ phone = "+86-21-5555-0101"
             ("REGULATOR_TOKEN", REGULATOR.into()),
             ("GATEWAY_TOKEN", GW1.into()),
             ("INCIDENT", trapped(2, "lift-b").to_string()),
+            ("DOCS", docs(root)),
             (
                 "SCREENSHOTS",
                 root.join("target/screenshots/central")
@@ -449,5 +460,377 @@ phone = "+86-21-5555-0101"
     .await;
     eprintln!("browser results: {results}");
     assert_eq!(central.store.dispatches(None).await.unwrap().len(), 2);
+    central.stop().await;
+}
+
+const UNIT: &str = "unit-token";
+
+/// A registry record of the equipment page test: lift-a with its phones, a boiler with its
+/// nameplate, a cylinder due for inspection, the filling station, and another unit's lift.
+fn record(id: &str) -> Value {
+    let base = json!({
+        "id": id, "using_unit": "Riverside Property Co.", "address": format!("8 River Road, {id}"),
+        "location": { "lat": 31.20, "lon": 121.50, "crs": "WGS-84" }, "nameplate": {},
+        "next_inspection": "2027-01-01", "insured": true
+    });
+    let extra = match id {
+        "lift-a" => json!({
+            "kind": "elevator", "name": "Lift A", "registration_code": "31103101002016019999",
+            "rescue_code": "02417", "using_unit_phone": "+86-21-5555-0303",
+            "building_phone": "+86-21-5555-0333",
+            "maintenance_unit": { "name": "Shenlong Elevator Service", "phone": "+86-21-5555-0101" },
+            "nameplate": { "rated_speed_m_s": 1.75, "rated_load_kg": 1000, "floors": 24 }
+        }),
+        "boiler-1" => json!({
+            "kind": "pressure_vessel", "name": "Canteen boiler", "registration_code": "21103101002016000001",
+            "location": { "lat": 31.21, "lon": 121.51, "crs": "WGS-84" },
+            "nameplate": { "working_pressure_mpa": 1.0, "set_pressure_mpa": 1.1, "design_pressure_mpa": 1.25, "medium": "steam" }
+        }),
+        // A cylinder travels: no position.
+        "cyl-1" => {
+            json!({ "kind": "gas_cylinder", "name": "LPG cylinder", "registration_code": "CYL-0001",
+                           "location": null, "next_inspection": "2025-01-01" })
+        }
+        // Another unit's lift: the unit overview must not show it.
+        "lift-z" => {
+            json!({ "kind": "elevator", "name": "Hill lift", "registration_code": "31103101002016018888",
+                            "using_unit": "Hill Estate Co.", "address": "9 Hill Road, lift-z" })
+        }
+        _ => {
+            json!({ "kind": "filling_station", "name": "Riverside LPG station", "registration_code": "ST-01",
+                     "location": { "lat": 31.22, "lon": 121.52, "crs": "WGS-84" } })
+        }
+    };
+    let mut merged = base;
+    for (k, v) in extra.as_object().unwrap() {
+        merged[k] = v.clone();
+    }
+    merged
+}
+
+fn event(n: u32, id: &str, rule: &str, value: Option<(f64, f64)>) -> Value {
+    let uuid = format!("00000000-0000-4000-8000-{n:012}");
+    let mut e = json!({
+        "schema": "seguard.incident.v1", "id": uuid, "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": record(id),
+        "event": { "id": uuid, "equipment": id, "rule": rule, "severity": "high", "transition": "raise",
+                   "time": (event_base() + chrono::TimeDelta::seconds(i64::from(n))).to_rfc3339(),
+                   "message": format!("{rule} on {id}"), "details": {} }
+    });
+    if let Some((v, limit)) = value {
+        e["event"]["value"] = json!(v);
+        e["event"]["limit"] = json!(limit);
+    }
+    e
+}
+
+/// The equipment page reached from the search box, the map's popup and the alarm list, with
+/// its registry, phones, readings, history and fills; CSV exports with the BOM; both languages;
+/// labels, keyboard and contrast; desktop and phone.
+#[tokio::test]
+async fn equipment_page_from_search_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        &dir.path().join("central.db"),
+        &format!(
+            r#"
+[[rescue_unit]]
+name = "Shenlong Elevator Service"
+phone = "+86-21-5555-0101"
+[[token]]
+role = "equipment_unit"
+name = "riverside-desk"
+unit = "Riverside Property Co."
+sha256 = "{unit}"
+[map]
+district_geojson = "{district}"
+"#,
+            unit = token_hash(UNIT),
+            district = dir.path().join("district.geojson").display(),
+        ),
+    );
+    // The district the operator supplies: an outline around the equipment and one street.
+    let district = json!({ "type": "FeatureCollection", "features": [
+        { "type": "Feature", "properties": { "name": "Riverside", "level": "district" },
+          "geometry": { "type": "Polygon", "coordinates": [[[121.48, 31.18], [121.54, 31.18], [121.54, 31.24], [121.48, 31.24], [121.48, 31.18]]] } },
+        { "type": "Feature", "properties": { "name": "Riverside, street 1", "level": "street" },
+          "geometry": { "type": "Polygon", "coordinates": [[[121.48, 31.18], [121.51, 31.18], [121.51, 31.21], [121.48, 31.18]]] } },
+    ]});
+    std::fs::write(dir.path().join("district.geojson"), district.to_string()).unwrap();
+    let central = Central::start(parse(&text, Path::new("equipment.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": (["lift-a", "boiler-1", "cyl-1", "station-1", "lift-z"].map(record)),
+    }))
+    .unwrap();
+    let now = seguard::central::now_ms();
+    central.store.merge_registry(&registry, now).await.unwrap();
+    let client = reqwest::Client::new();
+    for body in [
+        event(1, "lift-a", "elevator.trapped_at_level", None),
+        event(
+            2,
+            "boiler-1",
+            "boiler-1.pressure.high_high",
+            Some((1.32, 1.25)),
+        ),
+    ] {
+        let r = client
+            .post(format!("{base}/api/v1/intake/incidents"))
+            .bearer_auth(GW1)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    }
+    for (n, code, refused) in [(1, "CYL-0001", false), (2, "CYL-0002", true)] {
+        let fill: seguard::model::FillRecord = serde_json::from_value(json!({
+            "schema": "seguard.fill.v1", "id": format!("00000000-0000-4000-9000-{n:012}"),
+            "gateway": "gw1", "equipment": "station-1", "station": "ST-01", "cylinder_code": code,
+            "time": (event_base() + chrono::TimeDelta::seconds(n)).to_rfc3339(),
+            "medium": "LPG", "mass_kg": 14.5, "accepted": !refused,
+            "rejections": if refused { json!(["inspection_expired"]) } else { json!([]) },
+        }))
+        .unwrap();
+        assert!(central.store.ingest_fill(&fill, now).await.unwrap());
+    }
+    // The rescue page's phones: the using unit's and the building's from the registry.
+    let dispatch = &central.store.dispatches(None).await.unwrap()[0];
+    let view: Value = client
+        .get(format!("{base}/api/v1/dispatches/{}", dispatch.id))
+        .bearer_auth(REGULATOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let phones: Vec<(&str, &str)> = view["rescue"]["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["role"].as_str().unwrap(), p["phone"].as_str().unwrap()))
+        .collect();
+    assert!(
+        phones.contains(&("using", "+86-21-5555-0303")),
+        "{phones:?}"
+    );
+    assert!(
+        phones.contains(&("building", "+86-21-5555-0333")),
+        "{phones:?}"
+    );
+    // The using unit's own token finds its lift by the 96333 code.
+    let found: Value = client
+        .get(format!("{base}/api/v1/equipment/search?q=02417"))
+        .bearer_auth(UNIT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found[0]["id"], "lift-a", "{found}");
+
+    let results = common::browser::run_script(
+        "equipment.mjs",
+        vec![
+            ("BASE_URL", base),
+            ("REGULATOR_TOKEN", REGULATOR.into()),
+            ("UNIT_TOKEN", UNIT.into()),
+            ("LIFT_CODE", "31103101002016019999".into()),
+            (
+                "SCREENSHOTS",
+                root.join("target/screenshots/central")
+                    .display()
+                    .to_string(),
+            ),
+            ("DOCS", docs(root)),
+        ],
+    )
+    .await;
+    eprintln!("browser results: {results}");
+    central.stop().await;
+}
+
+/// The AMap preset: tiles in GCJ-02, so the markers and the district outline are converted
+/// with `central::geo` (whose conversion is tested against published pairs), and the page's
+/// policy allows the preset's tile hosts. No browser: the tiles are on the internet.
+#[tokio::test]
+async fn amap_preset_draws_markers_in_gcj02() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("district.geojson"),
+        r#"{"type":"Polygon","coordinates":[[[121.48,31.18],[121.54,31.18],[121.54,31.24],[121.48,31.18]]]}"#,
+    )
+    .unwrap();
+    let text = config(
+        &dir.path().join("central.db"),
+        &format!(
+            "[map]\npreset = \"amap\"\ndistrict_geojson = \"{}\"\n",
+            dir.path().join("district.geojson").display()
+        ),
+    );
+    let central = Central::start(parse(&text, Path::new("amap.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": [record("lift-a")],
+    }))
+    .unwrap();
+    central
+        .store
+        .merge_registry(&registry, seguard::central::now_ms())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(REGULATOR)
+            .send()
+    };
+    let map: Value = get("/api/v1/map/config")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(map["tile_crs"], "GCJ-02");
+    assert_eq!(map["tile_subdomains"][0], "webrd01");
+    let (g_lat, g_lon) = geo::wgs84_to_gcj02(31.20, 121.50);
+    let equipment: Value = get("/api/v1/equipment")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = &equipment[0]["display"];
+    assert!(
+        (shown[0].as_f64().unwrap() - g_lat).abs() < 1e-12
+            && (shown[1].as_f64().unwrap() - g_lon).abs() < 1e-12,
+        "{shown} is not GCJ-02 ({g_lat}, {g_lon})"
+    );
+    // GCJ-02 moves a point in Shanghai by a few hundred metres: the conversion happened.
+    assert!((g_lon - 121.50).abs() > 0.003, "{g_lon}");
+    let outline: Value = get("/api/v1/map/district")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (o_lat, o_lon) = geo::wgs84_to_gcj02(31.18, 121.48);
+    assert!((outline["coordinates"][0][0][0].as_f64().unwrap() - o_lon).abs() < 1e-12);
+    assert!((outline["coordinates"][0][0][1].as_f64().unwrap() - o_lat).abs() < 1e-12);
+    let page = get("/").await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("img-src 'self' data: https://*.is.autonavi.com;"),
+        "{csp}"
+    );
+    central.stop().await;
+}
+
+/// The equipment page's and the indicators' queries (search, detail, trends) on PostgreSQL, as
+/// the browser test runs them on SQLite: the same SQL on both engines.
+#[tokio::test]
+async fn equipment_search_detail_and_trends_on_postgres() {
+    let pg = common::postgres::Postgres::start();
+    let sqlite = Path::new("/nonexistent/central.db");
+    let text = config(
+        sqlite,
+        &format!(
+            "[[token]]\nrole = \"equipment_unit\"\nname = \"riverside-desk\"\nunit = \"Riverside Property Co.\"\nsha256 = \"{}\"\n",
+            token_hash(UNIT)
+        ),
+    )
+    .replace(&format!("sqlite://{}", sqlite.display()), &pg.url());
+    let central = Central::start(parse(&text, Path::new("pg.toml")).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": (["lift-a", "boiler-1", "station-1", "lift-z"].map(record)),
+    }))
+    .unwrap();
+    let now = seguard::central::now_ms();
+    central.store.merge_registry(&registry, now).await.unwrap();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/api/v1/intake/incidents"))
+        .bearer_auth(GW1)
+        .json(&event(
+            2,
+            "boiler-1",
+            "boiler-1.pressure.high_high",
+            Some((1.32, 1.25)),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let get = |path: String, token: &'static str| {
+        let client = client.clone();
+        async move {
+            let r = client.get(path).bearer_auth(token).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // Search: by 96333 code, by a name part ignoring case, and scoped to the unit.
+    let found = get(format!("{base}/api/v1/equipment/search?q=02417"), REGULATOR).await;
+    assert_eq!(found[0]["id"], "lift-a", "{found}");
+    let found = get(
+        format!("{base}/api/v1/equipment/search?q=BOILER"),
+        REGULATOR,
+    )
+    .await;
+    assert_eq!(found[0]["id"], "boiler-1", "{found}");
+    let found = get(format!("{base}/api/v1/equipment/search?q=lift"), UNIT).await;
+    let ids: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["lift-a"], "the other unit's lift-z is not found");
+    // Detail: the reading and its limit; another unit's equipment is not found.
+    let detail = get(format!("{base}/api/v1/equipment/gw1/boiler-1"), REGULATOR).await;
+    assert_eq!(detail["readings"][0]["value"], 1.32, "{detail}");
+    assert_eq!(detail["readings"][0]["limit"], 1.25, "{detail}");
+    assert_eq!(detail["alarms"].as_array().unwrap().len(), 1);
+    let hidden = client
+        .get(format!("{base}/api/v1/equipment/gw1/lift-z"))
+        .bearer_auth(UNIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status().as_u16(), 404);
+    // Trends: this week's alarm, and the breakdown by area.
+    let trends = get(
+        format!("{base}/api/v1/indicators/trends?weeks=4&offset_min=480"),
+        REGULATOR,
+    )
+    .await;
+    // (The alarm is ten minutes old: last week's on a Monday just after midnight.)
+    let weekly: Vec<i64> = (trends["series"]["alarms"].as_array().unwrap().iter())
+        .map(|n| n.as_i64().unwrap())
+        .collect();
+    assert_eq!(weekly.len(), 4);
+    assert_eq!(weekly[2] + weekly[3], 1, "{trends}");
+    let areas = trends["breakdowns"]["area"].as_array().unwrap();
+    assert_eq!(areas[0]["group"], "8 River Road", "{trends}");
+    assert_eq!(areas[0]["alarms"], 1, "{trends}");
     central.stop().await;
 }

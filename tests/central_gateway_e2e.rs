@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::mqtt::TestClient;
 use common::Mosquitto;
-use seguard::central::config::token_hash;
+use seguard::auth::token_hash;
 use seguard::central::Central;
 use seguard::gateway::Gateway;
 use serde_json::{json, Value};

@@ -106,11 +106,63 @@ async fn the_demo_shows_a_trapped_passenger_and_a_dispatch_then_stops_cleanly() 
         .iter()
         .filter(|e| e["gateway"] == "gw-demo")
         .collect();
-    assert_eq!(equipment.len(), 12);
+    // Twelve elevators, a boiler, an autoclave, a filling station and a cylinder.
+    assert_eq!(equipment.len(), 16);
     let lift3 = equipment.iter().find(|e| e["id"] == "lift-3").unwrap();
     assert_eq!(lift3["state"], "trapped");
 
-    // The map in headless Chromium shows the trapped elevator red, among all twelve.
+    // The other kinds within two minutes of start: the boiler past its nameplate limit, the
+    // autoclave's door opened under pressure, an expired and an unlabelled cylinder refused.
+    let alarms = eventually(
+        "boiler and autoclave alarms",
+        Duration::from_secs(120),
+        || async {
+            let alarms = get_json(
+                &format!("{central}/api/v1/alarms"),
+                seguard::demo::REGULATOR_TOKEN,
+            )
+            .await?;
+            let rules: Vec<String> = alarms
+                .as_array()?
+                .iter()
+                .map(|a| a["rule"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let all = ["vessel.high_high", "vessel.door_interlock"]
+                .iter()
+                .all(|r| rules.iter().any(|x| x == r));
+            all.then_some(rules)
+        },
+    )
+    .await;
+    eprintln!("alarm rules: {alarms:?}");
+    let labelling = eventually("both refusals counted", Duration::from_secs(60), || async {
+        let i = get_json(
+            &format!("{central}/api/v1/indicators"),
+            seguard::demo::REGULATOR_TOKEN,
+        )
+        .await?;
+        let l = i["cylinder_labelling"].clone();
+        (l["seen"].as_i64()? >= 5).then_some(l)
+    })
+    .await;
+    assert!(
+        labelling["labelled"].as_i64().unwrap() < labelling["seen"].as_i64().unwrap(),
+        "the unlabelled cylinder counts: {labelling}"
+    );
+    let expired = get_json(
+        &format!("{central}/api/v1/cylinders/LPG-0005/fills"),
+        seguard::demo::REGULATOR_TOKEN,
+    )
+    .await
+    .unwrap();
+    assert_eq!(expired[0]["accepted"], false, "{expired}");
+    assert_eq!(
+        expired[0]["rejections"][0], "inspection_expired",
+        "{expired}"
+    );
+
+    // The map in headless Chromium shows the trapped elevator red, among all that have a
+    // position (the cylinder travels and has none).
     let screenshots =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/demo");
     let results = common::browser::run_script(
@@ -119,7 +171,7 @@ async fn the_demo_shows_a_trapped_passenger_and_a_dispatch_then_stops_cleanly() 
             ("BASE_URL", central.clone()),
             ("REGULATOR_TOKEN", seguard::demo::REGULATOR_TOKEN.into()),
             ("TRAPPED", "lift-3".into()),
-            ("MARKERS", "12".into()),
+            ("MARKERS", "15".into()),
             ("SCREENSHOTS", screenshots.display().to_string()),
         ],
     )

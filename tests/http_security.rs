@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::tls::{LogCapture, TestPki};
-use seguard::central::config::token_hash;
+use seguard::auth::token_hash;
 use seguard::central::Central;
 use seguard::gateway::Gateway;
 

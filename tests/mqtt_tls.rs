@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::eventually;
 use common::tls::{LogCapture, MosquittoTls, TestPki};
-use seguard::central::config::token_hash;
+use seguard::auth::token_hash;
 use seguard::central::Central;
 use seguard::gateway::Gateway;
 use serde_json::json;

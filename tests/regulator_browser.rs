@@ -10,7 +10,8 @@ mod fleet;
 
 use std::path::Path;
 
-use seguard::central::config::{parse, token_hash};
+use seguard::auth::token_hash;
+use seguard::central::config::parse;
 use seguard::central::Central;
 
 const REGULATOR: &str = "regulator-token";

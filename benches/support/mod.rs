@@ -106,7 +106,7 @@ pub fn central_toml(broker: u16, http_listen: &str, dir: &Path) -> String {
          [store]\nurl = \"sqlite://{db}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {broker}\n\
          [[gateway]]\nid = \"{GATEWAY_ID}\"\ntoken_sha256 = \"{token}\"\nsigning_key = \"{BENCH_SIGNING_KEY}\"\n",
         db = dir.join("central.db").display(),
-        token = seguard::central::config::token_hash(GATEWAY_TOKEN),
+        token = seguard::auth::token_hash(GATEWAY_TOKEN),
     )
 }
 

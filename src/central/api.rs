@@ -2,26 +2,35 @@
 //! rescue page's steps. Every data route checks a role token (`Authorization: Bearer`), hashed
 //! with SHA-256 and compared with the hashes in the config; scopes: a rescue team sees only the
 //! dispatches that called its unit, an equipment unit only its own equipment and alarms.
+//! This file holds the router, the state, the error, the caller and serving; the routes of each
+//! resource are in `api/` (`intake`, `map`, `equipment`, `alarms`, `dispatches`, `reports`,
+//! `trends`).
+
+mod alarms;
+mod dispatches;
+mod equipment;
+mod intake;
+mod map;
+mod reports;
+mod trends;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{token_hash, CentralConfig, Role, TileCrs};
-use super::dispatch::{self, Status};
-use super::intake::{self, Rejection};
-use super::store::{AlarmFilter, Store, StoreError};
-use super::{geo, now_ms, web, CentralMetrics};
+use super::config::{CentralConfig, Role};
+use super::intake::Rejection;
+use super::store::{Store, StoreError};
+use super::{web, CentralMetrics};
+use crate::auth::token_hash;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -83,7 +92,38 @@ pub struct Caller {
     pub unit: Option<String>,
 }
 
-use crate::auth::{bearer, request_token};
+use crate::auth::request_token;
+
+impl Caller {
+    /// The using unit whose equipment and alarms this caller sees: every one (`None`) for a
+    /// regulator, its own for an equipment unit; any other role may not `what`.
+    fn equipment_scope(&self, what: &'static str) -> Result<Option<&str>, ApiError> {
+        match self.role {
+            Role::Regulator => Ok(None),
+            Role::EquipmentUnit => Ok(self.unit.as_deref()),
+            _ => Err(ApiError::Forbidden(what)),
+        }
+    }
+
+    /// Whether this caller sees the equipment and alarms of `using_unit`.
+    fn sees_unit(&self, using_unit: &str) -> bool {
+        self.role == Role::Regulator
+            || (self.role == Role::EquipmentUnit && self.unit.as_deref() == Some(using_unit))
+    }
+}
+
+/// The caller, when it is a regulator; any other role may not `what`.
+fn regulator(
+    config: &CentralConfig,
+    headers: &HeaderMap,
+    what: &'static str,
+) -> Result<Caller, ApiError> {
+    let c = caller(config, headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden(what));
+    }
+    Ok(c)
+}
 
 /// The caller of a bearer header, or of the session cookie the pages sign in with.
 pub(super) fn caller(config: &CentralConfig, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -119,6 +159,18 @@ pub fn router(state: AppState) -> Router {
             get(|s: State<AppState>, uri: Uri| page(s, uri, web::BOARD_HTML)),
         )
         .route(
+            "/search",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::SEARCH_HTML)),
+        )
+        .route(
+            "/unit",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::UNIT_HTML)),
+        )
+        .route(
+            "/equipment/{gateway}/{id}",
+            get(|s: State<AppState>, uri: Uri| page(s, uri, web::EQUIPMENT_HTML)),
+        )
+        .route(
             "/rescue/{id}",
             get(
                 |s: State<AppState>, uri: Uri, Path(id): Path<String>| async move {
@@ -131,22 +183,32 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/intake/incidents", post(intake_incident))
+        .route("/api/v1/intake/incidents", post(intake::intake_incident))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/ui", get(ui_settings))
-        .route("/api/v1/map/config", get(map_config))
-        .route("/api/v1/map/district", get(map_district))
-        .route("/api/v1/equipment", get(equipment))
-        .route("/api/v1/alarms", get(alarms))
-        .route("/api/v1/alarms/{id}/ack", post(ack))
-        .route("/api/v1/alarms/{id}/timeline", get(timeline))
-        .route("/api/v1/indicators", get(indicators))
-        .route("/api/v1/dispatches", get(dispatches))
-        .route("/api/v1/dispatches/{id}", get(dispatch))
-        .route("/api/v1/dispatches/{id}/status", post(dispatch_status))
-        .route("/api/v1/audit", get(audit))
-        .route("/api/v1/intake/rejected", get(rejected))
-        .route("/api/v1/cylinders/{code}/fills", get(cylinder_fills))
+        .route("/api/v1/map/config", get(map::map_config))
+        .route("/api/v1/map/district", get(map::map_district))
+        .route("/api/v1/equipment", get(map::equipment))
+        .route("/api/v1/equipment/search", get(equipment::search))
+        .route("/api/v1/equipment/{gateway}/{id}", get(equipment::detail))
+        .route("/api/v1/alarms", get(alarms::alarms))
+        .route("/api/v1/alarms/{id}/ack", post(alarms::ack))
+        .route("/api/v1/alarms/{id}/timeline", get(alarms::timeline))
+        .route("/api/v1/indicators", get(reports::indicators))
+        .route("/api/v1/indicators/trends", get(trends::trends))
+        .route("/api/v1/dispatches", get(dispatches::dispatches))
+        .route("/api/v1/situations", get(dispatches::situations))
+        .route("/api/v1/dispatches/{id}", get(dispatches::dispatch))
+        .route(
+            "/api/v1/dispatches/{id}/status",
+            post(dispatches::dispatch_status),
+        )
+        .route("/api/v1/audit", get(reports::audit))
+        .route("/api/v1/intake/rejected", get(intake::rejected))
+        .route(
+            "/api/v1/cylinders/{code}/fills",
+            get(reports::cylinder_fills),
+        )
         .merge(super::regulator_api::routes());
     let limits = state.config.http_limits.clone();
     let rejected = state.metrics.http_rejected.clone();
@@ -237,67 +299,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
     crate::metrics::openmetrics_response(state.metrics.render())
 }
 
-/// `POST /api/v1/intake/incidents` with the gateway's token. 201 when stored, 200 for a
-/// duplicate; 401, 413, 400, 422, 403 for the rejections, each counted.
-async fn intake_incident(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let reject = |r: Rejection| {
-        state
-            .metrics
-            .intake_rejected("http", r.reason(), &r.to_string());
-        ApiError::Rejected(r)
-    };
-    let sender = bearer(&headers)
-        .map(token_hash)
-        .and_then(|hash| {
-            state
-                .config
-                .gateways
-                .iter()
-                .find(|g| g.token_sha256 == hash)
-        })
-        .map(|g| g.id.clone())
-        .ok_or_else(|| reject(Rejection::Unauthorized))?;
-    let limit = state.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        reject(Rejection::Oversized {
-            size: limit + 1,
-            limit,
-        })
-    })?;
-    let accepted = intake::decode(&state.config, &bytes, &sender, now_ms()).map_err(reject)?;
-    let incident = &accepted.message;
-    let started = std::time::Instant::now();
-    let outcome = state
-        .store
-        .ingest_incident(&state.config, incident, &accepted.notes, "http", now_ms())
-        .await?;
-    for note in accepted.notes.iter().filter(|_| outcome.stored) {
-        let what = incident.id.to_string();
-        state.metrics.intake_noted("http", note.as_str(), &what);
-    }
-    if outcome.stored {
-        state
-            .metrics
-            .intake_stored("http", started.elapsed().as_secs_f64());
-    } else {
-        state.metrics.intake_duplicate("http");
-    }
-    if let Some(d) = &outcome.dispatch {
-        state.metrics.dispatch_created(d);
-        state.wake.notify_one();
-    }
-    let status = if outcome.stored {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(json!({ "id": incident.id, "stored": outcome.stored, "duplicate": !outcome.stored, "dispatch": outcome.dispatch }))).into_response())
-}
-
 async fn whoami(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -318,426 +319,6 @@ async fn ui_settings(State(state): State<AppState>) -> Json<serde_json::Value> {
         "respond_within_s": d.respond_within.as_secs_f64(),
         "arrive_within_s": d.arrive_within.as_secs_f64(),
     }))
-}
-
-async fn map_config(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let m = &state.config.map;
-    let center = match m.tile_crs {
-        TileCrs::Wgs84 => m.center,
-        TileCrs::Gcj02 => {
-            let (lat, lon) = geo::wgs84_to_gcj02(m.center[0], m.center[1]);
-            [lat, lon]
-        }
-    };
-    Json(json!({
-        "tile_url": m.tile_url,
-        "tile_crs": m.tile_crs,
-        "tile_attribution": m.tile_attribution,
-        "center": center,
-        "zoom": m.zoom,
-        "district": m.district_geojson.is_some(),
-    }))
-}
-
-async fn map_district(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let path = state
-        .config
-        .map
-        .district_geojson
-        .as_ref()
-        .ok_or_else(|| ApiError::NotFound("district outline".into()))?;
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| ApiError::NotFound(format!("district outline ({e})")))?;
-    let mut value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ApiError::BadRequest(format!("district outline is not GeoJSON: {e}")))?;
-    if state.config.map.tile_crs == TileCrs::Gcj02 {
-        geo::geojson_to_gcj02(&mut value);
-    }
-    Ok(Json(value))
-}
-
-/// Equipment with its state and, for drawing, its position in the basemap's system.
-async fn equipment(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let unit = match c.role {
-        Role::Regulator => None,
-        Role::EquipmentUnit => c.unit.as_deref(),
-        _ => return Err(ApiError::Forbidden("list equipment")),
-    };
-    let today = chrono::Utc::now().date_naive();
-    let rows = state.store.equipment_states(unit, today).await?;
-    let crs = state.config.map.tile_crs;
-    let out: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|e| {
-            // A coordinate off the globe is not drawn: one such marker would zoom the map out
-            // to the whole world.
-            let display = e
-                .lat
-                .zip(e.lon)
-                .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
-                .map(|(lat, lon)| match crs {
-                    TileCrs::Gcj02 => {
-                        let (a, b) = geo::wgs84_to_gcj02(lat, lon);
-                        [a, b]
-                    }
-                    TileCrs::Wgs84 => [lat, lon],
-                });
-            let mut v = serde_json::to_value(&e).expect("equipment serializes");
-            v["display"] = json!(display);
-            v
-        })
-        .collect();
-    Ok(Json(json!(out)))
-}
-
-/// `GET /api/v1/alarms?kind=&severity=&state=&using_unit=&area=&limit=&before=`: one page of
-/// the matching alarms, newest first (store/alarms.rs); a `Link: <…>; rel="next"` header
-/// carries the URL of the next page when more match.
-async fn alarms(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(filter): Query<AlarmFilter>,
-) -> Result<Response, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let unit = match c.role {
-        Role::Regulator => None,
-        Role::EquipmentUnit => c.unit.as_deref(),
-        _ => return Err(ApiError::Forbidden("list alarms")),
-    };
-    let page = match state.store.alarm_page(&filter, unit).await {
-        Err(StoreError::BadQuery(why)) => return Err(ApiError::BadRequest(why)),
-        other => other?,
-    };
-    let mut response = Json(json!(page.alarms)).into_response();
-    if let Some(next) = page.next {
-        // The same query with the cursor: RFC 8288 `Link: <…>; rel="next"`.
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in [
-            ("kind", &filter.kind),
-            ("severity", &filter.severity),
-            ("state", &filter.state),
-            ("using_unit", &filter.using_unit),
-            ("area", &filter.area),
-        ] {
-            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                query.append_pair(key, v);
-            }
-        }
-        if let Some(limit) = filter.limit {
-            query.append_pair("limit", &limit.to_string());
-        }
-        query.append_pair("before", &next);
-        let link = format!("</api/v1/alarms?{}>; rel=\"next\"", query.finish());
-        if let Ok(value) = header::HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, value);
-        }
-    }
-    Ok(response)
-}
-
-#[derive(Deserialize)]
-struct AckBody {
-    #[serde(default)]
-    comment: String,
-}
-
-async fn ack(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    request: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let Json(body) = json_body::<AckBody>(request).await?;
-    let unit = state
-        .store
-        .alarm_unit(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("alarm {id}")))?;
-    let allowed = c.role == Role::Regulator
-        || (c.role == Role::EquipmentUnit && c.unit.as_deref() == Some(unit.as_str()));
-    if !allowed {
-        return Err(ApiError::Forbidden("acknowledge this alarm"));
-    }
-    if !state
-        .store
-        .ack_alarm(&id, &c.name, c.role.as_str(), &body.comment, now_ms())
-        .await?
-    {
-        return Err(ApiError::Conflict(format!(
-            "alarm {id} is already acknowledged"
-        )));
-    }
-    Ok(Json(json!({ "acked": true, "by": c.name })))
-}
-
-async fn timeline(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let unit = state
-        .store
-        .alarm_unit(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("alarm {id}")))?;
-    if !(c.role == Role::Regulator
-        || (c.role == Role::EquipmentUnit && c.unit.as_deref() == Some(unit.as_str())))
-    {
-        return Err(ApiError::Forbidden("read this alarm"));
-    }
-    Ok(Json(json!(state.store.timeline(&id).await?)))
-}
-
-async fn indicators(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    if c.role != Role::Regulator {
-        return Err(ApiError::Forbidden("read indicators"));
-    }
-    Ok(Json(state.store.indicators(&state.config, now_ms()).await?))
-}
-
-/// `GET /api/v1/cylinders/{code}/fills`: a cylinder's fill records, newest first (regulators).
-async fn cylinder_fills(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(code): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    if c.role != Role::Regulator {
-        return Err(ApiError::Forbidden("read fill records"));
-    }
-    Ok(Json(json!(
-        state.store.fills_of_cylinder(&code, 500).await?
-    )))
-}
-
-async fn audit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    if c.role != Role::Regulator {
-        return Err(ApiError::Forbidden("read the audit log"));
-    }
-    Ok(Json(json!(state.store.audit(500).await?)))
-}
-
-/// `GET /api/v1/intake/rejected`: the messages intake refused, newest first (regulators).
-async fn rejected(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    if c.role != Role::Regulator {
-        return Err(ApiError::Forbidden("read refused messages"));
-    }
-    Ok(Json(json!(state.store.rejected(500).await?)))
-}
-
-async fn dispatches(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let unit = match c.role {
-        Role::Regulator => None,
-        Role::RescueTeam => c.unit.as_deref(),
-        _ => return Err(ApiError::Forbidden("list dispatches")),
-    };
-    let list: Vec<serde_json::Value> = (state.store.dispatches(unit).await?)
-        .iter()
-        .map(|d| {
-            let mut v = json!(d);
-            v["tier"] = tier(&state.config, d).into();
-            v
-        })
-        .collect();
-    Ok(Json(json!(list)))
-}
-
-#[derive(Deserialize)]
-struct LinkToken {
-    t: Option<String>,
-}
-
-/// Who may see or act on a dispatch: the holder of its link token (sent to the called unit, as
-/// `?t=` or in the link cookie the rescue page was given for this dispatch), a rescue team that was called for it, or (to read) a regulator. Taking a step is further
-/// limited to the unit called now (see [`dispatch::check_step`]).
-async fn dispatch_caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-    link: Option<&str>,
-) -> Result<Caller, ApiError> {
-    let as_link = |unit: String| Caller {
-        role: Role::RescueTeam,
-        name: format!("{unit} (link)"),
-        unit: Some(unit),
-    };
-    if let Some(t) = link {
-        let unit = state.store.dispatch_link_unit(id, t).await?;
-        return unit.map(as_link).ok_or(ApiError::Unauthorized);
-    }
-    // A link cookie of another dispatch (or a stale one) is no link: the role token decides.
-    if let Some(t) = crate::auth::cookie(headers, crate::auth::LINK_COOKIE) {
-        if let Some(unit) = state.store.dispatch_link_unit(id, &t).await? {
-            return Ok(as_link(unit));
-        }
-    }
-    let c = caller(&state.config, headers)?;
-    match c.role {
-        Role::Regulator => Ok(c),
-        Role::RescueTeam => {
-            let unit = c.unit.clone().unwrap_or_default();
-            if state.store.dispatch_called(id, &unit).await? {
-                Ok(c)
-            } else {
-                Err(ApiError::Forbidden("see dispatches of another unit"))
-            }
-        }
-        _ => Err(ApiError::Forbidden("see this dispatch")),
-    }
-}
-
-/// `GET /api/v1/dispatches/{id}`: the dispatch with its steps, and under `access` whether this
-/// caller may take the next step (only the unit called now, while the dispatch is open). A link
-/// of a unit that was escalated away, or of a closed dispatch, still reads it.
-async fn dispatch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(link): Query<LinkToken>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref()).await?;
-    let d = state
-        .store
-        .dispatch(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("dispatch {id}")))?;
-    let refused = match (c.role, &c.unit) {
-        (Role::RescueTeam, Some(unit)) => {
-            dispatch::may_act(d.status, &d.unit.name, unit).map_err(|e| e.to_string())
-        }
-        _ => Err("a regulator reads dispatches: the unit called takes their steps".to_owned()),
-    };
-    let facts = state.store.rescue_facts(&id).await?;
-    let mut value = json!(d);
-    value["rescue"] = rescue_view(&state.config, &d, &facts);
-    value["access"] = json!({
-        "unit": c.unit,
-        "can_act": refused.is_ok(),
-        "reason": refused.err(),
-    });
-    Ok(Json(value))
-}
-
-/// What the rescue page shows to get there and whom to call: the lift's position in WGS-84,
-/// GCJ-02 (AMap) and BD-09 (Baidu), the floor the car stopped at, the rescue tier of the unit
-/// called now, and the phone numbers central knows.
-fn rescue_view(
-    config: &CentralConfig,
-    d: &dispatch::Dispatch,
-    facts: &super::store::RescueFacts,
-) -> serde_json::Value {
-    let position = facts
-        .position
-        .filter(|(lat, lon)| geo::is_wgs84(*lat, *lon))
-        .map(|(lat, lon)| {
-            let (g_lat, g_lon) = geo::wgs84_to_gcj02(lat, lon);
-            let (b_lat, b_lon) = geo::gcj02_to_bd09(g_lat, g_lon);
-            json!({ "wgs84": [lat, lon], "gcj02": [g_lat, g_lon], "bd09": [b_lat, b_lon] })
-        });
-    let tier = tier(config, d);
-    // Central's own numbers first (`[[rescue_unit]]`); the registry's maintenance phone when
-    // central has none for that unit.
-    let mut phones = vec![json!({ "role": "called", "name": d.unit.name, "phone": d.unit.phone })];
-    if let Some(m) = &d.maintenance_unit {
-        let phone = config
-            .rescue_unit(&m.name)
-            .map(|u| u.phone.clone())
-            .unwrap_or_else(|| m.phone.clone());
-        if m.name != d.unit.name {
-            phones.push(json!({ "role": "maintenance", "name": m.name, "phone": phone }));
-        }
-    }
-    if let Some(u) = config.rescue_unit(&d.using_unit) {
-        phones.push(json!({ "role": "using", "name": u.name, "phone": u.phone }));
-    }
-    phones.retain(|p| p["phone"].as_str().is_some_and(|s| !s.trim().is_empty()));
-    json!({ "position": position, "floor": facts.floor, "tier": tier, "phones": phones })
-}
-
-/// The rescue tier of the unit called now: `1` the maintenance unit, `2` a rescue service,
-/// `fire` the fire service.
-fn tier(config: &CentralConfig, d: &dispatch::Dispatch) -> &'static str {
-    let maintenance = d.maintenance_unit.as_ref().map(|m| m.name.as_str());
-    if config.dispatch.fire_service.as_deref() == Some(d.unit.name.as_str()) {
-        "fire"
-    } else if maintenance == Some(d.unit.name.as_str()) {
-        "1"
-    } else {
-        "2"
-    }
-}
-
-#[derive(Deserialize)]
-struct StatusBody {
-    status: String,
-    #[serde(default)]
-    note: String,
-}
-
-/// `POST /api/v1/dispatches/{id}/status`: a rescue step by the unit called now. 410 Gone when
-/// the caller's unit was escalated away or the dispatch is closed: such a link only reads.
-async fn dispatch_status(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(link): Query<LinkToken>,
-    request: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = dispatch_caller(&state, &headers, &id, link.t.as_deref()).await?;
-    let unit = match (c.role, &c.unit) {
-        (Role::RescueTeam, Some(unit)) => unit.clone(),
-        _ => return Err(ApiError::Forbidden("update this dispatch")),
-    };
-    let Json(body) = json_body::<StatusBody>(request).await?;
-    let status = Status::parse(&body.status)
-        .filter(|s| *s != Status::Occurred)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "unknown step `{}`: use responded, on_site, completed or false_alarm",
-                body.status
-            ))
-        })?;
-    match state
-        .store
-        .set_dispatch_status(
-            &state.config,
-            &id,
-            status,
-            &unit,
-            &c.name,
-            c.role.as_str(),
-            &body.note,
-            now_ms(),
-        )
-        .await?
-    {
-        Ok(d) => Ok(Json(json!(d))),
-        Err(why) if why.is_gone() => Err(ApiError::Gone(why.to_string())),
-        Err(why) => Err(ApiError::Conflict(why.to_string())),
-    }
 }
 
 /// Parses a JSON body after the caller was authorised, so an unauthorised request gets 401

@@ -71,6 +71,8 @@ pub struct CentralConfig {
     pub store_url: SecretString,
     pub mqtt: Option<CentralMqtt>,
     pub dispatch: DispatchSettings,
+    /// When many alarms in one area become one situation (`[flood]`, `flood.rs`).
+    pub flood: FloodSettings,
     pub smtp: Option<Smtp>,
     pub map: MapSettings,
     /// What intake accepts beyond the schema: sizes, counts, time window.
@@ -123,6 +125,19 @@ pub struct DispatchSettings {
     pub lease: Duration,
 }
 
+/// ISA-18.2's alarm flood at the regional level: more than `count` alarms raised within
+/// `radius_km` of one another in `window` open a situation; it ends when fewer than `end_count`
+/// joined it in the last `window`. Within a situation each rescue unit is told its new
+/// dispatches in one message every `batch` (zero: one message per dispatch, as outside one).
+#[derive(Debug, Clone)]
+pub struct FloodSettings {
+    pub count: i64,
+    pub end_count: i64,
+    pub window: Duration,
+    pub radius_km: f64,
+    pub batch: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Smtp {
     pub host: String,
@@ -136,6 +151,10 @@ pub struct Smtp {
 pub struct MapSettings {
     /// Leaflet tile URL template; empty means the plain offline base.
     pub tile_url: String,
+    /// Values of `{s}` in the tile URLs (Leaflet's default `abc` when empty).
+    pub tile_subdomains: Vec<String>,
+    /// A label layer drawn over the tiles (a preset's), or empty.
+    pub label_url: String,
     pub tile_crs: TileCrs,
     pub tile_attribution: String,
     /// WGS-84 centre used before any equipment is known.
@@ -224,6 +243,8 @@ struct RawConfig {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     dispatch: RawDispatch,
+    #[serde(default)]
+    flood: RawFlood,
     smtp: Option<RawSmtp>,
     #[serde(default)]
     map: RawMap,
@@ -246,6 +267,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCentral {
     instance: Spanned<String>,
+    /// An environment variable that, when set, names the instance instead (the container's
+    /// `HOSTNAME`), so several instances share one config file.
+    instance_env: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     max_body_bytes: Option<usize>,
@@ -290,6 +314,16 @@ struct RawDispatch {
     lease_s: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlood {
+    count: Option<Spanned<i64>>,
+    end_count: Option<i64>,
+    window_s: Option<f64>,
+    radius_km: Option<Spanned<f64>>,
+    batch_s: Option<f64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
@@ -305,6 +339,9 @@ struct RawSmtp {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMap {
+    /// `tianditu` or `amap` (web/tiles.rs), instead of `tile_url`.
+    preset: Option<Spanned<String>>,
+    tile_key: Option<String>,
     tile_url: Option<String>,
     tile_crs: Option<TileCrs>,
     tile_attribution: Option<String>,
@@ -386,7 +423,13 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
     let mut problems = Vec::new();
-    let instance = raw.central.instance.get_ref().clone();
+    let instance = raw
+        .central
+        .instance_env
+        .as_ref()
+        .and_then(|v| std::env::var(v.get_ref()).ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| raw.central.instance.get_ref().clone());
     if instance.is_empty()
         || !instance
             .chars()
@@ -586,6 +629,24 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         poll_interval: Duration::from_millis(d.poll_interval_ms.unwrap_or(500).max(10)),
         lease: Duration::from_secs(d.lease_s.unwrap_or(30).max(1)),
     };
+    let f = raw.flood;
+    let flood = FloodSettings {
+        count: f.count.map_or(10, |c| {
+            if *c.get_ref() < 1 {
+                problems.push(Problem::new(c.span(), "flood count must be at least 1"));
+            }
+            c.into_inner()
+        }),
+        end_count: f.end_count.unwrap_or(5).max(1),
+        window: secs(f.window_s, 600.0),
+        radius_km: f.radius_km.map_or(3.0, |r| {
+            if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) {
+                problems.push(Problem::new(r.span(), "radius_km must be above 0"));
+            }
+            r.into_inner()
+        }),
+        batch: Duration::from_secs_f64(f.batch_s.filter(|s| *s >= 0.0).unwrap_or(5.0)),
+    };
     let smtp = raw.smtp.map(|s| {
         if s.from
             .get_ref()
@@ -634,10 +695,42 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
             );
         }
     }
+    let preset = raw.map.preset.as_ref().and_then(|p| {
+        let chosen = super::web::tiles::preset(p.get_ref(), raw.map.tile_key.as_deref());
+        let conflict = (raw.map.tile_url.is_some() || raw.map.tile_crs.is_some()).then(|| {
+            "a preset sets tile_url and tile_crs itself: remove them, or the preset".to_owned()
+        });
+        match conflict.map_or(chosen, Err) {
+            Ok(preset) => Some(preset),
+            Err(why) => {
+                problems.push(
+                    Problem::new(p.span(), why)
+                        .hint("preset = \"tianditu\" with tile_key = \"…\", or preset = \"amap\""),
+                );
+                None
+            }
+        }
+    });
     let map = MapSettings {
-        tile_url: raw.map.tile_url.unwrap_or_default(),
-        tile_crs: raw.map.tile_crs.unwrap_or(TileCrs::Wgs84),
-        tile_attribution: raw.map.tile_attribution.unwrap_or_default(),
+        tile_url: preset.as_ref().map_or_else(
+            || raw.map.tile_url.clone().unwrap_or_default(),
+            |p| p.tile_url.clone(),
+        ),
+        tile_subdomains: preset
+            .as_ref()
+            .map(|p| p.subdomains.clone())
+            .unwrap_or_default(),
+        label_url: preset
+            .as_ref()
+            .map(|p| p.label_url.clone())
+            .unwrap_or_default(),
+        tile_crs: preset
+            .as_ref()
+            .map_or(raw.map.tile_crs.unwrap_or(TileCrs::Wgs84), |p| p.crs),
+        tile_attribution: preset.as_ref().map_or_else(
+            || raw.map.tile_attribution.clone().unwrap_or_default(),
+            |p| p.attribution.clone(),
+        ),
         center,
         zoom: raw.map.zoom.unwrap_or(12),
         district_geojson: raw.map.district_geojson.map(|p| base.join(p)),
@@ -792,6 +885,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         store_url,
         mqtt,
         dispatch,
+        flood,
         smtp,
         map,
         intake,
@@ -833,8 +927,6 @@ fn without_password(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
-
-pub use crate::auth::token_hash;
 
 #[cfg(test)]
 mod tests {
@@ -906,7 +998,7 @@ mod tests {
                 "[central]\ninstance = \"a\"\n[store]\nurl = \"mysql://u:pw@x/db\"\n",
                 vec!["4:7: store url `mysql://u:REDACTED@x/db` is neither SQLite nor PostgreSQL"],
             ),
-            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
+            ("[central]\ninstance = \"a\"\nport = 1\n", vec!["3:1: unknown field `port`, expected one of `instance`, `instance_env`, `http_listen`, `public_url`, `max_body_bytes`, `https`, `http_limits`, `time_zone`"]),
             (
                 "[central]\ninstance = \"a\"\ntime_zone = \"../etc/passwd\"\n",
                 vec!["3:13: time_zone `../etc/passwd` is not an IANA time zone"],
@@ -915,13 +1007,5 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(problems(text), expected, "for:\n{text}");
         }
-    }
-
-    #[test]
-    fn token_hash_is_sha256_hex() {
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

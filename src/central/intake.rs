@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clean::{self, Note, Notes};
 use super::config::{CentralConfig, CentralMqtt};
-use super::store::Store;
+use super::store::{Refused, Store};
 use super::{now_ms, CentralMetrics};
 use crate::backoff::Backoff;
 use crate::model::{
@@ -402,7 +402,9 @@ pub async fn run_mqtt(
     let incidents = format!("$share/{}/{}/+/incidents", m.share_group, m.prefix);
     let status = format!("{}/+/status", m.prefix);
     let registry = format!("{}/+/registry", m.prefix);
-    let fills = format!("$share/{}/{}/+/fills", m.share_group, m.prefix);
+    // Its own share group: the embedded demo broker (rumqttd 0.20) keeps one read cursor per
+    // group name across all its filters, so fills in the incidents' group were never delivered.
+    let fills = format!("$share/{}-fills/{}/+/fills", m.share_group, m.prefix);
     let (tx, rx) = mpsc::channel::<Publish>(1024);
     let worker = tokio::spawn(work(
         config.clone(),
@@ -590,11 +592,13 @@ async fn refuse(
     let now = now_ms();
     if let Err(e) = store
         .record_rejected(
-            &p.topic,
-            id.as_deref(),
-            rejection.reason(),
-            &detail,
-            &p.payload,
+            &Refused {
+                topic: &p.topic,
+                message_id: id.as_deref(),
+                reason: rejection.reason(),
+                detail: &detail,
+                payload: &p.payload,
+            },
             now,
             config.intake.rejected_keep,
         )

@@ -22,6 +22,7 @@ pub mod cylinders;
 mod cylinders_api;
 pub mod dispatch;
 pub mod exchange;
+pub mod flood;
 pub mod geo;
 pub mod hazards;
 mod hazards_api;
@@ -34,12 +35,11 @@ pub mod store;
 pub mod timers;
 mod web;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -118,7 +118,7 @@ pub struct CentralMetrics {
     intake_commit_seconds: Histogram,
     /// Requests refused by the API's limits (`http_limits.rs` counts them).
     pub http_rejected: crate::http_limits::Rejections,
-    log_limiter: Mutex<HashMap<&'static str, Instant>>,
+    log_limiter: crate::log_limit::LogLimiter,
 }
 
 impl Default for CentralMetrics {
@@ -204,19 +204,7 @@ impl CentralMetrics {
             notifications_sent,
             notification_failures,
             intake_commit_seconds,
-            log_limiter: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn should_log(&self, key: &'static str) -> bool {
-        let mut limiter = self.log_limiter.lock().expect("log limiter lock");
-        let now = Instant::now();
-        match limiter.get(key) {
-            Some(last) if now.duration_since(*last) < Duration::from_secs(10) => false,
-            _ => {
-                limiter.insert(key, now);
-                true
-            }
+            log_limiter: Default::default(),
         }
     }
 
@@ -238,9 +226,15 @@ impl CentralMetrics {
         self.intake_rejected
             .get_or_create(&RejectLabel { source, reason })
             .inc();
-        if self.should_log(reason) {
-            tracing::warn!(source, reason, detail, "intake rejected a message");
-        }
+        self.log_limiter.log(reason, |suppressed| {
+            tracing::warn!(
+                source,
+                reason,
+                detail,
+                suppressed,
+                "intake rejected a message"
+            )
+        });
     }
 
     /// A message stored with a repair (`clean.rs`); `what` names the message.
@@ -248,14 +242,15 @@ impl CentralMetrics {
         self.intake_noted
             .get_or_create(&NoteLabel { source, note })
             .inc();
-        if self.should_log(note) {
+        self.log_limiter.log(note, |suppressed| {
             tracing::warn!(
                 source,
                 note,
                 what,
+                suppressed,
                 "intake repaired a message and stored it"
-            );
-        }
+            )
+        });
     }
 
     /// How many messages were stored with this repair.
@@ -306,9 +301,14 @@ impl CentralMetrics {
                 channel: channel.into(),
             })
             .inc();
-        if self.should_log("notification") {
-            tracing::warn!(channel, error, "notification failed; will retry");
-        }
+        self.log_limiter.log("notification", |suppressed| {
+            tracing::warn!(
+                channel,
+                error,
+                suppressed,
+                "notification failed; will retry"
+            )
+        });
     }
 
     pub fn render(&self) -> String {
@@ -463,7 +463,7 @@ pub async fn run(config_path: &Path) -> Result<(), CentralError> {
     let hangups = log_hangups();
     let config = config::load(config_path)?;
     let central = Central::start(config).await?;
-    shutdown_signal().await;
+    crate::shutdown::shutdown_signal().await;
     hangups.abort();
     tracing::info!("stopping central");
     central.stop().await;
@@ -483,25 +483,4 @@ fn log_hangups() -> tokio::task::JoinHandle<()> {
         });
     }
     tokio::spawn(async {})
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }

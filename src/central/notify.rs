@@ -1,6 +1,8 @@
 //! Delivery of dispatch notifications (webhook, MQTT, e-mail over SMTP). The messages are rows
 //! written with the dispatch step that caused them; any instance claims due rows with a lease,
 //! sends them, and marks them sent, so delivery is at least once and survives a crash.
+//! Rows of one regional situation (`flood.rs`) due together for one target go out as one
+//! message listing them; every message carries the ids of its rows as idempotency keys.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::CentralConfig;
 use super::dispatch::retry_delay;
+use super::flood;
 use super::store::{Notification, Store};
 use super::{now_ms, CentralMetrics};
 
@@ -47,7 +50,7 @@ pub async fn run(
     let lease_ms = config.dispatch.lease.as_millis() as i64;
     loop {
         let claimed = match store
-            .claim_notifications(&config.instance, now_ms(), lease_ms, 20)
+            .claim_notifications(&config.instance, now_ms(), lease_ms, CLAIM_AT_ONCE)
             .await
         {
             Ok(c) => c,
@@ -57,18 +60,26 @@ pub async fn run(
             }
         };
         let busy = !claimed.is_empty();
-        for n in claimed {
-            let result = send(&config, &http, smtp.as_ref(), mqtt.as_ref(), &n).await;
-            let saved = match result {
+        for group in by_message(claimed) {
+            let message = Outgoing::of(&group);
+            let result = send(&config, &http, smtp.as_ref(), mqtt.as_ref(), &message).await;
+            let first = &group[0];
+            let mut saved = Ok(());
+            match result {
                 Ok(()) => {
-                    metrics.notification_sent(&n.channel);
-                    tracing::info!(dispatch = %n.dispatch_id, channel = %n.channel, target = %n.target, "notification sent");
-                    store.notification_sent(&n.id, &n.payload, now_ms()).await
+                    metrics.notification_sent(&first.channel);
+                    tracing::info!(dispatch = %first.dispatch_id, dispatches = group.len(), channel = %first.channel, target = %first.target, "notification sent");
+                    for n in &group {
+                        saved =
+                            saved.and(store.notification_sent(&n.id, &n.payload, now_ms()).await);
+                    }
                 }
                 Err(e) => {
-                    metrics.notification_failed(&n.channel, &e);
-                    let next = now_ms() + retry_delay(n.attempts).as_millis() as i64;
-                    store.notification_failed(&n.id, next, &e).await
+                    metrics.notification_failed(&first.channel, &e);
+                    for n in &group {
+                        let next = now_ms() + retry_delay(n.attempts).as_millis() as i64;
+                        saved = saved.and(store.notification_failed(&n.id, next, &e).await);
+                    }
                 }
             };
             if let Err(e) = saved {
@@ -86,18 +97,90 @@ pub async fn run(
     }
 }
 
+/// How many due rows one instance claims at once: a situation's batch for a unit fits in one.
+const CLAIM_AT_ONCE: i64 = 1000;
+
+/// Groups claimed rows into messages: the rows of one situation for one channel and target
+/// become one message (in the order claimed, oldest due first); every other row is its own.
+fn by_message(claimed: Vec<Notification>) -> Vec<Vec<Notification>> {
+    let mut groups: Vec<Vec<Notification>> = Vec::new();
+    for n in claimed {
+        let joins = n.situation_id.is_some().then(|| {
+            groups.iter().position(|g| {
+                g[0].situation_id == n.situation_id
+                    && g[0].channel == n.channel
+                    && g[0].target == n.target
+            })
+        });
+        match joins.flatten() {
+            Some(i) => groups[i].push(n),
+            None => groups.push(vec![n]),
+        }
+    }
+    groups
+}
+
+/// One message on the wire, with the key a receiver drops a repeat by.
+struct Outgoing {
+    channel: String,
+    target: String,
+    subject: String,
+    payload: String,
+    idempotency_key: String,
+}
+
+impl Outgoing {
+    fn of(group: &[Notification]) -> Outgoing {
+        let first = &group[0];
+        let json = first.channel != "email";
+        let (subject, payload, idempotency_key) = match (&first.situation_id, group.len()) {
+            (Some(situation), n) if n > 1 => {
+                let items: Vec<flood::Item<'_>> = group
+                    .iter()
+                    .map(|n| flood::Item {
+                        notification_id: &n.id,
+                        subject: &n.subject,
+                        payload: &n.payload,
+                    })
+                    .collect();
+                let (subject, payload) = flood::batch(&first.channel, situation, &items);
+                let ids: Vec<&str> = group.iter().map(|n| n.id.as_str()).collect();
+                (subject, payload, flood::idempotency_key(&ids))
+            }
+            _ if json => (
+                first.subject.clone(),
+                flood::single_json(&first.id, &first.payload),
+                first.id.clone(),
+            ),
+            _ => (
+                first.subject.clone(),
+                first.payload.clone(),
+                first.id.clone(),
+            ),
+        };
+        Outgoing {
+            channel: first.channel.clone(),
+            target: first.target.clone(),
+            subject,
+            payload,
+            idempotency_key,
+        }
+    }
+}
+
 async fn send(
     config: &CentralConfig,
     http: &reqwest::Client,
     smtp: Option<&AsyncSmtpTransport<Tokio1Executor>>,
     mqtt: Option<&AsyncClient>,
-    n: &Notification,
+    n: &Outgoing,
 ) -> Result<(), String> {
     match n.channel.as_str() {
         "webhook" => {
             let response = http
                 .post(&n.target)
                 .header("content-type", "application/json")
+                .header("idempotency-key", &n.idempotency_key)
                 .body(n.payload.clone())
                 .send()
                 .await
@@ -131,6 +214,8 @@ async fn send(
                     .parse()
                     .map_err(|e| format!("to `{}`: {e}", n.target))?)
                 .subject(&n.subject)
+                // The same rows give the same Message-ID: a repeat is recognisable.
+                .message_id(Some(format!("<{}@seguard>", n.idempotency_key)))
                 .header(ContentType::TEXT_PLAIN)
                 .body(n.payload.clone())
                 .map_err(|e| e.to_string())?;

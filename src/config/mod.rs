@@ -9,15 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use secrecy::SecretString;
-use serde::Deserialize;
 
 pub use crate::diag::{
     is_valid_id, is_valid_metric_name, line_column, toml_message, Located, Problem,
 };
-pub(crate) use raw::RawField;
-pub(crate) use validate::{check_pointer, field_mapping};
 
 pub use crate::broker::Broker;
+pub use crate::ingest::mqtt::config::{FieldMapping, MqttMapping, TimeFormat, TopicSegment};
 use crate::model::Equipment;
 pub use crate::model::ValueType;
 pub use crate::rules::config::{
@@ -26,6 +24,8 @@ pub use crate::rules::config::{
     VesselTarget,
 };
 pub use crate::tls::same_secret;
+pub use crate::uplink::central::config::CentralUplink;
+pub use crate::uplink::influx::config::{InfluxApi, InfluxEndpoint, InfluxUplink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -197,210 +197,4 @@ pub struct ApiToken {
     /// Who holds it; logged with every action taken with it.
     pub name: String,
     pub sha256: String,
-}
-
-/// How the time of a reading is written in the payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeFormat {
-    UnixS,
-    UnixMs,
-    UnixUs,
-    UnixNs,
-    Rfc3339,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicSegment {
-    Literal(String),
-    /// `{equipment}`: this segment names the equipment.
-    Equipment,
-    /// `+`: any single segment.
-    Any,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct MqttMapping {
-    /// The template as configured, with `{site}` already filled in.
-    pub topic: String,
-    pub segments: Vec<TopicSegment>,
-    /// Fixed equipment when the topic has no `{equipment}` segment.
-    pub equipment: Option<String>,
-    pub time: Option<(String, TimeFormat)>,
-    pub fields: Vec<FieldMapping>,
-}
-
-impl MqttMapping {
-    /// The MQTT subscription filter: placeholders become `+`.
-    pub fn filter(&self) -> String {
-        let parts: Vec<&str> = self
-            .segments
-            .iter()
-            .map(|s| match s {
-                TopicSegment::Literal(l) => l.as_str(),
-                TopicSegment::Equipment | TopicSegment::Any => "+",
-            })
-            .collect();
-        parts.join("/")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldMapping {
-    /// RFC 6901 JSON pointer into the payload.
-    pub pointer: String,
-    pub metric: String,
-    pub value_type: ValueType,
-    pub unit: Option<String>,
-    pub scale: f64,
-    pub offset: f64,
-    /// Code → value table (`values`); without one the payload value is used as it is.
-    pub codes: Option<crate::ingest::codes::CodeTable>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InfluxApi {
-    V1,
-    V2,
-}
-
-#[derive(Debug, Clone)]
-pub enum InfluxEndpoint {
-    /// InfluxDB 1.x `/write`.
-    V1 {
-        url: url::Url,
-        database: String,
-        retention_policy: Option<String>,
-        username: Option<String>,
-        password: Option<SecretString>,
-    },
-    /// InfluxDB 2.x/3.x (or compatible) `/api/v2/write`, through the influxdb2 crate.
-    V2 {
-        url: url::Url,
-        org: String,
-        bucket: String,
-        token: SecretString,
-    },
-}
-
-impl PartialEq for InfluxEndpoint {
-    /// By value, the password or token included (their `Debug` text is redacted).
-    fn eq(&self, other: &Self) -> bool {
-        use secrecy::ExposeSecret;
-        match (self, other) {
-            (
-                InfluxEndpoint::V1 {
-                    url,
-                    database,
-                    retention_policy,
-                    username,
-                    password,
-                },
-                InfluxEndpoint::V1 {
-                    url: url2,
-                    database: database2,
-                    retention_policy: retention_policy2,
-                    username: username2,
-                    password: password2,
-                },
-            ) => {
-                url == url2
-                    && database == database2
-                    && retention_policy == retention_policy2
-                    && username == username2
-                    && same_secret(password, password2)
-            }
-            (
-                InfluxEndpoint::V2 {
-                    url,
-                    org,
-                    bucket,
-                    token,
-                },
-                InfluxEndpoint::V2 {
-                    url: url2,
-                    org: org2,
-                    bucket: bucket2,
-                    token: token2,
-                },
-            ) => {
-                url == url2
-                    && org == org2
-                    && bucket == bucket2
-                    && token.expose_secret() == token2.expose_secret()
-            }
-            _ => false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct InfluxUplink {
-    pub name: String,
-    pub endpoint: InfluxEndpoint,
-    /// Lines (InfluxDB points: one equipment at one time) a write carries at most.
-    pub batch_max_lines: usize,
-    pub flush_interval: Duration,
-    /// Compress v1 bodies; the influxdb2 crate's line-protocol call cannot compress.
-    pub gzip: bool,
-    /// Points an in-memory lane holds (`[outbox] kind = "memory"`); beyond it intake waits.
-    pub queue_max_points: usize,
-    pub timeout: Duration,
-    pub retry_min: Duration,
-    pub retry_max: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct CentralUplink {
-    pub broker: Broker,
-    pub topic_prefix: String,
-    pub queue_max_events: usize,
-    /// An incident not confirmed by a PUBACK within this time is published again.
-    pub confirm_timeout: Duration,
-    /// The key every message to central is signed with (`src/signing.rs`); central refuses
-    /// unsigned messages.
-    pub signing_key: Option<SecretString>,
-}
-
-impl PartialEq for CentralUplink {
-    /// By value, the signing key included (its `Debug` text is redacted).
-    fn eq(&self, other: &Self) -> bool {
-        // Destructured whole, so that a new field cannot be left out of the comparison.
-        let CentralUplink {
-            broker,
-            topic_prefix,
-            queue_max_events,
-            confirm_timeout,
-            signing_key,
-        } = self;
-        *broker == other.broker
-            && *topic_prefix == other.topic_prefix
-            && *queue_max_events == other.queue_max_events
-            && *confirm_timeout == other.confirm_timeout
-            && same_secret(signing_key, &other.signing_key)
-    }
-}
-
-impl CentralUplink {
-    pub fn incidents_topic(&self, gateway: &str) -> String {
-        format!("{}/{gateway}/incidents", self.topic_prefix)
-    }
-
-    pub fn fills_topic(&self, gateway: &str) -> String {
-        format!("{}/{gateway}/fills", self.topic_prefix)
-    }
-
-    pub fn registry_topic(&self, gateway: &str) -> String {
-        format!("{}/{gateway}/registry", self.topic_prefix)
-    }
-
-    pub fn status_topic(&self, gateway: &str) -> String {
-        format!("{}/{gateway}/status", self.topic_prefix)
-    }
-
-    /// Where central says which of this gateway's messages it refused.
-    pub fn rejections_topic(&self, gateway: &str) -> String {
-        format!("{}/{gateway}/rejections", self.topic_prefix)
-    }
 }

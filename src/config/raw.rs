@@ -5,7 +5,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use crate::broker::RawBroker;
+pub use crate::ingest::mqtt::config::RawIngest;
 pub use crate::rules::config::RawRules;
+pub use crate::uplink::central::config::RawCentral;
+pub use crate::uplink::influx::config::RawInflux;
+pub use crate::uplink::linefile::config::RawLineFile;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +70,9 @@ pub struct RawEquipment {
     pub rescue_code: Option<Spanned<String>>,
     #[serde(default)]
     pub using_unit: String,
+    pub using_unit_phone: Option<String>,
     pub maintenance_unit: Option<RawMaintenanceUnit>,
+    pub building_phone: Option<String>,
     #[serde(default)]
     pub address: String,
     pub location: Option<Spanned<RawLocation>>,
@@ -131,104 +137,10 @@ pub struct RawNameplate {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawIngest {
-    /// Where MQTT terminal profiles are, relative to the config file (default `profiles`).
-    pub profiles: Option<String>,
-    #[serde(default)]
-    pub mqtt: Vec<Spanned<RawMqttMapping>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMqttMapping {
-    /// A terminal profile (`<profiles>/<name>.toml`) that gives topic, time and fields.
-    pub profile: Option<Spanned<String>>,
-    /// Required without a profile; with one, it replaces the profile's topic.
-    pub topic: Option<Spanned<String>>,
-    pub equipment: Option<Spanned<String>>,
-    pub time_pointer: Option<Spanned<String>>,
-    pub time_format: Option<crate::config::TimeFormat>,
-    /// With a profile, these are added to the profile's fields.
-    #[serde(default)]
-    pub fields: Vec<Spanned<RawField>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawField {
-    pub pointer: Spanned<String>,
-    pub metric: Spanned<String>,
-    #[serde(rename = "type")]
-    pub value_type: Option<crate::config::ValueType>,
-    pub unit: Option<String>,
-    pub scale: Option<Spanned<f64>>,
-    pub offset: Option<f64>,
-    /// Code table: code → value of the field's type (`crate::ingest::codes`).
-    pub values: Option<Spanned<toml::Table>>,
-    /// What a code the table does not list becomes: "bad", "reject" or { value = ... }.
-    pub unknown: Option<Spanned<toml::Value>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUplinks {
     #[serde(default)]
     pub influx: Vec<Spanned<RawInflux>>,
     #[serde(default)]
     pub linefile: Vec<Spanned<RawLineFile>>,
     pub central: Option<Spanned<RawCentral>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLineFile {
-    pub name: Option<String>,
-    pub dir: Spanned<String>,
-    pub rotate_mb: Option<Spanned<u64>>,
-    pub keep_files: Option<Spanned<usize>>,
-    /// Renamed `batch_max_lines`; refused with a hint.
-    pub batch_max_points: Option<Spanned<usize>>,
-    pub batch_max_lines: Option<usize>,
-    pub flush_interval_ms: Option<u64>,
-    pub queue_max_points: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawInflux {
-    pub name: Option<Spanned<String>>,
-    pub api: crate::config::InfluxApi,
-    pub url: Spanned<String>,
-    pub database: Option<String>,
-    pub retention_policy: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_env: Option<Spanned<String>>,
-    pub password_file: Option<Spanned<String>>,
-    pub org: Option<String>,
-    pub bucket: Option<String>,
-    pub token: Option<String>,
-    pub token_env: Option<Spanned<String>>,
-    pub token_file: Option<Spanned<String>>,
-    /// Renamed `batch_max_lines`; refused with a hint.
-    pub batch_max_points: Option<Spanned<usize>>,
-    pub batch_max_lines: Option<Spanned<usize>>,
-    pub flush_interval_ms: Option<u64>,
-    pub gzip: Option<bool>,
-    pub queue_max_points: Option<Spanned<usize>>,
-    pub timeout_ms: Option<u64>,
-    pub retry_min_ms: Option<u64>,
-    pub retry_max_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCentral {
-    pub broker: Option<Spanned<RawBroker>>,
-    pub topic_prefix: Option<String>,
-    pub queue_max_events: Option<usize>,
-    pub confirm_timeout_ms: Option<u64>,
-    pub signing_key: Option<Spanned<String>>,
-    pub signing_key_env: Option<Spanned<String>>,
-    pub signing_key_file: Option<Spanned<String>>,
 }

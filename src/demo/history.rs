@@ -12,7 +12,7 @@ use crate::central::clean::Notes;
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::Status;
 use crate::central::hazards::ReportIn;
-use crate::central::store::{Store, StoreError};
+use crate::central::store::{RescueStep, Store, StoreError};
 use crate::model::{FillRecord, GatewayRegistry, Incident};
 
 /// The agency the demo's report comes from (its token is printed).
@@ -174,12 +174,14 @@ pub async fn write(store: &Store, config: &CentralConfig, now_ms: i64) -> Result
                 .set_dispatch_status(
                     config,
                     &dispatch,
-                    status,
-                    &called,
-                    "duty",
-                    "rescue_team",
-                    "",
-                    t,
+                    &RescueStep {
+                        status,
+                        unit: &called,
+                        actor: "duty",
+                        role: "rescue_team",
+                        note: "",
+                        now: t,
+                    },
                 )
                 .await?;
         }

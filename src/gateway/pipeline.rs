@@ -22,12 +22,8 @@ use crate::outbox::Lane;
 use crate::rules::{Engine, LifecycleError};
 use crate::uplink::influx::Point;
 
-/// The pipeline's input: the readings of one message (MQTT) or one poll (Modbus), with the
-/// publish to acknowledge once they are in the outbox (`None` for Modbus).
-pub struct Batch {
-    pub readings: Vec<Reading>,
-    pub ack: Option<Publish>,
-}
+/// The pipeline's input, as every source hands it over.
+pub use crate::ingest::Batch;
 
 /// Messages the pipeline takes at once into one outbox append.
 const GROUP_MAX_MESSAGES: usize = 256;
@@ -186,7 +182,9 @@ impl Pipeline {
             use_certificate: None,
             rescue_code: None,
             using_unit: self.config.site.name.clone(),
+            using_unit_phone: None,
             maintenance_unit: None,
+            building_phone: None,
             address: self.config.site.address.clone(),
             location: None,
             nameplate: crate::model::Nameplate::default(),
@@ -280,7 +278,24 @@ impl Pipeline {
                 continue;
             };
             match metrics.get_mut(&r.metric) {
-                Some(kept) => *kept = r.clone(),
+                // Same equipment and metric: the rest is copied into what is kept, reusing its
+                // strings instead of allocating new ones for every reading.
+                Some(kept) => {
+                    let Reading {
+                        equipment: _,
+                        metric: _,
+                        value,
+                        unit,
+                        time,
+                        quality,
+                        source,
+                    } = r;
+                    kept.value.clone_from(value);
+                    kept.unit.clone_from(unit);
+                    kept.time = *time;
+                    kept.quality = *quality;
+                    kept.source = *source;
+                }
                 None => {
                     metrics.insert(r.metric.clone(), r.clone());
                 }

@@ -11,6 +11,9 @@
 //! it; a metric no mapping names (a Modbus one) takes the type its use implies, and using it
 //! with two types is an error. At run time a metric without a value, or with a value of another
 //! type, makes the condition unknown, and an unknown condition does not raise.
+//!
+//! Size: about 690 lines with its tests: the lexer, parser, type checker and evaluator of one
+//! small language.
 
 use std::collections::HashMap;
 

@@ -28,6 +28,7 @@ pub mod config;
 mod debounce;
 mod elevator;
 mod expr;
+mod faults;
 mod fill;
 mod lifecycle;
 mod rate;
@@ -48,14 +49,16 @@ use config::{
     StaleRule, ThresholdRule, VesselRule,
 };
 
+pub use crate::model::AlarmStats;
 pub use checkpoint::{
     frame as frame_checkpoint, unframe as unframe_checkpoint, CheckpointError, Restored,
     HEARTBEAT as CHECKPOINT_HEARTBEAT, MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
 };
-pub use elevator::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault, SERVICE_MODES};
+pub use elevator::SERVICE_MODES;
 pub use expr::{parse as parse_expr, Expr, ExprError};
+pub use faults::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault};
 pub use fill::local_date;
-pub use lifecycle::{AlarmState, AlarmStats, LifecycleError};
+pub use lifecycle::{AlarmState, LifecycleError};
 pub use threshold::ThresholdPoint;
 
 use condition::ConditionPoint;

@@ -20,6 +20,12 @@ pub enum Situation {
     Inspection,
     /// The terminal stops reporting.
     Silent,
+    /// Mains power is lost: the car stops where it is and reports `power = "cut"` (event 41);
+    /// whoever was in a car at an open landing steps out, so the car is empty.
+    PowerCut,
+    /// Mains power is lost with passengers inside: the car stops where it is, between floors
+    /// when it was moving, and the doors stay locked.
+    PowerCutWithPassengers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +53,8 @@ pub struct Status {
     pub service_mode: &'static str,
     pub speed: f64,
     pub fault_code: u32,
+    /// mains or cut.
+    pub power: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +69,7 @@ pub struct Elevator {
     situation: Option<Situation>,
     /// Event code to report once (90 alarm button, 40 back to normal).
     pending_event: Option<u32>,
+    power_cut: bool,
 }
 
 /// Storey height used to turn speed into floors per second.
@@ -94,6 +103,7 @@ impl Elevator {
             occupied: false,
             situation: None,
             pending_event: None,
+            power_cut: false,
         }
     }
 
@@ -134,6 +144,20 @@ impl Elevator {
                 self.motion = Motion::Held;
                 self.pending_event = Some(90);
             }
+            Situation::PowerCut | Situation::PowerCutWithPassengers => {
+                let moving = matches!(self.motion, Motion::Running { .. });
+                if situation == Situation::PowerCutWithPassengers {
+                    self.occupied = true;
+                } else if !moving {
+                    self.occupied = false;
+                }
+                if !moving {
+                    self.position = f64::from(self.floor());
+                }
+                self.motion = Motion::Held;
+                self.power_cut = true;
+                self.pending_event = Some(41);
+            }
             Situation::Inspection | Situation::Silent => {}
         }
         self.situation = Some(situation);
@@ -141,6 +165,7 @@ impl Elevator {
 
     /// Ends the situation: a trapped car levels, opens its doors and lets the passengers out.
     pub fn release(&mut self) {
+        self.power_cut = false;
         if self.situation.take().is_some() && self.motion == Motion::Held {
             self.position = self.position.round();
             self.motion = Motion::DoorsOpen {
@@ -232,6 +257,7 @@ impl Elevator {
             },
             speed,
             fault_code,
+            power: if self.power_cut { "cut" } else { "mains" },
         })
     }
 }
@@ -306,5 +332,63 @@ mod tests {
         assert_eq!(lift.status(1).unwrap().fault_code, 0);
         lift.inject(Situation::Silent);
         assert!(lift.status(2).is_none());
+    }
+
+    #[test]
+    fn a_power_cut_stops_the_car_where_it_is_and_traps_only_the_occupied() {
+        let mut rng = StdRng::seed_from_u64(3);
+        // A moving car stops between floors with its passengers.
+        let mut moving = Elevator::new("m", 0, 30, 1.0, 1);
+        moving.motion = Motion::Running { to: 30 };
+        moving.occupied = true;
+        moving.step(1.0, 0.0, &mut rng);
+        moving.inject(Situation::PowerCutWithPassengers);
+        assert_eq!(moving.status(0).unwrap().fault_code, 41);
+        for _ in 0..50 {
+            moving.step(1.0, 1.0, &mut rng);
+        }
+        let s = moving.status(1).unwrap();
+        assert_eq!(
+            (
+                s.power,
+                s.car_status,
+                s.door_zone,
+                s.door_closed_locked,
+                s.occupied,
+                s.fault_code
+            ),
+            ("cut", "stopped", false, true, true, 0)
+        );
+        // A parked car is left empty at its landing and takes no calls while the power is off.
+        let mut parked = Elevator::new("p", 0, 10, 1.0, 4);
+        parked.inject(Situation::PowerCut);
+        parked.status(0);
+        for _ in 0..50 {
+            parked.step(1.0, 1.0, &mut rng);
+        }
+        let s = parked.status(1).unwrap();
+        assert_eq!(
+            (
+                s.power,
+                s.car_status,
+                s.door_zone,
+                s.occupied,
+                s.floor.as_str()
+            ),
+            ("cut", "stopped", true, false, "4")
+        );
+        // Power back: the car levels, opens and empties.
+        moving.release();
+        let s = moving.status(2).unwrap();
+        assert_eq!(
+            (
+                s.power,
+                s.door_zone,
+                s.door_closed_locked,
+                s.occupied,
+                s.fault_code
+            ),
+            ("mains", true, false, false, 40)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `seguard sim`: simulated equipment for demos, tests and benchmarks. Elevators publish their
 //! status over MQTT; scenarios (trapped between floors, alarm button, inspection, silence) are
-//! played from the fleet file or injected over HTTP. Deterministic under a seed.
+//! played from the fleet file or injected over HTTP; a district power cut (`[[power_cut]]`)
+//! cuts many elevators within seconds. Deterministic under a seed.
 
 pub mod config;
 pub mod elevator;
@@ -17,7 +18,7 @@ use rand::SeedableRng;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{FleetConfig, Scenario};
+pub use config::{FleetConfig, PowerCut, Scenario};
 pub use elevator::{Elevator, Situation};
 
 struct Fleet {
@@ -139,9 +140,7 @@ pub async fn run(config: FleetConfig, stop: CancellationToken) -> Result<(), Sim
 
     let dt = Duration::from_millis(config.publish_interval_ms.max(10));
     let mut tick = tokio::time::interval(dt);
-    let mut scenarios = config.scenario.clone();
-    scenarios.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
-    let mut scenarios = scenarios.into_iter().peekable();
+    let mut scenarios = config.scenarios().into_iter().peekable();
     let started = tokio::time::Instant::now();
     loop {
         tokio::select! {

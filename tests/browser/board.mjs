@@ -5,7 +5,7 @@
 // Prints one JSON line of results; exits non-zero on the first failed check.
 import { mkdirSync } from 'node:fs';
 import { launch } from './chromium.mjs';
-import { englishLeft, contrast } from './screens.mjs';
+import { englishLeft, contrast, keepForDocs } from './screens.mjs';
 
 const env = process.env;
 mkdirSync(env.SCREENSHOTS, { recursive: true });
@@ -36,6 +36,7 @@ try {
   const left = await englishLeft(page);
   check(left.length === 0, `board in Chinese, English left: ${JSON.stringify(left)}`);
   await page.screenshot({ path: `${env.SCREENSHOTS}/board-late.png`, fullPage: true });
+  keepForDocs(env.SCREENSHOTS, 'board-late');
   // A new trapped incident shows within a poll, flagged.
   const posted = await fetch(`${env.BASE_URL}/api/v1/intake/incidents`, {
     method: 'POST', body: env.INCIDENT,

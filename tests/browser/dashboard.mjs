@@ -9,7 +9,7 @@
 // Prints one JSON line of results; exits non-zero on the first failed check.
 import { launch } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
-import { englishLeft, chineseLeft, unlabelled, tabTo, heights } from './screens.mjs';
+import { englishLeft, chineseLeft, unlabelled, tabTo, heights, keepForDocs } from './screens.mjs';
 
 const env = process.env;
 const shots = env.SCREENSHOTS;
@@ -85,6 +85,7 @@ try {
   await page.waitForSelector(`${row} .ack:has-text("inspector-li")`, { timeout: 5000 });
   results.ack = (await page.textContent(`${row} .ack`)).trim();
   await page.screenshot({ path: `${shots}/alarms.png`, fullPage: true });
+  keepForDocs(shots, 'alarms');
 
   await page.goto(`${env.BASE_URL}/indicators`);
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
@@ -128,6 +129,7 @@ try {
   await phone.waitForSelector('body[data-ready="true"]', { state: 'attached' });
   check(!new URL(phone.url()).searchParams.has('t'), `the link token left the address bar: ${phone.url()}`);
   await phone.screenshot({ path: `${shots}/rescue-0-occurred.png`, fullPage: true });
+  keepForDocs(shots, 'rescue-0-occurred');
   {
     const left = await englishLeft(phone);
     check(left.length === 0, `rescue page in Chinese, English left: ${JSON.stringify(left)}`);

@@ -26,6 +26,9 @@ try {
   // Clusters fade out as the map settles at its zoom; the screenshot waits for them.
   await page.waitForSelector('.marker-cluster', { state: 'detached', timeout: 5000 });
   const markers = await page.$$eval('.seg-marker', els => els.length);
+  // The demo ships its district's outline: without tiles the map is still a place.
+  await page.waitForSelector('body[data-district="drawn"]', { state: 'attached', timeout: 5000 });
+  check(await page.isVisible('.leaflet-overlay-pane path.district'), 'the district outline is drawn');
   await page.screenshot({ path: `${env.SCREENSHOTS}/demo-map-trapped.png` });
   check(markers === Number(env.MARKERS), `${markers} markers shown, want ${env.MARKERS}`);
   check(trapped.state === 'trapped' && trapped.classes.includes('state-trapped'), `marker state ${JSON.stringify(trapped)}`);

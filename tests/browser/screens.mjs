@@ -1,14 +1,14 @@
 // Checks shared by the browser tests: the language of a page's own texts (not the data it
 // shows, which the pages mark `.v`), labels on form fields, and keyboard reachability.
-import { readFileSync } from 'node:fs';
+import { readFileSync, mkdirSync, copyFileSync } from 'node:fs';
 
 const dir = new URL('../../src/central/web/i18n/', import.meta.url);
 const en = JSON.parse(readFileSync(new URL('en.json', dir), 'utf8'));
 const zh = JSON.parse(readFileSync(new URL('zh-CN.json', dir), 'utf8'));
 const words = texts => new Set(Object.values(texts).flatMap(v => v.replace(/\{\w+\}/g, ' ').toLowerCase().match(/[a-z]{3,}/g) || []));
 // The Latin words the Chinese catalogue may hold: the product's name, the switch's label and
-// the sign-in parameter. Any other is an untranslated text.
-const LATIN = ['seguard', 'english', 'switch', 'token', 'npm'];
+// the sign-in parameter, and the export formats' names. Any other is an untranslated text.
+const LATIN = ['seguard', 'english', 'switch', 'token', 'npm', 'csv', 'png'];
 const stray = [...words(zh)].filter(w => !LATIN.includes(w));
 if (stray.length) throw new Error('check failed: English words in the Chinese catalogue: ' + stray.join(', '));
 // English words of the English catalogue, to look for on pages shown in Chinese.
@@ -86,4 +86,13 @@ export async function contrast(page, selector) {
     const [a, b] = [lum(rgb(getComputedStyle(e).color).slice(0, 3)), lum(bg)];
     return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
   });
+}
+
+// Copies screenshot `name` from `shots` to $DOCS (docs/screenshots/, which the README shows)
+// when the test was run with UPDATE_DOCS_SCREENSHOTS=1; an ordinary run leaves the tree alone.
+export function keepForDocs(shots, name) {
+  const docs = process.env.DOCS;
+  if (!docs) return;
+  mkdirSync(docs, { recursive: true });
+  copyFileSync(`${shots}/${name}.png`, `${docs}/${name}.png`);
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod city;
 pub mod postgres;
 pub mod smtp;
 pub mod tls;

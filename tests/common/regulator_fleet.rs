@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use seguard::central::clean::Notes;
 use seguard::central::config::CentralConfig;
 use seguard::central::dispatch::Status;
-use seguard::central::store::Store;
+use seguard::central::store::{RescueStep, Store};
 use seguard::model::{GatewayRegistry, Incident};
 use serde_json::{json, Value};
 
@@ -169,7 +169,18 @@ async fn step(
     at: &str,
 ) {
     store
-        .set_dispatch_status(config, id, status, unit, "duty", "rescue_team", "", ms(at))
+        .set_dispatch_status(
+            config,
+            id,
+            &RescueStep {
+                status,
+                unit,
+                actor: "duty",
+                role: "rescue_team",
+                note: "",
+                now: ms(at),
+            },
+        )
         .await
         .unwrap()
         .unwrap_or_else(|refused| panic!("{status:?} by {unit} refused: {refused}"));

@@ -68,7 +68,7 @@ pub enum Bind {
     Int(i64),
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message,
     raised_ms, cleared_ms, acked_ms, acked_by, ack_comment";
 
@@ -85,7 +85,7 @@ fn state_condition(state: &str) -> Option<&'static str> {
 }
 
 /// `%part%` for `LIKE … ESCAPE '\'`, with the pattern characters of `part` taken literally.
-fn like_pattern(part: &str) -> String {
+pub(super) fn like_pattern(part: &str) -> String {
     let mut out = String::from("%");
     for c in part.chars() {
         if matches!(c, '\\' | '%' | '_') {
@@ -216,7 +216,7 @@ impl Store {
     }
 }
 
-fn alarm_from_row(r: &sqlx::any::AnyRow) -> Result<AlarmRow, StoreError> {
+pub(super) fn alarm_from_row(r: &sqlx::any::AnyRow) -> Result<AlarmRow, StoreError> {
     let cleared: Option<i64> = r.try_get("cleared_ms")?;
     let acked: Option<i64> = r.try_get("acked_ms")?;
     let state = match (cleared.is_some(), acked.is_some()) {

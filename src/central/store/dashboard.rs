@@ -58,7 +58,48 @@ pub struct AuditRow {
     pub detail: String,
 }
 
-const EQUIPMENT_STATE_SQL: &str = "SELECT e.gateway, e.id, e.kind, e.name, e.registration_code, e.using_unit,
+/// A row of `events` as the timeline reads it.
+#[derive(sqlx::FromRow)]
+struct StoredEvent {
+    id: String,
+    transition: String,
+    time_ms: i64,
+    received_ms: i64,
+    value: Option<f64>,
+    limit_value: Option<f64>,
+    message: String,
+    source: String,
+    intake_notes: Option<String>,
+}
+
+/// A row of `audit_log`.
+#[derive(sqlx::FromRow)]
+struct StoredAudit {
+    at_ms: i64,
+    actor: String,
+    role: String,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+/// Cylinders seen in fill records, and those of them found in a registry.
+#[derive(sqlx::FromRow)]
+struct CylinderCounts {
+    seen: i64,
+    labelled: i64,
+}
+
+/// What the response and arrival rates read of a dispatch.
+#[derive(sqlx::FromRow)]
+struct DispatchTimes {
+    created_ms: i64,
+    responded_ms: Option<i64>,
+    on_site_ms: Option<i64>,
+    status: String,
+}
+
+pub(super) const EQUIPMENT_STATE_SQL: &str = "SELECT e.gateway, e.id, e.kind, e.name, e.registration_code, e.using_unit,
     e.maintenance_unit, e.address, e.lat, e.lon, e.next_inspection, e.insured, e.record,
     COALESCE(g.state, 'unknown') AS gateway_state,
     (SELECT COUNT(*) FROM alarms a WHERE a.gateway = e.gateway AND a.equipment = e.id AND a.cleared_ms IS NULL) AS open_alarms,
@@ -90,56 +131,17 @@ impl Store {
         };
         let today = today.to_string();
         rows.iter()
-            .map(|r| {
-                let open_alarms: i64 = r.try_get("open_alarms")?;
-                let open_trapped: i64 = r.try_get("open_trapped")?;
-                let gateway_state: String = r.try_get("gateway_state")?;
-                let next_inspection: Option<String> = r.try_get("next_inspection")?;
-                let overdue = next_inspection
-                    .as_deref()
-                    .is_some_and(|d| d < today.as_str());
-                let state = if open_trapped > 0 {
-                    "trapped"
-                } else if open_alarms > 0 {
-                    "alarm"
-                } else if gateway_state == "offline" {
-                    "offline"
-                } else if overdue {
-                    "overdue"
-                } else {
-                    "normal"
-                };
-                let record: String = r.try_get("record")?;
-                Ok(EquipmentState {
-                    gateway: r.try_get("gateway")?,
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    name: r.try_get("name")?,
-                    registration_code: r.try_get("registration_code")?,
-                    using_unit: r.try_get("using_unit")?,
-                    maintenance_unit: r.try_get("maintenance_unit")?,
-                    address: r.try_get("address")?,
-                    lat: r.try_get("lat")?,
-                    lon: r.try_get("lon")?,
-                    next_inspection,
-                    insured: r.try_get::<Option<i64>, _>("insured")?.map(|v| v != 0),
-                    state: state.into(),
-                    gateway_state,
-                    open_alarms,
-                    latest_alarm: r.try_get("latest_alarm")?,
-                    record: serde_json::from_str(&record).unwrap_or_default(),
-                })
-            })
+            .map(|r| equipment_state_from_row(r, &today))
             .collect()
     }
 
     pub async fn alarm_unit(&self, id: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query("SELECT using_unit FROM alarms WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?)
+        Ok(
+            sqlx::query_scalar("SELECT using_unit FROM alarms WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Acknowledges an alarm with who, when and a comment; false when it was already acked.
@@ -170,58 +172,55 @@ impl Store {
     }
 
     pub async fn timeline(&self, alarm_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<StoredEvent> = sqlx::query_as(
             "SELECT id, transition, time_ms, received_ms, value, limit_value, message, source, intake_notes
              FROM events WHERE alarm_id = $1 ORDER BY time_ms",
         )
         .bind(alarm_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EventRow {
-                    id: r.try_get(0)?,
-                    transition: r.try_get(1)?,
-                    time: rfc3339(r.try_get(2)?),
-                    received: rfc3339(r.try_get(3)?),
-                    value: r.try_get(4)?,
-                    limit: r.try_get(5)?,
-                    message: r.try_get(6)?,
-                    source: r.try_get(7)?,
-                    intake_notes: r
-                        .try_get::<Option<String>, _>(8)?
-                        .map(|n| n.split(',').map(str::to_owned).collect())
-                        .unwrap_or_default(),
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| EventRow {
+                id: r.id,
+                transition: r.transition,
+                time: rfc3339(r.time_ms),
+                received: rfc3339(r.received_ms),
+                value: r.value,
+                limit: r.limit_value,
+                message: r.message,
+                source: r.source,
+                intake_notes: r
+                    .intake_notes
+                    .map(|n| n.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
             })
-            .collect()
+            .collect())
     }
 
     pub async fn audit(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query("SELECT at_ms, actor, role, action, target, detail FROM audit_log ORDER BY at_ms DESC LIMIT $1")
+        let rows: Vec<StoredAudit> = sqlx::query_as("SELECT at_ms, actor, role, action, target, detail FROM audit_log ORDER BY at_ms DESC LIMIT $1")
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    at: rfc3339(r.try_get(0)?),
-                    actor: r.try_get(1)?,
-                    role: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    target: r.try_get(4)?,
-                    detail: r.try_get(5)?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditRow {
+                at: rfc3339(r.at_ms),
+                actor: r.actor,
+                role: r.role,
+                action: r.action,
+                target: r.target,
+                detail: r.detail,
             })
-            .collect()
+            .collect())
     }
 
     /// How many events are stored: each event id once.
     pub async fn event_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM events")
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM events")
             .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
+            .await?)
     }
 
     /// The regulator's indicators at `now`.
@@ -249,25 +248,24 @@ impl Store {
             .filter(|e| e.kind == EquipmentKind::Elevator.as_str())
             .collect();
         let insured = elevators.iter().filter(|e| e.insured == Some(true)).count();
-        let cylinders: (i64, i64) = {
-            let r = sqlx::query("SELECT COUNT(DISTINCT cylinder_code), COUNT(DISTINCT CASE WHEN labelled = 1 THEN cylinder_code END) FROM fill_records")
-                .fetch_one(&self.pool)
-                .await?;
-            (r.try_get(0)?, r.try_get(1)?)
-        };
+        let cylinders: CylinderCounts = sqlx::query_as("SELECT COUNT(DISTINCT cylinder_code) AS seen, COUNT(DISTINCT CASE WHEN labelled = 1 THEN cylinder_code END) AS labelled FROM fill_records")
+            .fetch_one(&self.pool)
+            .await?;
         let respond_ms = config.dispatch.respond_within.as_millis() as i64;
         let arrive_ms = config.dispatch.arrive_within.as_millis() as i64;
-        let rows =
-            sqlx::query("SELECT created_ms, responded_ms, on_site_ms, status FROM dispatches")
+        let rows: Vec<DispatchTimes> =
+            sqlx::query_as("SELECT created_ms, responded_ms, on_site_ms, status FROM dispatches")
                 .fetch_all(&self.pool)
                 .await?;
         let (mut n_dispatch, mut responded_in_time, mut n_arrive, mut arrived_in_time) =
             (0, 0, 0, 0);
-        for r in &rows {
-            let created: i64 = r.try_get(0)?;
-            let responded: Option<i64> = r.try_get(1)?;
-            let on_site: Option<i64> = r.try_get(2)?;
-            let status: String = r.try_get(3)?;
+        for r in rows {
+            let DispatchTimes {
+                created_ms: created,
+                responded_ms: responded,
+                on_site_ms: on_site,
+                status,
+            } = r;
             // Open dispatches count once their limit has passed.
             if responded.is_some() || now - created > respond_ms {
                 n_dispatch += 1;
@@ -280,14 +278,12 @@ impl Store {
             }
         }
         let day_ago = now - 24 * 3600 * 1000;
-        let raised: Vec<i64> =
-            sqlx::query("SELECT raised_ms FROM alarms WHERE raised_ms >= $1 ORDER BY raised_ms")
-                .bind(day_ago)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
+        let raised: Vec<i64> = sqlx::query_scalar(
+            "SELECT raised_ms FROM alarms WHERE raised_ms >= $1 ORDER BY raised_ms",
+        )
+        .bind(day_ago)
+        .fetch_all(&self.pool)
+        .await?;
         // A flood: more than 10 alarms within 10 minutes (ISA-18.2); count the windows that
         // start at an alarm and hold more than 10.
         let window = 10 * 60 * 1000;
@@ -310,10 +306,53 @@ impl Store {
         Ok(serde_json::json!({
             "inspection_overdue": { "overdue": overdue, "with_date": with_date.len(), "rate": ratio(overdue, with_date.len()) },
             "elevator_insurance": { "insured": insured, "elevators": elevators.len(), "rate": ratio(insured, elevators.len()) },
-            "cylinder_labelling": { "labelled": cylinders.1, "seen": cylinders.0, "rate": ratio(cylinders.1 as usize, cylinders.0 as usize) },
+            "cylinder_labelling": { "labelled": cylinders.labelled, "seen": cylinders.seen, "rate": ratio(cylinders.labelled as usize, cylinders.seen as usize) },
             "response_rate": { "within_s": config.dispatch.respond_within.as_secs_f64(), "in_time": responded_in_time, "dispatches": n_dispatch, "rate": ratio(responded_in_time as usize, n_dispatch) },
             "arrival_rate": { "within_s": config.dispatch.arrive_within.as_secs_f64(), "in_time": arrived_in_time, "dispatches": n_arrive, "rate": ratio(arrived_in_time as usize, n_arrive) },
             "alarms": { "last_24h": raised.len(), "per_hour": raised.len() as f64 / 24.0, "floods_last_24h": floods },
         }))
     }
+}
+
+/// One row of [`EQUIPMENT_STATE_SQL`] with its map state on `today` (YYYY-MM-DD).
+pub(super) fn equipment_state_from_row(
+    r: &sqlx::any::AnyRow,
+    today: &str,
+) -> Result<EquipmentState, StoreError> {
+    let open_alarms: i64 = r.try_get("open_alarms")?;
+    let open_trapped: i64 = r.try_get("open_trapped")?;
+    let gateway_state: String = r.try_get("gateway_state")?;
+    let next_inspection: Option<String> = r.try_get("next_inspection")?;
+    let overdue = next_inspection.as_deref().is_some_and(|d| d < today);
+    let state = if open_trapped > 0 {
+        "trapped"
+    } else if open_alarms > 0 {
+        "alarm"
+    } else if gateway_state == "offline" {
+        "offline"
+    } else if overdue {
+        "overdue"
+    } else {
+        "normal"
+    };
+    let record: String = r.try_get("record")?;
+    Ok(EquipmentState {
+        gateway: r.try_get("gateway")?,
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        registration_code: r.try_get("registration_code")?,
+        using_unit: r.try_get("using_unit")?,
+        maintenance_unit: r.try_get("maintenance_unit")?,
+        address: r.try_get("address")?,
+        lat: r.try_get("lat")?,
+        lon: r.try_get("lon")?,
+        next_inspection,
+        insured: r.try_get::<Option<i64>, _>("insured")?.map(|v| v != 0),
+        state: state.into(),
+        gateway_state,
+        open_alarms,
+        latest_alarm: r.try_get("latest_alarm")?,
+        record: serde_json::from_str(&record).unwrap_or_default(),
+    })
 }

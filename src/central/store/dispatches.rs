@@ -5,13 +5,13 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{insert_audit, ms, random_id, rfc3339, Store, StoreError};
+use super::{insert_audit, ms, random_id, rfc3339, Backend, Store, StoreError};
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::{self, Dispatch, Level, Record, Status, Step, StepRefused};
 use crate::model::Incident;
 
 /// What the timer loop needs to decide on a due dispatch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueDispatch {
     pub id: String,
     pub level: i64,
@@ -19,7 +19,39 @@ pub struct DueDispatch {
     pub next_check_ms: i64,
 }
 
-const DISPATCH_COLUMNS: &str = "id, order_no, alarm_id, event_id, gateway, equipment, incident_ms, created_ms, status,
+/// One step to book on a dispatch: when, what, at which level and unit, by whom, and why.
+pub(super) struct NewStep<'a> {
+    pub at: i64,
+    pub step: &'a str,
+    pub level: i64,
+    pub unit: &'a str,
+    pub actor: &'a str,
+    pub note: &'a str,
+}
+
+/// A step a rescue team takes on a dispatch (responded, on site, completed, false alarm): for
+/// which unit, by whom (the token's name and role), with what note, and when.
+pub struct RescueStep<'a> {
+    pub status: Status,
+    pub unit: &'a str,
+    pub actor: &'a str,
+    pub role: &'a str,
+    pub note: &'a str,
+    pub now: i64,
+}
+
+/// A row of `dispatch_steps` as stored.
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    at_ms: i64,
+    step: String,
+    level: i64,
+    unit: String,
+    actor: String,
+    note: String,
+}
+
+pub(super) const DISPATCH_COLUMNS: &str = "id, order_no, alarm_id, event_id, gateway, equipment, incident_ms, created_ms, status,
     level, unit, unit_phone, chain, level_started_ms, next_check_ms, responded_ms, on_site_ms, closed_ms, record";
 
 impl Store {
@@ -34,15 +66,25 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let dispatch_id: Option<String> =
-            sqlx::query("SELECT id FROM dispatches WHERE alarm_id = $1")
+            sqlx::query_scalar("SELECT id FROM dispatches WHERE alarm_id = $1")
                 .bind(alarm_id)
                 .fetch_optional(&mut **tx)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
+                .await?;
         if let Some(d) = dispatch_id {
             let (level, unit) = self.dispatch_level(tx, &d).await?;
-            insert_step(tx, &d, now, "alarm_cleared", level, &unit, gateway, message).await?;
+            insert_step(
+                tx,
+                &d,
+                &NewStep {
+                    at: now,
+                    step: "alarm_cleared",
+                    level,
+                    unit: &unit,
+                    actor: gateway,
+                    note: message,
+                },
+            )
+            .await?;
         }
         Ok(())
     }
@@ -52,11 +94,12 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         id: &str,
     ) -> Result<(i64, String), StoreError> {
-        let row = sqlx::query("SELECT level, unit FROM dispatches WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut **tx)
-            .await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        Ok(
+            sqlx::query_as("SELECT level, unit FROM dispatches WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut **tx)
+                .await?,
+        )
     }
 
     /// Writes the dispatch `dispatch.rs` plans for a trapped raise, with its first step, its
@@ -100,15 +143,24 @@ impl Store {
         .bind(serde_json::to_string(&record).expect("record serializes"))
         .execute(&mut **tx)
         .await?;
+        sqlx::query(
+            "UPDATE dispatches SET situation_id = (SELECT situation_id FROM alarms WHERE id = $1) WHERE id = $2",
+        )
+        .bind(alarm_id)
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
         insert_step(
             tx,
             &id,
-            now,
-            "occurred",
-            0,
-            &first.name,
-            "central",
-            &incident.event.message,
+            &NewStep {
+                at: now,
+                step: "occurred",
+                level: 0,
+                unit: &first.name,
+                actor: "central",
+                note: &incident.event.message,
+            },
         )
         .await?;
         let dispatch = self.dispatch_in(tx, &id).await?;
@@ -119,12 +171,14 @@ impl Store {
         insert_step(
             tx,
             &id,
-            now,
-            "notified",
-            0,
-            &first.name,
-            "central",
-            &format!("called {}", first.name),
+            &NewStep {
+                at: now,
+                step: "notified",
+                level: 0,
+                unit: &first.name,
+                actor: "central",
+                note: &format!("called {}", first.name),
+            },
         )
         .await?;
         Ok(id)
@@ -150,24 +204,14 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<DueDispatch>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, level, status, next_check_ms FROM dispatches WHERE next_check_ms IS NOT NULL
              AND next_check_ms <= $1 ORDER BY next_check_ms LIMIT $2",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DueDispatch {
-                    id: r.try_get(0)?,
-                    level: r.try_get(1)?,
-                    status: r.try_get(2)?,
-                    next_check_ms: r.try_get(3)?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Escalates one due dispatch to its next level, or marks the chain exhausted. The update
@@ -180,12 +224,25 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Another instance escalating this row now: leave it to that one.
+            let free = sqlx::query(
+                "SELECT id FROM dispatches WHERE id = $1 AND next_check_ms = $2 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(&due.id)
+            .bind(due.next_check_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if free.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
         let current = self.dispatch_in(&mut tx, &due.id).await?;
-        let chain_text: String = sqlx::query("SELECT chain FROM dispatches WHERE id = $1")
+        let chain_text: String = sqlx::query_scalar("SELECT chain FROM dispatches WHERE id = $1")
             .bind(&due.id)
             .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+            .await?;
         let levels: Vec<Level> =
             serde_json::from_str(&chain_text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let reason = dispatch::escalation_reason(config, current.status);
@@ -239,12 +296,14 @@ impl Store {
             insert_step(
                 &mut tx,
                 &due.id,
-                now,
-                "escalated",
-                level,
-                &unit.name,
-                "central",
-                &note,
+                &NewStep {
+                    at: now,
+                    step: "escalated",
+                    level,
+                    unit: &unit.name,
+                    actor: "central",
+                    note: &note,
+                },
             )
             .await?;
             let dispatch = self.dispatch_in(&mut tx, &due.id).await?;
@@ -258,12 +317,14 @@ impl Store {
             insert_step(
                 &mut tx,
                 &due.id,
-                now,
-                "overdue",
-                level,
-                &unit.name,
-                "central",
-                &format!("{reason}; no further level"),
+                &NewStep {
+                    at: now,
+                    step: "overdue",
+                    level,
+                    unit: &unit.name,
+                    actor: "central",
+                    note: &format!("{reason}; no further level"),
+                },
             )
             .await?;
             tracing::error!(dispatch = %due.id, %reason, "rescue dispatch overdue at the last level");
@@ -276,18 +337,20 @@ impl Store {
     /// who and when. Only the unit called now may take it, and it is booked under that unit
     /// and level; the update is a compare-and-set on the row as it was checked, so a step
     /// racing an escalation is refused instead of landing on the next unit's level.
-    #[allow(clippy::too_many_arguments)]
     pub async fn set_dispatch_status(
         &self,
         config: &CentralConfig,
         id: &str,
-        status: Status,
-        unit: &str,
-        actor: &str,
-        role: &str,
-        note: &str,
-        now: i64,
+        taken: &RescueStep<'_>,
     ) -> Result<Result<Dispatch, StepRefused>, StoreError> {
+        let RescueStep {
+            status,
+            unit,
+            actor,
+            role,
+            note,
+            now,
+        } = *taken;
         let mut tx = self.pool.begin().await?;
         let current = self.dispatch_in(&mut tx, id).await?;
         if let Err(refused) = dispatch::check_step(current.status, &current.unit.name, unit, status)
@@ -296,11 +359,10 @@ impl Store {
             return Ok(Err(refused));
         }
         let level_started: i64 =
-            sqlx::query("SELECT level_started_ms FROM dispatches WHERE id = $1")
+            sqlx::query_scalar("SELECT level_started_ms FROM dispatches WHERE id = $1")
                 .bind(id)
                 .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
+                .await?;
         let next = dispatch::next_check(config, status, level_started);
         // A later step implies the earlier ones: on site without pressing responded first
         // counts as responded then. (PostgreSQL refuses a column assigned twice.)
@@ -332,12 +394,14 @@ impl Store {
         insert_step(
             &mut tx,
             id,
-            now,
-            status.as_str(),
-            current.level,
-            &current.unit.name,
-            actor,
-            note,
+            &NewStep {
+                at: now,
+                step: status.as_str(),
+                level: current.level,
+                unit: &current.unit.name,
+                actor,
+                note,
+            },
         )
         .await?;
         insert_audit(
@@ -372,24 +436,23 @@ impl Store {
     }
 
     pub async fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<StepRow> = sqlx::query_as(
             "SELECT at_ms, step, level, unit, actor, note FROM dispatch_steps WHERE dispatch_id = $1 ORDER BY seq",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Step {
-                    at: rfc3339(r.try_get(0)?),
-                    step: r.try_get(1)?,
-                    level: r.try_get(2)?,
-                    unit: r.try_get(3)?,
-                    actor: r.try_get(4)?,
-                    note: r.try_get(5)?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| Step {
+                at: rfc3339(r.at_ms),
+                step: r.step,
+                level: r.level,
+                unit: r.unit,
+                actor: r.actor,
+                note: r.note,
             })
-            .collect()
+            .collect())
     }
 
     /// The unit a rescue-page link was sent to, when `token` is a link of dispatch `id`.
@@ -398,26 +461,24 @@ impl Store {
         id: &str,
         token: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query(
+        Ok(sqlx::query_scalar(
             "SELECT unit FROM dispatch_links WHERE token_sha256 = $1 AND dispatch_id = $2",
         )
         .bind(crate::auth::token_hash(token))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?)
+        .await?)
     }
 
     /// Whether `unit` was ever called for this dispatch.
     pub async fn dispatch_called(&self, id: &str, unit: &str) -> Result<bool, StoreError> {
-        let n: i64 =
-            sqlx::query("SELECT COUNT(*) FROM dispatch_steps WHERE dispatch_id = $1 AND unit = $2")
-                .bind(id)
-                .bind(unit)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dispatch_steps WHERE dispatch_id = $1 AND unit = $2",
+        )
+        .bind(id)
+        .bind(unit)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n > 0)
     }
 
@@ -461,16 +522,10 @@ pub(super) async fn insert_link(
     Ok(token)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_step(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     dispatch_id: &str,
-    at: i64,
-    step: &str,
-    level: i64,
-    unit: &str,
-    actor: &str,
-    note: &str,
+    s: &NewStep<'_>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO dispatch_steps (id, dispatch_id, seq, at_ms, step, level, unit, actor, note)
@@ -479,18 +534,18 @@ pub(super) async fn insert_step(
     )
     .bind(random_id())
     .bind(dispatch_id)
-    .bind(at)
-    .bind(step)
-    .bind(level)
-    .bind(unit)
-    .bind(actor)
-    .bind(note)
+    .bind(s.at)
+    .bind(s.step)
+    .bind(s.level)
+    .bind(s.unit)
+    .bind(s.actor)
+    .bind(s.note)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-fn dispatch_from_row(r: &AnyRow) -> Result<Dispatch, StoreError> {
+pub(super) fn dispatch_from_row(r: &AnyRow) -> Result<Dispatch, StoreError> {
     let record: String = r.try_get("record")?;
     let record: Record =
         serde_json::from_str(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;

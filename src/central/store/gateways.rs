@@ -2,8 +2,6 @@
 //! `registry`, merged into the equipment table so the map shows equipment that never raised
 //! an alarm.
 
-use sqlx::Row;
-
 use super::{ms, upsert_equipment, Store, StoreError};
 use crate::model::{GatewayRegistry, GatewayStatus};
 
@@ -48,11 +46,11 @@ impl Store {
     }
 
     pub async fn gateway_state(&self, id: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query("SELECT state FROM gateways WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?)
+        Ok(
+            sqlx::query_scalar("SELECT state FROM gateways WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }

@@ -125,7 +125,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
 
-        let open: Option<String> = sqlx::query(
+        let open: Option<String> = sqlx::query_scalar(
             "SELECT id FROM alarms WHERE gateway = $1 AND equipment = $2 AND rule = $3 AND severity = $4
              AND cleared_ms IS NULL ORDER BY raised_ms DESC LIMIT 1",
         )
@@ -134,9 +134,7 @@ impl Store {
         .bind(&ev.rule)
         .bind(ev.severity.as_str())
         .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+        .await?;
         let trapped = dispatch::is_trapped(config, &ev.rule);
         let mut created_dispatch = None;
         #[allow(unreachable_patterns)]
@@ -174,6 +172,10 @@ impl Store {
                     if n == 1 {
                         break;
                     }
+                }
+                if let Some(at) = &eq.location {
+                    self.join_situation(&mut tx, &config.flood, &id, (at.lat, at.lon), now)
+                        .await?;
                 }
                 if trapped {
                     created_dispatch = Some(

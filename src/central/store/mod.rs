@@ -22,6 +22,7 @@ mod alarms;
 pub mod cylinders;
 mod dashboard;
 mod dispatches;
+mod equipment;
 pub mod exchange;
 mod gateways;
 pub mod hazards;
@@ -31,18 +32,23 @@ mod notifications;
 mod rejected;
 mod rescue;
 mod schema;
+mod situations;
+mod trends;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 pub use dashboard::{AuditRow, EquipmentState, EventRow};
-pub use dispatches::DueDispatch;
+pub use dispatches::{DueDispatch, RescueStep};
+pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use incidents::IngestOutcome;
 pub use notifications::{redact_link_tokens, Notification};
-pub use rejected::RejectedRow;
+pub use rejected::{Refused, RejectedRow};
 pub use rescue::RescueFacts;
+pub use situations::Situation;
+pub use trends::Trends;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use crate::model::Equipment;
 
@@ -160,12 +166,9 @@ impl Store {
             sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)")
                 .execute(&mut *conn)
                 .await?;
-            let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
                 .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?;
+                .await?;
             for (version, statements) in schema::MIGRATIONS {
                 if applied.contains(version) || *version > up_to {
                     continue;

@@ -4,12 +4,12 @@
 
 use sqlx::Row;
 
-use super::dispatches::insert_step;
-use super::{random_id, Store, StoreError};
+use super::dispatches::{insert_step, NewStep};
+use super::{random_id, Backend, Store, StoreError};
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::{self, Dispatch};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Notification {
     pub id: String,
     pub dispatch_id: String,
@@ -18,10 +18,11 @@ pub struct Notification {
     pub subject: String,
     pub payload: String,
     pub attempts: i64,
+    /// The regional situation of its dispatch: rows of one situation go out grouped.
+    pub situation_id: Option<String>,
 }
 
 impl Store {
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn queue_messages(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -42,19 +43,32 @@ impl Store {
             insert_step(
                 tx,
                 &dispatch.id,
-                now,
-                "unreachable",
-                dispatch.level,
-                &dispatch.unit.name,
-                "central",
-                &note,
+                &NewStep {
+                    at: now,
+                    step: "unreachable",
+                    level: dispatch.level,
+                    unit: &dispatch.unit.name,
+                    actor: "central",
+                    note: &note,
+                },
             )
             .await?;
         }
+        // In a regional situation, a unit's messages of one batch period go out together.
+        let situation: Option<String> =
+            sqlx::query("SELECT situation_id FROM dispatches WHERE id = $1")
+                .bind(&dispatch.id)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
+        let due = match situation {
+            Some(_) => crate::central::flood::batch_due(&config.flood, now),
+            None => now,
+        };
         for m in messages {
             sqlx::query(
-                "INSERT INTO notifications (id, dispatch_id, channel, target, subject, payload, created_ms, next_attempt_ms, attempts)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0)",
+                "INSERT INTO notifications (id, dispatch_id, channel, target, subject, payload, created_ms, next_attempt_ms, attempts, situation_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9)",
             )
             .bind(random_id())
             .bind(&dispatch.id)
@@ -63,13 +77,19 @@ impl Store {
             .bind(m.subject)
             .bind(m.payload)
             .bind(now)
+            .bind(due)
+            .bind(&situation)
             .execute(&mut **tx)
             .await?;
         }
         Ok(())
     }
 
-    /// Claims up to `limit` due notifications for `owner` until `now + lease`.
+    /// Claims up to `limit` due notifications for `owner` until `now + lease`, oldest due
+    /// first, in one statement: on PostgreSQL the rows another instance is claiming at the
+    /// same moment are skipped (`FOR UPDATE SKIP LOCKED`) instead of waited for; SQLite has
+    /// one writer. The lease condition is checked again in the update, so a row is never
+    /// claimed twice while its lease holds.
     pub async fn claim_notifications(
         &self,
         owner: &str,
@@ -77,49 +97,44 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Notification>, StoreError> {
-        let candidates: Vec<String> = sqlx::query(
-            "SELECT id FROM notifications WHERE sent_ms IS NULL AND next_attempt_ms <= $1
-             AND (owner IS NULL OR lease_until_ms < $1) ORDER BY next_attempt_ms LIMIT $2",
-        )
+        let skip_locked = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE notifications SET owner = $1, lease_until_ms = $2
+             WHERE id IN (SELECT id FROM notifications WHERE sent_ms IS NULL AND next_attempt_ms <= $3
+                 AND (owner IS NULL OR lease_until_ms < $3) ORDER BY next_attempt_ms, created_ms LIMIT $4 {skip_locked})
+             AND sent_ms IS NULL AND (owner IS NULL OR lease_until_ms < $3)
+             RETURNING id, dispatch_id, channel, target, subject, payload, attempts, situation_id, next_attempt_ms, created_ms"
+        ))
+        .bind(owner)
+        .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-        let mut claimed = Vec::new();
-        for id in candidates {
-            let n = sqlx::query(
-                "UPDATE notifications SET owner = $1, lease_until_ms = $2 WHERE id = $3 AND sent_ms IS NULL
-                 AND (owner IS NULL OR lease_until_ms < $4)",
-            )
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(&id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                let r = sqlx::query(
-                    "SELECT id, dispatch_id, channel, target, subject, payload, attempts FROM notifications WHERE id = $1",
-                )
-                .bind(&id)
-                .fetch_one(&self.pool)
-                .await?;
-                claimed.push(Notification {
-                    id: r.try_get(0)?,
-                    dispatch_id: r.try_get(1)?,
-                    channel: r.try_get(2)?,
-                    target: r.try_get(3)?,
-                    subject: r.try_get(4)?,
-                    payload: r.try_get(5)?,
-                    attempts: r.try_get(6)?,
-                });
-            }
-        }
-        Ok(claimed)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    (r.try_get::<i64, _>(8)?, r.try_get::<i64, _>(9)?),
+                    Notification {
+                        id: r.try_get(0)?,
+                        dispatch_id: r.try_get(1)?,
+                        channel: r.try_get(2)?,
+                        target: r.try_get(3)?,
+                        subject: r.try_get(4)?,
+                        payload: r.try_get(5)?,
+                        attempts: r.try_get(6)?,
+                        situation_id: r.try_get(7)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order.
+        claimed.sort_by_key(|(due, _)| *due);
+        Ok(claimed.into_iter().map(|(_, n)| n).collect())
     }
 
     /// Marks a notification delivered and blanks the link token in the kept copy: only the

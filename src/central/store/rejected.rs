@@ -3,12 +3,22 @@
 //! reaches the broker can make central refuse messages, so the table must not grow without end.
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{random_id, rfc3339, Store, StoreError};
 
 /// How much of a refused payload is kept.
 const KEEP_PAYLOAD_BYTES: usize = 8 * 1024;
+
+/// A message intake refused, as it is kept.
+pub struct Refused<'a> {
+    pub topic: &'a str,
+    /// The message's own id, when it could be read.
+    pub message_id: Option<&'a str>,
+    /// The refusal's reason word (`bad_signature`…) and what it says.
+    pub reason: &'a str,
+    pub detail: &'a str,
+    pub payload: &'a [u8],
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectedRow {
@@ -23,19 +33,33 @@ pub struct RejectedRow {
     pub payload_bytes: i64,
 }
 
+/// A row of `rejected_messages` as the list reads it.
+#[derive(sqlx::FromRow)]
+struct StoredRejection {
+    received_ms: i64,
+    topic: String,
+    message_id: Option<String>,
+    reason: String,
+    detail: String,
+    payload: String,
+    payload_bytes: i64,
+}
+
 impl Store {
     /// Keeps one refused message, then forgets all but the newest `keep`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn record_rejected(
         &self,
-        topic: &str,
-        message_id: Option<&str>,
-        reason: &str,
-        detail: &str,
-        payload: &[u8],
+        refused: &Refused<'_>,
         now: i64,
         keep: i64,
     ) -> Result<(), StoreError> {
+        let Refused {
+            topic,
+            message_id,
+            reason,
+            detail,
+            payload,
+        } = *refused;
         let mut end = payload.len().min(KEEP_PAYLOAD_BYTES);
         while end > 0 && end < payload.len() && (payload[end] & 0xC0) == 0x80 {
             end -= 1;
@@ -68,25 +92,24 @@ impl Store {
 
     /// The refused messages, newest first.
     pub async fn rejected(&self, limit: i64) -> Result<Vec<RejectedRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<StoredRejection> = sqlx::query_as(
             "SELECT received_ms, topic, message_id, reason, detail, payload, payload_bytes
              FROM rejected_messages ORDER BY received_ms DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RejectedRow {
-                    received: rfc3339(r.try_get(0)?),
-                    topic: r.try_get(1)?,
-                    message_id: r.try_get(2)?,
-                    reason: r.try_get(3)?,
-                    detail: r.try_get(4)?,
-                    payload: r.try_get(5)?,
-                    payload_bytes: r.try_get(6)?,
-                })
+        Ok(rows
+            .into_iter()
+            .map(|r| RejectedRow {
+                received: rfc3339(r.received_ms),
+                topic: r.topic,
+                message_id: r.message_id,
+                reason: r.reason,
+                detail: r.detail,
+                payload: r.payload,
+                payload_bytes: r.payload_bytes,
             })
-            .collect()
+            .collect())
     }
 }

@@ -1,8 +1,6 @@
 //! What the rescue page shows beside the dispatch record: the lift's position (WGS-84, from the
 //! registry central holds) and the floor the car stopped at (from the trapped incident's
-//! details). Read-only.
-
-use sqlx::Row;
+//! details), and the using unit's and building's phones from the registry. Read-only.
 
 use super::{Store, StoreError};
 
@@ -13,12 +11,24 @@ pub struct RescueFacts {
     pub position: Option<(f64, f64)>,
     /// The floor the car stopped at, as the incident reported it ("B2", "7").
     pub floor: Option<String>,
+    /// The using unit's and the building's phones, from the registry record.
+    pub using_unit_phone: Option<String>,
+    pub building_phone: Option<String>,
+}
+
+/// The registry position and the stored incident of a dispatch.
+#[derive(sqlx::FromRow)]
+struct FactsRow {
+    lat: Option<f64>,
+    lon: Option<f64>,
+    payload: Option<String>,
+    record: Option<String>,
 }
 
 impl Store {
     pub async fn rescue_facts(&self, dispatch_id: &str) -> Result<RescueFacts, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT e.lat, e.lon, ev.payload FROM dispatches d
+        let Some(row) = sqlx::query_as::<_, FactsRow>(
+            "SELECT e.lat, e.lon, ev.payload, e.record FROM dispatches d
              LEFT JOIN equipment e ON e.gateway = d.gateway AND e.id = d.equipment
              LEFT JOIN events ev ON ev.id = d.event_id
              WHERE d.id = $1",
@@ -29,12 +39,17 @@ impl Store {
         else {
             return Ok(RescueFacts::default());
         };
-        let lat: Option<f64> = row.try_get(0)?;
-        let lon: Option<f64> = row.try_get(1)?;
-        let payload: Option<String> = row.try_get(2)?;
+        let record: serde_json::Value = row
+            .record
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_default();
+        let phone = |key: &str| record[key].as_str().map(str::to_owned);
         Ok(RescueFacts {
-            position: lat.zip(lon),
-            floor: payload.as_deref().and_then(floor_of),
+            position: row.lat.zip(row.lon),
+            floor: row.payload.as_deref().and_then(floor_of),
+            using_unit_phone: phone("using_unit_phone"),
+            building_phone: phone("building_phone"),
         })
     }
 }

@@ -264,6 +264,28 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         7,
         &[
+            // Regional alarm floods (central/flood.rs): a situation groups the alarms raised
+            // around one place within the flood window; its dispatches and their notification
+            // rows name it, so the board shows them together and each unit gets one message
+            // per batch period.
+            "CREATE TABLE situations (
+            id TEXT PRIMARY KEY,
+            lat DOUBLE PRECISION NOT NULL,
+            lon DOUBLE PRECISION NOT NULL,
+            radius_km DOUBLE PRECISION NOT NULL,
+            started_ms BIGINT NOT NULL,
+            ended_ms BIGINT)",
+            "CREATE INDEX situations_open ON situations (ended_ms)",
+            "ALTER TABLE alarms ADD COLUMN situation_id TEXT",
+            "CREATE INDEX alarms_situation ON alarms (situation_id, raised_ms)",
+            "ALTER TABLE dispatches ADD COLUMN situation_id TEXT",
+            "CREATE INDEX dispatches_situation ON dispatches (situation_id)",
+            "ALTER TABLE notifications ADD COLUMN situation_id TEXT",
+        ],
+    ),
+    (
+        8,
+        &[
             // The cylinder register as the filling units' registers give it (CSV import,
             // `central/cylinders.rs`); codes seen only in fills are registered nowhere.
             "CREATE TABLE cylinders (
@@ -288,7 +310,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
         ],
     ),
     (
-        8,
+        9,
         &[
             // The upward exchange's durable queue (`central/exchange.rs`): one row per record,
             // keyed by what the receiver deduplicates on; deleted never, marked sent once the

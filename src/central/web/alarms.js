@@ -6,7 +6,7 @@ let next = null;
 const row = a => `
       <tr class="sev-${esc(a.severity)}" data-alarm="${esc(a.id)}">
         <td>${time(a.raised)}${a.cleared ? '<br><small>' + esc(t('alarms.cleared', { time: time(a.cleared) })) + '</small>' : ''}</td>
-        <td>${val(a.equipment)}<br><small>${esc(label('kind', a.kind))} · ${val(a.gateway)}</small></td>
+        <td><a class="equipment" href="/equipment/${esc(encodeURIComponent(a.gateway))}/${esc(encodeURIComponent(a.equipment))}">${val(a.equipment)}</a><br><small>${esc(label('kind', a.kind))} · ${val(a.gateway)}</small></td>
         <td>${a.trapped ? `<b class="trapped">${esc(t('alarms.trapped'))}</b> ` : ''}${alarmName(a.rule) ? `<b class="name">${esc(alarmName(a.rule))}</b><br>` : ''}${val(a.message)}<br><small>${val(a.rule)} · <a href="#" class="timeline">${esc(t('alarms.timeline'))}</a></small><div class="tl"></div></td>
         <td>${esc(label('severity', a.severity))}</td><td class="state">${esc(label('alarmstate', a.state))}</td>
         <td>${val(a.using_unit)}<br><small>${val(a.address)}</small></td>

@@ -7,6 +7,7 @@ header('/board');
 const CLOSED = ['completed', 'false_alarm'];
 let limits = { respond: 180, arrive: 1800 };
 let dispatches = [];
+let situations = [];
 let seen = null;
 const ms = s => new Date(s).getTime();
 const mmss = total => { const s = Math.abs(Math.round(total / 1000)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`; };
@@ -28,8 +29,23 @@ function cell(d, kind, doneAt) {
   const x = deadline(d, kind, doneAt);
   return `<td class="deadline ${x.state}" data-deadline="${kind}" data-state="${x.state}">${esc(x.text)}</td>`;
 }
+// A regional alarm flood: one block with its counts and its dispatches in the order the server
+// gives (who is inside and how long); they leave the open table below.
+function drawSituations() {
+  document.getElementById('situations').innerHTML = situations.length ? `<h2>${esc(t('board.situations'))}</h2>` + situations.map(s => {
+    const open = s.dispatches.filter(d => !CLOSED.includes(d.status));
+    return `<section class="situation" data-situation="${esc(s.id)}" data-open="${open.length}">
+      <h3>${esc(t('board.situation', { alarms: s.alarms, trapped: s.dispatches.length, open: open.length, time: time(s.started) }))}${s.ended ? ' · ' + esc(t('board.situation_ended', { time: time(s.ended) })) : ''}</h3>
+      <p><small>${esc(t('board.situation_order'))} ${esc(t('board.situation_empty', { n: Math.max(0, s.alarms - s.dispatches.length) }))}</small></p>
+      <table><tbody>${open.map(d => `<tr data-dispatch="${esc(d.id)}"><td><a href="/rescue/${encodeURIComponent(d.id)}">${val(d.order_no)}</a></td>
+        <td>${val(d.elevator.name)}</td><td>${val(d.address)}</td><td>${val(d.unit.name)}</td><td>${esc(label('status', d.status))}</td>
+        <td class="elapsed">${esc(elapsed(d.time))}</td>${cell(d, 'respond', d.responded_at)}${cell(d, 'arrive', d.on_site_at)}</tr>`).join('')}</tbody></table></section>`;
+  }).join('') : '';
+}
 function draw() {
-  const open = dispatches.filter(d => !CLOSED.includes(d.status));
+  drawSituations();
+  const grouped = new Set(situations.flatMap(s => s.dispatches.map(d => d.id)));
+  const open = dispatches.filter(d => !CLOSED.includes(d.status) && !grouped.has(d.id));
   const closed = dispatches.filter(d => CLOSED.includes(d.status));
   document.getElementById('open').innerHTML = open.map(d => `
     <tr data-dispatch="${esc(d.id)}" class="${seen && seen.fresh.has(d.id) ? 'fresh' : ''}">
@@ -58,7 +74,7 @@ function chime() {
 }
 async function poll() {
   try {
-    dispatches = await api('/api/v1/dispatches');
+    [dispatches, situations] = await Promise.all([api('/api/v1/dispatches'), api('/api/v1/situations')]);
     const ids = new Set(dispatches.filter(d => !CLOSED.includes(d.status)).map(d => d.id));
     // The first load only learns what is open; later ones flag what is new.
     const fresh = seen ? new Set([...ids].filter(id => !seen.ids.has(id))) : new Set();

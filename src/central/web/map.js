@@ -1,5 +1,5 @@
 // The map page (loaded from /assets/: the pages hold no inline script).
-const { api, header, esc, val, t, label, ready } = window.seguard;
+const { api, header, esc, val, t, label, ready, basemap } = window.seguard;
 header('/');
 const STATES = ['normal', 'alarm', 'trapped', 'offline', 'overdue'];
 const stateName = s => label('mapstate', s);
@@ -25,7 +25,9 @@ function popup(e) {
     ['field.open_alarms', given(e.open_alarms) && esc(String(e.open_alarms))],
     ['field.latest_alarm', given(e.latest_alarm) && val(e.latest_alarm)],
   ].filter(([, v]) => v);
-  return `<strong>${val(e.name)}</strong><table>${rows.map(([k, v]) => `<tr><th>${esc(t(k))}</th><td>${v}</td></tr>`).join('')}</table>`;
+  const page = `/equipment/${encodeURIComponent(e.gateway)}/${encodeURIComponent(e.id)}`;
+  return `<strong>${val(e.name)}</strong><table>${rows.map(([k, v]) => `<tr><th>${esc(t(k))}</th><td>${v}</td></tr>`).join('')}</table>` +
+    `<a class="open" href="${esc(page)}">${esc(t('equipment.open'))}</a>`;
 }
 function validPosition(p) {
   return Array.isArray(p) && p.length === 2 && p.every(Number.isFinite) && Math.abs(p[0]) <= 90 && Math.abs(p[1]) <= 180;
@@ -45,22 +47,32 @@ async function main() {
   let offline = false;
   function goOffline(why) {
     if (offline) return; offline = true;
-    if (tiles) map.removeLayer(tiles);
+    for (const l of tiles) map.removeLayer(l);
     document.getElementById('map').classList.add('offline-base');
     notice(t('map.no_tiles', { why: t(why) }));
   }
-  let tiles = null;
-  if (config.tile_url) {
+  const tiles = basemap(map, config);
+  if (tiles.length) {
     let loaded = 0, errors = 0;
-    tiles = L.tileLayer(config.tile_url, { attribution: config.tile_attribution, maxZoom: 19 }).addTo(map);
-    tiles.on('tileload', () => loaded++);
-    tiles.on('tileerror', () => { errors++; if (errors >= 3 && loaded === 0) goOffline('map.why_errors'); });
+    tiles[0].on('tileload', () => loaded++);
+    tiles[0].on('tileerror', () => { errors++; if (errors >= 3 && loaded === 0) goOffline('map.why_errors'); });
     setTimeout(() => { if (loaded === 0) goOffline('map.why_none'); }, 5000);
   } else {
     goOffline('map.why_unset');
   }
+  // The district's outline (GeoJSON the operator supplies), under the markers: without tiles
+  // it is what makes the plain base a place.
+  let district = null;
   if (config.district) {
-    api('/api/v1/map/district').then(g => L.geoJSON(g, { style: { color: '#1d3557', weight: 2, fill: false } }).addTo(map)).catch(() => {});
+    district = api('/api/v1/map/district').then(g => {
+      // The district's edge bold, its streets (`level: "street"`) thin and dashed.
+      const style = f => (f.properties || {}).level === 'street'
+        ? { className: 'district street', color: '#457b9d', weight: 1, dashArray: '4 4', fill: false }
+        : { className: 'district', color: '#1d3557', weight: 2.5, fillColor: '#1d3557', fillOpacity: 0.05 };
+      const layer = L.geoJSON(g, { interactive: false, style }).addTo(map);
+      document.body.dataset.district = 'drawn';
+      return layer;
+    }).catch(e => { console.error('district outline:', e.message); return null; });
   }
   const legend = L.control({ position: 'bottomright' });
   legend.onAdd = () => { const d = L.DomUtil.create('div', 'legend'); d.innerHTML = STATES.map(k => `<div><i class="state-${k}"></i>${esc(stateName(k))}</div>`).join(''); return d; };
@@ -78,7 +90,11 @@ async function main() {
     bounds.push(e.display);
   }
   map.addLayer(cluster);
+  // The first screen: the markers (on the district's shading and streets), or the whole
+  // district before any equipment is known.
+  const outline = district && await district;
   if (bounds.length) map.fitBounds(bounds, { padding: [40, 40], maxZoom: 16 });
+  else if (outline && outline.getBounds().isValid()) map.fitBounds(outline.getBounds());
   document.body.dataset.markers = String(bounds.length);
   document.body.dataset.zoom = String(map.getZoom());
   document.body.dataset.ready = 'true';

@@ -1,15 +1,20 @@
 //! The dashboard's pages and assets, embedded in the binary: no internet needed at run time.
-//! Leaflet and its marker-cluster plugin come from npm through build.rs (OUT_DIR/web). No page
-//! holds inline script: each loads its own script from `/assets/` (see `headers.rs`).
+//! Leaflet, its marker-cluster plugin and uPlot (the indicator charts) come from npm through
+//! build.rs (OUT_DIR/web). No page holds inline script: each loads its own script from
+//! `/assets/` (see `headers.rs`).
 
 pub mod headers;
 pub mod session;
+pub mod tiles;
 
 pub const MAP_HTML: &str = include_str!("map.html");
 pub const ALARMS_HTML: &str = include_str!("alarms.html");
 pub const INDICATORS_HTML: &str = include_str!("indicators.html");
 pub const RESCUE_HTML: &str = include_str!("rescue.html");
 pub const BOARD_HTML: &str = include_str!("board.html");
+pub const SEARCH_HTML: &str = include_str!("search.html");
+pub const EQUIPMENT_HTML: &str = include_str!("equipment.html");
+pub const UNIT_HTML: &str = include_str!("unit.html");
 pub const RISK_HTML: &str = include_str!("risk.html");
 pub const HAZARDS_HTML: &str = include_str!("hazards.html");
 pub const CYLINDER_HTML: &str = include_str!("cylinder.html");
@@ -45,6 +50,9 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "indicators.js" => ("text/javascript", include_bytes!("indicators.js")),
         "rescue.js" => ("text/javascript", include_bytes!("rescue.js")),
         "board.js" => ("text/javascript", include_bytes!("board.js")),
+        "search.js" => ("text/javascript", include_bytes!("search.js")),
+        "equipment.js" => ("text/javascript", include_bytes!("equipment.js")),
+        "unit.js" => ("text/javascript", include_bytes!("unit.js")),
         "risk.js" => ("text/javascript", include_bytes!("risk.js")),
         "hazards.js" => ("text/javascript", include_bytes!("hazards.js")),
         "cylinder.js" => ("text/javascript", include_bytes!("cylinder.js")),
@@ -55,6 +63,8 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "leaflet.markercluster.js" => ("text/javascript", built!("leaflet.markercluster.js")),
         "MarkerCluster.css" => ("text/css", built!("MarkerCluster.css")),
         "MarkerCluster.Default.css" => ("text/css", built!("MarkerCluster.Default.css")),
+        "uplot.js" => ("text/javascript", built!("uplot.js")),
+        "uplot.css" => ("text/css", built!("uplot.css")),
         _ => return None,
     };
     Some(found)

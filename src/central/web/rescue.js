@@ -3,7 +3,7 @@
 // trapped, and the steps. A step taken without a connection is kept in this browser and sent
 // when the connection returns; central refuses a step it already has (409), so a step sent
 // twice is recorded once.
-const { esc, val, time, t, label, elapsed, langButton, ready } = window.seguard;
+const { esc, val, time, t, label, elapsed, langButton, ready, basemap } = window.seguard;
 document.getElementById('lang-slot').appendChild(langButton());
 const id = location.pathname.split('/').pop();
 const ORDER = ['occurred', 'responded', 'on_site', 'completed'];
@@ -45,8 +45,7 @@ async function place(position) {
   const where = document.getElementById('where');
   where.hidden = false;
   const map = L.map(where, { zoomControl: false, attributionControl: !!config.tile_url }).setView(at, 17);
-  if (config.tile_url) L.tileLayer(config.tile_url, { attribution: config.tile_attribution, maxZoom: 19 }).addTo(map);
-  else where.classList.add('offline-base');
+  if (!basemap(map, config).length) where.classList.add('offline-base');
   L.circleMarker(at, { radius: 10, color: '#fff', weight: 3, fillColor: '#d62828', fillOpacity: 1 }).addTo(map);
   where.dataset.at = at.join(',');
 }

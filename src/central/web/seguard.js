@@ -76,11 +76,18 @@
     const h = document.createElement('header');
     h.innerHTML = [['/', 'nav.map'], ['/alarms', 'nav.alarms'], ['/board', 'nav.board'], ['/indicators', 'nav.indicators'], ['/risk', 'nav.risk'], ['/scorecards', 'nav.scorecards'], ['/hazards', 'nav.hazards']]
       .map(([href, key]) => `<a href="${href}" class="${href === here ? 'here' : ''}">${esc(t(key))}</a>`).join('') +
-      `<strong class="brand">${esc(t('brand'))}</strong><span class="who" id="who"></span>` +
+      `<strong class="brand">${esc(t('brand'))}</strong>` +
+      // Search by registration code, 96333 code, name or address (the search page).
+      `<form class="search" role="search" method="get" action="/search"><input type="search" name="q" id="search-q" aria-label="${esc(t('search.label'))}" placeholder="${esc(t('search.placeholder'))}"><button type="submit">${esc(t('search.submit'))}</button></form>` +
+      `<span class="who" id="who"></span>` +
       `<form method="post" action="/signout" id="signout" hidden><button type="submit">${esc(t('nav.signout'))}</button></form>`;
     h.appendChild(langButton());
     document.body.prepend(h);
     api('/api/v1/whoami').then(w => {
+      // A using unit's own overview, next to the map.
+      if (w.role === 'equipment_unit') {
+        h.querySelector('a').insertAdjacentHTML('afterend', `<a href="/unit" class="${here === '/unit' ? 'here' : ''}">${esc(t('nav.unit'))}</a>`);
+      }
       document.getElementById('who').innerHTML = esc(t('who.is', { name: '\u0000', role: label('role', w.role) })).replace('\u0000', val(w.name));
       document.getElementById('signout').hidden = false;
     }).catch(() => { document.getElementById('who').textContent = t('who.none'); });
@@ -121,5 +128,40 @@
     .then(r => r.ok ? r.json() : {})
     .then(ui => { if (ui.time_zone) { zone = ui.time_zone; clock = null; } return ui; })
     .catch(() => ({}));
-  window.seguard = { api, apiPage, header, langButton, esc, val, time, num, pct, elapsed, t, label, alarmName, lang, ready };
+  // Downloads `blob` as `name` (CSV tables, PNG charts), without leaving the page.
+  function download(name, blob) {
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob); a.download = name;
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+  // A table as CSV: UTF-8 with a byte-order mark (so Excel reads the Chinese), CRLF lines, the
+  // cells' visible text, quoted where needed.
+  function csv(table) {
+    const cell = c => { const v = c.innerText.replace(/\s+/g, ' ').trim(); return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v; };
+    const lines = [...table.rows].map(r => [...r.cells].map(cell).join(','));
+    return new Blob(['\uFEFF' + lines.join('\r\n') + '\r\n'], { type: 'text/csv;charset=utf-8' });
+  }
+  // A button that exports `table` as `{name}.csv`, placed before the table.
+  function exportable(table, name) {
+    const b = document.createElement('button');
+    b.type = 'button'; b.className = 'export'; b.dataset.export = name;
+    b.textContent = t('export.csv');
+    b.addEventListener('click', () => download(name + '.csv', csv(table)));
+    table.before(b);
+    return b;
+  }
+  // The basemap of central's `/api/v1/map/config` on a Leaflet map: the tiles (with a preset's
+  // subdomains) and a label layer over them when the preset has one. Returns the layers, the
+  // tiles first; none without a tile server.
+  function basemap(map, config) {
+    if (!config.tile_url || !window.L) return [];
+    const options = { attribution: config.tile_attribution, maxZoom: 19 };
+    if (config.tile_subdomains && config.tile_subdomains.length) options.subdomains = config.tile_subdomains;
+    const layers = [L.tileLayer(config.tile_url, options)];
+    if (config.label_url) layers.push(L.tileLayer(config.label_url, Object.assign({}, options, { attribution: '' })));
+    for (const l of layers) l.addTo(map);
+    return layers;
+  }
+  window.seguard = { api, apiPage, header, langButton, esc, val, time, num, pct, elapsed, t, label, alarmName, lang, ready, download, csv, exportable, basemap };
 })();

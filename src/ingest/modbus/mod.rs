@@ -27,6 +27,7 @@
 pub mod config;
 pub mod decode;
 mod mbap;
+pub mod observe;
 pub mod plan;
 pub mod poller;
 

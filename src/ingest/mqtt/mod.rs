@@ -10,6 +10,7 @@
 //! its readings in the outbox (the pipeline hands the publish back on `acks`), or after it was
 //! rejected and counted. A message in flight when the gateway dies is delivered again.
 
+pub mod config;
 pub mod mapping;
 pub mod profile;
 
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::broker::Broker;
-use crate::gateway::Batch;
+use crate::ingest::Batch;
 use crate::ingest::Clock;
 use crate::metrics::Metrics;
 

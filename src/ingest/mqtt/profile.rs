@@ -20,10 +20,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{
-    check_pointer, field_mapping, toml_message, FieldMapping, Located, Problem, RawField,
-    TimeFormat,
-};
+use super::config::{check_pointer, field_mapping, FieldMapping, RawField, TimeFormat};
+use crate::diag::{toml_message, Located, Problem};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,32 +6,41 @@
 //! `bad=1i` or `stale=1i` with the metric as a tag, so a gap in a series can be explained.
 //!
 //! Names (site, gateway, equipment, metric) are what the config check lets through
-//! (`config::is_valid_id`, `config::is_valid_metric_name`); the builder escapes their commas,
+//! (`config::is_valid_id`, `config::is_valid_metric_name`); the encoder escapes their commas,
 //! equals signs and spaces. Text values can hold anything a device sends. Line protocol has no
 //! escape for a newline or a carriage return, and a raw one splits the line for line-oriented
 //! readers, so text values carry them as the two characters `\n` and `\r`.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::RwLock;
-
-use influxdb_line_protocol::builder::{AfterField, LineProtocolBuilder};
 
 use super::Point;
 use crate::model::{EquipmentKind, Quality, Reading, Value};
 
+/// What a measurement escapes (a backslash too, always).
+const MEASUREMENT: &[u8] = b", ";
+/// What a tag key or value and a field key escape.
+const NAME: &[u8] = b",= ";
+/// What a string field value escapes.
+const STRING: &[u8] = b"\"";
+
 pub struct Encoder {
-    site: String,
-    gateway: String,
+    /// `,site=…,gateway=…`, escaped once.
+    tags: String,
     /// equipment → kind, the measurement; replaced when a config reload changes the registry.
     kinds: RwLock<HashMap<String, EquipmentKind>>,
 }
 
 impl Encoder {
     pub fn new(site: &str, gateway: &str, kinds: HashMap<String, EquipmentKind>) -> Self {
+        let mut tags = Vec::new();
+        tags.extend_from_slice(b",site=");
+        escape(&mut tags, site, NAME);
+        tags.extend_from_slice(b",gateway=");
+        escape(&mut tags, gateway, NAME);
         Encoder {
-            site: site.to_owned(),
-            gateway: gateway.to_owned(),
+            tags: String::from_utf8(tags).expect("escaping keeps UTF-8"),
             kinds: RwLock::new(kinds),
         }
     }
@@ -44,7 +53,7 @@ impl Encoder {
     /// `seguard_quality` line per reading of other quality.
     pub fn encode(&self, points: &[Point]) -> Vec<u8> {
         let fields: usize = points.iter().map(|p| p.readings.len()).sum();
-        let mut builder = LineProtocolBuilder::new_with(Vec::with_capacity(fields * 32 + 96));
+        let mut out = Vec::with_capacity(fields * 24 + points.len() * 96);
         let kinds = self.kinds.read().expect("kinds lock");
         for point in points {
             let Some(first) = point.readings.first() else {
@@ -56,16 +65,14 @@ impl Encoder {
                 let measurement = kinds
                     .get(&first.equipment)
                     .map_or("equipment", |k| k.as_str());
-                let tagged = builder
-                    .measurement(measurement)
-                    .tag("site", &self.site)
-                    .tag("gateway", &self.gateway)
-                    .tag("equipment", &first.equipment);
-                let mut fields = add_field(tagged, head);
+                self.series(&mut out, measurement, &first.equipment);
+                out.push(b' ');
+                field(&mut out, head);
                 for r in good {
-                    fields = add_more(fields, r);
+                    out.push(b',');
+                    field(&mut out, r);
                 }
-                builder = fields.timestamp(time).close_line();
+                end_line(&mut out, time);
             }
             for r in point.readings.iter().filter(|r| r.quality != Quality::Good) {
                 let flag = if r.quality == Quality::Stale {
@@ -73,47 +80,69 @@ impl Encoder {
                 } else {
                     "bad"
                 };
-                builder = builder
-                    .measurement("seguard_quality")
-                    .tag("site", &self.site)
-                    .tag("gateway", &self.gateway)
-                    .tag("equipment", &r.equipment)
-                    .tag("metric", &r.metric)
-                    .field(flag, 1i64)
-                    .timestamp(time)
-                    .close_line();
+                self.series(&mut out, "seguard_quality", &r.equipment);
+                out.extend_from_slice(b",metric=");
+                escape(&mut out, &r.metric, NAME);
+                out.push(b' ');
+                out.extend_from_slice(flag.as_bytes());
+                out.extend_from_slice(b"=1i");
+                end_line(&mut out, time);
             }
         }
-        builder.build()
+        out
+    }
+
+    /// `measurement,site=…,gateway=…,equipment=…`
+    fn series(&self, out: &mut Vec<u8>, measurement: &str, equipment: &str) {
+        escape(out, measurement, MEASUREMENT);
+        out.extend_from_slice(self.tags.as_bytes());
+        out.extend_from_slice(b",equipment=");
+        escape(out, equipment, NAME);
     }
 }
 
-type Tagged = LineProtocolBuilder<Vec<u8>, influxdb_line_protocol::builder::AfterMeasurement>;
-type Fielded = LineProtocolBuilder<Vec<u8>, AfterField>;
-
-fn add_field(b: Tagged, r: &Reading) -> Fielded {
+/// `key=value`: a float as Rust prints it, a bool as `true`/`false`, text quoted.
+fn field(out: &mut Vec<u8>, r: &Reading) {
+    escape(out, &r.metric, NAME);
+    out.push(b'=');
     match &r.value {
-        Value::Number(n) => b.field(&r.metric, *n),
-        Value::Bool(v) => b.field(&r.metric, *v),
-        Value::Text(t) => b.field(&r.metric, one_line(t).as_ref()),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        Value::Text(t) => {
+            out.push(b'"');
+            one_line(out, t);
+            out.push(b'"');
+        }
     }
 }
 
-fn add_more(b: Fielded, r: &Reading) -> Fielded {
-    match &r.value {
-        Value::Number(n) => b.field(&r.metric, *n),
-        Value::Bool(v) => b.field(&r.metric, *v),
-        Value::Text(t) => b.field(&r.metric, one_line(t).as_ref()),
-    }
+fn end_line(out: &mut Vec<u8>, time: i64) {
+    let _ = writeln!(out, " {time}");
 }
 
-/// `text` with newlines and carriage returns written as `\n` and `\r`.
-fn one_line(text: &str) -> Cow<'_, str> {
-    if text.contains(['\n', '\r']) {
-        Cow::Owned(text.replace('\n', "\\n").replace('\r', "\\r"))
-    } else {
-        Cow::Borrowed(text)
+/// Appends `text` with a backslash before each of `special` and before each backslash; a name
+/// that needs no escape (the usual case) is copied in one piece.
+fn escape(out: &mut Vec<u8>, text: &str, special: &[u8]) {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'\\' || special.contains(b) {
+            out.extend_from_slice(&bytes[from..i]);
+            out.push(b'\\');
+            from = i;
+        }
     }
+    out.extend_from_slice(&bytes[from..]);
+}
+
+/// A text value, escaped, with newlines and carriage returns written as `\n` and `\r`.
+fn one_line(out: &mut Vec<u8>, text: &str) {
+    if !text.contains(['\n', '\r']) {
+        return escape(out, text, STRING);
+    }
+    escape(out, &text.replace('\n', "\\n").replace('\r', "\\r"), STRING);
 }
 
 #[cfg(test)]

@@ -4,7 +4,13 @@
 //!
 //! **Invariant:** a batch leaves the outbox lane only after a 2xx, or after the server refused
 //! it as invalid (HTTP 400/422: retrying cannot help), which is counted and logged.
+//!
+//! Up to [`WRITES_IN_FLIGHT`] writes of `batch_max_lines` go at once: the uplink peeks that
+//! many batches' worth, encodes each, lets the decoded points go, and sends the bodies
+//! together, so the server works on one while it answers the other. The lane is confirmed in
+//! order: only what every earlier body's answer covers.
 
+pub mod config;
 pub mod line;
 mod point;
 
@@ -18,12 +24,15 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::{InfluxEndpoint, InfluxUplink};
 use crate::metrics::Metrics;
 use crate::outbox::Lane;
+use config::{InfluxEndpoint, InfluxUplink};
 
 pub use line::Encoder;
 pub use point::Point;
+
+/// Writes of one uplink in flight at once.
+pub const WRITES_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -114,7 +123,7 @@ impl InfluxWriter {
         InfluxWriter { uplink, client }
     }
 
-    pub async fn write(&self, body: Vec<u8>) -> Result<(), WriteError> {
+    pub async fn write(&self, body: &[u8]) -> Result<(), WriteError> {
         match &self.client {
             Client::V1 {
                 http,
@@ -134,12 +143,12 @@ impl InfluxWriter {
                         flate2::Compression::fast(),
                     );
                     encoder
-                        .write_all(&body)
+                        .write_all(body)
                         .expect("writing to a Vec cannot fail");
                     let compressed = encoder.finish().expect("writing to a Vec cannot fail");
                     request.header("Content-Encoding", "gzip").body(compressed)
                 } else {
-                    request.body(body)
+                    request.body(body.to_vec())
                 };
                 let response = request
                     .send()
@@ -157,7 +166,7 @@ impl InfluxWriter {
                 org,
                 bucket,
             } => {
-                let write = client.write_line_protocol(org, bucket, body);
+                let write = client.write_line_protocol(org, bucket, body.to_vec());
                 match tokio::time::timeout(self.uplink.timeout, write).await {
                     Err(_) => Err(WriteError::Transient(format!(
                         "no answer within {} ms",
@@ -187,7 +196,7 @@ impl InfluxWriter {
         if live.is_empty() {
             return;
         }
-        match self.write(encoder.encode(&live)).await {
+        match self.write(&encoder.encode(&live)).await {
             Ok(()) => metrics.uplink_live_written(&self.uplink.name, live.len()),
             Err(e) => {
                 tracing::debug!(uplink = %self.uplink.name, error = ?e, "live points not written; they stay queued")
@@ -207,11 +216,12 @@ impl InfluxWriter {
         hard_stop: CancellationToken,
     ) {
         let name = self.uplink.name.clone();
+        let max = self.uplink.batch_max_lines;
         let mut backoff = Backoff::new(self.uplink.retry_min, self.uplink.retry_max);
         loop {
             let batch = lane
                 .peek_batch(
-                    self.uplink.batch_max_lines,
+                    max.saturating_mul(WRITES_IN_FLIGHT),
                     self.uplink.flush_interval,
                     &flush,
                 )
@@ -219,39 +229,85 @@ impl InfluxWriter {
             if batch.is_empty() {
                 break;
             }
-            let body = encoder.encode(&batch);
+            // Only the bodies wait for the server's answers, not the decoded points.
+            let mut bodies: Vec<Body> = batch
+                .chunks(max)
+                .map(|points| Body {
+                    lines: points.len(),
+                    text: encoder.encode(points),
+                    done: false,
+                })
+                .collect();
+            drop(batch);
             loop {
-                let started = Instant::now();
-                match self.write(body.clone()).await {
-                    Ok(()) => {
-                        metrics.uplink_written(&name, batch.len(), started.elapsed().as_secs_f64());
-                        lane.confirm(batch.len());
-                        healthy.store(true, Ordering::Relaxed);
-                        backoff.reset();
-                        self.send_live(&lane, &encoder, &metrics).await;
-                        break;
-                    }
-                    Err(WriteError::Rejected(e)) => {
-                        metrics.uplink_rejected(&name, batch.len(), &e);
-                        lane.confirm(batch.len());
-                        break;
-                    }
-                    Err(WriteError::Transient(e)) => {
-                        healthy.store(false, Ordering::Relaxed);
-                        lane.set_catching_up(lane.is_behind());
-                        let delay = backoff.next_delay();
-                        metrics.uplink_failed(&name, &e, delay);
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = hard_stop.cancelled() => {
-                                lane.release();
-                                tracing::warn!(uplink = %name, queued = lane.len(), "stopping with points not yet written");
-                                return;
-                            }
+                let failure = self.write_pending(&mut bodies, &metrics).await;
+                let Some(e) = failure else {
+                    lane.confirm(bodies.iter().map(|b| b.lines).sum());
+                    healthy.store(true, Ordering::Relaxed);
+                    backoff.reset();
+                    self.send_live(&lane, &encoder, &metrics).await;
+                    break;
+                };
+                healthy.store(false, Ordering::Relaxed);
+                lane.set_catching_up(lane.is_behind());
+                let delay = backoff.next_delay();
+                metrics.uplink_failed(&name, &e, delay);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = hard_stop.cancelled() => {
+                        // What the first answers covered leaves the lane; the rest stays.
+                        let written: usize =
+                            bodies.iter().take_while(|b| b.done).map(|b| b.lines).sum();
+                        if written > 0 {
+                            lane.confirm(written);
+                        } else {
+                            lane.release();
                         }
+                        tracing::warn!(uplink = %name, queued = lane.len(), "stopping with points not yet written");
+                        return;
                     }
                 }
             }
         }
     }
+
+    /// Sends every body not yet done, at once; marks those the server took (or refused as
+    /// invalid: counted), and returns a transient failure if any.
+    async fn write_pending(&self, bodies: &mut [Body], metrics: &Metrics) -> Option<String> {
+        let name = &self.uplink.name;
+        let started = Instant::now();
+        let mut pending: Vec<&mut Body> = bodies.iter_mut().filter(|b| !b.done).collect();
+        let results = if let [one, two] = pending.as_slice() {
+            let (a, b) = tokio::join!(self.write(&one.text), self.write(&two.text));
+            vec![a, b]
+        } else {
+            let mut results = Vec::with_capacity(pending.len());
+            for body in &pending {
+                results.push(self.write(&body.text).await);
+            }
+            results
+        };
+        let mut failure = None;
+        for (body, result) in pending.iter_mut().zip(results) {
+            match result {
+                Ok(()) => {
+                    metrics.uplink_written(name, body.lines, started.elapsed().as_secs_f64());
+                    body.done = true;
+                }
+                Err(WriteError::Rejected(e)) => {
+                    metrics.uplink_rejected(name, body.lines, &e);
+                    body.done = true;
+                }
+                Err(WriteError::Transient(e)) => failure = Some(e),
+            }
+        }
+        failure
+    }
+}
+
+/// One write's line protocol, and whether the server has answered it for good.
+struct Body {
+    lines: usize,
+    text: Vec<u8>,
+    done: bool,
 }

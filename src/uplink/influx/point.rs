@@ -8,6 +8,12 @@
 //! push. A point whose time does not fit in i64 nanoseconds is written as an array of readings;
 //! an entry written before points existed is a single reading, read as a point of one, so an
 //! upgrade replays the old backlog.
+//!
+//! A point's readings are shared (`Arc`), never copied: a lane that keeps the newest points
+//! decoded hands the same readings to the uplink, and the pipeline pushes one point into
+//! several lanes, without a copy of its strings each time.
+
+use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -17,29 +23,38 @@ use crate::model::{Quality, Reading, Source, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     /// Of one equipment and one time; at least one.
-    pub readings: Vec<Reading>,
+    pub readings: Arc<[Reading]>,
 }
 
 impl Point {
+    pub fn new(readings: Vec<Reading>) -> Point {
+        Point {
+            readings: readings.into(),
+        }
+    }
+
     /// Splits readings into points: each run of consecutive readings of one equipment at one
     /// time is one point.
     pub fn group(readings: Vec<Reading>) -> Vec<Point> {
-        let mut points: Vec<Point> = Vec::new();
+        let mut points = Vec::new();
+        let mut run: Vec<Reading> = Vec::new();
         for reading in readings {
-            match points.last_mut() {
-                Some(p) if p.same_point(&reading) => p.readings.push(reading),
-                _ => points.push(Point {
-                    readings: vec![reading],
-                }),
+            let same = run
+                .first()
+                .is_some_and(|r| r.equipment == reading.equipment && r.time == reading.time);
+            if !same && !run.is_empty() {
+                let fields = run.len();
+                points.push(Point::new(std::mem::replace(
+                    &mut run,
+                    Vec::with_capacity(fields),
+                )));
             }
+            run.push(reading);
+        }
+        if !run.is_empty() {
+            points.push(Point::new(run));
         }
         points
-    }
-
-    fn same_point(&self, reading: &Reading) -> bool {
-        self.readings
-            .first()
-            .is_some_and(|r| r.equipment == reading.equipment && r.time == reading.time)
     }
 }
 
@@ -141,10 +156,8 @@ impl<'de> Deserialize<'de> for Point {
                         .collect(),
                 }
             }
-            Stored::Point(readings) => Point { readings },
-            Stored::Reading(reading) => Point {
-                readings: vec![*reading],
-            },
+            Stored::Point(readings) => Point::new(readings),
+            Stored::Reading(reading) => Point::new(vec![*reading]),
         })
     }
 }
@@ -182,19 +195,18 @@ mod tests {
 
     #[test]
     fn reads_a_point_and_an_old_single_reading_entry() {
-        let point = Point {
-            readings: vec![reading("a", "x", 1), reading("a", "y", 1)],
-        };
+        let point = Point::new(vec![reading("a", "x", 1), reading("a", "y", 1)]);
         let json = serde_json::to_vec(&point).unwrap();
         assert_eq!(
             String::from_utf8(json.clone()).unwrap(),
             r#"{"e":"a","t":1,"f":[{"m":"x","v":1.0,"q":"good","s":"mqtt"},{"m":"y","v":1.0,"q":"good","s":"mqtt"}]}"#
         );
         assert_eq!(serde_json::from_slice::<Point>(&json).unwrap(), point);
-        let mut varied = point.clone();
-        varied.readings[1].unit = Some("MPa".into());
-        varied.readings[1].quality = Quality::Bad;
-        varied.readings[0].value = Value::Text("B2".into());
+        let mut readings = point.readings.to_vec();
+        readings[1].unit = Some("MPa".into());
+        readings[1].quality = Quality::Bad;
+        readings[0].value = Value::Text("B2".into());
+        let varied = Point::new(readings);
         let json = serde_json::to_vec(&varied).unwrap();
         assert_eq!(serde_json::from_slice::<Point>(&json).unwrap(), varied);
         // Earlier forms: an array of readings, and one reading.
@@ -202,8 +214,8 @@ mod tests {
         assert_eq!(serde_json::from_slice::<Point>(&array).unwrap(), point);
         let old = serde_json::to_vec(&reading("a", "x", 1)).unwrap();
         assert_eq!(
-            serde_json::from_slice::<Point>(&old).unwrap().readings,
-            vec![reading("a", "x", 1)]
+            serde_json::from_slice::<Point>(&old).unwrap().readings[..],
+            [reading("a", "x", 1)]
         );
     }
 }

@@ -7,6 +7,8 @@
 //! **Invariant:** when more than `keep_files` files exist, the oldest is deleted and its points
 //! are counted as dropped: data leaves only counted.
 
+pub mod config;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -15,6 +15,8 @@
 //! message not confirmed within `confirm_timeout` is published again; receivers drop the
 //! duplicate by its id. **Invariant:** a refusal by central is never silent at the gateway.
 
+pub mod config;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::broker::mqtt_options;
-use crate::config::CentralUplink;
 use crate::metrics::Metrics;
 use crate::model::{
     CentralRejection, GatewayRegistry, GatewayState, GatewayStatus, ToCentral, Value,
@@ -36,6 +37,7 @@ use crate::model::{
 use crate::outbox::Lane;
 use crate::rules::{ActiveAlarm, AlarmState};
 use crate::uplink::refused::{Kept, Recent, Refused};
+use config::CentralUplink;
 use secrecy::ExposeSecret;
 
 /// The alarm raised when central refused a message the broker had confirmed.

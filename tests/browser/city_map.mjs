@@ -1,0 +1,49 @@
+// The whole city's map in headless Chromium, with marker clustering. Run by tests/city_map.rs
+// and benches/city.rs, which start central on a generated city and pass:
+//   BASE_URL, REGULATOR_TOKEN, MARKERS (how many pieces of equipment have a position),
+//   SCREENSHOTS (directory), TIMEOUT_MS (default 180000).
+// Measures the time from navigation until the clusters and markers drawn hold every marker,
+// checks that the clusters and single markers in view hold every marker, takes a
+// screenshot, and prints one JSON line of results.
+import { mkdirSync } from 'node:fs';
+import { launch } from './chromium.mjs';
+
+const env = process.env;
+mkdirSync(env.SCREENSHOTS, { recursive: true });
+function check(ok, what) { if (!ok) throw new Error('check failed: ' + what); }
+
+const browser = await launch();
+const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+page.on('pageerror', e => console.error('page error:', e.message));
+try {
+  const started = Date.now();
+  await page.goto(`${env.BASE_URL}/?token=${env.REGULATOR_TOKEN}`);
+  const timeout = Number(env.TIMEOUT_MS || 180000);
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout });
+  // Clustering is chunked over frames: drawn when the clusters and single markers in the DOM
+  // hold every marker placed (ms since navigation started).
+  const drawn = await page.waitForFunction(() => {
+    const placed = Number(document.body.dataset.markers);
+    const shown = [...document.querySelectorAll('.marker-cluster span')].reduce((n, s) => n + Number(s.textContent), 0)
+      + document.querySelectorAll('.seg-marker').length;
+    return shown === placed && performance.now();
+  }, null, { timeout, polling: 50 });
+  const drawn_ms = Math.round(await drawn.jsonValue());
+  const wall_ms = Date.now() - started;
+  const r = await page.evaluate(() => ({
+    markers: Number(document.body.dataset.markers),
+    clusters: document.querySelectorAll('.marker-cluster').length,
+    in_clusters: [...document.querySelectorAll('.marker-cluster span')].reduce((n, s) => n + Number(s.textContent), 0),
+    single: document.querySelectorAll('.seg-marker').length,
+  }));
+  await page.screenshot({ path: `${env.SCREENSHOTS}/city-map.png` });
+  check(r.markers === Number(env.MARKERS), `${r.markers} markers placed, want ${env.MARKERS}`);
+  check(r.clusters > 0, 'the city is drawn in clusters');
+  check(r.in_clusters + r.single === r.markers, `${r.in_clusters} in clusters + ${r.single} single, want ${r.markers}`);
+  console.log(JSON.stringify({ ...r, drawn_ms, wall_ms }));
+} catch (e) {
+  await page.screenshot({ path: `${env.SCREENSHOTS}/city-map-failure.png` }).catch(() => {});
+  throw e;
+} finally {
+  await browser.close();
+}
