@@ -26,7 +26,11 @@ const AGENCY: &str = "agency-token";
 const AGENCY_NAME: &str = "District Special Equipment Inspection Institute";
 
 fn config(store_url: &str) -> CentralConfig {
-    let text = format!(
+    parse(&config_text(store_url), Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn config_text(store_url: &str) -> String {
+    format!(
         r#"
 [central]
 instance = "regulator-test"
@@ -64,8 +68,7 @@ sha256 = "{agency}"
         slow = fleet::SLOW,
         slow_team = token_hash(SLOW_TEAM),
         tables = fleet::central_tables(),
-    );
-    parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"))
+    )
 }
 
 /// The ranking at noon (Shanghai) on 30 November 2026, as (equipment, score, reasons).
@@ -797,4 +800,154 @@ async fn cylinders_are_traced_by_code_on_sqlite() {
 async fn cylinders_are_traced_by_code_on_postgres() {
     let pg = Postgres::start();
     cylinders_are_traced_by_code(&pg.url()).await;
+}
+
+/// A receiving platform for the upward exchange: answers 503 while `up` is false, else
+/// records each delivered key (with how often it was delivered) and answers 200.
+struct Receiver {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delivered: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, (u32, Value)>>>,
+}
+
+async fn receiver() -> Receiver {
+    use std::sync::atomic::Ordering;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let delivered: std::sync::Arc<
+        std::sync::Mutex<std::collections::BTreeMap<String, (u32, Value)>>,
+    > = Default::default();
+    let (u, d) = (up.clone(), delivered.clone());
+    let app = axum::Router::new().route(
+        "/records",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let (u, d) = (u.clone(), d.clone());
+            async move {
+                if !u.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let mut d = d.lock().unwrap();
+                for r in body["records"].as_array().unwrap() {
+                    assert_eq!(r["area_code"], "310115");
+                    let entry = d
+                        .entry(r["key"].as_str().unwrap().to_owned())
+                        .or_insert((0, r["data"].clone()));
+                    entry.0 += 1;
+                }
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver {
+        port,
+        up,
+        delivered,
+    }
+}
+
+/// Every record reaches the higher-level platform once, across a receiver outage and a
+/// central restart: the queue is a table, a record leaves it only when confirmed.
+async fn exchange_delivers_every_record_once(store_url: &str) {
+    let r = receiver().await;
+    let text = format!(
+        "{}\n[exchange]\nendpoint = \"http://127.0.0.1:{}/records\"\narea_code = \"310115\"\npoll_interval_ms = 100\nretry_max_s = 1\n[exchange.field_map]\nregistration_code = \"equip_code\"\n",
+        config_text(store_url),
+        r.port
+    );
+    let config = parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let central = Central::start(config.clone()).await.unwrap();
+    fleet::write(&central.store, &config).await;
+    // The receiver is down: records wait, the status says why.
+    let router = router_of(&central);
+    common::eventually(
+        "a failed attempt",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            (v["queue"]["failing"].as_i64()? > 0).then_some(v)
+        },
+    )
+    .await;
+    let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["queue"]["last_error"].as_str().unwrap().contains("503"),
+        "{v}"
+    );
+    assert_eq!(v["queue"]["sent"], 0);
+    // Central restarts; then the receiver comes back.
+    central.stop().await;
+    let central = Central::start(config.clone()).await.unwrap();
+    r.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let router = router_of(&central);
+    common::eventually(
+        "the queue drained",
+        std::time::Duration::from_secs(20),
+        || async {
+            let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            (v["queue"]["pending"] == 0 && v["queue"]["sent"].as_i64()? > 0).then_some(v)
+        },
+    )
+    .await;
+    // Give the sender a few more rounds: nothing is sent twice.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let delivered = r.delivered.lock().unwrap().clone();
+    let twice: Vec<&String> = delivered
+        .iter()
+        .filter(|(_, (n, _))| *n != 1)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let of = |kind: &str| delivered.keys().filter(|k| k.starts_with(kind)).count();
+    // 8 episodes of raise and clear: 16 events; 4 dispatches, each completed; 5 pieces of
+    // equipment in their current version; one indicators record for today.
+    assert_eq!(of("incident:"), 16);
+    assert_eq!(
+        delivered
+            .keys()
+            .filter(|k| k.starts_with("dispatch:") && k.ends_with(":completed"))
+            .count(),
+        4
+    );
+    let equipment: std::collections::BTreeSet<&str> = delivered
+        .keys()
+        .filter_map(|k| k.strip_prefix("equipment:gw1:"))
+        .map(|k| k.split(':').next().unwrap())
+        .collect();
+    assert_eq!(equipment, ["a1", "q1", "q2", "s1", "s2"].into());
+    assert_eq!(of("indicators:310115:"), 1);
+    let lift = delivered
+        .iter()
+        .find(|(k, _)| k.starts_with("equipment:gw1:s1:"))
+        .unwrap()
+        .1;
+    assert!(
+        lift.1.get("equip_code").is_some() && lift.1.get("registration_code").is_none(),
+        "{}",
+        lift.1
+    );
+    let status = central.store.exchange_status().await.unwrap();
+    assert_eq!(
+        status.sent as usize,
+        delivered.len(),
+        "what central marked sent is what arrived"
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn exchange_delivers_every_record_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    exchange_delivers_every_record_once(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await;
+}
+
+#[tokio::test]
+async fn exchange_delivers_every_record_once_on_postgres() {
+    let pg = Postgres::start();
+    exchange_delivers_every_record_once(&pg.url()).await;
 }

@@ -86,6 +86,8 @@ pub struct CentralConfig {
     pub risk: super::risk::RiskSettings,
     /// The maintenance-unit scorecards' grades (`[scorecard]`, `central/scorecard.rs`).
     pub scorecard: super::scorecard::ScorecardSettings,
+    /// The upward exchange to a higher-level platform (`[exchange]`, `central/exchange.rs`).
+    pub exchange: Option<super::exchange::ExchangeSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +260,7 @@ struct RawConfig {
     risk: super::risk::RawRisk,
     #[serde(default)]
     scorecard: super::scorecard::RawScorecard,
+    exchange: Option<super::exchange::RawExchange>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -868,6 +871,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         .collect();
     let risk = raw.risk.validate(&mut problems);
     let scorecard = raw.scorecard.validate(&mut problems);
+    let exchange = raw.exchange.map(|e| e.validate(&mut problems));
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -891,6 +895,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         time_zone,
         risk,
         scorecard,
+        exchange,
     })
 }
 

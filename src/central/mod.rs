@@ -21,6 +21,7 @@ mod csv;
 pub mod cylinders;
 mod cylinders_api;
 pub mod dispatch;
+pub mod exchange;
 pub mod flood;
 pub mod geo;
 pub mod hazards;
@@ -390,6 +391,10 @@ impl Central {
                 metrics.clone(),
                 stop.clone(),
             )),
+        ));
+        tasks.push((
+            "central-exchange",
+            tokio::spawn(exchange::run(config.clone(), store.clone(), stop.clone())),
         ));
         tasks.push((
             "central-hazard-overdue",

@@ -1,5 +1,6 @@
 //! The regulator's tools over HTTP: the risk ranking (`risk.rs`) and the maintenance-unit
-//! scorecards (`scorecard.rs`), as JSON, as CSV (`?format=csv`), and their pages.
+//! scorecards (`scorecard.rs`), as JSON, as CSV (`?format=csv`), and their pages; the upward
+//! exchange's status (`exchange.rs`, `/exchange`).
 //! Scopes: a regulator sees everything; an equipment unit sees the ranking of its own equipment;
 //! a rescue team sees its own unit's scorecard.
 
@@ -36,8 +37,15 @@ pub fn routes() -> Router<AppState> {
                 web::session::page(&s, &uri, web::SCORECARD_REPORT_HTML, None).await
             }),
         )
+        .route(
+            "/exchange",
+            get(|s: State<AppState>, uri: Uri| async move {
+                web::session::page(&s, &uri, web::EXCHANGE_HTML, None).await
+            }),
+        )
         .route("/api/v1/risk", get(risk_list))
         .route("/api/v1/scorecards", get(scorecards))
+        .route("/api/v1/exchange/status", get(exchange_status))
         .merge(super::hazards_api::routes())
         .merge(super::cylinders_api::routes())
 }
@@ -213,4 +221,19 @@ fn csv_row(period: &Period, k: &scorecard::Scorecard) -> Vec<String> {
         k.second_level.to_string(),
         k.recurring_faults.to_string(),
     ]
+}
+
+/// `GET /api/v1/exchange/status`: the upward exchange's queue (regulators).
+async fn exchange_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("read the exchange status"));
+    }
+    Ok(Json(json!({
+        "settings": state.config.exchange,
+        "queue": state.store.exchange_status().await?,
+    })))
 }

@@ -23,6 +23,7 @@ pub mod cylinders;
 mod dashboard;
 mod dispatches;
 mod equipment;
+pub mod exchange;
 mod gateways;
 pub mod hazards;
 pub mod history;

@@ -309,4 +309,22 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX cylinder_events_code ON cylinder_events (code, at_ms)",
         ],
     ),
+    (
+        9,
+        &[
+            // The upward exchange's durable queue (`central/exchange.rs`): one row per record,
+            // keyed by what the receiver deduplicates on; deleted never, marked sent once the
+            // higher-level platform confirmed it.
+            "CREATE TABLE exchange_queue (
+            key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            record TEXT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            attempts BIGINT NOT NULL,
+            next_attempt_ms BIGINT NOT NULL,
+            sent_ms BIGINT,
+            last_error TEXT)",
+            "CREATE INDEX exchange_queue_due ON exchange_queue (sent_ms, next_attempt_ms)",
+        ],
+    ),
 ];

@@ -18,6 +18,7 @@ pub const UNIT_HTML: &str = include_str!("unit.html");
 pub const RISK_HTML: &str = include_str!("risk.html");
 pub const HAZARDS_HTML: &str = include_str!("hazards.html");
 pub const CYLINDER_HTML: &str = include_str!("cylinder.html");
+pub const EXCHANGE_HTML: &str = include_str!("exchange.html");
 pub const SCORECARDS_HTML: &str = include_str!("scorecards.html");
 pub const SCORECARD_REPORT_HTML: &str = include_str!("scorecard_report.html");
 
@@ -55,6 +56,7 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
         "risk.js" => ("text/javascript", include_bytes!("risk.js")),
         "hazards.js" => ("text/javascript", include_bytes!("hazards.js")),
         "cylinder.js" => ("text/javascript", include_bytes!("cylinder.js")),
+        "exchange.js" => ("text/javascript", include_bytes!("exchange.js")),
         "scorecards.js" => ("text/javascript", include_bytes!("scorecards.js")),
         "leaflet.js" => ("text/javascript", built!("leaflet.js")),
         "leaflet.css" => ("text/css", built!("leaflet.css")),
