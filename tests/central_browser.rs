@@ -464,6 +464,7 @@ phone = "+86-21-5555-0101"
 }
 
 const UNIT: &str = "unit-token";
+const AGENCY: &str = "agency-token";
 
 /// A registry record of the equipment page test: lift-a with its phones, a boiler with its
 /// nameplate, a cylinder due for inspection, the filling station, and another unit's lift.
@@ -544,10 +545,16 @@ role = "equipment_unit"
 name = "riverside-desk"
 unit = "Riverside Property Co."
 sha256 = "{unit}"
+[[token]]
+role = "inspection_agency"
+name = "inspector-wang"
+unit = "District Special Equipment Institute"
+sha256 = "{agency}"
 [map]
 district_geojson = "{district}"
 "#,
             unit = token_hash(UNIT),
+            agency = token_hash(AGENCY),
             district = dir.path().join("district.geojson").display(),
         ),
     );
@@ -600,6 +607,32 @@ district_geojson = "{district}"
         }))
         .unwrap();
         assert!(central.store.ingest_fill(&fill, now).await.unwrap());
+    }
+    // Inspection findings: one overdue hazard on the unit's own lift, one on another unit's
+    // lift that its overview must not show.
+    for (no, equipment, description, deadline) in [
+        (
+            "R-1",
+            "lift-a",
+            "brake lining worn below limit",
+            "2026-11-20",
+        ),
+        ("R-2", "lift-z", "pit ladder missing", "2099-12-31"),
+    ] {
+        let report = json!({
+            "report_no": no, "gateway": "gw1", "equipment": equipment,
+            "inspected_on": "2026-11-02", "conclusion": "pass_after_correction",
+            "hazards": [{ "description": description, "severity": "major",
+                          "legal_basis": "TSG T7001-2023 item 2.8", "deadline": deadline }]
+        });
+        let r = client
+            .post(format!("{base}/api/v1/inspections"))
+            .bearer_auth(AGENCY)
+            .json(&report)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
     }
     // The rescue page's phones: the using unit's and the building's from the registry.
     let dispatch = &central.store.dispatches(None).await.unwrap()[0];

@@ -170,7 +170,7 @@ try {
   await shot(phone, 'equipment-phone', { docs: true });
 
   // A using unit's overview: its own equipment (not another unit's lift), the open alarms and
-  // the overdue cylinder, in its own browser.
+  // the overdue cylinder, its open inspection hazard, in its own browser.
   const unit = await (await browser.newContext({ viewport: { width: 1280, height: 800 }, ...zone })).newPage();
   unit.on('console', m => { if (m.text().includes('Content Security Policy')) refused.push(m.text()); });
   await unit.goto(`${env.BASE_URL}/?token=${env.UNIT_TOKEN}`);
@@ -180,7 +180,10 @@ try {
   const mine = await unit.$$eval('#equipment tbody tr', rows => rows.map(r => r.dataset.equipment));
   check(JSON.stringify(mine) === JSON.stringify(['lift-a', 'boiler-1', 'cyl-1', 'station-1']), `the unit's equipment, trapped first: ${JSON.stringify(mine)}`);
   const cardsShown = await unit.$$eval('.card .value', els => Object.fromEntries(els.map(e => [e.dataset.card, e.textContent])));
-  check(cardsShown['unit.card_equipment'] === '4' && cardsShown['unit.card_trapped'] === '1' && cardsShown['unit.card_alarm'] === '2' && cardsShown['unit.card_overdue'] === '1', `unit cards ${JSON.stringify(cardsShown)}`);
+  check(cardsShown['unit.card_equipment'] === '4' && cardsShown['unit.card_trapped'] === '1' && cardsShown['unit.card_alarm'] === '2' && cardsShown['unit.card_overdue'] === '1' && cardsShown['unit.card_hazards'] === '1', `unit cards ${JSON.stringify(cardsShown)}`);
+  const hazards = await unit.textContent('#hazards tbody');
+  check(hazards.includes('brake lining worn below limit') && !hazards.includes('pit ladder'), `the unit's own open hazard, not another unit's: ${hazards}`);
+  check(await unit.isVisible('#hazards tr.sev-critical'), 'the overdue hazard is marked');
   check((await unit.textContent('#overdue tbody')).includes('CYL-0001'), 'the overdue cylinder is listed');
   check(await contrast(unit, '#equipment .badge.state-trapped') >= 4.5, 'state badges are readable');
   await inChinese('unit overview', unit);
