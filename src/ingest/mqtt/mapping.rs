@@ -1,5 +1,7 @@
 //! Pure mapping from an MQTT message (topic and JSON payload) to readings. No I/O, no clock:
 //! the arrival time is passed in.
+//!
+//! Size: about 650 lines, 290 of them the table tests of payloads, topics and times.
 
 use std::collections::HashSet;
 
