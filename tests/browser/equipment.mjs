@@ -98,7 +98,13 @@ try {
   check(under && await page.isVisible('.leaflet-marker-pane .seg-marker, .leaflet-marker-pane .marker-cluster'), 'the outline lies under the markers');
   await page.waitForTimeout(500);
   await shot(page, 'map-district', { full: false, docs: true });
-  // Markers at one spot cluster: open them.
+  // Zoomed out, markers at one spot cluster, and the cluster wears its worst state: the
+  // trapped lift's red, not the colour of the many normal ones beside it.
+  for (let i = 0; i < 3; i++) { await page.click('.leaflet-control-zoom-out'); await page.waitForTimeout(400); }
+  const clusters = await page.$$eval('.marker-cluster', els => els.map(e => `${e.className}: ${e.textContent}`));
+  check(await page.isVisible('.seg-cluster.worst-trapped'), `the cluster holding the trapped lift is red: ${JSON.stringify(clusters)}`);
+  check(await contrast(page, '.seg-cluster.worst-trapped div') >= 4.5, 'a cluster count is readable');
+  // Open it.
   for (let i = 0; i < 4 && !(await page.isVisible('.seg-marker.state-trapped')); i++) {
     await page.click('.marker-cluster');
     await page.waitForTimeout(800);

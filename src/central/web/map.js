@@ -11,6 +11,8 @@ function fitBelowHeader() {
 fitBelowHeader();
 new ResizeObserver(fitBelowHeader).observe(document.querySelector('header'));
 const STATES = ['normal', 'alarm', 'trapped', 'offline', 'overdue'];
+// The order in which a cluster shows the state of its markers: the one that needs help first.
+const WORST_FIRST = ['trapped', 'alarm', 'offline', 'overdue', 'normal'];
 const stateName = s => label('mapstate', s);
 function notice(text) {
   const n = document.createElement('div'); n.className = 'notice'; n.id = 'notice'; n.textContent = text; document.body.appendChild(n);
@@ -87,7 +89,20 @@ async function main() {
   const legend = L.control({ position: 'bottomright' });
   legend.onAdd = () => { const d = L.DomUtil.create('div', 'legend'); d.innerHTML = STATES.map(k => `<div><i class="state-${k}"></i>${esc(stateName(k))}</div>`).join(''); return d; };
   legend.addTo(map);
-  const cluster = L.markerClusterGroup({ disableClusteringAtZoom: 15, chunkedLoading: true });
+  // A cluster wears the worst state among its markers (trapped first): a trapped lift among a
+  // thousand normal ones must still read red from the whole city's view.
+  const clusterIcon = c => {
+    const states = new Set(c.getAllChildMarkers().map(m => m.options.state));
+    const worst = WORST_FIRST.find(s => states.has(s)) || 'normal';
+    const n = c.getChildCount();
+    const size = n < 100 ? 40 : n < 1000 ? 48 : 56;
+    return L.divIcon({
+      html: `<div title="${esc(stateName(worst))}"><span>${n}</span></div>`,
+      className: `marker-cluster seg-cluster worst-${worst}`,
+      iconSize: L.point(size, size),
+    });
+  };
+  const cluster = L.markerClusterGroup({ disableClusteringAtZoom: 15, chunkedLoading: true, iconCreateFunction: clusterIcon });
   const equipment = await api('/api/v1/equipment');
   const bounds = [];
   for (const e of equipment) {
@@ -95,7 +110,7 @@ async function main() {
     // can never zoom the map out to the whole world.
     if (!validPosition(e.display)) continue;
     const icon = L.divIcon({ className: '', html: `<div class="seg-marker state-${e.state}" data-equipment="${esc(e.id)}" data-state="${e.state}"></div>`, iconSize: [18, 18] });
-    const marker = L.marker(e.display, { icon, title: `${e.name}: ${stateName(e.state)}` }).bindPopup(popup(e));
+    const marker = L.marker(e.display, { icon, title: `${e.name}: ${stateName(e.state)}`, state: e.state }).bindPopup(popup(e));
     cluster.addLayer(marker);
     bounds.push(e.display);
   }
