@@ -513,6 +513,7 @@ async fn trapped_incident_notifies_at_once_and_escalates_on_time_across_a_restar
         .unwrap();
     assert_eq!(mail.to, vec!["rescue@shenlong.example.org".to_owned()]);
     for needle in [
+        "电梯困人",
         "trapped passenger",
         "31103101002016010001",
         "02417",

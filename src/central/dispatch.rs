@@ -339,8 +339,10 @@ pub fn messages_for(
     body["reason"] = reason.into();
     body["rescue_url"] = rescue_url.into();
     let json = body.to_string();
+    // Chinese first: the people on the other end read it first (the JSON channels carry
+    // the machine-readable record; its keys and codes stay as they are).
     let subject = format!(
-        "[{}] trapped passenger: {} ({})",
+        "[{}] 电梯困人 trapped passenger：{}（{}）",
         dispatch.order_no, dispatch.elevator.name, dispatch.address
     );
     let mut out = Vec::new();
@@ -366,11 +368,12 @@ pub fn messages_for(
     if let Some(to) = &unit.email {
         let m = &dispatch.maintenance_unit;
         let text = format!(
-            "Trapped passenger: rescue dispatch {order}\n\n\
-             Reason: {reason}\nIncident: {incident}\nFault type: {fault} ({fault_name})\nTime: {time}\n\
-             Elevator: {name}\nRegistration code: {reg}\nUse certificate: {cert}\nRescue code (96333): {code}\n\
-             Address: {address}\nUsing unit: {using}\nMaintenance unit: {mu} ({mphone})\nStatus: {status}\n\n\
-             Report progress: {url}\n",
+            "电梯困人救援派单 Trapped passenger: rescue dispatch {order}\n\n\
+             原因 Reason：{reason}\n事件 Incident：{incident}\n故障类型 Fault type：{fault}（{fault_name}）\n\
+             时间 Time：{time}\n电梯 Elevator：{name}\n注册代码 Registration code：{reg}\n\
+             使用登记证 Use certificate：{cert}\n96333 救援码 Rescue code：{code}\n地址 Address：{address}\n\
+             使用单位 Using unit：{using}\n维保单位 Maintenance unit：{mu}（{mphone}）\n状态 Status：{status}\n\n\
+             报告救援进展 Report progress：{url}\n",
             order = dispatch.order_no,
             incident = dispatch.incident_id,
             fault = dispatch.fault_type,

@@ -92,20 +92,21 @@ pub fn batch(channel: &str, situation: &str, items: &[Item<'_>]) -> (String, Str
     let key = idempotency_key(&ids);
     let first = items.first().map_or("", |i| i.subject);
     let subject = format!(
-        "[{n} trapped-passenger dispatches, situation {short}] {first}{more}",
+        "[区域困人 {n} 单 {n} trapped-passenger dispatches，态势 situation {short}] {first}{more}",
         n = items.len(),
         short = &situation[..situation.len().min(8)],
         more = if items.len() > 1 {
-            format!(" and {} more", items.len() - 1)
+            format!(" 等 {} 单 and {} more", items.len(), items.len() - 1)
         } else {
             String::new()
         },
     );
     let payload = if channel == "email" {
         let mut text = format!(
-            "Area situation {situation}: {n} rescue dispatches for your unit in this message.\n\
+            "区域态势 {situation}：本消息含贵单位 {n} 张救援派单，每单有自己的单号和链接，请逐单报告进展。\n\
+             Area situation {situation}: {n} rescue dispatches for your unit in this message.\n\
              Each has its own order number and link; report each one on its own page.\n\
-             Message key: {key}\n",
+             消息键 Message key：{key}\n",
             n = items.len()
         );
         for (n, item) in items.iter().enumerate() {
@@ -204,7 +205,7 @@ mod tests {
         let (subject, json) = batch("webhook", "0123456789abcdef", &items);
         assert_eq!(
             subject,
-            "[2 trapped-passenger dispatches, situation 01234567] [R1] trapped passenger: Lift 1 and 1 more"
+            "[区域困人 2 单 2 trapped-passenger dispatches，态势 situation 01234567] [R1] trapped passenger: Lift 1 等 2 单 and 1 more"
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["schema"], BATCH_SCHEMA);

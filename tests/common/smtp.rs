@@ -1,5 +1,5 @@
 //! A tiny SMTP sink for tests: accepts every message on a loopback port and hands each one over
-//! as (recipients, raw text). Enough of RFC 5321 for lettre: EHLO/HELO, MAIL, RCPT, DATA, RSET,
+//! as (recipients, text: the headers as sent, the body decoded). Enough of RFC 5321 for lettre: EHLO/HELO, MAIL, RCPT, DATA, RSET,
 //! NOOP, QUIT.
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -53,7 +53,7 @@ impl SmtpSink {
                             }
                             let _ = tx.send(Mail {
                                 to: std::mem::take(&mut to),
-                                text,
+                                text: decoded(&text),
                             });
                             b"250 queued\r\n"
                         } else if upper.starts_with("QUIT") {
@@ -76,5 +76,33 @@ impl SmtpSink {
 impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The message with its body decoded (the headers kept as sent), so that a test reads the text
+/// a mail client shows: lettre sends Chinese text as quoted-printable or base64.
+fn decoded(raw: &str) -> String {
+    use base64::Engine as _;
+    let Some((headers, body)) = raw.split_once("\n\n") else {
+        return raw.to_owned();
+    };
+    let encoding = |name: &str| {
+        headers
+            .lines()
+            .any(|h| h.eq_ignore_ascii_case(&format!("content-transfer-encoding: {name}")))
+    };
+    let bytes = if encoding("base64") {
+        let compact: String = body.split_whitespace().collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .ok()
+    } else if encoding("quoted-printable") {
+        quoted_printable::decode(body, quoted_printable::ParseMode::Robust).ok()
+    } else {
+        None
+    };
+    match bytes {
+        Some(bytes) => format!("{headers}\n\n{}", String::from_utf8_lossy(&bytes)),
+        None => raw.to_owned(),
     }
 }
