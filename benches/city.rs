@@ -13,8 +13,8 @@
 //!   intake → stored) at rising rates, until p99 exceeds 1 s or the rate is not kept;
 //! - central's CPU (cores over the measured span) and RSS (median of samples, peak VmHWM).
 //!
-//! `cargo bench --bench city` or `benches/run-all.sh city` (release; wrap in
-//! `flock /work/notes/bench.lock`). Under `cargo test --bench city` a small city (2,000 lifts,
+//! `cargo bench --bench city` or `benches/run-all.sh city` (release; on a machine doing nothing
+//! else). Under `cargo test --bench city` a small city (2,000 lifts,
 //! 20,000 events) proves it runs. `SEGUARD_CITY_STORES=sqlite` or `postgres` runs one store.
 
 #[path = "../tests/common/mod.rs"]
