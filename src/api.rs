@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::gateway::ReloadOutcome;
 use crate::metrics::Metrics;
 use crate::model::{AlarmEvent, Equipment, FillRecord, Reading};
 use crate::rules::{ActiveAlarm, LifecycleError};
@@ -87,6 +86,17 @@ pub struct AlarmCommand {
 
 /// A request to read the config file again, answered with the outcome.
 pub type ReloadRequest = oneshot::Sender<ReloadOutcome>;
+
+/// What a reload answers: applied, or refused with every problem.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReloadOutcome {
+    pub applied: bool,
+    /// One line: what runs now, or that the running config stays.
+    pub message: String,
+    /// Why it was refused: each problem as `seguard check` prints it (file:line:column), or a
+    /// change that needs a restart.
+    pub problems: Vec<String>,
+}
 
 #[derive(Clone)]
 pub struct AppState {

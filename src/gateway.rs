@@ -35,6 +35,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// What a reload answers (the API's reload route carries it, so it is defined there).
+pub use crate::api::ReloadOutcome;
 use crate::api::{self, AppState, Live, ReloadRequest};
 use crate::config::Config;
 use crate::ingest::mqtt::{Mapper, MqttIngest};
@@ -111,17 +113,6 @@ where
             .expect("outbox open task does not panic")?;
     tracing::info!(lane = %name, ?recovery, "outbox lane opened");
     Ok(Arc::new(lane))
-}
-
-/// What a reload answers: applied, or refused with every problem.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ReloadOutcome {
-    pub applied: bool,
-    /// One line: what runs now, or that the running config stays.
-    pub message: String,
-    /// Why it was refused: each problem as `seguard check` prints it (file:line:column), or a
-    /// change that needs a restart.
-    pub problems: Vec<String>,
 }
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::stop`].
