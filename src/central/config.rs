@@ -1008,4 +1008,94 @@ mod tests {
             assert_eq!(problems(text), expected, "for:\n{text}");
         }
     }
+
+    /// One mistake in every table at once: each message and its place, in file order, so that
+    /// moving a table's validation into its own file cannot change what `seguard check` says.
+    #[test]
+    fn every_table_places_its_mistakes() {
+        let text = r#"[central]
+instance = "a"
+http_listen = "nowhere"
+public_url = "not a url"
+[store]
+url_env = "SEGUARD_TEST_UNSET_STORE_URL"
+[mqtt]
+password = "pw"
+password_env = "X"
+prefix = "seguard/#"
+share_group = "a/b"
+[dispatch]
+trapped_rule_contains = ""
+fire_service = "Nobody"
+[flood]
+count = 0
+radius_km = -1
+[smtp]
+host = "mail"
+from = "not a mailbox"
+[map]
+preset = "tianditu"
+tile_url = "x"
+center = [91.0, 0.0]
+[[gateway]]
+id = "gw1"
+token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+[[gateway]]
+id = "gw1"
+token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+signing_key_env = "SEGUARD_TEST_UNSET_KEY"
+[[rescue_unit]]
+name = "A"
+phone = "1"
+webhook = "no url"
+backup = "B"
+[[token]]
+role = "rescue_team"
+name = "t"
+sha256 = "xyz"
+[[token]]
+role = "gateway"
+name = "g"
+unit = "u"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+"#;
+        let found = match parse(text, Path::new("c.toml")) {
+            Ok(_) => panic!("the file is full of mistakes"),
+            Err(e) => e.to_string(),
+        };
+        let expected = [
+            r#"c.toml:3:15: http_listen `nowhere` is not an address"#,
+            r#"  hint: write host:port, for example "127.0.0.1:9280""#,
+            r#"c.toml:4:14: public_url `not a url` is not a URL"#,
+            r#"c.toml:6:11: environment variable `SEGUARD_TEST_UNSET_STORE_URL` is not set"#,
+            r#"  hint: export it before starting seguard, or remove the *_env key"#,
+            r#"c.toml:9:16: give password only once: inline, as `password_env` or as `password_file`"#,
+            r#"  hint: keep `password_env` or `password_file` and remove the others"#,
+            r#"c.toml:10:10: prefix must be a plain topic without wildcards or a trailing `/`"#,
+            r#"c.toml:11:15: share_group must be one topic level"#,
+            r#"c.toml:13:25: trapped_rule_contains must not be empty"#,
+            r#"c.toml:14:16: no [[rescue_unit]] named `Nobody`"#,
+            r#"  hint: add a [[rescue_unit]] with its phone and webhook, e-mail or MQTT topic"#,
+            r#"c.toml:16:9: flood count must be at least 1"#,
+            r#"c.toml:17:13: radius_km must be above 0"#,
+            r#"c.toml:20:8: from `not a mailbox` is not a mailbox"#,
+            r#"  hint: write "seguard central <central@example.org>""#,
+            r#"c.toml:22:10: a preset sets tile_url and tile_crs itself: remove them, or the preset"#,
+            r#"  hint: preset = "tianditu" with tile_key = "…", or preset = "amap""#,
+            r#"c.toml:24:10: center must be [lat, lon] in degrees"#,
+            r#"c.toml:29:6: gateway `gw1` is listed twice"#,
+            r#"c.toml:31:19: environment variable `SEGUARD_TEST_UNSET_KEY` is not set"#,
+            r#"  hint: export it before starting seguard, or remove the *_env key"#,
+            r#"c.toml:35:11: webhook `no url` is not a URL"#,
+            r#"c.toml:36:10: no [[rescue_unit]] named `B`"#,
+            r#"  hint: add a [[rescue_unit]] with its phone and webhook, e-mail or MQTT topic"#,
+            r#"c.toml:37:1: a rescue_team token needs `unit`"#,
+            r#"  hint: name the rescue unit or using unit the token is scoped to"#,
+            r#"c.toml:40:10: sha256 must be 64 hex digits"#,
+            r#"  hint: store only the hash: printf %s TOKEN | sha256sum"#,
+            r#"c.toml:41:1: gateway tokens belong in [[gateway]] entries"#,
+            r#"  hint: write [[gateway]] id = "gw1" token_sha256 = "...""#,
+        ];
+        assert_eq!(found.lines().collect::<Vec<_>>(), expected);
+    }
 }
