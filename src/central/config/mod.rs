@@ -160,7 +160,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         time_zone,
     } = check.central_service(raw.central);
     let store_url = check.store_url(raw.store);
-    let mqtt = raw.mqtt.map(|m| check.central_mqtt(m, &instance));
+    let mqtt = raw
+        .mqtt
+        .map(|m| check.central_mqtt(m, &instance, max_body_bytes));
     let dispatch = check.dispatch_settings(raw.dispatch);
     let flood = check.flood_settings(raw.flood);
     let smtp = raw.smtp.map(|s| check.smtp(s));
@@ -287,6 +289,41 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(problems(text), expected, "for:\n{text}");
         }
+    }
+
+    /// `[mqtt]` is a broker's table plus central's two keys: unknown keys are placed at the key,
+    /// the broker's checks hold, and central's own keys are read wherever they stand.
+    #[test]
+    fn mqtt_is_a_broker_with_central_keys() {
+        let head = "[central]\ninstance = \"a\"\n[mqtt]\n";
+        assert_eq!(
+            problems(&format!("{head}prefix = \"p\"\nhots = \"x\"\n")),
+            ["5:1: unknown field `hots`, expected one of `host`, `port`, `client_id`, `username`, `password`, `password_env`, `password_file`, `tls`, `keep_alive_s`, `max_payload_bytes`, `reconnect_min_ms`, `reconnect_max_ms`"]
+        );
+        assert_eq!(
+            problems(&format!("{head}port = \"x\"\n")),
+            ["4:8: invalid type: string \"x\", expected u16"]
+        );
+        assert_eq!(
+            problems(&format!("{head}client_id = \"\"\nmax_payload_bytes = 10\n")),
+            [
+                "4:13: client_id must have 1 to 64 characters",
+                "5:21: central takes max_payload_bytes from [central]"
+            ]
+        );
+        let config = parse(
+            &format!("{head}share_group = \"g\"\nhost = \"broker\"\nprefix = \"p/v1\"\nkeep_alive_s = 7\nreconnect_max_ms = 2000\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let m = config.mqtt.unwrap();
+        assert_eq!((m.prefix.as_str(), m.share_group.as_str()), ("p/v1", "g"));
+        assert_eq!((m.broker.host.as_str(), m.broker.port), ("broker", 1883));
+        assert_eq!(m.broker.client_id, "seguard-central-a");
+        assert_eq!(m.broker.keep_alive, Duration::from_secs(7));
+        assert_eq!(m.broker.max_payload_bytes, config.max_body_bytes);
+        assert_eq!(m.broker.reconnect_min, Duration::from_millis(100));
+        assert_eq!(m.broker.reconnect_max, Duration::from_secs(2));
     }
 
     /// One mistake in every table at once: each message and its place, in file order, so that
