@@ -36,6 +36,7 @@ use crate::model::{
 };
 use crate::outbox::Lane;
 use crate::rules::{ActiveAlarm, AlarmState};
+use crate::shutdown::Stop;
 use crate::uplink::refused::{Kept, Recent, Refused};
 use config::CentralUplink;
 use secrecy::ExposeSecret;
@@ -222,7 +223,22 @@ struct Tracker {
     confirmed: Vec<bool>,
 }
 
+/// One central uplink: the publishing session, the client's connection (driven by
+/// [`drive_event_loop`] once `run` starts), the lane it drains, and what it reports to.
 pub struct CentralPublisher {
+    session: Session,
+    event_loop: EventLoop,
+    /// The incidents and fill records to publish.
+    lane: Arc<Lane<ToCentral>>,
+    metrics: Arc<Metrics>,
+    /// Whether the broker is connected; `/health` shows it.
+    connected: Arc<AtomicBool>,
+    /// Central's refusals, kept and raised as an alarm.
+    rejections: Arc<CentralRejections>,
+}
+
+/// What publishing needs while the connection runs apart.
+struct Session {
     config: CentralUplink,
     gateway: String,
     site: String,
@@ -234,13 +250,16 @@ pub struct CentralPublisher {
 }
 
 impl CentralPublisher {
-    /// Connects lazily: the event loop returned must be driven by [`drive_event_loop`].
-    /// `registry` is published retained on every connection, beside the online status, and
-    /// whenever it changes.
+    /// Connects lazily, when `run` starts. `registry` is published retained on every
+    /// connection, beside the online status, and whenever it changes.
     pub fn new(
         config: CentralUplink,
         registry: watch::Receiver<GatewayRegistry>,
-    ) -> (Self, EventLoop) {
+        lane: Arc<Lane<ToCentral>>,
+        metrics: Arc<Metrics>,
+        connected: Arc<AtomicBool>,
+        rejections: Arc<CentralRejections>,
+    ) -> Self {
         let (gateway, site) = {
             let current = registry.borrow();
             (current.gateway.clone(), current.site.id.clone())
@@ -262,7 +281,7 @@ impl CentralPublisher {
             true,
         ));
         let (client, event_loop) = AsyncClient::new(options, 1024);
-        let publisher = CentralPublisher {
+        let session = Session {
             config,
             gateway: gateway.to_owned(),
             site: site.to_owned(),
@@ -271,9 +290,141 @@ impl CentralPublisher {
             tracker: Arc::new(Mutex::new(Tracker::default())),
             acked: Arc::new(Notify::new()),
         };
-        (publisher, event_loop)
+        CentralPublisher {
+            session,
+            event_loop,
+            lane,
+            metrics,
+            connected,
+            rejections,
+        }
     }
 
+    /// Publishes incidents and fill records from `lane` until `flush` fires and the lane is
+    /// empty, or `hard_stop` fires; then says offline and disconnects. Central's refusals go to
+    /// `rejections`.
+    pub async fn run(self, stop: Stop) {
+        let CentralPublisher {
+            session,
+            event_loop,
+            lane,
+            metrics,
+            connected,
+            rejections,
+        } = self;
+        let Stop { flush, hard_stop } = stop;
+        // Said again on every connection: the broker may have lost its retained messages.
+        let on_connect = vec![(
+            session.config.status_topic(&session.gateway),
+            session.status_payload(GatewayState::Online),
+        )];
+        let registry = (
+            session.config.registry_topic(&session.gateway),
+            session.registry.clone(),
+        );
+        let driver = tokio::spawn(drive_event_loop(
+            event_loop,
+            session.client.clone(),
+            session.config.clone(),
+            session.tracker.clone(),
+            session.acked.clone(),
+            metrics.clone(),
+            connected,
+            registry,
+            on_connect,
+            rejections.clone(),
+            hard_stop.clone(),
+        ));
+        let incidents_topic = session.config.incidents_topic(&session.gateway);
+        let fills_topic = session.config.fills_topic(&session.gateway);
+        'batches: loop {
+            let batch = lane.peek_batch(WINDOW, Duration::ZERO, &flush).await;
+            if batch.is_empty() {
+                break;
+            }
+            let window = {
+                let mut tracker = session.tracker.lock().expect("tracker lock");
+                tracker.window += 1;
+                tracker.confirmed = vec![false; batch.len()];
+                tracker.window
+            };
+            let messages: Vec<(&str, Vec<u8>)> = batch
+                .iter()
+                .map(|m| {
+                    let (topic, kind, json) = match m {
+                        ToCentral::Incident(i) => {
+                            (incidents_topic.as_str(), "incidents", serde_json::to_vec(i))
+                        }
+                        ToCentral::Fill(f) => {
+                            (fills_topic.as_str(), "fills", serde_json::to_vec(f))
+                        }
+                    };
+                    let json = json.expect("a central message serializes");
+                    rejections.remember(m, &json);
+                    (topic, sealed(&session.config, kind, json))
+                })
+                .collect();
+            let mut unconfirmed: Vec<usize> = (0..batch.len()).collect();
+            loop {
+                for &slot in &unconfirmed {
+                    let (topic, payload) = &messages[slot];
+                    session
+                        .publish_tagged(
+                            topic,
+                            payload.clone(),
+                            false,
+                            Tag::Incident { window, slot },
+                        )
+                        .await;
+                }
+                let deadline = tokio::time::Instant::now() + session.config.confirm_timeout;
+                loop {
+                    let acked = session.acked.notified();
+                    unconfirmed = {
+                        let tracker = session.tracker.lock().expect("tracker lock");
+                        (0..batch.len())
+                            .filter(|&s| !tracker.confirmed[s])
+                            .collect()
+                    };
+                    if unconfirmed.is_empty() {
+                        lane.confirm(batch.len());
+                        let fills = batch
+                            .iter()
+                            .filter(|m| matches!(m, ToCentral::Fill(_)))
+                            .count();
+                        metrics.incidents_published(batch.len() - fills);
+                        metrics.fills_published(fills);
+                        continue 'batches;
+                    }
+                    tokio::select! {
+                        _ = acked => {}
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = hard_stop.cancelled() => {
+                            lane.release();
+                            tracing::warn!(queued = lane.len(), "stopping with messages to central not yet confirmed by the broker");
+                            break 'batches;
+                        }
+                    }
+                }
+                tracing::warn!(
+                    unconfirmed = unconfirmed.len(),
+                    timeout_ms = session.config.confirm_timeout.as_millis() as u64,
+                    "messages to central not confirmed in time; publishing them again"
+                );
+            }
+        }
+        // A clean disconnect suppresses the last will, so say offline ourselves.
+        let offline = session.status_payload(GatewayState::Offline);
+        let status_topic = session.config.status_topic(&session.gateway);
+        session
+            .publish_tagged(&status_topic, offline, true, Tag::Status)
+            .await;
+        let _ = session.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+    }
+}
+
+impl Session {
     fn status_payload(&self, state: GatewayState) -> Vec<u8> {
         let json = serde_json::to_vec(&GatewayStatus {
             gateway: self.gateway.clone(),
@@ -301,128 +452,6 @@ impl CentralPublisher {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    /// Publishes incidents and fill records from `lane` until `flush` fires and the lane is
-    /// empty, or `hard_stop` fires; then says offline and disconnects. Central's refusals go to
-    /// `rejections`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run(
-        self,
-        event_loop: EventLoop,
-        lane: Arc<Lane<ToCentral>>,
-        metrics: Arc<Metrics>,
-        connected: Arc<AtomicBool>,
-        rejections: Arc<CentralRejections>,
-        flush: CancellationToken,
-        hard_stop: CancellationToken,
-    ) {
-        // Said again on every connection: the broker may have lost its retained messages.
-        let on_connect = vec![(
-            self.config.status_topic(&self.gateway),
-            self.status_payload(GatewayState::Online),
-        )];
-        let registry = (
-            self.config.registry_topic(&self.gateway),
-            self.registry.clone(),
-        );
-        let driver = tokio::spawn(drive_event_loop(
-            event_loop,
-            self.client.clone(),
-            self.config.clone(),
-            self.tracker.clone(),
-            self.acked.clone(),
-            metrics.clone(),
-            connected,
-            registry,
-            on_connect,
-            rejections.clone(),
-            hard_stop.clone(),
-        ));
-        let incidents_topic = self.config.incidents_topic(&self.gateway);
-        let fills_topic = self.config.fills_topic(&self.gateway);
-        'batches: loop {
-            let batch = lane.peek_batch(WINDOW, Duration::ZERO, &flush).await;
-            if batch.is_empty() {
-                break;
-            }
-            let window = {
-                let mut tracker = self.tracker.lock().expect("tracker lock");
-                tracker.window += 1;
-                tracker.confirmed = vec![false; batch.len()];
-                tracker.window
-            };
-            let messages: Vec<(&str, Vec<u8>)> = batch
-                .iter()
-                .map(|m| {
-                    let (topic, kind, json) = match m {
-                        ToCentral::Incident(i) => {
-                            (incidents_topic.as_str(), "incidents", serde_json::to_vec(i))
-                        }
-                        ToCentral::Fill(f) => {
-                            (fills_topic.as_str(), "fills", serde_json::to_vec(f))
-                        }
-                    };
-                    let json = json.expect("a central message serializes");
-                    rejections.remember(m, &json);
-                    (topic, sealed(&self.config, kind, json))
-                })
-                .collect();
-            let mut unconfirmed: Vec<usize> = (0..batch.len()).collect();
-            loop {
-                for &slot in &unconfirmed {
-                    let (topic, payload) = &messages[slot];
-                    self.publish_tagged(
-                        topic,
-                        payload.clone(),
-                        false,
-                        Tag::Incident { window, slot },
-                    )
-                    .await;
-                }
-                let deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
-                loop {
-                    let acked = self.acked.notified();
-                    unconfirmed = {
-                        let tracker = self.tracker.lock().expect("tracker lock");
-                        (0..batch.len())
-                            .filter(|&s| !tracker.confirmed[s])
-                            .collect()
-                    };
-                    if unconfirmed.is_empty() {
-                        lane.confirm(batch.len());
-                        let fills = batch
-                            .iter()
-                            .filter(|m| matches!(m, ToCentral::Fill(_)))
-                            .count();
-                        metrics.incidents_published(batch.len() - fills);
-                        metrics.fills_published(fills);
-                        continue 'batches;
-                    }
-                    tokio::select! {
-                        _ = acked => {}
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        _ = hard_stop.cancelled() => {
-                            lane.release();
-                            tracing::warn!(queued = lane.len(), "stopping with messages to central not yet confirmed by the broker");
-                            break 'batches;
-                        }
-                    }
-                }
-                tracing::warn!(
-                    unconfirmed = unconfirmed.len(),
-                    timeout_ms = self.config.confirm_timeout.as_millis() as u64,
-                    "messages to central not confirmed in time; publishing them again"
-                );
-            }
-        }
-        // A clean disconnect suppresses the last will, so say offline ourselves.
-        let offline = self.status_payload(GatewayState::Offline);
-        let status_topic = self.config.status_topic(&self.gateway);
-        self.publish_tagged(&status_topic, offline, true, Tag::Status)
-            .await;
-        let _ = self.client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
     }
 }
 
