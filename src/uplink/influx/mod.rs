@@ -29,7 +29,7 @@ use crate::outbox::Lane;
 use config::{InfluxEndpoint, InfluxUplink};
 
 pub use line::Encoder;
-pub use point::Point;
+pub use point::{points_json, Point};
 
 /// Writes of one uplink in flight at once.
 pub const WRITES_IN_FLIGHT: usize = 2;
