@@ -35,6 +35,18 @@ async fn the_whole_city_is_drawn_in_clusters() {
         .await;
     let took = city::generate(&url, scale).await;
     eprintln!("{scale:?} generated in {:.0} s", took.as_secs_f64());
+    // One lift with a trapped passenger, its alarm open: its cluster must read red.
+    let pool = sqlx::AnyPool::connect(&url).await.expect("store");
+    sqlx::query(
+            "INSERT INTO alarms (id, gateway, equipment, rule, severity, kind, using_unit, address, trapped,
+                message, raised_ms, area)
+             VALUES ('trapped-1', 'gw0007', 'e7', 'lift.trapped', 'critical', 'elevator', 'Property 7',
+                'Futian, 7 road 7', 1, 'trapped', 0, 'futian')",
+        )
+        .execute(&pool)
+        .await
+        .expect("trapped alarm");
+    pool.close().await;
     let config = parse(
         &format!(
             "[central]\ninstance = \"city-map\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\nurl = \"{url}\"\n\
@@ -58,6 +70,7 @@ async fn the_whole_city_is_drawn_in_clusters() {
                 ("MARKERS", (scale.elevators + scale.vessels).to_string()),
                 ("SCREENSHOTS", screenshots.display().to_string()),
                 ("TIMEOUT_MS", "540000".to_owned()),
+                ("TRAPPED", "e7".to_owned()),
             ],
         ),
     )
@@ -65,6 +78,11 @@ async fn the_whole_city_is_drawn_in_clusters() {
     .expect("the map is drawn within 10 minutes");
     eprintln!("city map: {result}");
     assert!(result["clusters"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(
+        result["trapped"].as_array().map(Vec::len),
+        Some(1),
+        "{result}"
+    );
     assert!(screenshots.join("city-map.png").exists());
     central.stop().await;
 }
