@@ -41,12 +41,15 @@ use support::{median, quantile, setting, smoke_test, Seguard};
 
 const REGULATOR_TOKEN: &str = "city-regulator";
 const GATEWAY_TOKEN: &str = "city-gateway-0";
+/// gw0000's key, sealing what it publishes over MQTT.
+const GATEWAY_KEY: &str = "city-bench-gateway-key-0123456789abcdef";
 
 #[derive(Clone, Copy)]
 struct Scale {
     city: City,
     requests: usize,
     rates: &'static [u64],
+    mqtt_rates: &'static [u64],
     step: Duration,
     /// Lifts per gateway in the power cut (of `FLOOD_GATEWAYS`).
     flood_lifts: usize,
@@ -56,6 +59,7 @@ const FULL: Scale = Scale {
     city: City::FULL,
     requests: 200,
     rates: &[250, 500, 1_000, 1_500, 2_000, 3_000],
+    mqtt_rates: &[500, 1_000, 1_500, 2_000, 3_000, 4_000],
     step: Duration::from_secs(5),
     flood_lifts: FLOOD_LIFTS,
 };
@@ -70,6 +74,7 @@ const SMOKE: Scale = Scale {
     },
     requests: 10,
     rates: &[50, 100],
+    mqtt_rates: &[50, 100],
     step: Duration::from_secs(1),
     flood_lifts: 10,
 };
@@ -81,7 +86,7 @@ fn central_toml(http: &str, url: &str, mqtt: u16, hook: u16) -> String {
          [store]\nurl = \"{url}\"\n\
          [mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
          [flood]\ncount = 10\nwindow_s = 600\nradius_km = 3\nbatch_s = 1\n\
-         [[gateway]]\nid = \"gw0000\"\ntoken_sha256 = \"{gw}\"\n\
+         [[gateway]]\nid = \"gw0000\"\ntoken_sha256 = \"{gw}\"\nsigning_key = \"{GATEWAY_KEY}\"\n\
          [[token]]\nrole = \"regulator\"\nname = \"bench\"\nsha256 = \"{reg}\"\n",
         gw = seguard::auth::token_hash(GATEWAY_TOKEN),
         reg = seguard::auth::token_hash(REGULATOR_TOKEN),
@@ -303,6 +308,74 @@ fn incident(n: u64, time: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
     })
 }
 
+/// Publishes `rate` incidents/s over MQTT for `span` (gw0000's, sealed) and follows the count
+/// stored every 10 ms; returns (p99 ms offered → stored, stored per s, not stored within 30 s
+/// of the end). Intake stores in arrival order, so message k counts as stored once k + 1 are:
+/// its latency is from its due time (not its actual publish, which can only be later) to then.
+async fn mqtt_step(
+    pool: &sqlx::AnyPool,
+    client: &rumqttc::AsyncClient,
+    rate: u64,
+    span: Duration,
+    next_id: &mut u64,
+) -> (f64, f64, u64) {
+    let count = "SELECT COUNT(*) FROM events WHERE gateway = 'gw0000' AND source = 'mqtt'";
+    let base = scalar(pool, count).await;
+    let total = (rate as f64 * span.as_secs_f64()) as u64;
+    let first = *next_id;
+    *next_id += total;
+    let started = Instant::now();
+    let publisher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for k in 0..total {
+                let due = started + Duration::from_secs_f64(k as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let body = incident(first + k, chrono::Utc::now());
+                let sealed = seguard::signing::seal(
+                    GATEWAY_KEY.as_bytes(),
+                    "incidents",
+                    &serde_json::to_vec(&body).expect("json"),
+                );
+                client
+                    .publish(
+                        "seguard/v1/gw0000/incidents",
+                        rumqttc::QoS::AtLeastOnce,
+                        false,
+                        sealed,
+                    )
+                    .await
+                    .expect("publish");
+            }
+        })
+    };
+    let mut timeline: Vec<(f64, u64)> = Vec::new();
+    loop {
+        let stored = (scalar(pool, count).await - base) as u64;
+        let at = started.elapsed();
+        timeline.push((at.as_secs_f64(), stored));
+        if stored >= total || at > span + Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    publisher.await.expect("publisher");
+    let (end, stored) = *timeline.last().expect("a sample");
+    let mut latencies = Vec::new();
+    let mut i = 0;
+    for k in 0..stored {
+        while timeline[i].1 <= k {
+            i += 1;
+        }
+        latencies.push((timeline[i].0 - k as f64 / rate as f64) * 1000.0);
+    }
+    (
+        quantile(latencies, 0.99),
+        stored as f64 / end,
+        total - stored,
+    )
+}
+
 /// Offers `rate` incidents/s for `span`; returns (p99 ms, achieved per s, errors).
 async fn intake_step(
     http: &reqwest::Client,
@@ -367,6 +440,9 @@ struct Row {
     /// p50 / p99 (ms) of each list query.
     by_query: Vec<(String, f64, f64)>,
     flood: Flood,
+    /// (offered, stored per s, p99 ms, not stored) of each MQTT step.
+    mqtt_intake: Vec<(u64, f64, f64, u64)>,
+    mqtt_sustained: f64,
     draw_ms: f64,
     list_p50: f64,
     list_p99: f64,
@@ -533,6 +609,29 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
         "{store}: flood of {} incidents stored at {:.0}/s (p99 publish → taken {:.0} ms), {} dispatches notified {:.0} ms from the first created to the last delivered",
         flood.incidents, flood.per_s, flood.taken_p99, flood.dispatches, flood.notified_ms
     );
+    // Sustained MQTT intake (the batched path) at rising rates.
+    let mut mqtt_intake = Vec::new();
+    let mut mqtt_sustained = 0.0;
+    {
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("store");
+        let publisher = common::mqtt::TestClient::connect(broker.port, "city-bench-gw0000").await;
+        let mut next_id = 1_000_000_000;
+        for &rate in scale.mqtt_rates {
+            let (p99, achieved, lost) =
+                mqtt_step(&pool, &publisher.client, rate, scale.step, &mut next_id).await;
+            eprintln!("{store}: MQTT intake offered {rate}/s: stored {achieved:.0}/s, p99 {p99:.0} ms, {lost} not stored");
+            mqtt_intake.push((rate, achieved, p99, lost));
+            if p99 > 1000.0 || lost > 0 || achieved < 0.9 * rate as f64 {
+                break;
+            }
+            mqtt_sustained = achieved;
+        }
+        pool.close().await;
+    }
     let mut intake = Vec::new();
     let mut sustained = 0.0;
     let mut next_id = 0;
@@ -563,6 +662,8 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
         district_ms: median(district_times),
         by_query,
         flood,
+        mqtt_intake,
+        mqtt_sustained,
         draw_ms: drawn["drawn_ms"].as_f64().unwrap_or(f64::NAN),
         list_p50: quantile(list_times.clone(), 0.5),
         list_p99: quantile(list_times, 0.99),
@@ -600,11 +701,11 @@ fn main() {
         scale.city.dispatches,
         if smoke { " (smoke)" } else { "" }
     );
-    println!("| store | generated (s) | whole-city map data (kB / ms) | district map data (kB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | indicators (ms) | MQTT flood stored (/s) | flood first dispatch → last notified (ms) | HTTP intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | generated (s) | whole-city map data (kB / ms) | district map data (kB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | indicators (ms) | MQTT flood stored (/s) | flood first dispatch → last notified (ms) | MQTT intake sustained (/s, p99 ≤ 1 s) | HTTP intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.0} | {:.1} / {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
+            "| {} | {:.0} | {:.1} / {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
             r.store,
             r.generated_s,
             r.map_bytes as f64 / 1e3,
@@ -619,6 +720,7 @@ fn main() {
             r.indicators_ms,
             r.flood.per_s,
             r.flood.notified_ms,
+            r.mqtt_sustained,
             r.sustained,
             r.cpu_cores,
             r.rss_mib,
@@ -634,6 +736,14 @@ fn main() {
             })
             .collect();
         println!("intake steps on {}: {}", r.store, steps.join("; "));
+        let steps: Vec<String> = r
+            .mqtt_intake
+            .iter()
+            .map(|(rate, got, p99, lost)| {
+                format!("{rate}/s → {got:.0}/s p99 {p99:.0} ms ({lost} not stored)")
+            })
+            .collect();
+        println!("MQTT intake steps on {}: {}", r.store, steps.join("; "));
         let queries: Vec<String> = r
             .by_query
             .iter()
