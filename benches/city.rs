@@ -227,11 +227,9 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
     let dispatches = format!(
         "SELECT COUNT(*) FROM dispatches WHERE gateway LIKE 'flood%' AND created_ms >= {started_ms}"
     );
-    let unsent = format!(
-        "SELECT COUNT(*) FROM notifications n JOIN dispatches d ON d.id = n.dispatch_id
-         WHERE d.gateway LIKE 'flood%' AND n.sent_ms IS NULL"
-    );
-    while scalar(&pool, &dispatches).await < trapped as i64 || scalar(&pool, &unsent).await > 0 {
+    let unsent = "SELECT COUNT(*) FROM notifications n JOIN dispatches d ON d.id = n.dispatch_id
+         WHERE d.gateway LIKE 'flood%' AND n.sent_ms IS NULL";
+    while scalar(&pool, &dispatches).await < trapped as i64 || scalar(&pool, unsent).await > 0 {
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "the flood is notified in 10 minutes"

@@ -1,8 +1,10 @@
 //! The whole city's map in headless Chromium (`tests/browser/city_map.mjs`): central on SQLite
 //! with a generated registry of 128,000 elevators and 8,000 pressure vessels of 1,000 gateways
-//! (`tests/common/city.rs`; `SEGUARD_CITY_MAP_ELEVATORS` makes it smaller), every marker drawn
-//! through marker clustering, and a screenshot in `target/screenshots/city/city-map.png`. Not
-//! timed here: `benches/city.rs` measures the time in release.
+//! (`tests/common/city.rs`; `SEGUARD_CITY_MAP_ELEVATORS` makes it smaller), every marker counted
+//! in the clusters central sends for the view (`/api/v1/map/markers`), the one lift with a
+//! trapped passenger in exactly one cluster that reads red, and a screenshot in
+//! `target/screenshots/city/city-map.png`. Not timed here: `benches/city.rs` measures the time
+//! in release.
 
 mod common;
 

@@ -187,11 +187,12 @@ impl Store {
     pub async fn backfill_alarm_areas(&self) -> Result<u64, StoreError> {
         let mut filled = 0;
         loop {
-            let rows: Vec<(String, String)> =
-                sqlx::query_as("SELECT id, address FROM alarms WHERE area IS NULL LIMIT $1")
-                    .bind(BACKFILL_BATCH)
-                    .fetch_all(&self.pool)
-                    .await?;
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, address FROM alarms WHERE area IS NULL ORDER BY id LIMIT $1",
+            )
+            .bind(BACKFILL_BATCH)
+            .fetch_all(&self.pool)
+            .await?;
             if rows.is_empty() {
                 return Ok(filled);
             }
