@@ -28,6 +28,7 @@ mod gateways;
 pub mod hazards;
 pub mod history;
 mod incidents;
+mod map;
 mod notifications;
 mod rejected;
 mod rescue;
@@ -37,9 +38,10 @@ mod trends;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 pub use dashboard::{AuditRow, EquipmentState, EventRow};
-pub use dispatches::{DueDispatch, RescueStep};
+pub use dispatches::{DispatchFilter, DispatchPage, DueDispatch, RescueStep};
 pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use incidents::IngestOutcome;
+pub use map::{MapPoint, MapView};
 pub use notifications::{redact_link_tokens, Notification};
 pub use rejected::{Refused, RejectedRow};
 pub use rescue::RescueFacts;
@@ -79,6 +81,8 @@ pub struct Store {
     /// Which engine the URL named: migrations take PostgreSQL's advisory lock, and SQLite is
     /// set to WAL with full sync.
     pub backend: Backend,
+    /// The map's registry index (`map.rs`), shared by the clones of this store.
+    map_index: std::sync::Arc<tokio::sync::Mutex<map::MapIndex>>,
 }
 
 /// A random 128-bit id in hex.
@@ -134,8 +138,13 @@ impl Store {
                 })
             });
         let pool = options.connect(&url).await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            map_index: Default::default(),
+        };
         store.migrate(i64::MAX).await?;
+        store.backfill_alarm_areas().await?;
         Ok(store)
     }
 
@@ -153,7 +162,11 @@ impl Store {
             .max_connections(1)
             .connect(url)
             .await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            map_index: Default::default(),
+        };
         store.migrate(version).await?;
         Ok(store)
     }

@@ -28,7 +28,7 @@ use flate2::write::GzEncoder;
 use secrecy::ExposeSecret;
 
 pub use line::Encoder;
-pub use point::Point;
+pub use point::{points_json, Point};
 
 /// Writes of one uplink in flight at once.
 pub const WRITES_IN_FLIGHT: usize = 2;
