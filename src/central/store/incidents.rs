@@ -114,7 +114,15 @@ impl Store {
                 dispatch: None,
             });
         }
-        upsert_equipment(&mut tx, &incident.gateway, &incident.site.id, eq, now).await?;
+        upsert_equipment(
+            &mut tx,
+            &incident.gateway,
+            &incident.site.id,
+            eq,
+            now,
+            self.exchange,
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO gateways (id, site, state, since_ms, updated_ms) VALUES ($1, $2, 'unknown', NULL, $3)
              ON CONFLICT (id) DO NOTHING",
