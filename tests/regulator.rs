@@ -779,17 +779,95 @@ async fn cylinders_are_traced_by_code(store_url: &str) {
         StatusCode::NOT_FOUND
     );
 
+    let indicators = |undeclared: i64, insured: i64| {
+        json!([
+            { "station": "Station A", "cylinders": 3, "labelled": 2, "labelling_rate": 2.0 / 3.0,
+              "undeclared": undeclared, "insured": insured, "insurance_rate": insured as f64 / 3.0,
+              "fills": 3, "refused": 1, "refused_by_reason": { "unregistered": 1 } },
+            { "station": "Station B", "cylinders": 2, "labelled": 2, "labelling_rate": 1.0,
+              "undeclared": 0, "insured": 1, "insurance_rate": 0.5, "fills": 2, "refused": 1,
+              "refused_by_reason": { "scrapped": 1 } }
+        ])
+    };
     let (_, _, body) = get(&router, "/api/v1/cylinders/indicators", REGULATOR).await;
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
-        json!([
-            { "station": "Station A", "cylinders": 3, "labelled": 2, "labelling_rate": 2.0 / 3.0,
-              "insured": 1, "insurance_rate": 1.0 / 3.0, "fills": 3, "refused": 1,
-              "refused_by_reason": { "unregistered": 1 } },
-            { "station": "Station B", "cylinders": 2, "labelled": 2, "labelling_rate": 1.0,
-              "insured": 1, "insurance_rate": 0.5, "fills": 2, "refused": 1,
-              "refused_by_reason": { "scrapped": 1 } }
-        ])
+        indicators(1, 1)
+    );
+
+    // The code no register declared has a row of its own, from its fill: the regulator sees it.
+    let of = |body: &str| -> (Value, Vec<(String, String)>, usize) {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let events = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_owned(),
+                    e["detail"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (
+            v["register"].clone(),
+            events,
+            v["fills"].as_array().unwrap().len(),
+        )
+    };
+    let (status, _, body) = get(&router, "/api/v1/cylinders/UNREG-9", REGULATOR).await;
+    assert_eq!(status, StatusCode::OK);
+    let (register, events, fills) = of(&body);
+    assert_eq!(
+        (
+            register["origin"].as_str(),
+            register["owner"].as_str(),
+            register["medium"].as_str(),
+            fills
+        ),
+        (Some("fills"), Some(""), Some("LPG"), 1)
+    );
+    assert_eq!(
+        events,
+        [("seen_in_fill".to_owned(), "Station A".to_owned())]
+    );
+    // A later import declares it: the details fill in, its fill and first sighting stay; the
+    // labelling rate still counts the fill that found it unregistered as unlabelled.
+    let (status, body) = post_csv(
+        &router,
+        REGULATOR,
+        &format!("{header}UNREG-9,Station A,LPG,YSP-15,2021-03-01,2025-03-01,2029-03-01,no,yes\n"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "registered": 1, "updated": 0, "unchanged": 0 })
+        )
+    );
+    let (_, _, body) = get(&router, "/api/v1/cylinders/UNREG-9", REGULATOR).await;
+    let (register, events, fills) = of(&body);
+    assert_eq!(
+        (
+            register["origin"].as_str(),
+            register["owner"].as_str(),
+            register["next_inspection"].as_str(),
+            fills
+        ),
+        (Some("register"), Some("Station A"), Some("2029-03-01"), 1)
+    );
+    assert_eq!(
+        events,
+        [
+            ("seen_in_fill".to_owned(), "Station A".to_owned()),
+            ("registered".to_owned(), "LPG YSP-15 (Station A)".to_owned())
+        ]
+    );
+    let (_, _, body) = get(&router, "/api/v1/cylinders/indicators", REGULATOR).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        indicators(0, 2)
     );
     central.stop().await;
 }

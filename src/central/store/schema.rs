@@ -327,4 +327,13 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX exchange_queue_due ON exchange_queue (sent_ms, next_attempt_ms)",
         ],
     ),
+    (
+        10,
+        &[
+            // Where a register row comes from: `register` (a filling unit's register, imported)
+            // or `fills` (a code the gateways reported in fills that no register declared; an
+            // import later fills in its details).
+            "ALTER TABLE cylinders ADD COLUMN origin TEXT NOT NULL DEFAULT 'register'",
+        ],
+    ),
 ];
