@@ -2,20 +2,28 @@
 //! 8,000 pressure vessels from 1,000 gateways, and a history of 1,000,000 events (500,000
 //! alarms, raised and cleared over the last 30 days) with 50,000 rescue dispatches, written by
 //! the bench straight into a store `seguard central` migrated. Then, against the release
-//! binary as a process:
-//! - map data for the whole city (`/api/v1/equipment`): bytes and time to the last byte; the
-//!   time from navigation until the last marker is in its cluster in headless Chromium
-//!   (`tests/browser/city_map.mjs`, screenshot in `target/screenshots/city-bench-{store}/`);
+//! binary as a process (with a mosquitto for its MQTT intake):
+//! - the map's data (`/api/v1/map/markers`): the whole city at zoom 11 (server clusters) and
+//!   one district's box at zoom 14, bytes and time to the last byte; the time from navigation
+//!   until the last marker is in a cluster in headless Chromium (`tests/browser/city_map.mjs`,
+//!   screenshot in `target/screenshots/city-bench-{store}/`);
 //! - the alarm list (first page, filtered by kind/severity/state, by area, and five pages deep
-//!   by cursor) and the dispatch board (`/api/v1/dispatches`), p50/p99;
+//!   by cursor) and the dispatch board (open, closed, paged) and situations, p50/p99, and
+//!   p50/p99 of each query;
 //! - indicators (`/api/v1/indicators`, a month of dispatches in its KPIs), median;
+//! - the power cut: 2,000 elevators of 20 gateways in one area publish a power cut over MQTT at
+//!   once, 300 with a trapped passenger; stored per second (first publish → last commit),
+//!   every incident stored once and every trapped passenger dispatched once (asserted), and
+//!   the time from the first dispatch created to the last notification delivered to the rescue
+//!   units' webhook receiver;
 //! - incident intake over HTTP (each request answers after the commit, so its latency is
 //!   intake → stored) at rising rates, until p99 exceeds 1 s or the rate is not kept;
 //! - central's CPU (cores over the measured span) and RSS (median of samples, peak VmHWM).
 //!
 //! `cargo bench --bench city` or `benches/run-all.sh city` (release; on a machine doing nothing
 //! else). Under `cargo test --bench city` a small city (2,000 lifts,
-//! 20,000 events) proves it runs. `SEGUARD_CITY_STORES=sqlite` or `postgres` runs one store.
+//! 20,000 events, a power cut of 200 lifts) proves it runs. `SEGUARD_CITY_STORES=sqlite` or
+//! `postgres` runs one store.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,20 +41,27 @@ use support::{median, quantile, setting, smoke_test, Seguard};
 
 const REGULATOR_TOKEN: &str = "city-regulator";
 const GATEWAY_TOKEN: &str = "city-gateway-0";
+/// gw0000's key, sealing what it publishes over MQTT.
+const GATEWAY_KEY: &str = "city-bench-gateway-key-0123456789abcdef";
 
 #[derive(Clone, Copy)]
 struct Scale {
     city: City,
     requests: usize,
     rates: &'static [u64],
+    mqtt_rates: &'static [u64],
     step: Duration,
+    /// Lifts per gateway in the power cut (of `FLOOD_GATEWAYS`).
+    flood_lifts: usize,
 }
 
 const FULL: Scale = Scale {
     city: City::FULL,
     requests: 200,
     rates: &[250, 500, 1_000, 1_500, 2_000, 3_000],
+    mqtt_rates: &[500, 1_000, 1_500, 2_000, 3_000, 4_000],
     step: Duration::from_secs(5),
+    flood_lifts: FLOOD_LIFTS,
 };
 
 const SMOKE: Scale = Scale {
@@ -59,19 +74,193 @@ const SMOKE: Scale = Scale {
     },
     requests: 10,
     rates: &[50, 100],
+    mqtt_rates: &[50, 100],
     step: Duration::from_secs(1),
+    flood_lifts: 10,
 };
 
-fn central_toml(http: &str, url: &str) -> String {
-    format!(
+fn central_toml(http: &str, url: &str, mqtt: u16, hook: u16) -> String {
+    let mut text = format!(
         "[central]\ninstance = \"city-bench\"\nhttp_listen = \"{http}\"\nmax_body_bytes = 65536\n\
          [central.http_limits]\nrate_per_s = 100000\nrate_burst = 100000\n\
          [store]\nurl = \"{url}\"\n\
-         [[gateway]]\nid = \"gw0000\"\ntoken_sha256 = \"{gw}\"\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
+         [flood]\ncount = 10\nwindow_s = 600\nradius_km = 3\nbatch_s = 1\n\
+         [[gateway]]\nid = \"gw0000\"\ntoken_sha256 = \"{gw}\"\nsigning_key = \"{GATEWAY_KEY}\"\n\
          [[token]]\nrole = \"regulator\"\nname = \"bench\"\nsha256 = \"{reg}\"\n",
         gw = seguard::auth::token_hash(GATEWAY_TOKEN),
         reg = seguard::auth::token_hash(REGULATOR_TOKEN),
+    );
+    for u in FLOOD_UNITS {
+        text.push_str(&format!(
+            "[[rescue_unit]]\nname = \"{u}\"\nphone = \"+86-755-5555-0101\"\nwebhook = \"http://127.0.0.1:{hook}/{u}\"\n"
+        ));
+    }
+    for g in 0..FLOOD_GATEWAYS {
+        text.push_str(&format!(
+            "[[gateway]]\nid = \"flood{g:02}\"\ntoken_sha256 = \"{}\"\nsigning_key = \"{}\"\n",
+            seguard::auth::token_hash(&format!("flood-token-{g}")),
+            flood_key(g)
+        ));
+    }
+    text
+}
+
+/// The power cut: `FLOOD_GATEWAYS` × `FLOOD_LIFTS` elevators in one area about 2 km across
+/// lose mains power at once, with a passenger trapped in 3 of every 20.
+const FLOOD_GATEWAYS: usize = 20;
+const FLOOD_LIFTS: usize = 100;
+const FLOOD_UNITS: [&str; 5] = ["unit-a", "unit-b", "unit-c", "unit-d", "unit-e"];
+
+fn flood_key(g: usize) -> String {
+    format!("city-bench-flood-key-{g:02}-0123456789abcdef")
+}
+
+/// The flood's incidents as the gateways publish them (sealed), and how many are trapped.
+fn flood_messages(lifts: usize) -> (Vec<(String, Vec<u8>)>, usize) {
+    let mut messages = Vec::new();
+    let mut trapped = 0;
+    for k in 0..FLOOD_GATEWAYS * lifts {
+        let (g, lift) = (k % FLOOD_GATEWAYS, k / FLOOD_GATEWAYS);
+        let at = (
+            22.540 + (k % 97) as f64 * 0.000_19,
+            114.050 + (k % 89) as f64 * 0.000_21,
+        );
+        let mut publish = |n: usize, rule: &str, severity: &str| {
+            let id = format!("20000000-0000-4000-8000-{g:04}{n:08}");
+            let equipment = format!("flood{g:02}-lift-{lift:03}");
+            let unit = FLOOD_UNITS[k % FLOOD_UNITS.len()];
+            let message = json!({
+                "schema": "seguard.incident.v1", "id": id, "gateway": format!("flood{g:02}"),
+                "site": { "id": format!("flood-site-{g}"), "name": format!("Estate {g}"), "address": "Futian" },
+                "equipment": {
+                    "id": equipment, "kind": "elevator", "name": format!("Lift {lift} of estate {g}"),
+                    "registration_code": format!("3120{g:04}{lift:012}"), "using_unit": format!("Estate {g} Property Co."),
+                    "maintenance_unit": { "name": unit, "phone": "+86-755-0000" },
+                    "address": format!("Futian, building {lift}, estate {g}"),
+                    "location": { "lat": at.0, "lon": at.1, "crs": "WGS-84" }, "nameplate": {}
+                },
+                "event": {
+                    "id": id, "equipment": equipment, "rule": rule, "severity": severity,
+                    "transition": "raise", "time": chrono::Utc::now().to_rfc3339(),
+                    "message": format!("{rule} on {equipment}")
+                }
+            });
+            let sealed = seguard::signing::seal(
+                flood_key(g).as_bytes(),
+                "incidents",
+                &serde_json::to_vec(&message).expect("json"),
+            );
+            messages.push((format!("seguard/v1/flood{g:02}/incidents"), sealed));
+        };
+        publish(lift * 2, "lift.power_cut", "high");
+        if k % 20 < 3 {
+            publish(lift * 2 + 1, "lift.trapped", "critical");
+            trapped += 1;
+        }
+    }
+    (messages, trapped)
+}
+
+/// A rescue units' webhook receiver that takes every message.
+async fn webhook_sink() -> u16 {
+    let app = axum::Router::new().route("/{*path}", axum::routing::post(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("webhook sink") });
+    port
+}
+
+async fn scalar(pool: &sqlx::AnyPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// What the flood measured: incidents published, stored per second (first publish → last
+/// commit), p99 publish → taken for storing (ms), dispatches, and first dispatch created → last
+/// one's notification delivered (ms).
+struct Flood {
+    incidents: usize,
+    per_s: f64,
+    taken_p99: f64,
+    dispatches: i64,
+    notified_ms: f64,
+}
+
+/// Publishes the power cut over MQTT to central and measures it from the store: every incident
+/// stored once, every trapped passenger dispatched once, each dispatch notified.
+async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("store");
+    let (messages, trapped) = flood_messages(lifts);
+    let n = messages.len();
+    let mut client = common::mqtt::TestClient::connect(broker, "city-bench-flood").await;
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let started = Instant::now();
+    client.publish_all(messages).await;
+    let count = "SELECT COUNT(*) FROM events WHERE gateway LIKE 'flood%'";
+    let mut stored_at = started.elapsed();
+    while (scalar(&pool, count).await as usize) < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the flood is stored in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stored_at = started.elapsed();
+    }
+    let taken: Vec<f64> = sqlx::query_scalar::<_, i64>(
+        "SELECT received_ms - time_ms FROM events WHERE gateway LIKE 'flood%'",
     )
+    .fetch_all(&pool)
+    .await
+    .expect("latencies")
+    .into_iter()
+    .map(|ms| ms as f64)
+    .collect();
+    let dispatches = format!(
+        "SELECT COUNT(*) FROM dispatches WHERE gateway LIKE 'flood%' AND created_ms >= {started_ms}"
+    );
+    let unsent = "SELECT COUNT(*) FROM notifications n JOIN dispatches d ON d.id = n.dispatch_id
+         WHERE d.gateway LIKE 'flood%' AND n.sent_ms IS NULL";
+    while scalar(&pool, &dispatches).await < trapped as i64 || scalar(&pool, unsent).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the flood is notified in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = scalar(
+        &pool,
+        "SELECT MIN(created_ms) FROM dispatches WHERE gateway LIKE 'flood%'",
+    )
+    .await;
+    let last = scalar(
+        &pool,
+        "SELECT MAX(n.sent_ms) FROM notifications n JOIN dispatches d ON d.id = n.dispatch_id WHERE d.gateway LIKE 'flood%'",
+    )
+    .await;
+    let made = scalar(&pool, &dispatches).await;
+    assert_eq!(made, trapped as i64, "one dispatch per trapped passenger");
+    assert_eq!(
+        scalar(&pool, count).await as usize,
+        n,
+        "every incident stored once"
+    );
+    pool.close().await;
+    Flood {
+        incidents: n,
+        per_s: n as f64 / stored_at.as_secs_f64(),
+        taken_p99: quantile(taken, 0.99),
+        dispatches: made,
+        notified_ms: (last - first) as f64,
+    }
 }
 
 /// Milliseconds of each GET, and the bytes of the last body.
@@ -115,6 +304,74 @@ fn incident(n: u64, time: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
             "time": time.to_rfc3339(), "message": "door open fault"
         }
     })
+}
+
+/// Publishes `rate` incidents/s over MQTT for `span` (gw0000's, sealed) and follows the count
+/// stored every 10 ms; returns (p99 ms offered → stored, stored per s, not stored within 30 s
+/// of the end). Intake stores in arrival order, so message k counts as stored once k + 1 are:
+/// its latency is from its due time (not its actual publish, which can only be later) to then.
+async fn mqtt_step(
+    pool: &sqlx::AnyPool,
+    client: &rumqttc::AsyncClient,
+    rate: u64,
+    span: Duration,
+    next_id: &mut u64,
+) -> (f64, f64, u64) {
+    let count = "SELECT COUNT(*) FROM events WHERE gateway = 'gw0000' AND source = 'mqtt'";
+    let base = scalar(pool, count).await;
+    let total = (rate as f64 * span.as_secs_f64()) as u64;
+    let first = *next_id;
+    *next_id += total;
+    let started = Instant::now();
+    let publisher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for k in 0..total {
+                let due = started + Duration::from_secs_f64(k as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let body = incident(first + k, chrono::Utc::now());
+                let sealed = seguard::signing::seal(
+                    GATEWAY_KEY.as_bytes(),
+                    "incidents",
+                    &serde_json::to_vec(&body).expect("json"),
+                );
+                client
+                    .publish(
+                        "seguard/v1/gw0000/incidents",
+                        rumqttc::QoS::AtLeastOnce,
+                        false,
+                        sealed,
+                    )
+                    .await
+                    .expect("publish");
+            }
+        })
+    };
+    let mut timeline: Vec<(f64, u64)> = Vec::new();
+    loop {
+        let stored = (scalar(pool, count).await - base) as u64;
+        let at = started.elapsed();
+        timeline.push((at.as_secs_f64(), stored));
+        if stored >= total || at > span + Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    publisher.await.expect("publisher");
+    let (end, stored) = *timeline.last().expect("a sample");
+    let mut latencies = Vec::new();
+    let mut i = 0;
+    for k in 0..stored {
+        while timeline[i].1 <= k {
+            i += 1;
+        }
+        latencies.push((timeline[i].0 - k as f64 / rate as f64) * 1000.0);
+    }
+    (
+        quantile(latencies, 0.99),
+        stored as f64 / end,
+        total - stored,
+    )
 }
 
 /// Offers `rate` incidents/s for `span`; returns (p99 ms, achieved per s, errors).
@@ -176,6 +433,14 @@ struct Row {
     generated_s: f64,
     map_bytes: usize,
     map_ms: f64,
+    district_bytes: usize,
+    district_ms: f64,
+    /// p50 / p99 (ms) of each list query.
+    by_query: Vec<(String, f64, f64)>,
+    flood: Flood,
+    /// (offered, stored per s, p99 ms, not stored) of each MQTT step.
+    mqtt_intake: Vec<(u64, f64, f64, u64)>,
+    mqtt_sustained: f64,
     draw_ms: f64,
     list_p50: f64,
     list_p99: f64,
@@ -207,8 +472,10 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
         generated.as_secs_f64()
     );
     let http_addr = format!("127.0.0.1:{}", free_port());
+    let broker = common::Mosquitto::start();
+    let hook = webhook_sink().await;
     let config = dir.join(format!("central-{store}.toml"));
-    std::fs::write(&config, central_toml(&http_addr, &url)).expect("config");
+    std::fs::write(&config, central_toml(&http_addr, &url, broker.port, hook)).expect("config");
     let mut central = Seguard::spawn(
         "central",
         &config,
@@ -240,8 +507,13 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
         })
     };
 
-    let map_urls = vec![format!("{base}/api/v1/equipment"); 3];
+    // The map's data as the page asks for it: the whole city at the zoom the page fits it to
+    // (clusters), and one district's box (Futian's centre) at a street zoom.
+    let map_urls = vec![format!("{base}/api/v1/map/markers?zoom=11"); 5];
     let (map_times, map_bytes) = timed_gets(&http, &map_urls).await;
+    let district_urls =
+        vec![format!("{base}/api/v1/map/markers?bbox=22.52,114.03,22.56,114.08&zoom=14"); 5];
+    let (district_times, district_bytes) = timed_gets(&http, &district_urls).await;
     let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("target/screenshots/city-bench-{store}"));
     let drawn = common::browser::run_script(
@@ -258,16 +530,24 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
     )
     .await;
     eprintln!("{store}: map in Chromium {drawn}");
-    let mut list_urls = Vec::new();
-    for k in 0..scale.requests {
-        list_urls.push(match k % 4 {
-            0 => format!("{base}/api/v1/alarms?limit=50"),
-            1 => format!("{base}/api/v1/alarms?kind=elevator&severity=high&limit=50"),
-            2 => format!("{base}/api/v1/alarms?state=active&limit=50"),
-            _ => format!("{base}/api/v1/alarms?area=Futian&limit=50"),
-        });
+    let mut list_times = Vec::new();
+    let mut by_query = Vec::new();
+    for query in [
+        "limit=50",
+        "kind=elevator&severity=high&limit=50",
+        "state=active&limit=50",
+        "area=Futian&limit=50",
+        "area=Futian&state=active&limit=50",
+    ] {
+        let urls = vec![format!("{base}/api/v1/alarms?{query}"); scale.requests / 4];
+        let (times, _) = timed_gets(&http, &urls).await;
+        by_query.push((
+            format!("alarms?{query}"),
+            quantile(times.clone(), 0.5),
+            quantile(times.clone(), 0.99),
+        ));
+        list_times.extend(times);
     }
-    let (mut list_times, _) = timed_gets(&http, &list_urls).await;
     // Five pages deep by cursor.
     for _ in 0..scale.requests / 10 {
         let mut url = format!("{base}/api/v1/alarms?kind=elevator&limit=50");
@@ -297,14 +577,59 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
             };
         }
     }
-    let (board_times, _) = timed_gets(
+    // The board polls its open dispatches and the last closed ones; a history is paged.
+    let mut board_times = Vec::new();
+    for query in ["state=open&limit=500", "state=closed&limit=50", "limit=100"] {
+        let urls = vec![format!("{base}/api/v1/dispatches?{query}"); scale.requests / 4];
+        let (times, _) = timed_gets(&http, &urls).await;
+        by_query.push((
+            format!("dispatches?{query}"),
+            quantile(times.clone(), 0.5),
+            quantile(times.clone(), 0.99),
+        ));
+        board_times.extend(times);
+    }
+    let (times, _) = timed_gets(
         &http,
-        &vec![format!("{base}/api/v1/dispatches"); scale.requests / 2],
+        &vec![format!("{base}/api/v1/situations"); scale.requests / 4],
     )
     .await;
+    by_query.push((
+        "situations".into(),
+        quantile(times.clone(), 0.5),
+        quantile(times, 0.99),
+    ));
     let (indicator_times, _) =
         timed_gets(&http, &vec![format!("{base}/api/v1/indicators"); 3]).await;
 
+    let flood = flood(&url, broker.port, scale.flood_lifts).await;
+    eprintln!(
+        "{store}: flood of {} incidents stored at {:.0}/s (p99 publish → taken {:.0} ms), {} dispatches notified {:.0} ms from the first created to the last delivered",
+        flood.incidents, flood.per_s, flood.taken_p99, flood.dispatches, flood.notified_ms
+    );
+    // Sustained MQTT intake (the batched path) at rising rates.
+    let mut mqtt_intake = Vec::new();
+    let mut mqtt_sustained = 0.0;
+    {
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("store");
+        let publisher = common::mqtt::TestClient::connect(broker.port, "city-bench-gw0000").await;
+        let mut next_id = 1_000_000_000;
+        for &rate in scale.mqtt_rates {
+            let (p99, achieved, lost) =
+                mqtt_step(&pool, &publisher.client, rate, scale.step, &mut next_id).await;
+            eprintln!("{store}: MQTT intake offered {rate}/s: stored {achieved:.0}/s, p99 {p99:.0} ms, {lost} not stored");
+            mqtt_intake.push((rate, achieved, p99, lost));
+            if p99 > 1000.0 || lost > 0 || achieved < 0.9 * rate as f64 {
+                break;
+            }
+            mqtt_sustained = achieved;
+        }
+        pool.close().await;
+    }
     let mut intake = Vec::new();
     let mut sustained = 0.0;
     let mut next_id = 0;
@@ -324,12 +649,19 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
     let peak = central.status_kib("VmHWM") as f64 / 1024.0;
     let rss = median(samples.lock().unwrap().clone());
     central.stop();
+    drop(broker);
     drop(pg);
     Row {
         store,
         generated_s: generated.as_secs_f64(),
         map_bytes,
         map_ms: median(map_times),
+        district_bytes,
+        district_ms: median(district_times),
+        by_query,
+        flood,
+        mqtt_intake,
+        mqtt_sustained,
         draw_ms: drawn["drawn_ms"].as_f64().unwrap_or(f64::NAN),
         list_p50: quantile(list_times.clone(), 0.5),
         list_p99: quantile(list_times, 0.99),
@@ -367,21 +699,26 @@ fn main() {
         scale.city.dispatches,
         if smoke { " (smoke)" } else { "" }
     );
-    println!("| store | generated (s) | whole-city map data (MB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | indicators (ms) | intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | generated (s) | whole-city map data (kB / ms) | district map data (kB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | indicators (ms) | MQTT flood stored (/s) | flood first dispatch → last notified (ms) | MQTT intake sustained (/s, p99 ≤ 1 s) | HTTP intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
+            "| {} | {:.0} | {:.1} / {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
             r.store,
             r.generated_s,
-            r.map_bytes as f64 / 1e6,
+            r.map_bytes as f64 / 1e3,
             r.map_ms,
+            r.district_bytes as f64 / 1e3,
+            r.district_ms,
             r.draw_ms,
             r.list_p50,
             r.list_p99,
             r.board_p50,
             r.board_p99,
             r.indicators_ms,
+            r.flood.per_s,
+            r.flood.notified_ms,
+            r.mqtt_sustained,
             r.sustained,
             r.cpu_cores,
             r.rss_mib,
@@ -397,6 +734,28 @@ fn main() {
             })
             .collect();
         println!("intake steps on {}: {}", r.store, steps.join("; "));
+        let steps: Vec<String> = r
+            .mqtt_intake
+            .iter()
+            .map(|(rate, got, p99, lost)| {
+                format!("{rate}/s → {got:.0}/s p99 {p99:.0} ms ({lost} not stored)")
+            })
+            .collect();
+        println!("MQTT intake steps on {}: {}", r.store, steps.join("; "));
+        let queries: Vec<String> = r
+            .by_query
+            .iter()
+            .map(|(q, p50, p99)| format!("{q} {p50:.1} / {p99:.1}"))
+            .collect();
+        println!(
+            "list queries on {} (p50 / p99 ms): {}",
+            r.store,
+            queries.join("; ")
+        );
+        println!(
+            "flood on {}: {} incidents, p99 publish → taken for storing {:.0} ms, {} dispatches",
+            r.store, r.flood.incidents, r.flood.taken_p99, r.flood.dispatches
+        );
     }
     if smoke {
         for r in &rows {

@@ -862,8 +862,13 @@ async fn only_the_unit_called_now_takes_a_step_on_postgres() {
 
 /// `GET /api/v1/alarms` through the router: status, body and the `Link` of the next page.
 async fn alarm_list(central: &Central, query: &str) -> (StatusCode, Value, Option<String>) {
+    listing(central, &format!("/api/v1/alarms{query}")).await
+}
+
+/// A regulator's GET of a paged list: status, body and the `Link` header.
+async fn listing(central: &Central, path: &str) -> (StatusCode, Value, Option<String>) {
     let router = seguard::central::api::router(state_of(central));
-    let request = Request::get(format!("/api/v1/alarms{query}"))
+    let request = Request::get(path)
         .header("authorization", format!("Bearer {REGULATOR_TOKEN}"))
         .body(Body::empty())
         .unwrap();
@@ -894,7 +899,11 @@ async fn alarm_list_is_filtered_and_paged_in_the_store(store_url: String) {
             low["event"]["severity"] = "low".into();
             low
         };
-        // The critical alarms are the oldest: a list cut before filtering loses them.
+        // The critical alarms are the oldest: a list cut before filtering loses them. They
+        // are in another area (the address's first part).
+        if n < n_critical {
+            body["equipment"]["address"] = format!("Futian, tower {n}").into();
+        }
         body["equipment"]["id"] = format!("lift-{n}").into();
         body["event"]["equipment"] = format!("lift-{n}").into();
         body["event"]["time"] = format!(
@@ -963,6 +972,41 @@ async fn alarm_list_is_filtered_and_paged_in_the_store(store_url: String) {
     let (_, first, next) = alarm_list(&central, "").await;
     assert_eq!(first.as_array().unwrap().len(), 200, "the default page");
     assert!(next.is_some());
+    // The area is an equality on the address's area, ignoring case.
+    for (query, expected) in [
+        ("?area=FUTIAN", n_critical as usize),
+        ("?area=futian&severity=critical", n_critical as usize),
+        ("?area=1%20test%20road&limit=1000", 1000),
+        ("?area=futi", 0),
+    ] {
+        let (status, page, _) = alarm_list(&central, query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page.as_array().unwrap().len(), expected, "{query}");
+    }
+    // The board pages its dispatches (one per trapped alarm) by cursor, open or closed.
+    let mut path = "/api/v1/dispatches?limit=2".to_owned();
+    let mut ids = Vec::new();
+    loop {
+        let (status, page, next) = listing(&central, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.as_array().unwrap().len() <= 2);
+        ids.extend(page.as_array().unwrap().iter().map(|d| d["id"].clone()));
+        let Some(link) = next else { break };
+        path = link.split(['<', '>']).nth(1).unwrap().to_owned();
+        assert!(
+            path.contains("limit=2") && path.contains("before="),
+            "{path}"
+        );
+    }
+    assert_eq!(ids.len(), n_critical as usize, "{ids:?}");
+    let unique: std::collections::BTreeSet<String> = ids.iter().map(|v| v.to_string()).collect();
+    assert_eq!(unique.len(), n_critical as usize, "no dispatch twice");
+    let (_, open, _) = listing(&central, "/api/v1/dispatches?state=open").await;
+    assert_eq!(open.as_array().unwrap().len(), n_critical as usize);
+    let (_, closed, _) = listing(&central, "/api/v1/dispatches?state=closed").await;
+    assert_eq!(closed, json!([]));
+    let (status, body, _) = listing(&central, "/api/v1/dispatches?state=done").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     for (query, expected) in [
         ("?state=open", "unknown state `open`"),
         ("?limit=5000", "limit must be between 1 and 1000"),
@@ -996,6 +1040,13 @@ async fn alarm_list_is_filtered_and_paged_in_the_store_on_sqlite() {
             "alarms_open_list",
         ),
         (Default::default(), "alarms_list"),
+        (
+            seguard::central::store::AlarmFilter {
+                area: Some("Futian".into()),
+                ..Default::default()
+            },
+            "alarms_area",
+        ),
     ] {
         let (sql, binds, _) = filter.sql(None).unwrap();
         let explain = format!("EXPLAIN QUERY PLAN {sql}");

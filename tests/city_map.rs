@@ -1,8 +1,10 @@
 //! The whole city's map in headless Chromium (`tests/browser/city_map.mjs`): central on SQLite
 //! with a generated registry of 128,000 elevators and 8,000 pressure vessels of 1,000 gateways
-//! (`tests/common/city.rs`; `SEGUARD_CITY_MAP_ELEVATORS` makes it smaller), every marker drawn
-//! through marker clustering, and a screenshot in `target/screenshots/city/city-map.png`. Not
-//! timed here: `benches/city.rs` measures the time in release.
+//! (`tests/common/city.rs`; `SEGUARD_CITY_MAP_ELEVATORS` makes it smaller), every marker counted
+//! in the clusters central sends for the view (`/api/v1/map/markers`), the one lift with a
+//! trapped passenger in exactly one cluster that reads red, and a screenshot in
+//! `target/screenshots/city/city-map.png`. Not timed here: `benches/city.rs` measures the time
+//! in release.
 
 mod common;
 
@@ -35,6 +37,18 @@ async fn the_whole_city_is_drawn_in_clusters() {
         .await;
     let took = city::generate(&url, scale).await;
     eprintln!("{scale:?} generated in {:.0} s", took.as_secs_f64());
+    // One lift with a trapped passenger, its alarm open: its cluster must read red.
+    let pool = sqlx::AnyPool::connect(&url).await.expect("store");
+    sqlx::query(
+            "INSERT INTO alarms (id, gateway, equipment, rule, severity, kind, using_unit, address, trapped,
+                message, raised_ms, area)
+             VALUES ('trapped-1', 'gw0007', 'e7', 'lift.trapped', 'critical', 'elevator', 'Property 7',
+                'Futian, 7 road 7', 1, 'trapped', 0, 'futian')",
+        )
+        .execute(&pool)
+        .await
+        .expect("trapped alarm");
+    pool.close().await;
     let config = parse(
         &format!(
             "[central]\ninstance = \"city-map\"\nhttp_listen = \"127.0.0.1:0\"\n[store]\nurl = \"{url}\"\n\
@@ -58,6 +72,7 @@ async fn the_whole_city_is_drawn_in_clusters() {
                 ("MARKERS", (scale.elevators + scale.vessels).to_string()),
                 ("SCREENSHOTS", screenshots.display().to_string()),
                 ("TIMEOUT_MS", "540000".to_owned()),
+                ("TRAPPED", "e7".to_owned()),
             ],
         ),
     )
@@ -65,6 +80,11 @@ async fn the_whole_city_is_drawn_in_clusters() {
     .expect("the map is drawn within 10 minutes");
     eprintln!("city map: {result}");
     assert!(result["clusters"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(
+        result["trapped"].as_array().map(Vec::len),
+        Some(1),
+        "{result}"
+    );
     assert!(screenshots.join("city-map.png").exists());
     central.stop().await;
 }

@@ -127,7 +127,10 @@ async fn a_hazard_is_walked_from_report_to_verified_closure_in_chromium() {
     )
     .await;
     assert_eq!(results["final"], "verified");
-    assert_eq!(results["batch_reports"], 2, "the corrected batch's two reports");
+    assert_eq!(
+        results["batch_reports"], 2,
+        "the corrected batch's two reports"
+    );
     assert!(results["refused"]
         .as_str()
         .unwrap()

@@ -192,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ui", get(ui_settings))
         .route("/api/v1/map/config", get(map::map_config))
         .route("/api/v1/map/district", get(map::map_district))
+        .route("/api/v1/map/markers", get(map::markers))
         .route("/api/v1/equipment", get(map::equipment))
         .route("/api/v1/equipment/search", get(equipment::search))
         .route("/api/v1/equipment/{gateway}/{id}", get(equipment::detail))

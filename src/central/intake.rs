@@ -14,7 +14,7 @@
 
 mod mqtt;
 
-pub use mqtt::{mqtt_client, run_mqtt, store_incident};
+pub use mqtt::{mqtt_client, run_mqtt, store_incident, store_incidents};
 
 use axum::http::StatusCode;
 use secrecy::ExposeSecret;

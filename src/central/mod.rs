@@ -368,7 +368,7 @@ impl Central {
         let mut tasks = Vec::new();
         let mqtt_client = match &config.mqtt {
             Some(m) => {
-                let (client, event_loop) = intake::mqtt_client(m, config.max_body_bytes);
+                let (client, event_loop) = intake::mqtt_client(m);
                 tasks.push((
                     "central-mqtt-intake",
                     tokio::spawn(intake::run_mqtt(

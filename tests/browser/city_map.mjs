@@ -1,7 +1,8 @@
 // The whole city's map in headless Chromium, with marker clustering. Run by tests/city_map.rs
 // and benches/city.rs, which start central on a generated city and pass:
 //   BASE_URL, REGULATOR_TOKEN, MARKERS (how many pieces of equipment have a position),
-//   SCREENSHOTS (directory), TIMEOUT_MS (default 180000).
+//   SCREENSHOTS (directory), TIMEOUT_MS (default 180000), TRAPPED (optional: the id of the one
+//   lift with a trapped passenger, whose cluster must read red).
 // Measures the time from navigation until the clusters and markers drawn hold every marker,
 // checks that the clusters and single markers in view hold every marker, takes a
 // screenshot, and prints one JSON line of results.
@@ -40,11 +41,18 @@ try {
     clusters: document.querySelectorAll('.marker-cluster').length,
     in_clusters: [...document.querySelectorAll('.marker-cluster span')].reduce((n, s) => n + Number(s.textContent), 0),
     single: document.querySelectorAll('.seg-marker').length,
+    trapped: [...document.querySelectorAll('.seg-cluster.worst-trapped div, .seg-marker.state-trapped')]
+      .map(e => ({ count: Number(e.textContent) || 1, colour: getComputedStyle(e).backgroundColor })),
   }));
   await page.screenshot({ path: `${env.SCREENSHOTS}/city-map.png` });
   check(r.markers === Number(env.MARKERS), `${r.markers} markers placed, want ${env.MARKERS}`);
   check(r.clusters > 0, 'the city is drawn in clusters');
   check(r.in_clusters + r.single === r.markers, `${r.in_clusters} in clusters + ${r.single} single, want ${r.markers}`);
+  if (env.TRAPPED) {
+    // One lift trapped among the whole city: exactly one cluster (or marker) reads red.
+    check(r.trapped.length === 1 && ['rgb(183, 28, 28)', 'rgb(214, 40, 40)'].includes(r.trapped[0].colour),
+      `one red cluster for the trapped lift: ${JSON.stringify(r.trapped)}`);
+  }
   console.log(JSON.stringify({ ...r, drawn_ms, wall_ms }));
 } catch (e) {
   await page.screenshot({ path: `${env.SCREENSHOTS}/city-map-failure.png` }).catch(() => {});

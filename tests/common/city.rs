@@ -10,6 +10,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 const DAY_MS: i64 = 86_400_000;
+/// The districts the addresses name first (the area the alarm list filters by).
+const DISTRICTS: [&str; 6] = [
+    "Futian", "Luohu", "Nanshan", "Bao'an", "Longgang", "Longhua",
+];
 
 #[derive(Debug, Clone, Copy)]
 pub struct City {
@@ -128,15 +132,13 @@ pub async fn generate(url: &str, scale: City) -> Duration {
             rng.random_range(113.85..114.35),
         );
         where_is.push((lat, lon));
-        let district = [
-            "Futian", "Luohu", "Nanshan", "Bao'an", "Longgang", "Longhua",
-        ][i % 6];
+        let district = DISTRICTS[i % 6];
         let record = json!({
             "id": format!("e{i}"), "kind": if elevator { "elevator" } else { "pressure_vessel" },
             "name": format!("Unit {i}"), "registration_code": format!("3110{i:016}"),
             "rescue_code": format!("{:05}", i % 100_000), "using_unit": format!("Property {}", i % 5_000),
             "maintenance_unit": { "name": format!("Lift Service {}", i % 200), "phone": "+86-755-0000" },
-            "address": format!("{} road {}, {district}", i % 900, i), "nameplate": {}
+            "address": format!("{district}, {} road {}", i % 900, i), "nameplate": {}
         });
         equipment.push(vec![
             T(gw(i)),
@@ -151,7 +153,7 @@ pub async fn generate(url: &str, scale: City) -> Duration {
             T(format!("3110{i:016}")),
             T(format!("Property {}", i % 5_000)),
             T(format!("Lift Service {}", i % 200)),
-            T(format!("{} road {}, {district}", i % 900, i)),
+            T(format!("{district}, {} road {}", i % 900, i)),
             F(lat),
             F(lon),
             T(if i % 20 == 0 {
@@ -201,7 +203,8 @@ pub async fn generate(url: &str, scale: City) -> Duration {
         let cleared = if active { N } else { I(raised + 600_000) };
         let id = format!("{a:032x}");
         let eq = format!("e{i}");
-        let address = format!("{} road {}", i % 900, i);
+        let district = DISTRICTS[i % 6];
+        let address = format!("{district}, {} road {}", i % 900, i);
         alarm_rows.push(vec![
             T(id.clone()),
             T(gw(i)),
@@ -220,6 +223,7 @@ pub async fn generate(url: &str, scale: City) -> Duration {
             T(format!("{rule} on {eq}")),
             I(raised),
             cleared,
+            T(district.to_lowercase()),
         ]);
         for (k, transition) in ["raise", "clear"].iter().enumerate() {
             event_rows.push(vec![
@@ -322,7 +326,7 @@ async fn flush(
     insert_rows(
         pool,
         "alarms",
-        "id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message, raised_ms, cleared_ms",
+        "id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message, raised_ms, cleared_ms, area",
         std::mem::take(alarms),
     )
     .await;

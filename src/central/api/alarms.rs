@@ -26,31 +26,43 @@ pub(super) async fn alarms(
         Err(StoreError::BadQuery(why)) => return Err(ApiError::BadRequest(why)),
         other => other?,
     };
-    let mut response = Json(json!(page.alarms)).into_response();
-    if let Some(next) = page.next {
-        // The same query with the cursor: RFC 8288 `Link: <…>; rel="next"`.
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in [
+    let limit = filter.limit.map(|l| l.to_string());
+    Ok(with_next_link(
+        Json(json!(page.alarms)).into_response(),
+        "/api/v1/alarms",
+        &[
             ("kind", &filter.kind),
             ("severity", &filter.severity),
             ("state", &filter.state),
             ("using_unit", &filter.using_unit),
             ("area", &filter.area),
-        ] {
-            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                query.append_pair(key, v);
-            }
-        }
-        if let Some(limit) = filter.limit {
-            query.append_pair("limit", &limit.to_string());
-        }
-        query.append_pair("before", &next);
-        let link = format!("</api/v1/alarms?{}>; rel=\"next\"", query.finish());
-        if let Ok(value) = header::HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, value);
+            ("limit", &limit),
+        ],
+        page.next,
+    ))
+}
+
+/// `response` with, when another page follows, a `Link: <path?…&before=next>; rel="next"`
+/// header (RFC 8288) repeating the request's given query values.
+pub(super) fn with_next_link(
+    mut response: Response,
+    path: &str,
+    query: &[(&str, &Option<String>)],
+    next: Option<String>,
+) -> Response {
+    let Some(next) = next else { return response };
+    let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in query {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            serializer.append_pair(key, v);
         }
     }
-    Ok(response)
+    serializer.append_pair("before", &next);
+    let link = format!("<{path}?{}>; rel=\"next\"", serializer.finish());
+    if let Ok(value) = header::HeaderValue::from_str(&link) {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
 }
 
 #[derive(Deserialize)]

@@ -4,27 +4,37 @@
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::alarms::with_next_link;
 use super::{caller, json_body, ApiError, AppState, Caller};
 use crate::central::config::{CentralConfig, Role};
 use crate::central::dispatch::{self, Status};
-use crate::central::store::{RescueFacts, RescueStep};
+use crate::central::store::{DispatchFilter, RescueFacts, RescueStep, StoreError};
 use crate::central::{geo, now_ms};
 
+/// `GET /api/v1/dispatches?state=open|closed&limit=&before=`: one page of the board, newest
+/// first (store/dispatches.rs), with a `Link: <…>; rel="next"` header when more match.
 pub(super) async fn dispatches(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    Query(filter): Query<DispatchFilter>,
+) -> Result<Response, ApiError> {
     let c = caller(&state.config, &headers)?;
     let unit = match c.role {
         Role::Regulator => None,
         Role::RescueTeam => c.unit.as_deref(),
         _ => return Err(ApiError::Forbidden("list dispatches")),
     };
-    let list: Vec<serde_json::Value> = (state.store.dispatches(unit).await?)
+    let page = match state.store.dispatch_page(&filter, unit).await {
+        Err(StoreError::BadQuery(why)) => return Err(ApiError::BadRequest(why)),
+        other => other?,
+    };
+    let list: Vec<serde_json::Value> = page
+        .dispatches
         .iter()
         .map(|d| {
             let mut v = json!(d);
@@ -32,7 +42,13 @@ pub(super) async fn dispatches(
             v
         })
         .collect();
-    Ok(Json(json!(list)))
+    let limit = filter.limit.map(|l| l.to_string());
+    Ok(with_next_link(
+        Json(json!(list)).into_response(),
+        "/api/v1/dispatches",
+        &[("state", &filter.state), ("limit", &limit)],
+        page.next,
+    ))
 }
 
 /// `GET /api/v1/situations`: regional alarm floods (open, and ended within the last hour), each

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use secrecy::ExposeSecret;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -17,27 +17,16 @@ use super::{
 use crate::backoff::Backoff;
 
 use crate::central::config::{CentralConfig, CentralMqtt};
-use crate::central::store::{Refused, Store};
+use crate::central::store::{IngestOutcome, Refused, Store};
 use crate::central::{now_ms, CentralMetrics};
 use crate::model::{CentralRejection, FillRecord, Incident, REJECTION_SCHEMA};
 
-/// The largest packet MQTT allows: bigger incidents are rejected one by one by the payload
-/// limit (counted), not by dropping the connection (which would loop on redelivery).
-const MQTT_MAX_PACKET_BYTES: usize = 268_435_455;
-
-pub fn mqtt_client(m: &CentralMqtt, _max_body_bytes: usize) -> (AsyncClient, EventLoop) {
-    let mut options = MqttOptions::new(&m.client_id, &m.host, m.port);
-    options
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_keep_alive(m.keep_alive)
-        .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
-    crate::tls::secure_mqtt(
-        &mut options,
-        m.username.as_deref(),
-        m.password.as_ref(),
-        m.tls.as_ref(),
-    );
+/// The intake's client: the options of every configured broker connection (`broker.rs`: fixed
+/// client id, persistent session, no packet limit, credentials and TLS), acknowledged by hand
+/// once a message is stored.
+pub fn mqtt_client(m: &CentralMqtt) -> (AsyncClient, EventLoop) {
+    let mut options = crate::broker::mqtt_options(&m.broker);
+    options.set_manual_acks(true);
     AsyncClient::new(options, 1024)
 }
 
@@ -64,6 +53,11 @@ where
     }
 }
 
+/// The most incidents the worker stores in one transaction.
+pub const BATCH_MAX: usize = 64;
+/// How long the worker, holding one message, waits for more to store with it.
+pub const BATCH_LINGER: Duration = Duration::from_millis(3);
+
 /// Stores one incident, retrying the store until it answers or `stop` fires. Returns whether
 /// the message may be acknowledged.
 pub async fn store_incident(
@@ -85,12 +79,72 @@ pub async fn store_incident(
     else {
         return false;
     };
+    counted(metrics, wake, accepted, &outcome, source, started);
+    true
+}
+
+/// Stores a batch of incidents in one transaction (`Store::ingest_incidents`), ordered by
+/// equipment (a stable sort: one lift's raise stays before its clear) so that two instances
+/// lock rows in one order. When the batch fails, its incidents are stored one by one, each
+/// retried until the store answers. Returns whether the messages may be acknowledged.
+pub async fn store_incidents(
+    config: &CentralConfig,
+    store: &Store,
+    metrics: &CentralMetrics,
+    wake: &Notify,
+    incidents: &[Accepted<Incident>],
+    source: &'static str,
+    stop: &CancellationToken,
+) -> bool {
+    if incidents.len() <= 1 {
+        return match incidents.first() {
+            Some(a) => store_incident(config, store, metrics, wake, a, source, stop).await,
+            None => true,
+        };
+    }
+    let started = Instant::now();
+    let mut order: Vec<&Accepted<Incident>> = incidents.iter().collect();
+    order.sort_by(|a, b| {
+        (&a.message.gateway, &a.message.equipment.id)
+            .cmp(&(&b.message.gateway, &b.message.equipment.id))
+    });
+    let batch: Vec<_> = order.iter().map(|a| (&a.message, &a.notes)).collect();
+    match store
+        .ingest_incidents(config, &batch, source, now_ms())
+        .await
+    {
+        Ok(outcomes) => {
+            for (accepted, outcome) in order.iter().zip(&outcomes) {
+                counted(metrics, wake, accepted, outcome, source, started);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, incidents = incidents.len(), "cannot store the batch; storing its incidents one by one");
+            for accepted in order {
+                if !store_incident(config, store, metrics, wake, accepted, source, stop).await {
+                    return false;
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Counts a stored (or duplicate) incident, and wakes the notifier for its dispatch.
+fn counted(
+    metrics: &CentralMetrics,
+    wake: &Notify,
+    accepted: &Accepted<Incident>,
+    outcome: &IngestOutcome,
+    source: &'static str,
+    started: Instant,
+) {
+    let incident = &accepted.message;
     if outcome.stored {
         for note in accepted.notes.iter() {
             metrics.intake_noted(source, note.as_str(), &incident.id.to_string());
         }
-    }
-    if outcome.stored {
         metrics.intake_stored(source, started.elapsed().as_secs_f64());
     } else {
         metrics.intake_duplicate(source);
@@ -99,7 +153,6 @@ pub async fn store_incident(
         metrics.dispatch_created(d);
         wake.notify_one();
     }
-    true
 }
 
 /// Stores one fill record (idempotent by its id), retrying the store until it answers or
@@ -150,7 +203,7 @@ pub async fn run_mqtt(
         wake,
         stop.clone(),
     ));
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut backoff = Backoff::new(m.broker.reconnect_min, m.broker.reconnect_max);
     loop {
         let event = tokio::select! {
             event = event_loop.poll() => event,
@@ -160,7 +213,7 @@ pub async fn run_mqtt(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected.store(true, Ordering::Relaxed);
                 backoff.reset();
-                tracing::info!(host = %m.host, port = m.port, session_present = ack.session_present, "central intake connected");
+                tracing::info!(host = %m.broker.host, port = m.broker.port, session_present = ack.session_present, "central intake connected");
                 if !ack.session_present {
                     for filter in [&incidents, &fills, &status, &registry] {
                         if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
@@ -178,7 +231,7 @@ pub async fn run_mqtt(
             Err(e) => {
                 connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
-                if !crate::tls::log_refusal("intake broker", &m.host, m.port, &e) {
+                if !crate::tls::log_refusal("intake broker", &m.broker.host, m.broker.port, &e) {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central intake disconnected");
                 }
                 tokio::select! {
@@ -205,6 +258,16 @@ fn topic_parts(topic: &str) -> (&str, &str) {
     (gateway, kind)
 }
 
+/// What the worker made of one message.
+enum Handled {
+    /// Done with (stored or refused): acknowledge it.
+    Ack,
+    /// An incident to store with the batch before it is acknowledged.
+    Incident(Box<Accepted<Incident>>),
+    /// Stopping before it was stored: neither it nor what follows is acknowledged.
+    Stop,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn work(
     config: Arc<CentralConfig>,
@@ -215,91 +278,112 @@ async fn work(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    while let Some(p) = rx.recv().await {
-        // `{prefix}/{gateway}/{kind}`: the gateway level is whose key must have signed it.
-        let (sender, kind) = topic_parts(&p.topic);
-        let source = match kind {
-            "registry" => "mqtt_registry",
-            "status" => "mqtt_status",
-            "fills" => "mqtt_fill",
-            _ => "mqtt",
-        };
-        // Deleting a retained message publishes an empty one: nothing to store or refuse.
-        let retained_cleared = p.payload.is_empty() && matches!(kind, "registry" | "status");
-        let ack = if retained_cleared {
-            true
-        } else {
-            match verify_origin(&config, sender, kind, &p.payload) {
-                Err(r) => {
-                    // The id the message claims, unproven: the gateway finds by it what it
-                    // published. A forger reusing one of the gateway's ids makes the gateway
-                    // list its own message as refused: a false alarm, never a loss.
-                    let claimed = crate::signing::open(&p.payload)
-                        .ok()
-                        .and_then(|o| message_id(o.message));
-                    refuse(&config, &store, &metrics, &client, &p, source, claimed, &r).await;
-                    true
-                }
-                Ok(message) => match kind {
-                    "registry" => match decode_registry(&config, message, sender) {
-                        Ok(r) => {
-                            for note in r.notes.iter() {
-                                metrics.intake_noted(source, note.as_str(), sender);
-                            }
-                            if let Err(e) = store.merge_registry(&r.message, now_ms()).await {
-                                tracing::warn!(error = %e, "cannot store gateway registry");
-                            }
-                            true
-                        }
-                        Err(r) => {
-                            refuse(&config, &store, &metrics, &client, &p, source, None, &r).await;
-                            true
-                        }
-                    },
-                    "status" => match decode_status(&config, message, sender) {
-                        Ok(status) => {
-                            if let Err(e) = store.set_gateway_status(&status, now_ms()).await {
-                                tracing::warn!(error = %e, "cannot store gateway status");
-                            }
-                            true
-                        }
-                        Err(r) => {
-                            refuse(&config, &store, &metrics, &client, &p, source, None, &r).await;
-                            true
-                        }
-                    },
-                    "fills" => match decode_fill(&config, message, sender) {
-                        Ok(fill) => store_fill(&store, &metrics, &fill, &stop).await,
-                        Err(r) => {
-                            let id = message_id(message);
-                            refuse(&config, &store, &metrics, &client, &p, source, id, &r).await;
-                            true
-                        }
-                    },
-                    _ => match decode(&config, message, sender, now_ms()) {
-                        Ok(incident) => {
-                            store_incident(
-                                &config, &store, &metrics, &wake, &incident, "mqtt", &stop,
-                            )
-                            .await
-                        }
-                        Err(r) => {
-                            let id = message_id(message);
-                            refuse(&config, &store, &metrics, &client, &p, source, id, &r).await;
-                            true
-                        }
-                    },
-                },
+    // The messages that arrived together (at most `BATCH_MAX`, waiting at most `BATCH_LINGER`
+    // for more): their incidents are stored in one transaction, then every message of the
+    // batch is acknowledged, in the order received. Nothing is acknowledged before its commit.
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let linger = tokio::time::Instant::now() + BATCH_LINGER;
+        while batch.len() < BATCH_MAX {
+            match tokio::time::timeout_at(linger, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                _ => break,
             }
-        };
-        if ack {
-            if let Err(e) = client.ack(&p).await {
-                tracing::warn!(error = %e, "cannot acknowledge incident; the broker will send it again");
+        }
+        let mut incidents = Vec::new();
+        for p in &batch {
+            match handle(&config, &store, &metrics, &client, p, &stop).await {
+                Handled::Ack => {}
+                Handled::Incident(accepted) => incidents.push(*accepted),
+                Handled::Stop => return,
             }
-        } else {
+        }
+        if !store_incidents(&config, &store, &metrics, &wake, &incidents, "mqtt", &stop).await {
             return;
         }
+        for p in &batch {
+            if let Err(e) = client.ack(p).await {
+                tracing::warn!(error = %e, "cannot acknowledge incident; the broker will send it again");
+            }
+        }
     }
+}
+
+/// Checks one message and stores or refuses it, except an incident, which is returned to be
+/// stored with its batch.
+async fn handle(
+    config: &CentralConfig,
+    store: &Store,
+    metrics: &CentralMetrics,
+    client: &AsyncClient,
+    p: &Publish,
+    stop: &CancellationToken,
+) -> Handled {
+    // `{prefix}/{gateway}/{kind}`: the gateway level is whose key must have signed it.
+    let (sender, kind) = topic_parts(&p.topic);
+    let source = match kind {
+        "registry" => "mqtt_registry",
+        "status" => "mqtt_status",
+        "fills" => "mqtt_fill",
+        _ => "mqtt",
+    };
+    // Deleting a retained message publishes an empty one: nothing to store or refuse.
+    if p.payload.is_empty() && matches!(kind, "registry" | "status") {
+        return Handled::Ack;
+    }
+    let message = match verify_origin(config, sender, kind, &p.payload) {
+        Ok(message) => message,
+        Err(r) => {
+            // The id the message claims, unproven: the gateway finds by it what it
+            // published. A forger reusing one of the gateway's ids makes the gateway
+            // list its own message as refused: a false alarm, never a loss.
+            let claimed = crate::signing::open(&p.payload)
+                .ok()
+                .and_then(|o| message_id(o.message));
+            refuse(config, store, metrics, client, p, source, claimed, &r).await;
+            return Handled::Ack;
+        }
+    };
+    let refused = match kind {
+        "registry" => match decode_registry(config, message, sender) {
+            Ok(r) => {
+                for note in r.notes.iter() {
+                    metrics.intake_noted(source, note.as_str(), sender);
+                }
+                if let Err(e) = store.merge_registry(&r.message, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot store gateway registry");
+                }
+                return Handled::Ack;
+            }
+            Err(r) => (None, r),
+        },
+        "status" => match decode_status(config, message, sender) {
+            Ok(status) => {
+                if let Err(e) = store.set_gateway_status(&status, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot store gateway status");
+                }
+                return Handled::Ack;
+            }
+            Err(r) => (None, r),
+        },
+        "fills" => match decode_fill(config, message, sender) {
+            Ok(fill) => {
+                return if store_fill(store, metrics, &fill, stop).await {
+                    Handled::Ack
+                } else {
+                    Handled::Stop
+                };
+            }
+            Err(r) => (message_id(message), r),
+        },
+        _ => match decode(config, message, sender, now_ms()) {
+            Ok(incident) => return Handled::Incident(Box::new(incident)),
+            Err(r) => (message_id(message), r),
+        },
+    };
+    let (id, r) = refused;
+    refuse(config, store, metrics, client, p, source, id, &r).await;
+    Handled::Ack
 }
 
 /// The `id` of a message central refused, when it has one.

@@ -46,7 +46,8 @@ pub struct AlarmFilter {
     /// `active` (not cleared), or one ISA-18.2 state.
     pub state: Option<String>,
     pub using_unit: Option<String>,
-    /// Matched as a part of the address, ignoring ASCII case.
+    /// The area the address lies in ([`area_key`]: its first part before a comma, or up to
+    /// the street or town in a Chinese address), ignoring case.
     pub area: Option<String>,
     /// At most this many alarms (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
     pub limit: Option<i64>,
@@ -97,7 +98,7 @@ pub(super) fn like_pattern(part: &str) -> String {
     out
 }
 
-fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+pub(super) fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (raised, id) = cursor.split_once('_')?;
     let raised = raised.parse().ok()?;
     (!id.is_empty()).then(|| (raised, id.to_owned()))
@@ -133,11 +134,8 @@ impl AlarmFilter {
             conditions.push(condition.to_owned());
         }
         if let Some(area) = given(&self.area) {
-            binds.push(Bind::Text(like_pattern(&area)));
-            conditions.push(format!(
-                "LOWER(address) LIKE LOWER(${}) ESCAPE '\\'",
-                binds.len()
-            ));
+            binds.push(Bind::Text(area.trim().to_lowercase()));
+            conditions.push(format!("area = ${}", binds.len()));
         }
         if let Some(cursor) = given(&self.before) {
             let (raised, id) = parse_cursor(&cursor).ok_or_else(|| {
@@ -173,7 +171,45 @@ impl AlarmFilter {
     }
 }
 
+/// The area an alarm is listed under: the area its address lies in, lowercased, so that the
+/// list's filter is an indexed equality (`alarms_area`).
+pub(super) fn area_key(address: &str) -> String {
+    super::trends::area_of(address).to_lowercase()
+}
+
+/// Alarms filled in per transaction by [`Store::backfill_alarm_areas`].
+const BACKFILL_BATCH: i64 = 5_000;
+
 impl Store {
+    /// Gives the alarms stored before migration 10 their area (SQL cannot compute it on both
+    /// engines alike), a batch per transaction; returns how many were filled in. Idempotent:
+    /// two instances starting together write the same values.
+    pub async fn backfill_alarm_areas(&self) -> Result<u64, StoreError> {
+        let mut filled = 0;
+        loop {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, address FROM alarms WHERE area IS NULL ORDER BY id LIMIT $1",
+            )
+            .bind(BACKFILL_BATCH)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(filled);
+            }
+            let mut tx = self.pool.begin().await?;
+            for (id, address) in &rows {
+                sqlx::query("UPDATE alarms SET area = $1 WHERE id = $2")
+                    .bind(area_key(address))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            filled += rows.len() as u64;
+            tracing::info!(filled, "alarm areas filled in");
+        }
+    }
+
     /// One page of the alarms that match `filter`, newest first; only `using_unit`'s when given.
     pub async fn alarm_page(
         &self,
@@ -254,7 +290,7 @@ mod tests {
         let filter = AlarmFilter {
             state: Some("active".into()),
             severity: Some("critical".into()),
-            area: Some("50%_off\\".into()),
+            area: Some(" FuTian 福田区 ".into()),
             before: Some("1700000000000_abc".into()),
             limit: Some(10),
             ..AlarmFilter::default()
@@ -263,7 +299,7 @@ mod tests {
         assert_eq!(
             sql.split("FROM alarms ").nth(1).unwrap(),
             "WHERE severity = $1 AND using_unit = $2 AND cleared_ms IS NULL \
-             AND LOWER(address) LIKE LOWER($3) ESCAPE '\\' AND (raised_ms, id) < ($4, $5) \
+             AND area = $3 AND (raised_ms, id) < ($4, $5) \
              ORDER BY raised_ms DESC, id DESC LIMIT $6"
         );
         assert_eq!(
@@ -271,7 +307,7 @@ mod tests {
             [
                 Bind::Text("critical".into()),
                 Bind::Text("Tower Property Co.".into()),
-                Bind::Text("%50\\%\\_off\\\\%".into()),
+                Bind::Text("futian 福田区".into()),
                 Bind::Int(1_700_000_000_000),
                 Bind::Text("abc".into()),
                 Bind::Int(11),

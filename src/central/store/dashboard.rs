@@ -83,6 +83,15 @@ struct StoredAudit {
     detail: String,
 }
 
+/// The registry's counts the indicators need.
+#[derive(sqlx::FromRow)]
+struct RegistryCounts {
+    with_date: i64,
+    overdue: i64,
+    elevators: i64,
+    insured: i64,
+}
+
 /// Cylinders seen in fill records, and those of them found in a registry.
 #[derive(sqlx::FromRow)]
 struct CylinderCounts {
@@ -234,20 +243,20 @@ impl Store {
             .single()
             .unwrap_or_default()
             .date_naive();
-        let states = self.equipment_states(None, today).await?;
-        let with_date: Vec<_> = states
-            .iter()
-            .filter(|e| e.next_inspection.is_some())
-            .collect();
-        let overdue = with_date
-            .iter()
-            .filter(|e| e.next_inspection.as_deref() < Some(today.to_string().as_str()))
-            .count();
-        let elevators: Vec<_> = states
-            .iter()
-            .filter(|e| e.kind == EquipmentKind::Elevator.as_str())
-            .collect();
-        let insured = elevators.iter().filter(|e| e.insured == Some(true)).count();
+        // Counted in SQL: the registry of a city is not read into memory for four numbers.
+        let counts: RegistryCounts = sqlx::query_as(
+            "SELECT COUNT(next_inspection) AS with_date,
+                COALESCE(SUM(CASE WHEN next_inspection < $1 THEN 1 ELSE 0 END), 0) AS overdue,
+                COALESCE(SUM(CASE WHEN kind = $2 THEN 1 ELSE 0 END), 0) AS elevators,
+                COALESCE(SUM(CASE WHEN kind = $2 AND insured = 1 THEN 1 ELSE 0 END), 0) AS insured
+             FROM equipment",
+        )
+        .bind(today.to_string())
+        .bind(EquipmentKind::Elevator.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let (overdue, with_date) = (counts.overdue as usize, counts.with_date as usize);
+        let (insured, elevators) = (counts.insured as usize, counts.elevators as usize);
         let cylinders: CylinderCounts = sqlx::query_as("SELECT COUNT(DISTINCT cylinder_code) AS seen, COUNT(DISTINCT CASE WHEN labelled = 1 THEN cylinder_code END) AS labelled FROM fill_records")
             .fetch_one(&self.pool)
             .await?;
@@ -304,8 +313,8 @@ impl Store {
             }
         };
         Ok(serde_json::json!({
-            "inspection_overdue": { "overdue": overdue, "with_date": with_date.len(), "rate": ratio(overdue, with_date.len()) },
-            "elevator_insurance": { "insured": insured, "elevators": elevators.len(), "rate": ratio(insured, elevators.len()) },
+            "inspection_overdue": { "overdue": overdue, "with_date": with_date, "rate": ratio(overdue, with_date) },
+            "elevator_insurance": { "insured": insured, "elevators": elevators, "rate": ratio(insured, elevators) },
             "cylinder_labelling": { "labelled": cylinders.labelled, "seen": cylinders.seen, "rate": ratio(cylinders.labelled as usize, cylinders.seen as usize) },
             "response_rate": { "within_s": config.dispatch.respond_within.as_secs_f64(), "in_time": responded_in_time, "dispatches": n_dispatch, "rate": ratio(responded_in_time as usize, n_dispatch) },
             "arrival_rate": { "within_s": config.dispatch.arrive_within.as_secs_f64(), "in_time": arrived_in_time, "dispatches": n_arrive, "rate": ratio(arrived_in_time as usize, n_arrive) },

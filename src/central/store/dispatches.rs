@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::alarms::{parse_cursor, Bind};
 use super::{insert_audit, ms, random_id, rfc3339, Backend, Store, StoreError};
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::{self, Dispatch, Level, Record, Status, Step, StepRefused};
@@ -49,6 +50,28 @@ struct StepRow {
     unit: String,
     actor: String,
     note: String,
+}
+
+/// Dispatches per board page when the request does not say.
+pub const DEFAULT_BOARD_PAGE: i64 = 100;
+/// The most dispatches one board page holds.
+pub const MAX_BOARD_PAGE: i64 = 500;
+
+/// The query string of `GET /api/v1/dispatches`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct DispatchFilter {
+    /// `open` (not closed) or `closed`; absent for both.
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+    /// The `next` cursor of the previous page.
+    pub before: Option<String>,
+}
+
+/// One page of the dispatch board, and the cursor of the next when more match.
+#[derive(Debug, Clone)]
+pub struct DispatchPage {
+    pub dispatches: Vec<Dispatch>,
+    pub next: Option<String>,
 }
 
 pub(super) const DISPATCH_COLUMNS: &str = "id, order_no, alarm_id, event_id, gateway, equipment, incident_ms, created_ms, status,
@@ -482,25 +505,94 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Dispatches, newest first; only those that called `unit` when given.
+    /// The first page of dispatches, newest first; only those that called `unit` when given.
     pub async fn dispatches(&self, unit: Option<&str>) -> Result<Vec<Dispatch>, StoreError> {
-        let rows = match unit {
-            None => {
-                sqlx::query(&format!("SELECT {DISPATCH_COLUMNS} FROM dispatches ORDER BY created_ms DESC LIMIT 500"))
-                    .fetch_all(&self.pool)
-                    .await?
+        Ok(self
+            .dispatch_page(&DispatchFilter::default(), unit)
+            .await?
+            .dispatches)
+    }
+
+    /// One page of the dispatch board, newest first by `(created_ms, id)` (keyset paging, like
+    /// the alarm list): open or closed ones alone when asked; only those that called `unit`
+    /// when given. The indexes `dispatches_list` and `dispatches_open_list` serve the order.
+    pub async fn dispatch_page(
+        &self,
+        filter: &DispatchFilter,
+        unit: Option<&str>,
+    ) -> Result<DispatchPage, StoreError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        match filter.state.as_deref().filter(|s| !s.is_empty()) {
+            None => {}
+            Some("open") => conditions.push("closed_ms IS NULL".into()),
+            Some("closed") => conditions.push("closed_ms IS NOT NULL".into()),
+            Some(other) => {
+                return Err(StoreError::BadQuery(format!(
+                    "unknown state `{other}`: use open or closed"
+                )))
             }
-            Some(u) => {
-                sqlx::query(&format!(
-                    "SELECT {DISPATCH_COLUMNS} FROM dispatches WHERE id IN
-                     (SELECT dispatch_id FROM dispatch_steps WHERE unit = $1) ORDER BY created_ms DESC LIMIT 500"
+        }
+        if let Some(u) = unit {
+            binds.push(Bind::Text(u.to_owned()));
+            conditions.push(format!(
+                "id IN (SELECT dispatch_id FROM dispatch_steps WHERE unit = ${})",
+                binds.len()
+            ));
+        }
+        if let Some(cursor) = filter.before.as_deref().filter(|c| !c.is_empty()) {
+            let (created, id) = parse_cursor(cursor).ok_or_else(|| {
+                StoreError::BadQuery(format!(
+                    "`before` must be the `next` cursor of a previous page, not `{cursor}`"
                 ))
-                .bind(u)
-                .fetch_all(&self.pool)
-                .await?
-            }
+            })?;
+            binds.push(Bind::Int(created));
+            binds.push(Bind::Text(id));
+            conditions.push(format!(
+                "(created_ms, id) < (${}, ${})",
+                binds.len() - 1,
+                binds.len()
+            ));
+        }
+        let limit = filter.limit.unwrap_or(DEFAULT_BOARD_PAGE);
+        if !(1..=MAX_BOARD_PAGE).contains(&limit) {
+            return Err(StoreError::BadQuery(format!(
+                "limit must be between 1 and {MAX_BOARD_PAGE}, not {limit}"
+            )));
+        }
+        binds.push(Bind::Int(limit + 1));
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
         };
-        rows.iter().map(dispatch_from_row).collect()
+        let sql = format!(
+            "SELECT {DISPATCH_COLUMNS} FROM dispatches {filter} ORDER BY created_ms DESC, id DESC LIMIT ${}",
+            binds.len()
+        );
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = match bind {
+                Bind::Text(v) => query.bind(v),
+                Bind::Int(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut next = None;
+        if rows.len() as i64 > limit {
+            let last = &rows[limit as usize - 1];
+            next = Some(format!(
+                "{}_{}",
+                last.try_get::<i64, _>("created_ms")?,
+                last.try_get::<String, _>("id")?
+            ));
+        }
+        let dispatches = rows
+            .iter()
+            .take(limit as usize)
+            .map(dispatch_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(DispatchPage { dispatches, next })
     }
 }
 

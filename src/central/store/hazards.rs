@@ -419,8 +419,8 @@ impl Store {
             let description: String = r.try_get(4)?;
             let deadline: String = r.try_get(5)?;
             sqlx::query(
-                "INSERT INTO alarms (id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message, raised_ms)
-                 VALUES ($1, $2, $3, $4, 'high', $5, $6, $7, 0, $8, $9)",
+                "INSERT INTO alarms (id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message, raised_ms, area)
+                 VALUES ($1, $2, $3, $4, 'high', $5, $6, $7, 0, $8, $9, $10)",
             )
             .bind(&alarm)
             .bind(r.try_get::<String, _>(1)?)
@@ -431,6 +431,7 @@ impl Store {
             .bind(r.try_get::<String, _>(7)?)
             .bind(format!("inspection hazard not corrected by {deadline}: {description}"))
             .bind(now)
+            .bind(super::alarms::area_key(&r.try_get::<String, _>(7)?))
             .execute(&mut *tx)
             .await?;
             insert_audit(

@@ -84,6 +84,50 @@ impl Store {
         source: &str,
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = self
+            .ingest_in(&mut tx, config, incident, notes, source, now)
+            .await?;
+        if outcome.stored {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Stores a batch of incidents in one transaction (one commit, one sync, instead of one
+    /// per incident), each as [`Store::ingest_incident`] would, in order: a clear after its
+    /// raise in the same batch finds the raise. All or nothing: when it fails, none is stored.
+    pub async fn ingest_incidents(
+        &self,
+        config: &CentralConfig,
+        batch: &[(&Incident, &Notes)],
+        source: &str,
+        now: i64,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (incident, notes) in batch {
+            outcomes.push(
+                self.ingest_in(&mut tx, config, incident, notes, source, now)
+                    .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// One incident inside the caller's transaction; a duplicate writes nothing.
+    async fn ingest_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        config: &CentralConfig,
+        incident: &Incident,
+        notes: &Notes,
+        source: &str,
+        now: i64,
+    ) -> Result<IngestOutcome, StoreError> {
         let ev = &incident.event;
         let eq = &incident.equipment;
         let alarm_ms = if notes.has(Note::TimeOutsideWindow) {
@@ -91,7 +135,6 @@ impl Store {
         } else {
             ms(ev.time)
         };
-        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO events (id, gateway, equipment, rule, severity, transition, time_ms, value, limit_value,
                 message, source, received_ms, payload, intake_notes)
@@ -111,18 +154,17 @@ impl Store {
         .bind(now)
         .bind(serde_json::to_string(incident).expect("incident serializes"))
         .bind(notes.stored())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if inserted == 0 {
-            tx.rollback().await?;
             return Ok(IngestOutcome {
                 stored: false,
                 dispatch: None,
             });
         }
         upsert_equipment(
-            &mut tx,
+            tx,
             &incident.gateway,
             &incident.site.id,
             eq,
@@ -137,7 +179,7 @@ impl Store {
         .bind(&incident.gateway)
         .bind(&incident.site.id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
 
         let open: Option<String> = sqlx::query_scalar(
@@ -148,7 +190,7 @@ impl Store {
         .bind(&eq.id)
         .bind(&ev.rule)
         .bind(ev.severity.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let trapped = dispatch::is_trapped(config, &ev.rule);
         let mut created_dispatch = None;
@@ -167,7 +209,7 @@ impl Store {
                     }
                     let n = sqlx::query(
                         "INSERT INTO alarms (id, gateway, equipment, rule, severity, kind, using_unit, address, trapped,
-                            message, raised_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                            message, raised_ms, area) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(&id)
@@ -181,7 +223,8 @@ impl Store {
                     .bind(i64::from(trapped))
                     .bind(&ev.message)
                     .bind(alarm_ms)
-                    .execute(&mut *tx)
+                    .bind(super::alarms::area_key(&eq.address))
+                    .execute(&mut **tx)
                     .await?
                     .rows_affected();
                     if n == 1 {
@@ -189,14 +232,12 @@ impl Store {
                     }
                 }
                 if let Some(at) = &eq.location {
-                    self.join_situation(&mut tx, &config.flood, &id, (at.lat, at.lon), now)
+                    self.join_situation(tx, &config.flood, &id, (at.lat, at.lon), now)
                         .await?;
                 }
                 if trapped {
-                    created_dispatch = Some(
-                        self.create_dispatch(&mut tx, config, incident, &id, now)
-                            .await?,
-                    );
+                    created_dispatch =
+                        Some(self.create_dispatch(tx, config, incident, &id, now).await?);
                 }
                 Some(id)
             }
@@ -204,10 +245,10 @@ impl Store {
                 sqlx::query("UPDATE alarms SET cleared_ms = $1 WHERE id = $2")
                     .bind(alarm_ms)
                     .bind(&id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 if trapped {
-                    self.note_alarm_cleared(&mut tx, &id, &incident.gateway, &ev.message, now)
+                    self.note_alarm_cleared(tx, &id, &incident.gateway, &ev.message, now)
                         .await?;
                 }
                 Some(id)
@@ -222,10 +263,9 @@ impl Store {
                 .bind(alarm_id)
                 .bind(incident.id.to_string())
                 .bind(&incident.gateway)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
-        tx.commit().await?;
         Ok(IngestOutcome {
             stored: true,
             dispatch: created_dispatch,

@@ -28,6 +28,7 @@ mod gateways;
 pub mod hazards;
 pub mod history;
 mod incidents;
+mod map;
 mod notifications;
 mod rejected;
 mod rescue;
@@ -37,9 +38,10 @@ mod trends;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
 pub use dashboard::{AuditRow, EquipmentState, EventRow};
-pub use dispatches::{DueDispatch, RescueStep};
+pub use dispatches::{DispatchFilter, DispatchPage, DueDispatch, RescueStep};
 pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use incidents::IngestOutcome;
+pub use map::{MapPoint, MapView};
 pub use notifications::{redact_link_tokens, Notification};
 pub use rejected::{Refused, RejectedRow};
 pub use rescue::RescueFacts;
@@ -82,6 +84,8 @@ pub struct Store {
     /// The upward exchange is on: each new version of an equipment record is queued for it in
     /// the transaction that writes it (`exchange.rs`).
     exchange: bool,
+    /// The map's registry index (`map.rs`), shared by the clones of this store.
+    map_index: std::sync::Arc<tokio::sync::Mutex<map::MapIndex>>,
 }
 
 /// A random 128-bit id in hex.
@@ -141,8 +145,10 @@ impl Store {
             pool,
             backend,
             exchange: false,
+            map_index: Default::default(),
         };
         store.migrate(i64::MAX).await?;
+        store.backfill_alarm_areas().await?;
         Ok(store)
     }
 
@@ -164,6 +170,7 @@ impl Store {
             pool,
             backend,
             exchange: false,
+            map_index: Default::default(),
         };
         store.migrate(version).await?;
         Ok(store)

@@ -330,6 +330,25 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         10,
         &[
+            // The alarm list's area filter is an equality on the area the address lies in
+            // (`trends::area_of`, lowercased), not a scan of every address; rows stored before
+            // are filled in by `Store::backfill_alarm_areas` at start.
+            "ALTER TABLE alarms ADD COLUMN area TEXT",
+            "CREATE INDEX alarms_area ON alarms (area, raised_ms, id)",
+            // The dispatch board is paged newest first, open ones on their own
+            // (`store/dispatches.rs`); a rescue team's list finds its dispatches by unit.
+            "CREATE INDEX dispatches_list ON dispatches (created_ms, id)",
+            "CREATE INDEX dispatches_open_list ON dispatches (closed_ms, created_ms, id)",
+            "CREATE INDEX dispatch_steps_unit ON dispatch_steps (unit, dispatch_id)",
+            // The equipment page (opened from a map marker) reads its latest readings and its
+            // dispatches by equipment.
+            "CREATE INDEX events_equipment ON events (gateway, equipment, time_ms)",
+            "CREATE INDEX dispatches_equipment ON dispatches (gateway, equipment, created_ms)",
+        ],
+    ),
+    (
+        11,
+        &[
             // Where a register row comes from: `register` (a filling unit's register, imported)
             // or `fills` (a code the gateways reported in fills that no register declared; an
             // import later fills in its details).

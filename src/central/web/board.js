@@ -74,7 +74,9 @@ function chime() {
 }
 async function poll() {
   try {
-    [dispatches, situations] = await Promise.all([api('/api/v1/dispatches'), api('/api/v1/situations')]);
+    // The open dispatches (the newest 500) and the last 50 closed: two pages, not the history.
+    const [open, closed, s] = await Promise.all([api('/api/v1/dispatches?state=open&limit=500'), api('/api/v1/dispatches?state=closed&limit=50'), api('/api/v1/situations')]);
+    dispatches = open.concat(closed); situations = s;
     const ids = new Set(dispatches.filter(d => !CLOSED.includes(d.status)).map(d => d.id));
     // The first load only learns what is open; later ones flag what is new.
     const fresh = seen ? new Set([...ids].filter(id => !seen.ids.has(id))) : new Set();

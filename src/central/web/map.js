@@ -90,11 +90,9 @@ async function main() {
   legend.onAdd = () => { const d = L.DomUtil.create('div', 'legend'); d.innerHTML = STATES.map(k => `<div><i class="state-${k}"></i>${esc(stateName(k))}</div>`).join(''); return d; };
   legend.addTo(map);
   // A cluster wears the worst state among its markers (trapped first): a trapped lift among a
-  // thousand normal ones must still read red from the whole city's view.
-  const clusterIcon = c => {
-    const states = new Set(c.getAllChildMarkers().map(m => m.options.state));
-    const worst = WORST_FIRST.find(s => states.has(s)) || 'normal';
-    const n = c.getChildCount();
+  // thousand normal ones must still read red from the whole city's view. The same icon for
+  // the clusters the browser makes and those central sends.
+  const clusterDiv = (worst, n) => {
     const size = n < 100 ? 40 : n < 1000 ? 48 : 56;
     return L.divIcon({
       html: `<div title="${esc(stateName(worst))}"><span>${n}</span></div>`,
@@ -102,25 +100,61 @@ async function main() {
       iconSize: L.point(size, size),
     });
   };
-  const cluster = L.markerClusterGroup({ disableClusteringAtZoom: 15, chunkedLoading: true, iconCreateFunction: clusterIcon });
-  const equipment = await api('/api/v1/equipment');
-  const bounds = [];
-  for (const e of equipment) {
-    // Central leaves out a coordinate off the globe; check again, so that one bad marker
-    // can never zoom the map out to the whole world.
-    if (!validPosition(e.display)) continue;
-    const icon = L.divIcon({ className: '', html: `<div class="seg-marker state-${e.state}" data-equipment="${esc(e.id)}" data-state="${e.state}"></div>`, iconSize: [18, 18] });
-    const marker = L.marker(e.display, { icon, title: `${e.name}: ${stateName(e.state)}`, state: e.state }).bindPopup(popup(e));
-    cluster.addLayer(marker);
-    bounds.push(e.display);
+  const clusterIcon = c => {
+    const states = new Set(c.getAllChildMarkers().map(m => m.options.state));
+    return clusterDiv(WORST_FIRST.find(s => states.has(s)) || 'normal', c.getChildCount());
+  };
+  // A marker is [gateway, id, lat, lon, kind, state, name]; its popup reads the equipment's
+  // record from central when it is first opened.
+  const markerOf = ([gateway, id, lat, lon, , state, name]) => {
+    const icon = L.divIcon({ className: '', html: `<div class="seg-marker state-${state}" data-equipment="${esc(id)}" data-state="${state}"></div>`, iconSize: [18, 18] });
+    const marker = L.marker([lat, lon], { icon, title: `${name}: ${stateName(state)}`, state });
+    marker.once('click', () => api(`/api/v1/equipment/${encodeURIComponent(gateway)}/${encodeURIComponent(id)}`)
+      .then(d => marker.bindPopup(popup(d.equipment)).openPopup())
+      .catch(e => notice(t('error.prefix', { message: e.message }))));
+    return marker;
+  };
+  // Central sends every marker of a small fleet (the browser clusters them), and for a city
+  // the clusters of the visible box at this zoom, asked again when the view moves.
+  let layer = null, asked = 0;
+  function draw(r) {
+    if (layer) map.removeLayer(layer);
+    const markers = r.markers.filter(m => validPosition([m[2], m[3]])).map(markerOf);
+    if (r.clusters.length) {
+      layer = L.layerGroup(markers);
+      for (const [lat, lon, n, worst] of r.clusters) {
+        L.marker([lat, lon], { icon: clusterDiv(worst, n), title: `${n}: ${stateName(worst)}` })
+          .on('click', () => map.setView([lat, lon], Math.min(map.getZoom() + 2, 15)))
+          .addTo(layer);
+      }
+    } else {
+      layer = L.markerClusterGroup({ disableClusteringAtZoom: 15, chunkedLoading: true, iconCreateFunction: clusterIcon });
+      layer.addLayers(markers);
+    }
+    map.addLayer(layer);
+    document.body.dataset.markers = String(markers.length + r.clusters.reduce((n, c) => n + c[2], 0));
+    document.body.dataset.clusters = String(r.clusters.length);
   }
-  map.addLayer(cluster);
+  async function load() {
+    const b = map.getBounds().pad(0.1), mine = ++asked;
+    const bbox = [b.getSouth(), b.getWest(), b.getNorth(), b.getEast()].map(v => v.toFixed(5)).join(',');
+    const r = await api(`/api/v1/map/markers?bbox=${bbox}&zoom=${map.getZoom()}`);
+    if (mine === asked) { draw(r); document.body.dataset.zoom = String(map.getZoom()); }
+  }
+  const first = await api(`/api/v1/map/markers?zoom=${map.getZoom()}`);
   // The first screen: the markers (on the district's shading and streets), or the whole
-  // district before any equipment is known.
+  // district before any equipment is known. Central leaves out a coordinate off the globe;
+  // the bounds are checked again, so that one bad marker can never zoom the map out to the
+  // whole world.
   const outline = district && await district;
-  if (bounds.length) map.fitBounds(bounds, { padding: [40, 40], maxZoom: 16 });
+  const bounds = first.bounds && first.bounds.every(validPosition) ? first.bounds : null;
+  if (bounds) map.fitBounds(bounds, { padding: [40, 40], maxZoom: 16, animate: false });
   else if (outline && outline.getBounds().isValid()) map.fitBounds(outline.getBounds());
-  document.body.dataset.markers = String(bounds.length);
+  if (first.complete) draw(first);
+  else {
+    await load();
+    map.on('moveend', () => load().catch(e => console.error('map markers:', e.message)));
+  }
   document.body.dataset.zoom = String(map.getZoom());
   document.body.dataset.ready = 'true';
 }

@@ -361,8 +361,10 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
             (head, limit, plan)
         };
         let name = shared.name.clone();
+        // Bounds what is decoded at once (the cache and one read), whatever the consumer asks.
+        let from_disk = n.min(shared.options.disk_read_entries.max(1));
         // One record more than asked for, to know the age of the oldest entry after this batch.
-        let ahead = n.saturating_add(1);
+        let ahead = from_disk.saturating_add(1);
         let read = tokio::task::spawn_blocking(move || read_plan::<T>(&plan, head, limit, ahead))
             .await
             .unwrap_or_else(|e| {
@@ -386,7 +388,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
         }
         let mut entries = read.entries;
         state.next_hint = None;
-        if entries.len() > n {
+        if entries.len() > from_disk {
             state.next_hint = entries.pop().map(|(seq, time, _)| (seq, time));
         }
         let mut batch = Vec::with_capacity(n.min(4096));
@@ -399,7 +401,8 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
                 next = seq + 1;
             }
         }
-        if batch.len() < n && read.errors.is_empty() {
+        // The read reached the cache: the rest of the batch comes from there.
+        if batch.len() < from_disk && read.errors.is_empty() {
             let from = next.max(limit);
             if state.cache.front().is_some_and(|(seq, _, _)| *seq <= from) {
                 for (seq, time, item) in state.cache.iter() {
