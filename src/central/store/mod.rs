@@ -81,11 +81,11 @@ pub struct Store {
     /// Which engine the URL named: migrations take PostgreSQL's advisory lock, and SQLite is
     /// set to WAL with full sync.
     pub backend: Backend,
+    /// The map's registry index (`map.rs`), shared by the clones of this store.
+    map_index: std::sync::Arc<tokio::sync::Mutex<map::MapIndex>>,
     /// The upward exchange is on: each new version of an equipment record is queued for it in
     /// the transaction that writes it (`exchange.rs`).
     exchange: bool,
-    /// The map's registry index (`map.rs`), shared by the clones of this store.
-    map_index: std::sync::Arc<tokio::sync::Mutex<map::MapIndex>>,
 }
 
 /// A random 128-bit id in hex.
@@ -144,8 +144,8 @@ impl Store {
         let store = Store {
             pool,
             backend,
-            exchange: false,
             map_index: Default::default(),
+            exchange: false,
         };
         store.migrate(i64::MAX).await?;
         store.backfill_alarm_areas().await?;
@@ -169,8 +169,8 @@ impl Store {
         let store = Store {
             pool,
             backend,
-            exchange: false,
             map_index: Default::default(),
+            exchange: false,
         };
         store.migrate(version).await?;
         Ok(store)
