@@ -124,6 +124,19 @@ fn registry(ids: &[&str]) -> seguard::model::GatewayRegistry {
     .unwrap()
 }
 
+/// The JSON answer to a GET of `url` with the bearer `token`.
+async fn get_json(client: &reqwest::Client, url: String, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn dashboard_map_ack_and_rescue_page_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -207,15 +220,7 @@ webhook = "http://127.0.0.1:{hook_port}/shenlong"
         pool.close().await;
     }
     // What the page draws from: no position for the bad coordinate (checked without JS too).
-    let equipment: Value = client
-        .get(format!("{base}/api/v1/equipment"))
-        .bearer_auth(REGULATOR)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let equipment: Value = get_json(&client, format!("{base}/api/v1/equipment"), REGULATOR).await;
     let shown: Vec<(&str, bool)> = equipment
         .as_array()
         .unwrap()
@@ -533,15 +538,12 @@ district_geojson = "{district}"
     }
     // The rescue page's phones: the using unit's and the building's from the registry.
     let dispatch = &central.store.dispatches(None).await.unwrap()[0];
-    let view: Value = client
-        .get(format!("{base}/api/v1/dispatches/{}", dispatch.id))
-        .bearer_auth(REGULATOR)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = get_json(
+        &client,
+        format!("{base}/api/v1/dispatches/{}", dispatch.id),
+        REGULATOR,
+    )
+    .await;
     let phones: Vec<(&str, &str)> = view["rescue"]["phones"]
         .as_array()
         .unwrap()
@@ -557,15 +559,12 @@ district_geojson = "{district}"
         "{phones:?}"
     );
     // The using unit's own token finds its lift by the 96333 code.
-    let found: Value = client
-        .get(format!("{base}/api/v1/equipment/search?q=02417"))
-        .bearer_auth(UNIT)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = get_json(
+        &client,
+        format!("{base}/api/v1/equipment/search?q=02417"),
+        UNIT,
+    )
+    .await;
     assert_eq!(found[0]["id"], "lift-a", "{found}");
 
     let results = common::browser::run_script(

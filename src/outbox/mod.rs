@@ -150,6 +150,7 @@
 //! Size: about 730 lines: this specification (about 150), the lane's interface that every
 //! backend shares, and the tests that hold the in-memory lane to the specification.
 
+mod batch_wait;
 mod config;
 mod disk;
 mod ledger;

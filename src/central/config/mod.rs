@@ -150,19 +150,11 @@ pub fn parse(text: &str, path: &Path) -> Result<CentralConfig, ConfigError> {
 fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> {
     let mut check = Check::new(base);
     check_references(&raw, &mut check);
-    let service::Service {
-        instance,
-        http_listen,
-        https,
-        http_limits,
-        public_url,
-        max_body_bytes,
-        time_zone,
-    } = check.central_service(raw.central);
+    let service = check.central_service(raw.central);
     let store_url = check.store_url(raw.store);
     let mqtt = raw
         .mqtt
-        .map(|m| check.central_mqtt(m, &instance, max_body_bytes));
+        .map(|m| check.central_mqtt(m, &service.instance, service.max_body_bytes));
     let dispatch = check.dispatch_settings(raw.dispatch);
     let flood = check.flood_settings(raw.flood);
     let smtp = raw.smtp.map(|s| check.smtp(s));
@@ -186,12 +178,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         return Err(check.problems);
     }
     Ok(CentralConfig {
-        instance,
-        http_listen,
-        https,
-        http_limits,
-        public_url,
-        max_body_bytes,
+        instance: service.instance,
+        http_listen: service.http_listen,
+        https: service.https,
+        http_limits: service.http_limits,
+        public_url: service.public_url,
+        max_body_bytes: service.max_body_bytes,
         store_url,
         mqtt,
         dispatch,
@@ -202,7 +194,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<CentralConfig, Vec<Problem>> 
         gateways,
         rescue_units,
         tokens,
-        time_zone,
+        time_zone: service.time_zone,
         risk,
         scorecard,
         exchange,

@@ -19,6 +19,7 @@ use super::writer::Writer;
 use super::{now_ms, segment, Command, Shared, State, MIN_SEGMENT_BYTES};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use crate::outbox::batch_wait::wait_for_batch;
 use crate::outbox::outage::Progress;
 use crate::outbox::rate::TokenBucket;
 use crate::outbox::{ledger, LaneOptions, OutboxError, Overflow, Recovery};
@@ -266,27 +267,8 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
         let shared = &self.shared;
         let max = max.max(1);
         loop {
-            loop {
-                let added = shared.added.notified();
-                if self.len() > 0 {
-                    break;
-                }
-                tokio::select! {
-                    _ = added => {}
-                    _ = shutdown.cancelled() => return Vec::new(),
-                }
-            }
-            let deadline = tokio::time::Instant::now() + linger;
-            loop {
-                let added = shared.added.notified();
-                if self.len() >= max || shutdown.is_cancelled() {
-                    break;
-                }
-                tokio::select! {
-                    _ = added => {}
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    _ = shutdown.cancelled() => break,
-                }
+            if !wait_for_batch(&shared.added, || self.len(), max, linger, shutdown).await {
+                return Vec::new();
             }
             let mut allowed = max;
             if !shutdown.is_cancelled() {

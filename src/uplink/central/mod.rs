@@ -73,16 +73,10 @@ struct Tracker {
 pub struct CentralPublisher {
     session: Session,
     event_loop: EventLoop,
-    /// The incidents and fill records to publish.
-    lane: Arc<Lane<ToCentral>>,
-    metrics: Arc<Metrics>,
-    /// Whether the broker is connected; `/health` shows it.
-    connected: Arc<AtomicBool>,
-    /// Central's refusals, kept and raised as an alarm.
-    rejections: Arc<CentralRejections>,
 }
 
-/// What publishing needs while the connection runs apart.
+/// What publishing needs while the connection runs apart: the client, the PUBACK tracking,
+/// the lane and what it reports to.
 struct Session {
     config: CentralUplink,
     gateway: String,
@@ -92,6 +86,13 @@ struct Session {
     client: AsyncClient,
     tracker: Arc<Mutex<Tracker>>,
     acked: Arc<Notify>,
+    /// The incidents and fill records to publish.
+    lane: Arc<Lane<ToCentral>>,
+    metrics: Arc<Metrics>,
+    /// Whether the broker is connected; `/health` shows it.
+    connected: Arc<AtomicBool>,
+    /// Central's refusals, kept and raised as an alarm.
+    rejections: Arc<CentralRejections>,
 }
 
 impl CentralPublisher {
@@ -134,14 +135,14 @@ impl CentralPublisher {
             client,
             tracker: Arc::new(Mutex::new(Tracker::default())),
             acked: Arc::new(Notify::new()),
-        };
-        CentralPublisher {
-            session,
-            event_loop,
             lane,
             metrics,
             connected,
             rejections,
+        };
+        CentralPublisher {
+            session,
+            event_loop,
         }
     }
 
@@ -152,11 +153,9 @@ impl CentralPublisher {
         let CentralPublisher {
             session,
             event_loop,
-            lane,
-            metrics,
-            connected,
-            rejections,
         } = self;
+        let (lane, metrics) = (session.lane.clone(), session.metrics.clone());
+        let (connected, rejections) = (session.connected.clone(), session.rejections.clone());
         let Stop { flush, hard_stop } = stop;
         // Said again on every connection: the broker may have lost its retained messages.
         let on_connect = vec![(
