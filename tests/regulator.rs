@@ -156,7 +156,7 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
     );
 
     // November's scorecards: the unit that answers slowly gets the worse grade.
-    let period = Period::month("2026-11", 480).unwrap();
+    let period = Period::month("2026-11", chrono_tz::Asia::Shanghai).unwrap();
     let cards = scorecard::for_period(&store, &config, &period, fleet::ms("2026-12-01T00:00:00Z"))
         .await
         .unwrap();
@@ -196,7 +196,7 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
         ]
     );
     // October had nothing: no unit has data, so no grade is lowered.
-    let october = Period::month("2026-10", 480).unwrap();
+    let october = Period::month("2026-10", chrono_tz::Asia::Shanghai).unwrap();
     let cards = scorecard::for_period(&store, &config, &october, fleet::ms("2026-12-01T00:00:00Z"))
         .await
         .unwrap();
@@ -221,6 +221,102 @@ async fn ranking_and_scorecards_on_sqlite() {
 async fn ranking_and_scorecards_on_postgres() {
     let pg = Postgres::start();
     ranking_and_scorecards_hold(&pg.url()).await;
+}
+
+/// Months begin at local midnight in `[central] time_zone`: a lift trapped at 23:30 on the
+/// last day of November in Los Angeles (07:30 on 1 December in UTC, and in Shanghai) counts in
+/// November's scorecard, not December's; November there begins in summer time (UTC−7) and
+/// ends in winter time (UTC−8).
+async fn a_month_ends_at_local_midnight_in_the_zone(store_url: &str) {
+    let text = config_text(store_url).replace(
+        "[central]\n",
+        "[central]\ntime_zone = \"America/Los_Angeles\"\n",
+    );
+    let config = parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let central = Central::start(config.clone()).await.unwrap();
+    central
+        .store
+        .merge_registry(&fleet::registry(None), fleet::ms("2026-11-01T00:00:00Z"))
+        .await
+        .unwrap();
+    fleet::rescue(
+        &central.store,
+        &config,
+        &fleet::Rescue {
+            n: 50,
+            lift: "q1",
+            unit: fleet::QUICK,
+            escalated: false,
+            raised: "2026-11-30T23:30:00-08:00",
+            responded: "2026-11-30T23:31:00-08:00",
+            on_site: "2026-11-30T23:45:00-08:00",
+            cleared: "2026-11-30T23:50:00-08:00",
+            completed: "2026-12-01T00:10:00-08:00",
+        },
+    )
+    .await;
+    let router = router_of(&central);
+    let quick = |month: &'static str| {
+        let router = router.clone();
+        async move {
+            let (status, _, body) = get(
+                &router,
+                &format!("/api/v1/scorecards?month={month}"),
+                REGULATOR,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let card = v["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["unit"] == fleet::QUICK)
+                .cloned()
+                .unwrap();
+            (
+                v["from"].as_str().unwrap().to_owned(),
+                v["to"].as_str().unwrap().to_owned(),
+                card["trapped"].as_i64().unwrap(),
+                card["dispatches"].as_i64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        quick("2026-11").await,
+        (
+            "2026-11-01T07:00:00.000Z".to_owned(),
+            "2026-12-01T08:00:00.000Z".to_owned(),
+            1,
+            1
+        )
+    );
+    assert_eq!(
+        quick("2026-12").await,
+        (
+            "2026-12-01T08:00:00.000Z".to_owned(),
+            "2027-01-01T08:00:00.000Z".to_owned(),
+            0,
+            0
+        )
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn a_month_ends_at_local_midnight_in_the_zone_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_month_ends_at_local_midnight_in_the_zone(&format!(
+        "sqlite://{}",
+        dir.path().join("c.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_month_ends_at_local_midnight_in_the_zone_on_postgres() {
+    let pg = Postgres::start();
+    a_month_ends_at_local_midnight_in_the_zone(&pg.url()).await;
 }
 
 async fn get(router: &axum::Router, path: &str, token: &str) -> (StatusCode, String, String) {
@@ -485,9 +581,20 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
     let now = seguard::central::now_ms();
     // (Central's own check runs every 30 s and may have raised it first: then this call finds
     // nothing to do; either way there is one alarm.)
-    assert!(central.store.raise_overdue_hazards(now, 480).await.unwrap() <= 1);
+    assert!(
+        central
+            .store
+            .raise_overdue_hazards(now, chrono_tz::Asia::Shanghai)
+            .await
+            .unwrap()
+            <= 1
+    );
     assert_eq!(
-        central.store.raise_overdue_hazards(now, 480).await.unwrap(),
+        central
+            .store
+            .raise_overdue_hazards(now, chrono_tz::Asia::Shanghai)
+            .await
+            .unwrap(),
         0
     );
     let (_, _, alarms) = get(&router, "/api/v1/alarms?state=active", REGULATOR).await;
@@ -607,7 +714,11 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
         2
     );
     assert_eq!(
-        central.store.raise_overdue_hazards(now, 480).await.unwrap(),
+        central
+            .store
+            .raise_overdue_hazards(now, chrono_tz::Asia::Shanghai)
+            .await
+            .unwrap(),
         0
     );
     let (_, _, reports) = get(&router, "/api/v1/inspections", AGENCY).await;

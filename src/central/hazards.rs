@@ -12,7 +12,7 @@
 //! TSG T7001-2023 is the elevator inspection rule a report's legal basis often cites. Ours: the
 //! severities (`major`, `general`, after the 重大/一般 隐患 grading in common use), the
 //! conclusions (`pass`, `pass_after_correction`, `fail`), that a deadline is a date ending at
-//! local midnight (`[scorecard] utc_offset_minutes`), and the overdue check's interval.
+//! local midnight (in `[central] time_zone`), and the overdue check's interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,13 +238,6 @@ pub enum HazardRefused {
     Unclear(Vec<&'static str>),
 }
 
-/// The local date of `now_ms` at `offset_minutes` east of UTC.
-pub fn local_today(now_ms: i64, offset_minutes: i32) -> NaiveDate {
-    chrono::DateTime::from_timestamp_millis(now_ms + i64::from(offset_minutes) * 60_000)
-        .unwrap_or_default()
-        .date_naive()
-}
-
 /// How often each instance looks for hazards past their deadline.
 pub const OVERDUE_CHECK: Duration = Duration::from_secs(30);
 
@@ -252,10 +245,7 @@ pub const OVERDUE_CHECK: Duration = Duration::from_secs(30);
 /// `stop`. Any instance may run it: each alarm is raised once, by a compare-and-set.
 pub async fn run_overdue(config: Arc<CentralConfig>, store: Store, stop: CancellationToken) {
     loop {
-        match store
-            .raise_overdue_hazards(now_ms(), config.scorecard.utc_offset_minutes)
-            .await
-        {
+        match store.raise_overdue_hazards(now_ms(), config.zone()).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(hazards = n, "inspection hazards overdue: alarms raised"),
             Err(e) => tracing::error!(error = %e, "overdue hazard check failed; will retry"),

@@ -197,10 +197,10 @@ async fn hazards(
     let c = caller(&state.config, &headers)?;
     let mut ledger = ledger_of(&c)?;
     ledger.manufacturer = q.manufacturer.filter(|m| !m.is_empty());
-    let offset = state.config.scorecard.utc_offset_minutes;
+    let zone = state.config.zone();
     let rows = state
         .store
-        .hazards(&ledger, q.closed, now_ms(), offset)
+        .hazards(&ledger, q.closed, now_ms(), zone)
         .await?;
     Ok(Json(json!(rows)))
 }
@@ -268,8 +268,8 @@ async fn permitted(
     may: impl Fn(&Caller, &HazardRow) -> bool,
 ) -> Result<Caller, ApiError> {
     let c = caller(&state.config, headers)?;
-    let offset = state.config.scorecard.utc_offset_minutes;
-    let hazard = state.store.hazard(id, now_ms(), offset).await?;
+    let zone = state.config.zone();
+    let hazard = state.store.hazard(id, now_ms(), zone).await?;
     if !hazard.as_ref().is_some_and(|h| may(&c, h)) {
         return Err(ApiError::Forbidden(action));
     }
@@ -278,6 +278,6 @@ async fn permitted(
 
 /// The hazard as it stands after a step, as the step's answer.
 async fn current(state: &AppState, id: &str) -> Result<Json<serde_json::Value>, ApiError> {
-    let offset = state.config.scorecard.utc_offset_minutes;
-    Ok(Json(json!(state.store.hazard(id, now_ms(), offset).await?)))
+    let zone = state.config.zone();
+    Ok(Json(json!(state.store.hazard(id, now_ms(), zone).await?)))
 }

@@ -35,6 +35,7 @@ pub mod scorecard;
 pub mod store;
 pub mod timers;
 mod web;
+pub mod zone;
 
 use std::net::SocketAddr;
 use std::path::Path;

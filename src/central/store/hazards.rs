@@ -10,7 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{insert_audit, random_id, rfc3339, Store, StoreError};
-use crate::central::hazards::{local_today, Correction, HazardRefused, ReportIn, Verdict};
+use crate::central::hazards::{Correction, HazardRefused, ReportIn, Verdict};
+use crate::central::zone::local_date;
 
 /// One item of a ledger.
 #[derive(Debug, Clone, Serialize)]
@@ -179,9 +180,9 @@ impl Store {
         ledger: &Ledger,
         closed: bool,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<Vec<HazardRow>, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         let mut conditions = Vec::new();
         let mut binds = Vec::new();
         for (column, value) in [
@@ -221,9 +222,9 @@ impl Store {
         &self,
         id: &str,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<Option<HazardRow>, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         sqlx::query(&format!("{HAZARD_SQL} WHERE h.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -387,9 +388,9 @@ impl Store {
     pub async fn raise_overdue_hazards(
         &self,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<usize, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         let due = sqlx::query(
             "SELECT h.id, h.gateway, h.equipment, h.using_unit, h.description, h.deadline,
              COALESCE(e.kind, 'elevator'), COALESCE(e.address, '')
@@ -454,9 +455,9 @@ impl Store {
     pub async fn open_hazard_counts(
         &self,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<BTreeMap<(String, String), (i64, i64)>, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         let rows = sqlx::query(
             "SELECT gateway, equipment, COUNT(*), SUM(CASE WHEN deadline < $1 THEN 1 ELSE 0 END)
              FROM hazards WHERE status <> 'verified' GROUP BY gateway, equipment",
