@@ -13,7 +13,11 @@
 //! all seen) and the insurance rate are the regulator's indicators. Ours: a cylinder counts as
 //! labelled at a station when a fill there found its code registered (not `unregistered`),
 //! insured when the register says so; the CSV columns; an equipment unit sees only the
-//! cylinders it owns.
+//! cylinders it owns. Also ours: a code seen in a fill that no register declares gets a row of
+//! its own (`origin = fills`, medium from the fill, owner unknown, a `seen_in_fill` event), so
+//! the regulator sees cylinders no filling unit declared; it counts among a station's
+//! cylinders as undeclared, and a fill that found it unregistered stays unlabelled after an
+//! import declares it (the rate measures what was filled, not what was registered later).
 
 use chrono::NaiveDate;
 use serde::Serialize;
