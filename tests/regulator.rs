@@ -233,14 +233,14 @@ async fn a_month_ends_at_local_midnight_in_the_zone(store_url: &str) {
         "[central]\ntime_zone = \"America/Los_Angeles\"\n",
     );
     let config = parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let central = Central::start(config.clone()).await.unwrap();
-    central
-        .store
+    // Written before central starts, so that its dispatch timers find the rescue done.
+    let store = Store::open(store_url).await.unwrap();
+    store
         .merge_registry(&fleet::registry(None), fleet::ms("2026-11-01T00:00:00Z"))
         .await
         .unwrap();
     fleet::rescue(
-        &central.store,
+        &store,
         &config,
         &fleet::Rescue {
             n: 50,
@@ -255,6 +255,8 @@ async fn a_month_ends_at_local_midnight_in_the_zone(store_url: &str) {
         },
     )
     .await;
+    store.close().await;
+    let central = Central::start(config.clone()).await.unwrap();
     let router = router_of(&central);
     let quick = |month: &'static str| {
         let router = router.clone();
