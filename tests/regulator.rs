@@ -156,7 +156,7 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
     );
 
     // November's scorecards: the unit that answers slowly gets the worse grade.
-    let period = Period::month("2026-11", 480).unwrap();
+    let period = Period::month("2026-11", chrono_tz::Asia::Shanghai).unwrap();
     let cards = scorecard::for_period(&store, &config, &period, fleet::ms("2026-12-01T00:00:00Z"))
         .await
         .unwrap();
@@ -196,7 +196,7 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
         ]
     );
     // October had nothing: no unit has data, so no grade is lowered.
-    let october = Period::month("2026-10", 480).unwrap();
+    let october = Period::month("2026-10", chrono_tz::Asia::Shanghai).unwrap();
     let cards = scorecard::for_period(&store, &config, &october, fleet::ms("2026-12-01T00:00:00Z"))
         .await
         .unwrap();
@@ -221,6 +221,104 @@ async fn ranking_and_scorecards_on_sqlite() {
 async fn ranking_and_scorecards_on_postgres() {
     let pg = Postgres::start();
     ranking_and_scorecards_hold(&pg.url()).await;
+}
+
+/// Months begin at local midnight in `[central] time_zone`: a lift trapped at 23:30 on the
+/// last day of November in Los Angeles (07:30 on 1 December in UTC, and in Shanghai) counts in
+/// November's scorecard, not December's; November there begins in summer time (UTC−7) and
+/// ends in winter time (UTC−8).
+async fn a_month_ends_at_local_midnight_in_the_zone(store_url: &str) {
+    let text = config_text(store_url).replace(
+        "[central]\n",
+        "[central]\ntime_zone = \"America/Los_Angeles\"\n",
+    );
+    let config = parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"));
+    // Written before central starts, so that its dispatch timers find the rescue done.
+    let store = Store::open(store_url).await.unwrap();
+    store
+        .merge_registry(&fleet::registry(None), fleet::ms("2026-11-01T00:00:00Z"))
+        .await
+        .unwrap();
+    fleet::rescue(
+        &store,
+        &config,
+        &fleet::Rescue {
+            n: 50,
+            lift: "q1",
+            unit: fleet::QUICK,
+            escalated: false,
+            raised: "2026-11-30T23:30:00-08:00",
+            responded: "2026-11-30T23:31:00-08:00",
+            on_site: "2026-11-30T23:45:00-08:00",
+            cleared: "2026-11-30T23:50:00-08:00",
+            completed: "2026-12-01T00:10:00-08:00",
+        },
+    )
+    .await;
+    store.close().await;
+    let central = Central::start(config.clone()).await.unwrap();
+    let router = router_of(&central);
+    let quick = |month: &'static str| {
+        let router = router.clone();
+        async move {
+            let (status, _, body) = get(
+                &router,
+                &format!("/api/v1/scorecards?month={month}"),
+                REGULATOR,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let card = v["units"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["unit"] == fleet::QUICK)
+                .cloned()
+                .unwrap();
+            (
+                v["from"].as_str().unwrap().to_owned(),
+                v["to"].as_str().unwrap().to_owned(),
+                card["trapped"].as_i64().unwrap(),
+                card["dispatches"].as_i64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        quick("2026-11").await,
+        (
+            "2026-11-01T07:00:00.000Z".to_owned(),
+            "2026-12-01T08:00:00.000Z".to_owned(),
+            1,
+            1
+        )
+    );
+    assert_eq!(
+        quick("2026-12").await,
+        (
+            "2026-12-01T08:00:00.000Z".to_owned(),
+            "2027-01-01T08:00:00.000Z".to_owned(),
+            0,
+            0
+        )
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn a_month_ends_at_local_midnight_in_the_zone_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_month_ends_at_local_midnight_in_the_zone(&format!(
+        "sqlite://{}",
+        dir.path().join("c.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_month_ends_at_local_midnight_in_the_zone_on_postgres() {
+    let pg = Postgres::start();
+    a_month_ends_at_local_midnight_in_the_zone(&pg.url()).await;
 }
 
 async fn get(router: &axum::Router, path: &str, token: &str) -> (StatusCode, String, String) {
@@ -485,9 +583,20 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
     let now = seguard::central::now_ms();
     // (Central's own check runs every 30 s and may have raised it first: then this call finds
     // nothing to do; either way there is one alarm.)
-    assert!(central.store.raise_overdue_hazards(now, 480).await.unwrap() <= 1);
+    assert!(
+        central
+            .store
+            .raise_overdue_hazards(now, chrono_tz::Asia::Shanghai)
+            .await
+            .unwrap()
+            <= 1
+    );
     assert_eq!(
-        central.store.raise_overdue_hazards(now, 480).await.unwrap(),
+        central
+            .store
+            .raise_overdue_hazards(now, chrono_tz::Asia::Shanghai)
+            .await
+            .unwrap(),
         0
     );
     let (_, _, alarms) = get(&router, "/api/v1/alarms?state=active", REGULATOR).await;
@@ -607,7 +716,11 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
         2
     );
     assert_eq!(
-        central.store.raise_overdue_hazards(now, 480).await.unwrap(),
+        central
+            .store
+            .raise_overdue_hazards(now, chrono_tz::Asia::Shanghai)
+            .await
+            .unwrap(),
         0
     );
     let (_, _, reports) = get(&router, "/api/v1/inspections", AGENCY).await;
@@ -636,6 +749,167 @@ async fn hazards_are_followed_to_verified_closure_on_sqlite() {
 async fn hazards_are_followed_to_verified_closure_on_postgres() {
     let pg = Postgres::start();
     hazards_are_followed_to_verified_closure(&pg.url()).await;
+}
+
+/// A batch of inspection reports from the agency's spreadsheet: one line per hazard, Chinese
+/// text, a quoted field with a comma, CRLF line ends and a byte-order mark.
+const BATCH_HEADER: &str = "\u{feff}report_no,gateway,equipment,inspected_on,conclusion,manufacturer,description,severity,legal_basis,deadline,product_defect\r\n";
+const BATCH_LINES: [&str; 5] = [
+    "DSEI-2026-0501,gw1,s1,2026-11-24,整改后合格,Orient Elevator Works,制动器闸瓦磨损超限,重大,\"TSG T7001-2023 附件A, 2.8\",2026-12-10,是\r\n",
+    "DSEI-2026-0501,gw1,s1,2026-11-24,整改后合格,Orient Elevator Works,轿厢应急照明亮度不足,一般,TSG T7001-2023 附件A 8.6,2027-01-15,否\r\n",
+    "DSEI-2026-0502,gw1,q1,2026-11-25,合格,,,,,,\r\n",
+    "DSEI-2026-0503,gw1,q2,2026-11-25,pass_after_correction,,层门门锁啮合长度不足,major,TSG T7001-2023 附件A 6.8,2026-12-20,\r\n",
+    "DSEI-2026-0504,gw1,a9,2026-11-26,合格,,,,,,\r\n",
+];
+
+async fn post_batch(router: &axum::Router, token: &str, csv: &str) -> (StatusCode, Value) {
+    let request = Request::post("/api/v1/inspections/batch").header("content-type", "text/csv");
+    let (status, _, text) = send(router, request, token, Body::from(csv.to_owned())).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A batch of reports is stored whole or not at all: a bad line refuses the file with every
+/// problem at its line (in Chinese and English) and stores nothing; the corrected file is
+/// stored in one go, and uploading it again stores nothing twice.
+async fn inspection_batches_are_stored_whole(store_url: &str) {
+    let config = config(store_url);
+    let central = Central::start(config.clone()).await.unwrap();
+    fleet::write(&central.store, &config).await;
+    let router = router_of(&central);
+    let stored = |router: axum::Router| async move {
+        let (_, _, body) = get(&router, "/api/v1/inspections", AGENCY).await;
+        serde_json::from_str::<Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // Line 5's deadline comes before its inspection (a typo for 2026-12-20).
+    let bad = BATCH_LINES[3].replace("2026-12-20", "2026-11-20");
+    let file = format!(
+        "{BATCH_HEADER}{}{}{}{bad}",
+        BATCH_LINES[0], BATCH_LINES[1], BATCH_LINES[2]
+    );
+    let (status, body) = post_batch(&router, AGENCY, &file).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["problems"],
+        json!([{ "line": 5,
+                 "en": "report DSEI-2026-0503: deadline 2026-11-20 is before the inspection on 2026-11-25",
+                 "zh": "报告 DSEI-2026-0503：整改期限 2026-11-20 早于检验日 2026-11-25" }])
+    );
+    assert_eq!(
+        stored(router.clone()).await,
+        0,
+        "nothing of a refused file is stored"
+    );
+    // Equipment central does not know refuses the file too.
+    let file = format!("{BATCH_HEADER}{}", BATCH_LINES.concat());
+    let (status, body) = post_batch(&router, AGENCY, &file).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["problems"],
+        json!([{ "line": 6, "en": "report DSEI-2026-0504: central knows no equipment gw1/a9",
+                 "zh": "报告 DSEI-2026-0504：中心不认识设备 gw1/a9" }])
+    );
+    assert_eq!(stored(router.clone()).await, 0);
+    // The corrected file: three reports, three hazards on the ledgers.
+    let file = format!("{BATCH_HEADER}{}", BATCH_LINES[..4].concat());
+    let (status, body) = post_batch(&router, AGENCY, &file).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcomes: Vec<(i64, &str, i64, bool)> = body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_i64().unwrap(),
+                r["report_no"].as_str().unwrap(),
+                r["hazards"].as_i64().unwrap(),
+                r["duplicate"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (2, "DSEI-2026-0501", 2, false),
+            (4, "DSEI-2026-0502", 0, false),
+            (5, "DSEI-2026-0503", 1, false)
+        ]
+    );
+    assert_eq!(
+        (body["created"].as_i64(), body["duplicates"].as_i64()),
+        (Some(3), Some(0))
+    );
+    let (_, _, ledger) = get(&router, "/api/v1/hazards", REGULATOR).await;
+    let ledger: Value = serde_json::from_str(&ledger).unwrap();
+    let items: Vec<(&str, &str, &str, &str)> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["equipment"].as_str().unwrap(),
+                h["severity"].as_str().unwrap(),
+                h["legal_basis"].as_str().unwrap(),
+                h["deadline"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("s1", "major", "TSG T7001-2023 附件A, 2.8", "2026-12-10"),
+            ("q2", "major", "TSG T7001-2023 附件A 6.8", "2026-12-20"),
+            ("s1", "general", "TSG T7001-2023 附件A 8.6", "2027-01-15"),
+        ]
+    );
+    let (_, _, maker) = get(
+        &router,
+        "/api/v1/hazards?manufacturer=Orient%20Elevator%20Works",
+        REGULATOR,
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&maker)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the worn brake is a product defect: on the manufacturer's ledger too"
+    );
+    // The same file again: every report a duplicate, nothing stored twice.
+    let (status, body) = post_batch(&router, AGENCY, &file).await;
+    assert_eq!(
+        (
+            status,
+            body["created"].as_i64(),
+            body["duplicates"].as_i64()
+        ),
+        (StatusCode::OK, Some(0), Some(3))
+    );
+    assert_eq!(stored(router.clone()).await, 3);
+    assert_eq!(
+        post_batch(&router, REGULATOR, &file).await.0,
+        StatusCode::FORBIDDEN,
+        "only an inspection agency posts reports"
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn inspection_batches_are_stored_whole_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    inspection_batches_are_stored_whole(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await;
+}
+
+#[tokio::test]
+async fn inspection_batches_are_stored_whole_on_postgres() {
+    let pg = Postgres::start();
+    inspection_batches_are_stored_whole(&pg.url()).await;
 }
 
 fn fill(
@@ -703,8 +977,8 @@ async fn cylinders_are_traced_by_code(store_url: &str) {
     assert_eq!(
         body["problems"],
         json!([
-            "line 2: scrapped `maybe` is not yes or no",
-            "line 2: owner is empty"
+            { "line": 2, "en": "scrapped `maybe` is not yes or no", "zh": "scrapped `maybe` 不是“是”或“否”" },
+            { "line": 2, "en": "owner is empty", "zh": "owner（产权单位）为空" }
         ])
     );
     assert_eq!(

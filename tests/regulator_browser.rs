@@ -127,6 +127,10 @@ async fn a_hazard_is_walked_from_report_to_verified_closure_in_chromium() {
     )
     .await;
     assert_eq!(results["final"], "verified");
+    assert_eq!(
+        results["batch_reports"], 2,
+        "the corrected batch's two reports"
+    );
     assert!(results["refused"]
         .as_str()
         .unwrap()
@@ -169,12 +173,22 @@ async fn a_cylinder_page_opened_from_its_code_on_a_phone() {
         .unwrap();
         central.store.ingest_fill(&fill, 0).await.unwrap();
     }
+    // A cylinder no register declares, refused at the station: it gets a row from the fill.
+    let refused: seguard::model::FillRecord = serde_json::from_value(serde_json::json!({
+        "schema": "seguard.fill.v1", "id": "00000000-0000-4000-a000-000000000009",
+        "gateway": "gw1", "equipment": "scale-1", "station": "城东液化气充装站", "cylinder_code": "LPG-0999",
+        "time": "2026-04-11T02:00:00Z", "medium": "LPG", "operator": "张师傅",
+        "accepted": false, "rejections": ["unregistered"]
+    }))
+    .unwrap();
+    central.store.ingest_fill(&refused, 0).await.unwrap();
     let results = common::browser::run_script(
         "cylinder.mjs",
         vec![
             ("BASE_URL", base),
             ("REGULATOR_TOKEN", REGULATOR.into()),
             ("CODE", "LPG-0001".into()),
+            ("UNDECLARED", "LPG-0999".into()),
             (
                 "SCREENSHOTS",
                 root.join("target/screenshots/regulator")
@@ -185,5 +199,6 @@ async fn a_cylinder_page_opened_from_its_code_on_a_phone() {
     )
     .await;
     assert_eq!(results["state"], "valid");
+    assert_eq!(results["undeclared_state"], "unregistered");
     central.stop().await;
 }

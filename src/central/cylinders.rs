@@ -13,10 +13,16 @@
 //! all seen) and the insurance rate are the regulator's indicators. Ours: a cylinder counts as
 //! labelled at a station when a fill there found its code registered (not `unregistered`),
 //! insured when the register says so; the CSV columns; an equipment unit sees only the
-//! cylinders it owns.
+//! cylinders it owns. Also ours: a code seen in a fill that no register declares gets a row of
+//! its own (`origin = fills`, medium from the fill, owner unknown, a `seen_in_fill` event), so
+//! the regulator sees cylinders no filling unit declared; it counts among a station's
+//! cylinders as undeclared, and a fill that found it unregistered stays unlabelled after an
+//! import declares it (the rate measures what was filled, not what was registered later).
 
 use chrono::NaiveDate;
 use serde::Serialize;
+
+use super::csv::{LineProblem, Table};
 
 /// One row of a filling unit's register.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,77 +53,32 @@ pub const COLUMNS: [&str; 9] = [
 
 /// Parses a register CSV (UTF-8, an optional byte-order mark, a header line): the rows, or
 /// every problem with its line number.
-pub fn parse_register(text: &str) -> Result<Vec<RegisterRow>, Vec<String>> {
-    let records = super::csv::parse(text.trim_start_matches('\u{feff}'));
-    let Some((header, rows)) = records.split_first() else {
-        return Err(vec!["the file is empty".into()]);
-    };
-    let header: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
-    let missing: Vec<&str> = COLUMNS
-        .iter()
-        .filter(|c| !header.iter().any(|h| h == *c))
-        .copied()
-        .collect();
-    if !missing.is_empty() {
-        return Err(vec![format!(
-            "line 1: missing columns {}",
-            missing.join(", ")
-        )]);
-    }
-    let at = |row: &Vec<String>, column: &str| -> String {
-        let i = header.iter().position(|h| h == column).expect("checked");
-        row.get(i).map(|v| v.trim().to_owned()).unwrap_or_default()
-    };
+pub fn parse_register(text: &str) -> Result<Vec<RegisterRow>, Vec<LineProblem>> {
+    let table = Table::read(text, &COLUMNS)?;
     let mut problems = Vec::new();
     let mut out = Vec::new();
-    for (n, row) in rows.iter().enumerate() {
-        let line = n + 2;
-        if row.iter().all(|v| v.trim().is_empty()) {
-            continue;
-        }
-        let date = |column: &str, problems: &mut Vec<String>| {
-            let v = at(row, column);
-            if v.is_empty() {
-                return None;
-            }
-            v.parse::<NaiveDate>()
-                .map_err(|_| {
-                    problems.push(format!(
-                        "line {line}: {column} `{v}` is not a date (YYYY-MM-DD)"
-                    ))
-                })
-                .ok()
-        };
-        let flag = |column: &str, problems: &mut Vec<String>| match at(row, column)
-            .to_lowercase()
-            .as_str()
-        {
-            "" => None,
-            "1" | "yes" | "true" | "是" => Some(true),
-            "0" | "no" | "false" | "否" => Some(false),
-            other => {
-                problems.push(format!("line {line}: {column} `{other}` is not yes or no"));
-                None
-            }
-        };
-        let code = at(row, "code");
+    for row in table.rows() {
+        let code = row.get("code");
         if code.is_empty() || code.len() > 64 || code.chars().any(char::is_control) {
-            problems.push(format!("line {line}: code `{code}` is not a cylinder code"));
+            problems.push(row.problem(
+                format!("编号 `{code}` 不是气瓶编号"),
+                format!("code `{code}` is not a cylinder code"),
+            ));
             continue;
         }
         let record = RegisterRow {
-            owner: at(row, "owner"),
-            medium: at(row, "medium"),
-            cylinder_type: at(row, "type"),
-            made: date("made", &mut problems),
-            last_inspection: date("last_inspection", &mut problems),
-            next_inspection: date("next_inspection", &mut problems),
-            scrapped: flag("scrapped", &mut problems).unwrap_or(false),
-            insured: flag("insured", &mut problems),
+            owner: row.get("owner"),
+            medium: row.get("medium"),
+            cylinder_type: row.get("type"),
+            made: row.date("made", &mut problems),
+            last_inspection: row.date("last_inspection", &mut problems),
+            next_inspection: row.date("next_inspection", &mut problems),
+            scrapped: row.flag("scrapped", &mut problems).unwrap_or(false),
+            insured: row.flag("insured", &mut problems),
             code,
         };
         if record.owner.is_empty() {
-            problems.push(format!("line {line}: owner is empty"));
+            problems.push(row.problem("owner（产权单位）为空".into(), "owner is empty".into()));
         }
         out.push(record);
     }
@@ -148,8 +109,15 @@ mod tests {
         assert_eq!(rows[1].insured, None);
         let bad = "code,owner,medium,type,made,last_inspection,next_inspection,scrapped,insured\n\
                    ,A,LPG,t,,,,no,\nX-1,,LPG,t,2019-13-01,,,maybe,\n";
+        let en = |text: &str| -> Vec<String> {
+            parse_register(text)
+                .unwrap_err()
+                .iter()
+                .map(|p| format!("line {}: {}", p.line, p.en))
+                .collect()
+        };
         assert_eq!(
-            parse_register(bad).unwrap_err(),
+            en(bad),
             [
                 "line 2: code `` is not a cylinder code",
                 "line 3: made `2019-13-01` is not a date (YYYY-MM-DD)",
@@ -157,6 +125,10 @@ mod tests {
                 "line 3: owner is empty",
             ]
         );
-        assert_eq!(parse_register("code,owner\n").unwrap_err(), ["line 1: missing columns medium, type, made, last_inspection, next_inspection, scrapped, insured"]);
+        assert_eq!(
+            parse_register(bad).unwrap_err()[2].zh,
+            "scrapped `maybe` 不是“是”或“否”"
+        );
+        assert_eq!(en("code,owner\n"), ["line 1: missing columns medium, type, made, last_inspection, next_inspection, scrapped, insured"]);
     }
 }

@@ -1,6 +1,7 @@
 //! Cylinders over HTTP (`cylinders.rs` has the rules):
 //! - `POST /api/v1/cylinders/import` (CSV): a filling unit's register; a regulator imports any,
-//!   an equipment unit only rows it owns. 200 with what changed, 422 with every bad line.
+//!   an equipment unit only rows it owns. 200 with what changed, 422 with every bad line
+//!   (`problems`: line, zh, en) and nothing stored.
 //! - `GET /api/v1/cylinders/{code}`: the register entry, its history and its fills.
 //! - `GET /api/v1/cylinders/indicators`: per filling station (regulators).
 //! - `/c/{code}`: the phone page a QR code opens.
@@ -47,13 +48,7 @@ async fn import(
         .map_err(|_| ApiError::BadRequest("the register must be UTF-8 CSV".into()))?;
     let rows = match cylinders::parse_register(&text) {
         Ok(rows) => rows,
-        Err(problems) => {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "error": problems.join("; "), "reason": "invalid_register", "problems": problems })),
-            )
-                .into_response())
-        }
+        Err(problems) => return Ok(super::csv::refused("invalid_register", &problems)),
     };
     if let Some(unit) = &owner {
         if let Some(other) = rows.iter().find(|r| &r.owner != unit) {

@@ -137,7 +137,7 @@ async fn step(
 ) -> Result<(), super::store::StoreError> {
     let now = now_ms();
     store.exchange_scan(now).await?;
-    let day = super::hazards::local_today(now, config.scorecard.utc_offset_minutes);
+    let day = super::zone::local_date(now, config.zone());
     let key = format!("indicators:{}:{day}", s.area_code);
     if !store.exchange_has(&key).await? {
         let indicators = store.indicators(config, now).await?;

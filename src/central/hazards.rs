@@ -12,7 +12,7 @@
 //! TSG T7001-2023 is the elevator inspection rule a report's legal basis often cites. Ours: the
 //! severities (`major`, `general`, after the 重大/一般 隐患 grading in common use), the
 //! conclusions (`pass`, `pass_after_correction`, `fail`), that a deadline is a date ending at
-//! local midnight (`[scorecard] utc_offset_minutes`), and the overdue check's interval.
+//! local midnight (in `[central] time_zone`), and the overdue check's interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,53 +93,103 @@ pub struct HazardIn {
 
 const MAX_TEXT: usize = 2000;
 
+/// A problem of a report: of the report itself, or of its hazard `hazard` (0-based), in
+/// Chinese and English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportProblem {
+    pub hazard: Option<usize>,
+    pub zh: String,
+    pub en: String,
+}
+
+impl std::fmt::Display for ReportProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.hazard {
+            Some(i) => write!(f, "hazard {}: {}", i + 1, self.en),
+            None => f.write_str(&self.en),
+        }
+    }
+}
+
 impl ReportIn {
     /// Every problem of the report at once; empty when it may be stored.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<ReportProblem> {
         let mut out = Vec::new();
-        let text = |out: &mut Vec<String>, what: &str, value: &str| {
-            if value.trim().is_empty() {
-                out.push(format!("{what} is empty"));
-            } else if value.len() > MAX_TEXT {
-                out.push(format!("{what} is longer than {MAX_TEXT} bytes"));
-            }
+        let mut push = |hazard: Option<usize>, (zh, en): (String, String)| {
+            out.push(ReportProblem { hazard, zh, en })
         };
-        text(&mut out, "report_no", &self.report_no);
-        if self.report_no.len() > 64 {
-            out.push("report_no is longer than 64 bytes".into());
+        if let Some(p) = text_problem("report_no", &self.report_no) {
+            push(None, p);
         }
+        if self.report_no.len() > 64 {
+            push(
+                None,
+                (
+                    "report_no 超过 64 字节".into(),
+                    "report_no is longer than 64 bytes".into(),
+                ),
+            );
+        }
+        let has_maker = self
+            .manufacturer
+            .as_deref()
+            .is_some_and(|m| !m.trim().is_empty());
         for (i, h) in self.hazards.iter().enumerate() {
-            let n = i + 1;
-            text(
-                &mut out,
-                &format!("hazard {n}: description"),
-                &h.description,
-            );
-            text(
-                &mut out,
-                &format!("hazard {n}: legal_basis"),
-                &h.legal_basis,
-            );
-            if h.deadline < self.inspected_on {
-                out.push(format!(
-                    "hazard {n}: deadline {} is before the inspection on {}",
-                    h.deadline, self.inspected_on
-                ));
+            for (what, value) in [
+                ("description", &h.description),
+                ("legal_basis", &h.legal_basis),
+            ] {
+                if let Some(p) = text_problem(what, value) {
+                    push(Some(i), p);
+                }
             }
-            let has_maker = self
-                .manufacturer
-                .as_deref()
-                .is_some_and(|m| !m.trim().is_empty());
+            if h.deadline < self.inspected_on {
+                push(
+                    Some(i),
+                    (
+                        format!("整改期限 {} 早于检验日 {}", h.deadline, self.inspected_on),
+                        format!(
+                            "deadline {} is before the inspection on {}",
+                            h.deadline, self.inspected_on
+                        ),
+                    ),
+                );
+            }
             if h.product_defect && !has_maker {
-                out.push(format!(
-                    "hazard {n}: a product defect needs the report's manufacturer, whose ledger it goes on"
-                ));
+                push(
+                    Some(i),
+                    (
+                        "产品缺陷须写明报告的制造单位（记入其台账）".into(),
+                        "a product defect needs the report's manufacturer, whose ledger it goes on"
+                            .into(),
+                    ),
+                );
             }
         }
         if self.conclusion == Conclusion::Pass && !self.hazards.is_empty() {
-            out.push("a report that passes lists no hazard; use pass_after_correction".into());
+            push(
+                None,
+                (
+                    "结论为合格的报告不应列隐患；请用 pass_after_correction（整改后合格）".into(),
+                    "a report that passes lists no hazard; use pass_after_correction".into(),
+                ),
+            );
         }
         out
+    }
+}
+
+/// The problem of a required text field, in Chinese and English: empty or too long.
+fn text_problem(what: &str, value: &str) -> Option<(String, String)> {
+    if value.trim().is_empty() {
+        Some((format!("{what} 为空"), format!("{what} is empty")))
+    } else if value.len() > MAX_TEXT {
+        Some((
+            format!("{what} 超过 {MAX_TEXT} 字节"),
+            format!("{what} is longer than {MAX_TEXT} bytes"),
+        ))
+    } else {
+        None
     }
 }
 
@@ -188,13 +238,6 @@ pub enum HazardRefused {
     Unclear(Vec<&'static str>),
 }
 
-/// The local date of `now_ms` at `offset_minutes` east of UTC.
-pub fn local_today(now_ms: i64, offset_minutes: i32) -> NaiveDate {
-    chrono::DateTime::from_timestamp_millis(now_ms + i64::from(offset_minutes) * 60_000)
-        .unwrap_or_default()
-        .date_naive()
-}
-
 /// How often each instance looks for hazards past their deadline.
 pub const OVERDUE_CHECK: Duration = Duration::from_secs(30);
 
@@ -202,10 +245,7 @@ pub const OVERDUE_CHECK: Duration = Duration::from_secs(30);
 /// `stop`. Any instance may run it: each alarm is raised once, by a compare-and-set.
 pub async fn run_overdue(config: Arc<CentralConfig>, store: Store, stop: CancellationToken) {
     loop {
-        match store
-            .raise_overdue_hazards(now_ms(), config.scorecard.utc_offset_minutes)
-            .await
-        {
+        match store.raise_overdue_hazards(now_ms(), config.zone()).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(hazards = n, "inspection hazards overdue: alarms raised"),
             Err(e) => tracing::error!(error = %e, "overdue hazard check failed; will retry"),
@@ -232,8 +272,9 @@ mod tests {
             ]
         }))
         .unwrap();
+        let problems: Vec<String> = report.problems().iter().map(|p| p.to_string()).collect();
         assert_eq!(
-            report.problems(),
+            problems,
             [
                 "report_no is empty",
                 "hazard 1: legal_basis is empty",

@@ -2,6 +2,9 @@
 //! - `POST /api/v1/inspections` (inspection agency): one report as JSON; 201 when stored, 200
 //!   for a report number the agency posted before, 404 for equipment central does not know,
 //!   422 with every problem.
+//! - `POST /api/v1/inspections/batch` (inspection agency): several reports as one CSV file
+//!   (`inspection_csv.rs`), all or nothing: 200 with each report's outcome, 422 with every
+//!   problem at its line (in Chinese and English; equipment central does not know included).
 //! - `GET /api/v1/inspections`: the agency's own reports (a regulator's: all).
 //! - `GET /api/v1/hazards?manufacturer=&closed=true`: a ledger, overdue first: all for a
 //!   regulator, the using unit's own for an equipment unit, its reports' for an agency.
@@ -20,7 +23,9 @@ use serde_json::json;
 
 use super::api::{caller, json_body, ApiError, AppState, Caller};
 use super::config::Role;
+use super::csv::{self, LineProblem};
 use super::hazards::{Correction, HazardRefused, ReportIn, Verdict};
+use super::inspection_csv::parse_batch;
 use super::store::hazards::{HazardRow, Ledger, Stored};
 use super::{now_ms, web};
 
@@ -33,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             }),
         )
         .route("/api/v1/inspections", get(reports).post(post_report))
+        .route("/api/v1/inspections/batch", post(post_batch))
         .route("/api/v1/hazards", get(hazards))
         .route("/api/v1/hazards/{id}/correction", post(correct))
         .route("/api/v1/hazards/{id}/verify", post(verify))
@@ -48,7 +54,7 @@ async fn post_report(
         return Err(ApiError::Forbidden("post inspection reports"));
     }
     let Json(report) = json_body::<ReportIn>(request).await?;
-    let problems = report.problems();
+    let problems: Vec<String> = report.problems().iter().map(|p| p.to_string()).collect();
     if !problems.is_empty() {
         return Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -75,6 +81,75 @@ async fn post_report(
             report.gateway, report.equipment
         ))),
     }
+}
+
+async fn post_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::InspectionAgency {
+        return Err(ApiError::Forbidden("post inspection reports"));
+    }
+    let bytes = axum::body::to_bytes(request.into_body(), state.config.max_body_bytes)
+        .await
+        .map_err(|e| ApiError::Body(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::BadRequest("the batch must be UTF-8 CSV".into()))?;
+    let batch = match parse_batch(&text) {
+        Ok(batch) => batch,
+        Err(problems) => return Ok(csv::refused("invalid_batch", &problems)),
+    };
+    let agency = c.unit.clone().unwrap_or_default();
+    let reports: Vec<&ReportIn> = batch.iter().map(|b| &b.report).collect();
+    let stored = match state
+        .store
+        .insert_reports(&agency, &c.name, &reports, now_ms())
+        .await?
+    {
+        Ok(stored) => stored,
+        Err(unknown) => {
+            let problems: Vec<LineProblem> = unknown
+                .iter()
+                .map(|&i| {
+                    let (b, r) = (&batch[i], &batch[i].report);
+                    LineProblem {
+                        line: b.line,
+                        zh: format!(
+                            "报告 {}：中心不认识设备 {}/{}",
+                            r.report_no, r.gateway, r.equipment
+                        ),
+                        en: format!(
+                            "report {}: central knows no equipment {}/{}",
+                            r.report_no, r.gateway, r.equipment
+                        ),
+                    }
+                })
+                .collect();
+            return Ok(csv::refused("invalid_batch", &problems));
+        }
+    };
+    let outcomes: Vec<serde_json::Value> = batch
+        .iter()
+        .zip(&stored)
+        .map(|(b, s)| {
+            let (id, hazards, duplicate) = match s {
+                Stored::Created { id, hazards } => (id.clone(), hazards.len(), false),
+                Stored::Duplicate { id } => (id.clone(), 0, true),
+                Stored::UnknownEquipment => unreachable!("refused above"),
+            };
+            json!({ "line": b.line, "report_no": b.report.report_no, "id": id, "hazards": hazards, "duplicate": duplicate })
+        })
+        .collect();
+    let created = stored
+        .iter()
+        .filter(|s| matches!(s, Stored::Created { .. }))
+        .count();
+    Ok(Json(
+        json!({ "created": created, "duplicates": stored.len() - created, "reports": outcomes }),
+    )
+    .into_response())
 }
 
 async fn reports(
@@ -122,10 +197,10 @@ async fn hazards(
     let c = caller(&state.config, &headers)?;
     let mut ledger = ledger_of(&c)?;
     ledger.manufacturer = q.manufacturer.filter(|m| !m.is_empty());
-    let offset = state.config.scorecard.utc_offset_minutes;
+    let zone = state.config.zone();
     let rows = state
         .store
-        .hazards(&ledger, q.closed, now_ms(), offset)
+        .hazards(&ledger, q.closed, now_ms(), zone)
         .await?;
     Ok(Json(json!(rows)))
 }
@@ -193,8 +268,8 @@ async fn permitted(
     may: impl Fn(&Caller, &HazardRow) -> bool,
 ) -> Result<Caller, ApiError> {
     let c = caller(&state.config, headers)?;
-    let offset = state.config.scorecard.utc_offset_minutes;
-    let hazard = state.store.hazard(id, now_ms(), offset).await?;
+    let zone = state.config.zone();
+    let hazard = state.store.hazard(id, now_ms(), zone).await?;
     if !hazard.as_ref().is_some_and(|h| may(&c, h)) {
         return Err(ApiError::Forbidden(action));
     }
@@ -203,6 +278,6 @@ async fn permitted(
 
 /// The hazard as it stands after a step, as the step's answer.
 async fn current(state: &AppState, id: &str) -> Result<Json<serde_json::Value>, ApiError> {
-    let offset = state.config.scorecard.utc_offset_minutes;
-    Ok(Json(json!(state.store.hazard(id, now_ms(), offset).await?)))
+    let zone = state.config.zone();
+    Ok(Json(json!(state.store.hazard(id, now_ms(), zone).await?)))
 }

@@ -17,7 +17,7 @@
 pub mod api;
 pub mod clean;
 pub mod config;
-mod csv;
+pub mod csv;
 pub mod cylinders;
 mod cylinders_api;
 pub mod dispatch;
@@ -26,6 +26,7 @@ pub mod flood;
 pub mod geo;
 pub mod hazards;
 mod hazards_api;
+pub mod inspection_csv;
 pub mod intake;
 pub mod notify;
 mod regulator_api;
@@ -34,6 +35,7 @@ pub mod scorecard;
 pub mod store;
 pub mod timers;
 mod web;
+pub mod zone;
 
 use std::net::SocketAddr;
 use std::path::Path;

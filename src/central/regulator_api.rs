@@ -151,11 +151,11 @@ async fn scorecards(
         Role::RescueTeam => c.unit.clone(),
         _ => return Err(ApiError::Forbidden("read maintenance-unit scorecards")),
     };
-    let offset = state.config.scorecard.utc_offset_minutes;
+    let zone = state.config.zone();
     let now = now_ms();
     let period = match given(&q.month) {
-        None => Period::month_of(now, offset),
-        Some(m) => Period::month(m, offset)
+        None => Period::month_of(now, zone),
+        Some(m) => Period::month(m, zone)
             .ok_or_else(|| ApiError::BadRequest(format!("month `{m}` is not YYYY-MM")))?,
     };
     let cards: Vec<scorecard::Scorecard> =

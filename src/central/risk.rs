@@ -405,9 +405,7 @@ pub async fn ranking(
         now_ms,
         now_ms,
     );
-    let hazards = store
-        .open_hazard_counts(now_ms, config.scorecard.utc_offset_minutes)
-        .await?;
+    let hazards = store.open_hazard_counts(now_ms, config.zone()).await?;
     Ok(rank(&history, &cards, &hazards, s, now_ms))
 }
 

@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use chrono::NaiveDate;
+use chrono_tz::Tz;
 
 use super::config::CentralConfig;
 use super::store::history::History;
 use super::store::{Store, StoreError};
+use super::zone::{day_start_ms, local_date};
 use crate::config::Problem;
 
 /// `[scorecard]` as written.
@@ -31,7 +33,8 @@ use crate::config::Problem;
 #[serde(deny_unknown_fields)]
 pub struct RawScorecard {
     recurrence_days: Option<Spanned<i64>>,
-    utc_offset_minutes: Option<Spanned<i32>>,
+    /// Removed: months follow `[central] time_zone`. Read only to say so.
+    utc_offset_minutes: Option<Spanned<toml::Value>>,
     #[serde(default)]
     grade: BTreeMap<String, Spanned<RawGrade>>,
 }
@@ -61,8 +64,6 @@ pub struct ScorecardSettings {
     /// A fault raised again on the same equipment within this time is a recurrence.
     #[serde(serialize_with = "as_days")]
     pub recurrence: Duration,
-    /// The offset of the local time that months begin in (default UTC+8, China Standard Time).
-    pub utc_offset_minutes: i32,
     /// Thresholds of grades A, B and C, strictest first; a unit that meets none is D.
     pub grades: [GradeThreshold; 3],
 }
@@ -84,7 +85,6 @@ impl Default for ScorecardSettings {
         };
         ScorecardSettings {
             recurrence: Duration::from_secs(30 * 86_400),
-            utc_offset_minutes: 480,
             grades: [
                 g(0.95, 10.0, 0.02, 0.95),
                 g(0.85, 20.0, 0.05, 0.85),
@@ -108,14 +108,13 @@ impl RawScorecard {
             }
         }
         if let Some(offset) = &self.utc_offset_minutes {
-            if offset.get_ref().abs() > 14 * 60 {
-                problems.push(
-                    Problem::new(offset.span(), "utc_offset_minutes must be within ±840")
-                        .hint("China Standard Time is 480"),
-                );
-            } else {
-                settings.utc_offset_minutes = *offset.get_ref();
-            }
+            problems.push(
+                Problem::new(
+                    offset.span(),
+                    "utc_offset_minutes is no longer read: months and days begin at local midnight in [central] time_zone",
+                )
+                .hint("remove it, and set [central] time_zone = \"Asia/Shanghai\" (an IANA zone; that is the default)"),
+            );
         }
         for (name, raw) in &self.grade {
             let Some(i) = GRADE_NAMES[..3].iter().position(|g| g == name) else {
@@ -429,34 +428,23 @@ pub struct Period {
 }
 
 impl Period {
-    /// The calendar month `text` (`YYYY-MM`) in the local time `offset_minutes` east of UTC.
-    pub fn month(text: &str, offset_minutes: i32) -> Option<Period> {
+    /// The calendar month `text` (`YYYY-MM`) in `zone`: from local midnight on its first day
+    /// to local midnight on the next month's.
+    pub fn month(text: &str, zone: Tz) -> Option<Period> {
         let first = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()?;
         let next = first.checked_add_months(chrono::Months::new(1))?;
         Some(Period {
             label: first.format("%Y-%m").to_string(),
-            from_ms: local_midnight_ms(first, offset_minutes),
-            to_ms: local_midnight_ms(next, offset_minutes),
+            from_ms: day_start_ms(first, zone),
+            to_ms: day_start_ms(next, zone),
         })
     }
 
-    /// The month that holds `now_ms` in the local time `offset_minutes` east of UTC.
-    pub fn month_of(now_ms: i64, offset_minutes: i32) -> Period {
-        let local =
-            chrono::DateTime::from_timestamp_millis(now_ms + i64::from(offset_minutes) * 60_000)
-                .unwrap_or_default()
-                .date_naive();
-        Period::month(&local.format("%Y-%m").to_string(), offset_minutes)
-            .expect("a month that exists")
+    /// The month that holds `now_ms` in `zone`.
+    pub fn month_of(now_ms: i64, zone: Tz) -> Period {
+        let local = local_date(now_ms, zone);
+        Period::month(&local.format("%Y-%m").to_string(), zone).expect("a month that exists")
     }
-}
-
-fn local_midnight_ms(day: NaiveDate, offset_minutes: i32) -> i64 {
-    day.and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .timestamp_millis()
-        - i64::from(offset_minutes) * 60_000
 }
 
 /// The scorecards of `period`, read from the store at `now_ms`.
@@ -495,6 +483,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_removed_offset_key_points_to_the_time_zone() {
+        let text = "[central]\ninstance = \"a\"\n[store]\nurl = \"sqlite://c.db\"\n[scorecard]\nutc_offset_minutes = 480\n";
+        let e = crate::central::config::parse(text, std::path::Path::new("c.toml")).unwrap_err();
+        let p = &e.problems()[0];
+        assert_eq!(
+            (p.line, p.message.as_str()),
+            (
+                6,
+                "utc_offset_minutes is no longer read: months and days begin at local midnight in [central] time_zone"
+            )
+        );
+        assert!(
+            p.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("[central] time_zone")),
+            "{:?}",
+            p.hint
+        );
+    }
+
+    #[test]
     fn percentiles_interpolate_between_ranks() {
         let v = [60.0, 120.0, 240.0, 600.0];
         assert_eq!(percentile(&v, 0.5), Some(180.0));
@@ -505,7 +514,8 @@ mod tests {
 
     #[test]
     fn a_month_begins_at_local_midnight() {
-        let p = Period::month("2026-11", 480).unwrap();
+        let shanghai = chrono_tz::Asia::Shanghai;
+        let p = Period::month("2026-11", shanghai).unwrap();
         assert_eq!(p.label, "2026-11");
         assert_eq!(
             crate::central::store::rfc3339(p.from_ms),
@@ -515,8 +525,8 @@ mod tests {
             crate::central::store::rfc3339(p.to_ms),
             "2026-11-30T16:00:00.000Z"
         );
-        assert_eq!(Period::month_of(p.to_ms - 1, 480), p);
-        assert_eq!(Period::month("2026-13", 480), None);
+        assert_eq!(Period::month_of(p.to_ms - 1, shanghai), p);
+        assert_eq!(Period::month("2026-13", shanghai), None);
     }
 
     #[test]

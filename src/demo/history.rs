@@ -85,7 +85,7 @@ pub async fn write(store: &Store, config: &CentralConfig, now_ms: i64) -> Result
     if !store.reports(Some(AGENCY)).await?.is_empty() {
         return Ok(());
     }
-    let today = crate::central::hazards::local_today(now_ms, 480);
+    let today = crate::central::zone::local_date(now_ms, config.zone());
     let fleet: Vec<_> = (0..13).map(|i| equipment(i, today)).collect();
     let registry: GatewayRegistry = serde_json::from_value(json!({
         "schema": "seguard.registry.v1", "gateway": GATEWAY,
@@ -215,7 +215,7 @@ pub async fn write(store: &Store, config: &CentralConfig, now_ms: i64) -> Result
     store
         .insert_report(AGENCY, "demo-agency", &report, now_ms - 30 * DAY_MS)
         .await?;
-    store.raise_overdue_hazards(now_ms, 480).await?;
+    store.raise_overdue_hazards(now_ms, config.zone()).await?;
     cylinders(store, today, start).await
 }
 
@@ -335,7 +335,7 @@ mod tests {
             ]
         );
         let hazards = store
-            .hazards(&Default::default(), false, now, 480)
+            .hazards(&Default::default(), false, now, config.zone())
             .await
             .unwrap();
         assert_eq!(hazards.iter().filter(|h| h.overdue).count(), 1);

@@ -1,5 +1,6 @@
 // A cylinder's page opened from its code on a phone-sized screen, as a QR code opens it. Run by
-// tests/regulator_browser.rs, which passes BASE_URL, REGULATOR_TOKEN, CODE and SCREENSHOTS.
+// tests/regulator_browser.rs, which passes BASE_URL, REGULATOR_TOKEN, CODE, UNDECLARED (a code
+// seen only in a refused fill) and SCREENSHOTS.
 // Prints one JSON line of results; exits non-zero on the first failed check.
 import { launch } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
@@ -28,6 +29,16 @@ try {
   check(width <= 390, `page ${width}px wide on a 390px screen`);
   await page.screenshot({ path: `${env.SCREENSHOTS}/cylinder-phone.png`, fullPage: true });
   results.width = width;
+  // A code no filling unit declared: its row comes from the fill, and the page says so.
+  await page.goto(`${env.BASE_URL}/c/${env.UNDECLARED}`);
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 15000 });
+  results.undeclared_state = await page.getAttribute('[data-state]', 'data-state');
+  results.undeclared_timeline = await page.$$eval('#timeline li', lis => lis.map(l => l.dataset.kind));
+  check(await page.$('[data-origin="fills"]') !== null, 'marked as seen in fills only');
+  check(JSON.stringify(results.undeclared_timeline) === '["refused","seen_in_fill"]' || JSON.stringify(results.undeclared_timeline) === '["seen_in_fill","refused"]', `timeline ${results.undeclared_timeline}`);
+  const leftUndeclared = await englishLeft(page);
+  check(leftUndeclared.length === 0, `undeclared cylinder page in Chinese, English left: ${JSON.stringify(leftUndeclared)}`);
+  await page.screenshot({ path: `${env.SCREENSHOTS}/cylinder-undeclared-phone.png`, fullPage: true });
   console.log(JSON.stringify(results));
 } finally {
   await browser.close();

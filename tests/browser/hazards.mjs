@@ -1,6 +1,7 @@
 // Walks one inspection hazard from report to verified closure in headless Chromium: the using
 // unit records a correction (first with the responsibility left out, which is refused), the
-// regulator sends it back, the unit corrects again, the agency verifies it. Run by
+// regulator sends it back, the unit corrects again, the agency verifies it; then the agency
+// uploads a batch of reports as CSV, refused for a bad line, then stored. Run by
 // tests/regulator_browser.rs, which starts central, writes the fleet and posts the report, and
 // passes BASE_URL, UNIT_TOKEN, REGULATOR_TOKEN, AGENCY_TOKEN, HAZARD_ID and SCREENSHOTS.
 // Prints one JSON line of results; exits non-zero on the first failed check.
@@ -81,6 +82,29 @@ try {
   check(left.length === 0, `agency page in Chinese, English left: ${JSON.stringify(left)}`);
   await agency.screenshot({ path: `${shots}/hazard-4-verified.png`, fullPage: true });
   results.final = await agency.getAttribute(item, 'data-status');
+
+  // A batch of reports as CSV from the agency's page: a bad line refuses the whole file, the
+  // problem named by its line in Chinese; the corrected file is stored.
+  const header = 'report_no,gateway,equipment,inspected_on,conclusion,manufacturer,description,severity,legal_basis,deadline,product_defect\n';
+  const good = 'DSEI-2026-0601,gw1,q1,2026-11-25,合格,,,,,,\n';
+  const bad = 'DSEI-2026-0602,gw1,q2,2026-11-25,整改后合格,,层门门锁啮合长度不足,重大,TSG T7001-2023 6.8,2026-11-20,\n';
+  async function upload(text) {
+    await agency.setInputFiles('#upload-file', { name: 'reports.csv', mimeType: 'text/csv', buffer: Buffer.from(text) });
+    await agency.evaluate(() => { document.body.dataset.uploaded = 'false'; });
+    await agency.click('#upload button[type=submit]');
+    await agency.waitForSelector('body[data-uploaded="true"]', { state: 'attached', timeout: 10000 });
+    await ready(agency);
+  }
+  const reportsBefore = await agency.$$eval('#reports tr', rows => rows.length);
+  await upload(header + good + bad);
+  results.batch_problem = await agency.textContent('#upload-problems li[data-line="3"]');
+  check(results.batch_problem.includes('第 3 行') && results.batch_problem.includes('整改期限'), `problem named: ${results.batch_problem}`);
+  check(await agency.$$eval('#reports tr', rows => rows.length) === reportsBefore, 'nothing of a refused file stored');
+  await agency.screenshot({ path: `${shots}/hazard-5-batch-refused.png`, fullPage: true });
+  await upload(header + good + bad.replace('2026-11-20', '2026-12-20'));
+  check((await agency.$$('#upload-problems li')).length === 0, 'no problem left');
+  results.batch_reports = await agency.$$eval('#reports tr', rows => rows.length) - reportsBefore;
+  await agency.screenshot({ path: `${shots}/hazard-6-batch-stored.png`, fullPage: true });
   console.log(JSON.stringify(results));
 } finally {
   await browser.close();

@@ -314,17 +314,23 @@ pub async fn write(store: &Store, config: &CentralConfig) {
         episode(store, config, n, id, rule, raised, cleared).await;
     }
     for r in &RESCUES {
-        let d = episode(store, config, r.n, r.lift, "trapped", r.raised, r.cleared)
-            .await
-            .expect("a dispatch");
-        if r.escalated {
-            let at = ms(r.raised) + 181_000;
-            let due = store.due_dispatches(at, 10).await.unwrap();
-            assert_eq!(due.len(), 1, "the unanswered dispatch is due");
-            assert_eq!(store.escalate(config, &due[0], at).await.unwrap(), Some(1));
-        }
-        step(store, config, &d, Status::Responded, r.unit, r.responded).await;
-        step(store, config, &d, Status::OnSite, r.unit, r.on_site).await;
-        step(store, config, &d, Status::Completed, r.unit, r.completed).await;
+        rescue(store, config, r).await;
     }
+}
+
+/// Writes one trapped-passenger rescue: its raise and clear, the dispatch's escalation when
+/// `escalated`, and the answering unit's steps.
+pub async fn rescue(store: &Store, config: &CentralConfig, r: &Rescue) {
+    let d = episode(store, config, r.n, r.lift, "trapped", r.raised, r.cleared)
+        .await
+        .expect("a dispatch");
+    if r.escalated {
+        let at = ms(r.raised) + 181_000;
+        let due = store.due_dispatches(at, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "the unanswered dispatch is due");
+        assert_eq!(store.escalate(config, &due[0], at).await.unwrap(), Some(1));
+    }
+    step(store, config, &d, Status::Responded, r.unit, r.responded).await;
+    step(store, config, &d, Status::OnSite, r.unit, r.on_site).await;
+    step(store, config, &d, Status::Completed, r.unit, r.completed).await;
 }

@@ -71,7 +71,8 @@ pub struct CentralConfig {
     pub gateways: Vec<GatewayEntry>,
     pub rescue_units: Vec<RescueUnit>,
     pub tokens: Vec<TokenEntry>,
-    /// The IANA zone the pages show times in (`[central] time_zone`, default `Asia/Shanghai`).
+    /// The IANA zone the pages show times in, and scorecard months, the daily indicators'
+    /// days and hazard deadlines begin in (`[central] time_zone`, default `Asia/Shanghai`).
     pub time_zone: String,
     /// The risk ranking's weights (`[risk]`, `central/risk.rs`).
     pub risk: super::risk::RiskSettings,

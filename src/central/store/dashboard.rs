@@ -2,7 +2,6 @@
 //! timeline, the audit log and the regulator's indicators; and the operator's alarm
 //! acknowledgement, audited.
 
-use chrono::{TimeZone, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -238,11 +237,7 @@ impl Store {
         config: &CentralConfig,
         now: i64,
     ) -> Result<serde_json::Value, StoreError> {
-        let today = Utc
-            .timestamp_millis_opt(now)
-            .single()
-            .unwrap_or_default()
-            .date_naive();
+        let today = crate::central::zone::local_date(now, config.zone());
         // Counted in SQL: the registry of a city is not read into memory for four numbers.
         let counts: RegistryCounts = sqlx::query_as(
             "SELECT COUNT(next_inspection) AS with_date,

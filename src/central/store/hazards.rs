@@ -10,7 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{insert_audit, random_id, rfc3339, Store, StoreError};
-use crate::central::hazards::{local_today, Correction, HazardRefused, ReportIn, Verdict};
+use crate::central::hazards::{Correction, HazardRefused, ReportIn, Verdict};
+use crate::central::zone::local_date;
 
 /// One item of a ledger.
 #[derive(Debug, Clone, Serialize)]
@@ -137,91 +138,39 @@ impl Store {
         now: i64,
     ) -> Result<Stored, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let Some(using_unit) =
-            sqlx::query("SELECT using_unit FROM equipment WHERE gateway = $1 AND id = $2")
-                .bind(&report.gateway)
-                .bind(&report.equipment)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get::<String, _>(0))
-                .transpose()?
-        else {
-            return Ok(Stored::UnknownEquipment);
-        };
-        let id = random_id();
-        let inserted = sqlx::query(
-            "INSERT INTO inspection_reports (id, agency, report_no, gateway, equipment, using_unit, manufacturer,
-             conclusion, inspected_on, received_ms, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (agency, report_no) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(agency)
-        .bind(&report.report_no)
-        .bind(&report.gateway)
-        .bind(&report.equipment)
-        .bind(&using_unit)
-        .bind(&report.manufacturer)
-        .bind(report.conclusion.as_str())
-        .bind(report.inspected_on.to_string())
-        .bind(now)
-        .bind(serde_json::to_string(report).expect("a report serializes"))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            let existing: String = sqlx::query(
-                "SELECT id FROM inspection_reports WHERE agency = $1 AND report_no = $2",
-            )
-            .bind(agency)
-            .bind(&report.report_no)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-            return Ok(Stored::Duplicate { id: existing });
+        let stored = insert_report_in(&mut tx, agency, actor, report, now).await?;
+        if matches!(stored, Stored::Created { .. }) {
+            tx.commit().await?;
         }
-        let mut hazards = Vec::new();
-        for (seq, h) in report.hazards.iter().enumerate() {
-            let hazard_id = random_id();
-            sqlx::query(
-                "INSERT INTO hazards (id, report_id, seq, gateway, equipment, using_unit, manufacturer, product_defect,
-                 description, severity, legal_basis, deadline, status, created_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13)",
-            )
-            .bind(&hazard_id)
-            .bind(&id)
-            .bind(seq as i64)
-            .bind(&report.gateway)
-            .bind(&report.equipment)
-            .bind(&using_unit)
-            .bind(h.product_defect.then(|| report.manufacturer.clone()).flatten())
-            .bind(i64::from(h.product_defect))
-            .bind(h.description.trim())
-            .bind(h.severity.as_str())
-            .bind(h.legal_basis.trim())
-            .bind(h.deadline.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            hazards.push(hazard_id);
+        Ok(stored)
+    }
+
+    /// Stores a batch of reports whole: each as [`Store::insert_report`] would, in one
+    /// transaction; when any names equipment central does not know, nothing is stored and the
+    /// answer is the indexes of those reports.
+    pub async fn insert_reports(
+        &self,
+        agency: &str,
+        actor: &str,
+        reports: &[&ReportIn],
+        now: i64,
+    ) -> Result<Result<Vec<Stored>, Vec<usize>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::new();
+        let mut unknown = Vec::new();
+        for (i, report) in reports.iter().enumerate() {
+            let stored = insert_report_in(&mut tx, agency, actor, report, now).await?;
+            if stored == Stored::UnknownEquipment {
+                unknown.push(i);
+            }
+            out.push(stored);
         }
-        let detail = format!(
-            "{} hazards on {}/{}",
-            hazards.len(),
-            report.gateway,
-            report.equipment
-        );
-        insert_audit(
-            &mut tx,
-            now,
-            actor,
-            "inspection_agency",
-            "inspection.report",
-            &id,
-            &detail,
-        )
-        .await?;
+        if !unknown.is_empty() {
+            tx.rollback().await?;
+            return Ok(Err(unknown));
+        }
         tx.commit().await?;
-        Ok(Stored::Created { id, hazards })
+        Ok(Ok(out))
     }
 
     /// The items of `ledger`, overdue first, then by deadline; verified ones only when
@@ -231,9 +180,9 @@ impl Store {
         ledger: &Ledger,
         closed: bool,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<Vec<HazardRow>, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         let mut conditions = Vec::new();
         let mut binds = Vec::new();
         for (column, value) in [
@@ -273,9 +222,9 @@ impl Store {
         &self,
         id: &str,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<Option<HazardRow>, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         sqlx::query(&format!("{HAZARD_SQL} WHERE h.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -439,9 +388,9 @@ impl Store {
     pub async fn raise_overdue_hazards(
         &self,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<usize, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         let due = sqlx::query(
             "SELECT h.id, h.gateway, h.equipment, h.using_unit, h.description, h.deadline,
              COALESCE(e.kind, 'elevator'), COALESCE(e.address, '')
@@ -506,9 +455,9 @@ impl Store {
     pub async fn open_hazard_counts(
         &self,
         now: i64,
-        offset_minutes: i32,
+        zone: chrono_tz::Tz,
     ) -> Result<BTreeMap<(String, String), (i64, i64)>, StoreError> {
-        let today = local_today(now, offset_minutes).to_string();
+        let today = local_date(now, zone).to_string();
         let rows = sqlx::query(
             "SELECT gateway, equipment, COUNT(*), SUM(CASE WHEN deadline < $1 THEN 1 ELSE 0 END)
              FROM hazards WHERE status <> 'verified' GROUP BY gateway, equipment",
@@ -525,4 +474,98 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Stores one report and its hazards inside `tx` (which the caller commits): Created, or
+/// Duplicate / UnknownEquipment having written nothing.
+async fn insert_report_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    agency: &str,
+    actor: &str,
+    report: &ReportIn,
+    now: i64,
+) -> Result<Stored, StoreError> {
+    let Some(using_unit) =
+        sqlx::query("SELECT using_unit FROM equipment WHERE gateway = $1 AND id = $2")
+            .bind(&report.gateway)
+            .bind(&report.equipment)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?
+    else {
+        return Ok(Stored::UnknownEquipment);
+    };
+    let id = random_id();
+    let inserted = sqlx::query(
+            "INSERT INTO inspection_reports (id, agency, report_no, gateway, equipment, using_unit, manufacturer,
+             conclusion, inspected_on, received_ms, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (agency, report_no) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(agency)
+        .bind(&report.report_no)
+        .bind(&report.gateway)
+        .bind(&report.equipment)
+        .bind(&using_unit)
+        .bind(&report.manufacturer)
+        .bind(report.conclusion.as_str())
+        .bind(report.inspected_on.to_string())
+        .bind(now)
+        .bind(serde_json::to_string(report).expect("a report serializes"))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        let existing: String =
+            sqlx::query("SELECT id FROM inspection_reports WHERE agency = $1 AND report_no = $2")
+                .bind(agency)
+                .bind(&report.report_no)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
+        return Ok(Stored::Duplicate { id: existing });
+    }
+    let mut hazards = Vec::new();
+    for (seq, h) in report.hazards.iter().enumerate() {
+        let hazard_id = random_id();
+        sqlx::query(
+                "INSERT INTO hazards (id, report_id, seq, gateway, equipment, using_unit, manufacturer, product_defect,
+                 description, severity, legal_basis, deadline, status, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'open', $13)",
+            )
+            .bind(&hazard_id)
+            .bind(&id)
+            .bind(seq as i64)
+            .bind(&report.gateway)
+            .bind(&report.equipment)
+            .bind(&using_unit)
+            .bind(h.product_defect.then(|| report.manufacturer.clone()).flatten())
+            .bind(i64::from(h.product_defect))
+            .bind(h.description.trim())
+            .bind(h.severity.as_str())
+            .bind(h.legal_basis.trim())
+            .bind(h.deadline.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        hazards.push(hazard_id);
+    }
+    let detail = format!(
+        "{} hazards on {}/{}",
+        hazards.len(),
+        report.gateway,
+        report.equipment
+    );
+    insert_audit(
+        tx,
+        now,
+        actor,
+        "inspection_agency",
+        "inspection.report",
+        &id,
+        &detail,
+    )
+    .await?;
+    Ok(Stored::Created { id, hazards })
 }

@@ -1,8 +1,8 @@
 // Inspection hazards (loaded from /assets/: the pages hold no inline script). One page, three
 // views by role: a regulator sees every open item, overdue first, and verifies corrections; a
 // using unit sees its ledger and records cause, responsibility and corrective action; an
-// agency sees its reports' items and verifies them.
-const { api, header, esc, val, time, t, label } = window.seguard;
+// agency sees its reports' items and verifies them, and uploads a batch of reports as CSV.
+const { api, header, esc, val, time, t, label, lang } = window.seguard;
 header('/hazards');
 let me = null;
 function item(h) {
@@ -38,6 +38,7 @@ async function load() {
     me = me || await api('/api/v1/whoami');
     const items = await api('/api/v1/hazards?' + q);
     document.getElementById('items').innerHTML = items.map(item).join('') || `<p>${esc(t('hz.none'))}</p>`;
+    document.getElementById('upload-section').hidden = me.role !== 'inspection_agency';
     if (me.role === 'inspection_agency' || me.role === 'regulator') {
       const reports = await api('/api/v1/inspections');
       document.getElementById('reports-section').hidden = false;
@@ -63,5 +64,30 @@ document.getElementById('items').addEventListener('submit', async e => {
     document.body.dataset.ready = 'false';
     await load();
   } catch (err) { article.querySelector('.error').textContent = t('error.prefix', { message: err.message }); }
+});
+// A batch of reports (CSV): stored whole, or refused whole with every problem at its line,
+// shown in the page's language.
+document.getElementById('upload').addEventListener('submit', async e => {
+  e.preventDefault();
+  const result = document.getElementById('upload-result');
+  const list = document.getElementById('upload-problems');
+  result.textContent = ''; list.innerHTML = '';
+  const file = document.getElementById('upload-file').files[0];
+  if (!file) return;
+  try {
+    const response = await fetch('/api/v1/inspections/batch', { method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'text/csv' }, body: await file.text() });
+    const body = await response.json().catch(() => ({}));
+    if (response.ok) {
+      result.textContent = t('hz.upload_done', { created: body.created, duplicates: body.duplicates });
+      document.body.dataset.ready = 'false';
+      await load();
+    } else if (body.problems) {
+      result.textContent = t('hz.upload_refused', { n: body.problems.length });
+      list.innerHTML = body.problems.map(p => `<li data-line="${esc(p.line)}">${esc(t('hz.upload_line', { line: p.line }))} ${esc(lang === 'zh-CN' ? p.zh : p.en)}</li>`).join('');
+    } else {
+      result.textContent = t('error.prefix', { message: body.error || response.statusText });
+    }
+  } catch (err) { result.textContent = t('error.prefix', { message: err.message }); }
+  document.body.dataset.uploaded = 'true';
 });
 load();
