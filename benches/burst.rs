@@ -23,7 +23,8 @@
 //!
 //! Under `cargo test --all-targets` it runs 2,000 messages, one round, without Node-RED (which
 //! then need not be installed). `SEGUARD_BENCH_NODERED=false` leaves Node-RED out of a bench run
-//! too; `SEGUARD_BENCH_WRAP` runs seguard under a profiler (`benches/support/mod.rs`).
+//! too; `SEGUARD_BENCH_WRAP` runs seguard under a profiler (`benches/support/mod.rs`);
+//! `SEGUARD_BENCH_MEMORY_POINTS` sets the disk outbox's `memory_points`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -217,7 +218,17 @@ async fn seguard(n: usize, influx: &Influx1, db: &str, outbox: Option<&Path>) ->
     let dir = tempfile::tempdir().expect("temp dir");
     let http = format!("127.0.0.1:{}", free_port());
     let outbox = match outbox {
-        Some(dir) => format!("[outbox]\ndir = \"{}\"\nfsync = \"batch\"\n", dir.display()),
+        Some(dir) => {
+            // The lane's decoded points (default 8192), to measure what a smaller one costs.
+            let memory = match setting("SEGUARD_BENCH_MEMORY_POINTS", 0usize) {
+                0 => String::new(),
+                n => format!("memory_points = {n}\n"),
+            };
+            format!(
+                "[outbox]\ndir = \"{}\"\nfsync = \"batch\"\n{memory}",
+                dir.display()
+            )
+        }
         None => "[outbox]\nkind = \"memory\"\n".to_owned(),
     };
     let extra = format!(

@@ -1,6 +1,7 @@
 //! The settings of an MQTT broker connection, shared by the ingest (the site broker, `[mqtt]`)
-//! and the central uplink (`[uplink.central.broker]`): the raw table, the typed `Broker`, its
-//! validation and the client options built from it.
+//! and the central uplink (`[uplink.central.broker]`), and central's intake (`[mqtt]` of
+//! `seguard central`): the raw table, the typed `Broker`, its validation and the client options
+//! built from it.
 
 use std::time::Duration;
 
@@ -92,8 +93,7 @@ impl Check {
         }
     }
 
-    pub fn broker(&mut self, raw: &Spanned<RawBroker>, default_client_id: &str) -> Broker {
-        let b = raw.get_ref();
+    pub fn broker(&mut self, b: &RawBroker, default_client_id: &str) -> Broker {
         let mut broker = self.broker_defaults(default_client_id);
         if let Some(host) = &b.host {
             broker.host = host.clone();

@@ -46,8 +46,10 @@ use crate::model::{
 };
 use crate::outbox::{Lane, Overflow};
 use crate::rules::Engine;
+use crate::shutdown::Stop;
 use crate::uplink::central::CentralPublisher;
 use crate::uplink::influx::{Encoder, InfluxWriter, Point};
+use crate::uplink::linefile::LineFileWriter;
 
 /// The registry message central keeps for this gateway.
 fn gateway_registry(config: &Config) -> GatewayRegistry {
@@ -131,8 +133,8 @@ pub struct Gateway {
     outputs: Outputs,
     /// `None` only while a reload swaps it.
     intake: Option<Intake>,
-    flush: CancellationToken,
-    hard_stop: CancellationToken,
+    /// What every uplink was started with: `flush` drains them, `hard_stop` ends them.
+    stop: Stop,
     shutdown_flush: Duration,
     uplink_tasks: Vec<JoinHandle<()>>,
     http_task: JoinHandle<()>,
@@ -245,8 +247,7 @@ impl Gateway {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(Live::new(config.influx.iter().map(|u| u.name.clone())));
-        let flush = CancellationToken::new();
-        let hard_stop = CancellationToken::new();
+        let stop = Stop::default();
         let mut uplink_tasks = Vec::new();
 
         let encoder = Arc::new(Encoder::new(
@@ -273,15 +274,14 @@ impl Gateway {
             )
             .await?;
             telemetry_lanes.push(lane.clone());
-            let writer = InfluxWriter::new(uplink.clone());
-            uplink_tasks.push(tokio::spawn(writer.run(
+            let writer = InfluxWriter::new(
+                uplink.clone(),
                 lane,
                 encoder.clone(),
                 metrics.clone(),
                 healthy.clone(),
-                flush.clone(),
-                hard_stop.clone(),
-            )));
+            );
+            uplink_tasks.push(tokio::spawn(writer.run(stop.clone())));
         }
 
         for (uplink, queue_max_points) in &config.line_files {
@@ -294,14 +294,9 @@ impl Gateway {
             )
             .await?;
             telemetry_lanes.push(lane.clone());
-            uplink_tasks.push(tokio::spawn(crate::uplink::linefile::run(
-                uplink.clone(),
-                lane,
-                encoder.clone(),
-                metrics.clone(),
-                flush.clone(),
-                hard_stop.clone(),
-            )));
+            let writer =
+                LineFileWriter::new(uplink.clone(), lane, encoder.clone(), metrics.clone());
+            uplink_tasks.push(tokio::spawn(writer.run(stop.clone())));
         }
 
         let registry = watch::Sender::new(gateway_registry(&config));
@@ -322,17 +317,15 @@ impl Gateway {
                     tracing::error!(dir = %outbox.dir.display(), error = %e, "cannot keep central's refusals on disk; kept in memory only");
                 }
             }
-            let (publisher, event_loop) =
-                CentralPublisher::new(central.clone(), registry.subscribe());
-            uplink_tasks.push(tokio::spawn(publisher.run(
-                event_loop,
+            let publisher = CentralPublisher::new(
+                central.clone(),
+                registry.subscribe(),
                 lane.clone(),
                 metrics.clone(),
                 live.central_broker.clone(),
                 live.central_rejections.clone(),
-                flush.clone(),
-                hard_stop.clone(),
-            )));
+            );
+            uplink_tasks.push(tokio::spawn(publisher.run(stop.clone())));
             incident_lane = Some(lane);
         }
 
@@ -377,7 +370,7 @@ impl Gateway {
             metrics: metrics.clone(),
             live: live.clone(),
         });
-        let http_stop = hard_stop.clone();
+        let http_stop = stop.hard_stop.clone();
         let http_task = tokio::spawn(async move {
             let app = router.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
@@ -401,8 +394,7 @@ impl Gateway {
             registry,
             outputs,
             intake: Some(intake),
-            flush,
-            hard_stop,
+            stop,
             uplink_tasks,
             http_task,
         })
@@ -510,7 +502,7 @@ impl Gateway {
         if let Some(checkpoints) = self.outputs.checkpoints.clone() {
             let _ = tokio::task::spawn_blocking(move || checkpoints.close()).await;
         }
-        self.flush.cancel();
+        self.stop.flush.cancel();
         let deadline = tokio::time::Instant::now() + self.shutdown_flush;
         for task in &mut self.uplink_tasks {
             if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
@@ -521,7 +513,7 @@ impl Gateway {
                 break;
             }
         }
-        self.hard_stop.cancel();
+        self.stop.hard_stop.cancel();
         // Those still running end promptly now; a handle awaited above must not be polled again.
         for task in self.uplink_tasks {
             if !task.is_finished() {

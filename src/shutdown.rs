@@ -25,3 +25,11 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
 }
+
+/// How the gateway stops each uplink (`uplink/`): on `flush` the uplink sends what its lane
+/// holds and returns; on `hard_stop` it returns at once, what is unconfirmed staying in the lane.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    pub flush: tokio_util::sync::CancellationToken,
+    pub hard_stop: tokio_util::sync::CancellationToken,
+}

@@ -105,6 +105,38 @@ sha256 = "{regulator}"
     )
 }
 
+/// Central started from `text` (named `name` in messages), and the base URL of its HTTP API.
+async fn start(text: &str, name: &str) -> (Central, String) {
+    let central = Central::start(parse(text, Path::new(name)).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", central.addr);
+    (central, base)
+}
+
+/// Gateway gw1's registry of site s1 with the equipment `ids` (see `record`).
+fn registry(ids: &[&str]) -> seguard::model::GatewayRegistry {
+    serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
+        "equipment": ids.iter().map(|id| record(id)).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+/// The JSON answer to a GET of `url` with the bearer `token`.
+async fn get_json(client: &reqwest::Client, url: String, token: &str) -> Value {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn dashboard_map_ack_and_rescue_page_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -145,10 +177,7 @@ webhook = "http://127.0.0.1:{hook_port}/shenlong"
             gw2 = token_hash(GW2),
         ),
     );
-    let central = Central::start(parse(&text, Path::new("browser.toml")).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", central.addr);
+    let (central, base) = start(&text, "browser.toml").await;
     let client = reqwest::Client::new();
     let post = |gateway: &str, body: Value| {
         let token = if gateway == "gw1" { GW1 } else { GW2 };
@@ -159,132 +188,24 @@ webhook = "http://127.0.0.1:{hook_port}/shenlong"
             .send()
     };
     // lift-a trapped, lift-b door alarm, lift-c alarm that cleared, lift-d overdue inspection,
-    // lift-e behind an offline gateway.
+    // lift-e behind an offline gateway. lift-f: its position is later spoiled in the store (as
+    // rows from before intake checked coordinates can be); the map must leave it out, not zoom
+    // to the world.
+    #[rustfmt::skip]
     let incidents = [
-        (
-            "gw1",
-            incident(
-                "gw1",
-                1,
-                "lift-a",
-                31.20,
-                "elevator.trapped_at_level",
-                "raise",
-                "2027-01-01",
-            ),
-        ),
-        (
-            "gw1",
-            incident(
-                "gw1",
-                2,
-                "lift-b",
-                31.23,
-                "elevator.door_fault",
-                "raise",
-                "2027-01-01",
-            ),
-        ),
-        (
-            "gw1",
-            incident(
-                "gw1",
-                3,
-                "lift-c",
-                31.26,
-                "elevator.door_fault",
-                "raise",
-                "2027-01-01",
-            ),
-        ),
-        (
-            "gw1",
-            incident(
-                "gw1",
-                4,
-                "lift-c",
-                31.26,
-                "elevator.door_fault",
-                "clear",
-                "2027-01-01",
-            ),
-        ),
-        (
-            "gw1",
-            incident(
-                "gw1",
-                5,
-                "lift-d",
-                31.29,
-                "elevator.power_cut",
-                "raise",
-                "2020-01-01",
-            ),
-        ),
-        (
-            "gw1",
-            incident(
-                "gw1",
-                6,
-                "lift-d",
-                31.29,
-                "elevator.power_cut",
-                "clear",
-                "2020-01-01",
-            ),
-        ),
-        (
-            "gw2",
-            incident(
-                "gw2",
-                7,
-                "lift-e",
-                31.32,
-                "elevator.power_cut",
-                "raise",
-                "2027-01-01",
-            ),
-        ),
-        (
-            "gw2",
-            incident(
-                "gw2",
-                8,
-                "lift-e",
-                31.32,
-                "elevator.power_cut",
-                "clear",
-                "2027-01-01",
-            ),
-        ),
-        // lift-f: its position is later spoiled in the store (as rows from before intake
-        // checked coordinates can be); the map must leave it out, not zoom to the world.
-        (
-            "gw1",
-            incident(
-                "gw1",
-                9,
-                "lift-f",
-                31.35,
-                "elevator.door_fault",
-                "raise",
-                "2027-01-01",
-            ),
-        ),
-        (
-            "gw1",
-            incident(
-                "gw1",
-                10,
-                "lift-f",
-                31.35,
-                "elevator.door_fault",
-                "clear",
-                "2027-01-01",
-            ),
-        ),
+        ("gw1", 1, "lift-a", 31.20, "elevator.trapped_at_level", "raise", "2027-01-01"),
+        ("gw1", 2, "lift-b", 31.23, "elevator.door_fault", "raise", "2027-01-01"),
+        ("gw1", 3, "lift-c", 31.26, "elevator.door_fault", "raise", "2027-01-01"),
+        ("gw1", 4, "lift-c", 31.26, "elevator.door_fault", "clear", "2027-01-01"),
+        ("gw1", 5, "lift-d", 31.29, "elevator.power_cut", "raise", "2020-01-01"),
+        ("gw1", 6, "lift-d", 31.29, "elevator.power_cut", "clear", "2020-01-01"),
+        ("gw2", 7, "lift-e", 31.32, "elevator.power_cut", "raise", "2027-01-01"),
+        ("gw2", 8, "lift-e", 31.32, "elevator.power_cut", "clear", "2027-01-01"),
+        ("gw1", 9, "lift-f", 31.35, "elevator.door_fault", "raise", "2027-01-01"),
+        ("gw1", 10, "lift-f", 31.35, "elevator.door_fault", "clear", "2027-01-01"),
     ];
-    for (gateway, body) in incidents {
+    for (gateway, n, lift, lat, rule, transition, next_inspection) in incidents {
+        let body = incident(gateway, n, lift, lat, rule, transition, next_inspection);
         let r = post(gateway, body).await.unwrap();
         assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
     }
@@ -299,15 +220,7 @@ webhook = "http://127.0.0.1:{hook_port}/shenlong"
         pool.close().await;
     }
     // What the page draws from: no position for the bad coordinate (checked without JS too).
-    let equipment: Value = client
-        .get(format!("{base}/api/v1/equipment"))
-        .bearer_auth(REGULATOR)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let equipment: Value = get_json(&client, format!("{base}/api/v1/equipment"), REGULATOR).await;
     let shown: Vec<(&str, bool)> = equipment
         .as_array()
         .unwrap()
@@ -418,10 +331,7 @@ name = "Shenlong Elevator Service"
 phone = "+86-21-5555-0101"
 "#,
     );
-    let central = Central::start(parse(&text, Path::new("board.toml")).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", central.addr);
+    let (central, base) = start(&text, "board.toml").await;
     let trapped = |n, lift| {
         incident(
             "gw1",
@@ -566,16 +476,8 @@ district_geojson = "{district}"
           "geometry": { "type": "Polygon", "coordinates": [[[121.48, 31.18], [121.51, 31.18], [121.51, 31.21], [121.48, 31.18]]] } },
     ]});
     std::fs::write(dir.path().join("district.geojson"), district.to_string()).unwrap();
-    let central = Central::start(parse(&text, Path::new("equipment.toml")).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", central.addr);
-    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
-        "schema": "seguard.registry.v1", "gateway": "gw1",
-        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
-        "equipment": (["lift-a", "boiler-1", "cyl-1", "station-1", "lift-z"].map(record)),
-    }))
-    .unwrap();
+    let (central, base) = start(&text, "equipment.toml").await;
+    let registry = registry(&["lift-a", "boiler-1", "cyl-1", "station-1", "lift-z"]);
     let now = seguard::central::now_ms();
     central.store.merge_registry(&registry, now).await.unwrap();
     let client = reqwest::Client::new();
@@ -636,15 +538,12 @@ district_geojson = "{district}"
     }
     // The rescue page's phones: the using unit's and the building's from the registry.
     let dispatch = &central.store.dispatches(None).await.unwrap()[0];
-    let view: Value = client
-        .get(format!("{base}/api/v1/dispatches/{}", dispatch.id))
-        .bearer_auth(REGULATOR)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = get_json(
+        &client,
+        format!("{base}/api/v1/dispatches/{}", dispatch.id),
+        REGULATOR,
+    )
+    .await;
     let phones: Vec<(&str, &str)> = view["rescue"]["phones"]
         .as_array()
         .unwrap()
@@ -660,15 +559,12 @@ district_geojson = "{district}"
         "{phones:?}"
     );
     // The using unit's own token finds its lift by the 96333 code.
-    let found: Value = client
-        .get(format!("{base}/api/v1/equipment/search?q=02417"))
-        .bearer_auth(UNIT)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = get_json(
+        &client,
+        format!("{base}/api/v1/equipment/search?q=02417"),
+        UNIT,
+    )
+    .await;
     assert_eq!(found[0]["id"], "lift-a", "{found}");
 
     let results = common::browser::run_script(
@@ -710,16 +606,8 @@ async fn amap_preset_draws_markers_in_gcj02() {
             dir.path().join("district.geojson").display()
         ),
     );
-    let central = Central::start(parse(&text, Path::new("amap.toml")).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", central.addr);
-    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
-        "schema": "seguard.registry.v1", "gateway": "gw1",
-        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
-        "equipment": [record("lift-a")],
-    }))
-    .unwrap();
+    let (central, base) = start(&text, "amap.toml").await;
+    let registry = registry(&["lift-a"]);
     central
         .store
         .merge_registry(&registry, seguard::central::now_ms())
@@ -787,16 +675,8 @@ async fn equipment_search_detail_and_trends_on_postgres() {
         ),
     )
     .replace(&format!("sqlite://{}", sqlite.display()), &pg.url());
-    let central = Central::start(parse(&text, Path::new("pg.toml")).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", central.addr);
-    let registry: seguard::model::GatewayRegistry = serde_json::from_value(json!({
-        "schema": "seguard.registry.v1", "gateway": "gw1",
-        "site": { "id": "s1", "name": "Riverside", "address": "8 River Road" },
-        "equipment": (["lift-a", "boiler-1", "station-1", "lift-z"].map(record)),
-    }))
-    .unwrap();
+    let (central, base) = start(&text, "pg.toml").await;
+    let registry = registry(&["lift-a", "boiler-1", "station-1", "lift-z"]);
     let now = seguard::central::now_ms();
     central.store.merge_registry(&registry, now).await.unwrap();
     let client = reqwest::Client::new();

@@ -96,6 +96,32 @@ async fn reopen_after_clean_shutdown_replays_only_unconfirmed_entries() {
     );
 }
 
+/// A peek decodes at most `disk_read_entries` from disk (a telemetry lane: `memory_points`),
+/// whatever it asks for; the rest comes at the next peeks, in order, and from the cache once
+/// the read reaches it.
+#[tokio::test]
+async fn a_peek_decodes_at_most_disk_read_entries_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(1 << 30, Overflow::Wait);
+    opts.segment_bytes = 4096;
+    opts.memory_entries = 100;
+    opts.disk_read_entries = 40;
+    let (lane, _, _) = open(dir.path(), opts);
+    lane.push_all((0..300).map(entry)).await;
+    let stop = CancellationToken::new();
+    let mut sizes = Vec::new();
+    let mut all = Vec::new();
+    while !lane.is_empty() {
+        let batch = lane.peek_batch(150, Duration::ZERO, &stop).await;
+        sizes.push(batch.len());
+        lane.confirm(batch.len());
+        all.extend(batch);
+    }
+    assert_eq!(all, (0..300).map(entry).collect::<Vec<_>>());
+    // 200 on disk below the 100 cached: five reads of 40, then the cache in one peek.
+    assert_eq!(sizes, [40, 40, 40, 40, 40, 100]);
+}
+
 #[tokio::test]
 async fn order_is_fifo_across_segments_reopens_and_partial_confirms() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,11 @@ mod common;
 #[path = "common/regulator_fleet.rs"]
 mod fleet;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -775,17 +779,95 @@ async fn cylinders_are_traced_by_code(store_url: &str) {
         StatusCode::NOT_FOUND
     );
 
+    let indicators = |undeclared: i64, insured: i64| {
+        json!([
+            { "station": "Station A", "cylinders": 3, "labelled": 2, "labelling_rate": 2.0 / 3.0,
+              "undeclared": undeclared, "insured": insured, "insurance_rate": insured as f64 / 3.0,
+              "fills": 3, "refused": 1, "refused_by_reason": { "unregistered": 1 } },
+            { "station": "Station B", "cylinders": 2, "labelled": 2, "labelling_rate": 1.0,
+              "undeclared": 0, "insured": 1, "insurance_rate": 0.5, "fills": 2, "refused": 1,
+              "refused_by_reason": { "scrapped": 1 } }
+        ])
+    };
     let (_, _, body) = get(&router, "/api/v1/cylinders/indicators", REGULATOR).await;
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
-        json!([
-            { "station": "Station A", "cylinders": 3, "labelled": 2, "labelling_rate": 2.0 / 3.0,
-              "insured": 1, "insurance_rate": 1.0 / 3.0, "fills": 3, "refused": 1,
-              "refused_by_reason": { "unregistered": 1 } },
-            { "station": "Station B", "cylinders": 2, "labelled": 2, "labelling_rate": 1.0,
-              "insured": 1, "insurance_rate": 0.5, "fills": 2, "refused": 1,
-              "refused_by_reason": { "scrapped": 1 } }
-        ])
+        indicators(1, 1)
+    );
+
+    // The code no register declared has a row of its own, from its fill: the regulator sees it.
+    let of = |body: &str| -> (Value, Vec<(String, String)>, usize) {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let events = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_owned(),
+                    e["detail"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (
+            v["register"].clone(),
+            events,
+            v["fills"].as_array().unwrap().len(),
+        )
+    };
+    let (status, _, body) = get(&router, "/api/v1/cylinders/UNREG-9", REGULATOR).await;
+    assert_eq!(status, StatusCode::OK);
+    let (register, events, fills) = of(&body);
+    assert_eq!(
+        (
+            register["origin"].as_str(),
+            register["owner"].as_str(),
+            register["medium"].as_str(),
+            fills
+        ),
+        (Some("fills"), Some(""), Some("LPG"), 1)
+    );
+    assert_eq!(
+        events,
+        [("seen_in_fill".to_owned(), "Station A".to_owned())]
+    );
+    // A later import declares it: the details fill in, its fill and first sighting stay; the
+    // labelling rate still counts the fill that found it unregistered as unlabelled.
+    let (status, body) = post_csv(
+        &router,
+        REGULATOR,
+        &format!("{header}UNREG-9,Station A,LPG,YSP-15,2021-03-01,2025-03-01,2029-03-01,no,yes\n"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "registered": 1, "updated": 0, "unchanged": 0 })
+        )
+    );
+    let (_, _, body) = get(&router, "/api/v1/cylinders/UNREG-9", REGULATOR).await;
+    let (register, events, fills) = of(&body);
+    assert_eq!(
+        (
+            register["origin"].as_str(),
+            register["owner"].as_str(),
+            register["next_inspection"].as_str(),
+            fills
+        ),
+        (Some("register"), Some("Station A"), Some("2029-03-01"), 1)
+    );
+    assert_eq!(
+        events,
+        [
+            ("seen_in_fill".to_owned(), "Station A".to_owned()),
+            ("registered".to_owned(), "LPG YSP-15 (Station A)".to_owned())
+        ]
+    );
+    let (_, _, body) = get(&router, "/api/v1/cylinders/indicators", REGULATOR).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        indicators(0, 2)
     );
     central.stop().await;
 }
@@ -803,24 +885,24 @@ async fn cylinders_are_traced_by_code_on_postgres() {
 }
 
 /// A receiving platform for the upward exchange: answers 503 while `up` is false, else
-/// records each delivered key (with how often it was delivered) and answers 200.
+/// records each delivered key (with how often it was delivered, and the first data) and the
+/// order keys first arrived in, and answers 200.
 struct Receiver {
     port: u16,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    delivered: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, (u32, Value)>>>,
+    up: Arc<AtomicBool>,
+    delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>>,
+    order: Arc<Mutex<Vec<String>>>,
 }
 
 async fn receiver() -> Receiver {
-    use std::sync::atomic::Ordering;
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let delivered: std::sync::Arc<
-        std::sync::Mutex<std::collections::BTreeMap<String, (u32, Value)>>,
-    > = Default::default();
-    let (u, d) = (up.clone(), delivered.clone());
+    let up = Arc::new(AtomicBool::new(false));
+    let delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>> = Default::default();
+    let order: Arc<Mutex<Vec<String>>> = Default::default();
+    let (u, d, o) = (up.clone(), delivered.clone(), order.clone());
     let app = axum::Router::new().route(
         "/records",
         axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let (u, d) = (u.clone(), d.clone());
+            let (u, d, o) = (u.clone(), d.clone(), o.clone());
             async move {
                 if !u.load(Ordering::SeqCst) {
                     return StatusCode::SERVICE_UNAVAILABLE;
@@ -828,9 +910,11 @@ async fn receiver() -> Receiver {
                 let mut d = d.lock().unwrap();
                 for r in body["records"].as_array().unwrap() {
                     assert_eq!(r["area_code"], "310115");
-                    let entry = d
-                        .entry(r["key"].as_str().unwrap().to_owned())
-                        .or_insert((0, r["data"].clone()));
+                    let key = r["key"].as_str().unwrap().to_owned();
+                    let entry = d.entry(key.clone()).or_insert_with(|| {
+                        o.lock().unwrap().push(key);
+                        (0, r["data"].clone())
+                    });
                     entry.0 += 1;
                 }
                 StatusCode::OK
@@ -844,11 +928,83 @@ async fn receiver() -> Receiver {
         port,
         up,
         delivered,
+        order,
     }
 }
 
+/// The daily indicators the fleet (with the fills `FILLS`) should give on `date` at `now`,
+/// worked out from the fleet's own facts, not from the store.
+fn expected_indicators(date: chrono::NaiveDate, now: i64) -> Value {
+    let equipment: Vec<Value> = fleet::EQUIPMENT.map(fleet::equipment).to_vec();
+    let dated: Vec<&Value> = equipment
+        .iter()
+        .filter(|e| e["next_inspection"].is_string())
+        .collect();
+    let overdue = dated
+        .iter()
+        .filter(|e| e["next_inspection"].as_str().unwrap() < date.to_string().as_str())
+        .count();
+    let elevators: Vec<&Value> = equipment
+        .iter()
+        .filter(|e| e["kind"] == "elevator")
+        .collect();
+    let insured = elevators.iter().filter(|e| e["insured"] == true).count();
+    let codes: BTreeSet<&str> = FILLS.iter().map(|f| f.1).collect();
+    let labelled: BTreeSet<&str> = FILLS
+        .iter()
+        .filter(|f| !f.3.contains(&"unregistered"))
+        .map(|f| f.1)
+        .collect();
+    let (respond, arrive) = (180_000, 1_800_000);
+    let responded = fleet::RESCUES
+        .iter()
+        .filter(|r| fleet::ms(r.responded) - fleet::ms(r.raised) <= respond)
+        .count();
+    let arrived = fleet::RESCUES
+        .iter()
+        .filter(|r| fleet::ms(r.on_site) - fleet::ms(r.raised) <= arrive)
+        .count();
+    let raised: Vec<i64> = fleet::ALARMS
+        .iter()
+        .map(|a| fleet::ms(a.3))
+        .chain(fleet::RESCUES.iter().map(|r| fleet::ms(r.raised)))
+        .collect();
+    assert!(
+        raised.len() <= 10,
+        "the fleet has too few alarms for a flood"
+    );
+    let last_day = raised
+        .iter()
+        .filter(|t| **t >= now - 86_400_000 && **t <= now)
+        .count();
+    let rate = |a: usize, b: usize| {
+        if b == 0 {
+            Value::Null
+        } else {
+            json!(a as f64 / b as f64)
+        }
+    };
+    json!({
+        "inspection_overdue": { "overdue": overdue, "with_date": dated.len(), "rate": rate(overdue, dated.len()) },
+        "elevator_insurance": { "insured": insured, "elevators": elevators.len(), "rate": rate(insured, elevators.len()) },
+        "cylinder_labelling": { "labelled": labelled.len(), "seen": codes.len(), "rate": rate(labelled.len(), codes.len()) },
+        "response_rate": { "within_s": 180.0, "in_time": responded, "dispatches": fleet::RESCUES.len(), "rate": rate(responded, fleet::RESCUES.len()) },
+        "arrival_rate": { "within_s": 1800.0, "in_time": arrived, "dispatches": fleet::RESCUES.len(), "rate": rate(arrived, fleet::RESCUES.len()) },
+        "alarms": { "last_24h": last_day, "per_hour": last_day as f64 / 24.0, "floods_last_24h": 0 },
+    })
+}
+
+/// The fills the exchange test's store holds: (n, code, time, refusals).
+const FILLS: [(u32, &str, &str, &[&str]); 3] = [
+    (1, "LPG-0001", "2026-11-10T02:00:00Z", &[]),
+    (2, "LPG-0002", "2026-11-10T03:00:00Z", &[]),
+    (3, "UNREG-9", "2026-11-11T03:00:00Z", &["unregistered"]),
+];
+
 /// Every record reaches the higher-level platform once, across a receiver outage and a
-/// central restart: the queue is a table, a record leaves it only when confirmed.
+/// central restart: the queue is a table, a record leaves it only when confirmed. A lift's
+/// record changed twice while no scan ran arrives in both versions, in order; the daily
+/// indicators arrive with every field as the fleet's facts give them.
 async fn exchange_delivers_every_record_once(store_url: &str) {
     let r = receiver().await;
     let text = format!(
@@ -857,19 +1013,26 @@ async fn exchange_delivers_every_record_once(store_url: &str) {
         r.port
     );
     let config = parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"));
+    // The fleet's history and some fills are in the store before central first starts, so the
+    // day's indicators record is made from them.
+    let store = Store::open(store_url).await.unwrap().with_exchange(true);
+    fleet::write(&store, &config).await;
+    for (n, code, time, why) in FILLS {
+        assert!(store
+            .ingest_fill(&fill(n, "Station A", code, time, why), 0)
+            .await
+            .unwrap());
+    }
+    store.close().await;
     let central = Central::start(config.clone()).await.unwrap();
-    fleet::write(&central.store, &config).await;
+    let started = seguard::central::now_ms();
     // The receiver is down: records wait, the status says why.
     let router = router_of(&central);
-    common::eventually(
-        "a failed attempt",
-        std::time::Duration::from_secs(10),
-        || async {
-            let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
-            let v: Value = serde_json::from_str(&body).ok()?;
-            (v["queue"]["failing"].as_i64()? > 0).then_some(v)
-        },
-    )
+    common::eventually("a failed attempt", Duration::from_secs(10), || async {
+        let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (v["queue"]["failing"].as_i64()? > 0).then_some(v)
+    })
     .await;
     let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -878,24 +1041,35 @@ async fn exchange_delivers_every_record_once(store_url: &str) {
         "{v}"
     );
     assert_eq!(v["queue"]["sent"], 0);
-    // Central restarts; then the receiver comes back.
     central.stop().await;
+    // While central is down, and so no scan runs, s1's record changes twice within one
+    // millisecond of the store's clock; the registry's other records are unchanged.
+    let store = Store::open(store_url).await.unwrap().with_exchange(true);
+    let changed_at = fleet::ms("2026-12-01T00:00:00Z");
+    for address in [
+        "5 West Road, Jing'an, north gate",
+        "5 West Road, Jing'an, east gate",
+    ] {
+        store
+            .merge_registry(&fleet::registry(Some(("s1", address))), changed_at)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    // Central restarts; then the receiver comes back.
     let central = Central::start(config.clone()).await.unwrap();
-    r.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    r.up.store(true, Ordering::SeqCst);
     let router = router_of(&central);
-    common::eventually(
-        "the queue drained",
-        std::time::Duration::from_secs(20),
-        || async {
-            let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
-            let v: Value = serde_json::from_str(&body).ok()?;
-            (v["queue"]["pending"] == 0 && v["queue"]["sent"].as_i64()? > 0).then_some(v)
-        },
-    )
+    common::eventually("the queue drained", Duration::from_secs(20), || async {
+        let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (v["queue"]["pending"] == 0 && v["queue"]["sent"].as_i64()? > 0).then_some(v)
+    })
     .await;
     // Give the sender a few more rounds: nothing is sent twice.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let delivered = r.delivered.lock().unwrap().clone();
+    let order = r.order.lock().unwrap().clone();
     let twice: Vec<&String> = delivered
         .iter()
         .filter(|(_, (n, _))| *n != 1)
@@ -903,8 +1077,7 @@ async fn exchange_delivers_every_record_once(store_url: &str) {
         .collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     let of = |kind: &str| delivered.keys().filter(|k| k.starts_with(kind)).count();
-    // 8 episodes of raise and clear: 16 events; 4 dispatches, each completed; 5 pieces of
-    // equipment in their current version; one indicators record for today.
+    // 8 episodes of raise and clear: 16 events; 4 dispatches, each completed.
     assert_eq!(of("incident:"), 16);
     assert_eq!(
         delivered
@@ -913,22 +1086,63 @@ async fn exchange_delivers_every_record_once(store_url: &str) {
             .count(),
         4
     );
-    let equipment: std::collections::BTreeSet<&str> = delivered
-        .keys()
-        .filter_map(|k| k.strip_prefix("equipment:gw1:"))
-        .map(|k| k.split(':').next().unwrap())
-        .collect();
-    assert_eq!(equipment, ["a1", "q1", "q2", "s1", "s2"].into());
-    assert_eq!(of("indicators:310115:"), 1);
-    let lift = delivered
-        .iter()
-        .find(|(k, _)| k.starts_with("equipment:gw1:s1:"))
-        .unwrap()
-        .1;
+    // Each piece of equipment in its first version (the incidents repeat it unchanged, which
+    // makes no version), and s1 in both of its changes, in the order they were made.
+    let versions = |id: &str| -> Vec<(String, String)> {
+        order
+            .iter()
+            .filter(|k| k.starts_with(&format!("equipment:gw1:{id}:")))
+            .map(|k| {
+                let data = &delivered[k].1;
+                (k.clone(), data["address"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let first = fleet::ms("2026-11-01T00:00:00Z");
+    for id in ["a1", "q1", "q2", "s2"] {
+        let address = fleet::equipment(id)["address"].as_str().unwrap().to_owned();
+        assert_eq!(
+            versions(id),
+            [(format!("equipment:gw1:{id}:{first}"), address)]
+        );
+    }
+    assert_eq!(
+        versions("s1"),
+        [
+            (
+                format!("equipment:gw1:s1:{first}"),
+                "5 West Road, Jing'an".to_owned()
+            ),
+            (
+                format!("equipment:gw1:s1:{changed_at}"),
+                "5 West Road, Jing'an, north gate".to_owned()
+            ),
+            (
+                format!("equipment:gw1:s1:{}", changed_at + 1),
+                "5 West Road, Jing'an, east gate".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(of("equipment:"), 7);
+    let lift = &delivered[&format!("equipment:gw1:s1:{first}")];
     assert!(
         lift.1.get("equip_code").is_some() && lift.1.get("registration_code").is_none(),
         "{}",
         lift.1
+    );
+    // One indicators record for the day, every field as the fleet's facts give it.
+    let indicators: Vec<&String> = delivered
+        .keys()
+        .filter(|k| k.starts_with("indicators:310115:"))
+        .collect();
+    assert_eq!(indicators.len(), 1, "{indicators:?}");
+    let record = &delivered[indicators[0]].1;
+    let date: chrono::NaiveDate = record["date"].as_str().unwrap().parse().unwrap();
+    assert_eq!(indicators[0], &format!("indicators:310115:{date}"));
+    assert_eq!(
+        record["indicators"],
+        expected_indicators(date, started),
+        "the indicators record"
     );
     let status = central.store.exchange_status().await.unwrap();
     assert_eq!(

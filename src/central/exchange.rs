@@ -2,14 +2,17 @@
 //! records and daily indicators to a higher-level platform over HTTP/JSON, each record keyed
 //! by the district's GB/T 2260 area code.
 //!
-//! The path: a scan of the store queues what the queue lacks (`store/exchange.rs`: a table,
-//! deterministic keys), the sender posts due records in batches
-//! (`{"area_code", "records": [{"key", "type", "area_code", "data"}]}`, header
+//! The path: each new version of an equipment record is queued in the transaction that writes
+//! it, and a scan of the store queues what else the queue lacks (`store/exchange.rs`: a table,
+//! deterministic keys: `equipment:{gateway}:{id}:{version time}`, `incident:{gateway}:{id}`,
+//! `dispatch:{id}:{status}`, `indicators:{area}:{date}`); the sender posts records in queue
+//! order in batches (`{"area_code", "records": [{"key", "type", "area_code", "data"}]}`, header
 //! `Idempotency-Key`), and marks them sent only on a 2xx answer; otherwise it retries with
-//! exponential backoff. **Invariant:** a record committed to the store reaches the queue at the
-//! next scan and leaves it only when the receiver confirmed it, across receiver outages and
-//! central restarts; a resend carries the same key, so a receiver that deduplicates by key
-//! holds each record once.
+//! exponential backoff, and what was queued after waits. **Invariant:** every version of an
+//! equipment record, and every other record committed to the store by the next scan, reaches
+//! the queue and leaves it only when the receiver confirmed it, across receiver outages and
+//! central restarts; the versions of one record arrive in the order they were written; a resend
+//! carries the same key, so a receiver that deduplicates by key holds each record once.
 //!
 //! Where the rules come from, and what is ours: GB/T 38656-2020 is the special-equipment IoT
 //! exchange specification (records keyed by the GB/T 2260 area code, synced up to the

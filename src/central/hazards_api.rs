@@ -21,7 +21,7 @@ use serde_json::json;
 use super::api::{caller, json_body, ApiError, AppState, Caller};
 use super::config::Role;
 use super::hazards::{Correction, HazardRefused, ReportIn, Verdict};
-use super::store::hazards::{Ledger, Stored};
+use super::store::hazards::{HazardRow, Ledger, Stored};
 use super::{now_ms, web};
 
 pub fn routes() -> Router<AppState> {
@@ -146,24 +146,21 @@ async fn correct(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let offset = state.config.scorecard.utc_offset_minutes;
-    let hazard = state.store.hazard(&id, now_ms(), offset).await?;
-    let own = hazard.as_ref().is_some_and(|h| {
-        c.role == Role::EquipmentUnit && c.unit.as_deref() == Some(h.using_unit.as_str())
-    });
-    if !own {
-        return Err(ApiError::Forbidden("record the correction of this hazard"));
-    }
+    let c = permitted(
+        &state,
+        &headers,
+        &id,
+        "record the correction of this hazard",
+        |c, h| c.role == Role::EquipmentUnit && c.unit.as_deref() == Some(h.using_unit.as_str()),
+    )
+    .await?;
     let Json(correction) = json_body::<Correction>(request).await?;
     state
         .store
         .correct_hazard(&id, &correction, &c.name, c.role.as_str(), now_ms())
         .await?
         .map_err(refused)?;
-    Ok(Json(json!(
-        state.store.hazard(&id, now_ms(), offset).await?
-    )))
+    current(&state, &id).await
 }
 
 async fn verify(
@@ -172,23 +169,40 @@ async fn verify(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let offset = state.config.scorecard.utc_offset_minutes;
-    let hazard = state.store.hazard(&id, now_ms(), offset).await?;
-    let allowed = hazard.as_ref().is_some_and(|h| {
+    let c = permitted(&state, &headers, &id, "verify this hazard", |c, h| {
         c.role == Role::Regulator
             || (c.role == Role::InspectionAgency && c.unit.as_deref() == Some(h.agency.as_str()))
-    });
-    if !allowed {
-        return Err(ApiError::Forbidden("verify this hazard"));
-    }
+    })
+    .await?;
     let Json(verdict) = json_body::<Verdict>(request).await?;
     state
         .store
         .verify_hazard(&id, &verdict, &c.name, c.role.as_str(), now_ms())
         .await?
         .map_err(refused)?;
-    Ok(Json(json!(
-        state.store.hazard(&id, now_ms(), offset).await?
-    )))
+    current(&state, &id).await
+}
+
+/// The caller, when `may` lets it act on hazard `id` (a hazard it cannot see is forbidden like
+/// one that does not exist, so that ids are not probed); otherwise 403 naming `action`.
+async fn permitted(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    action: &'static str,
+    may: impl Fn(&Caller, &HazardRow) -> bool,
+) -> Result<Caller, ApiError> {
+    let c = caller(&state.config, headers)?;
+    let offset = state.config.scorecard.utc_offset_minutes;
+    let hazard = state.store.hazard(id, now_ms(), offset).await?;
+    if !hazard.as_ref().is_some_and(|h| may(&c, h)) {
+        return Err(ApiError::Forbidden(action));
+    }
+    Ok(c)
+}
+
+/// The hazard as it stands after a step, as the step's answer.
+async fn current(state: &AppState, id: &str) -> Result<Json<serde_json::Value>, ApiError> {
+    let offset = state.config.scorecard.utc_offset_minutes;
+    Ok(Json(json!(state.store.hazard(id, now_ms(), offset).await?)))
 }

@@ -357,7 +357,9 @@ impl Central {
             config.public_url = format!("http://{addr}");
         }
         let config = Arc::new(config);
-        let store = Store::open(secrecy::ExposeSecret::expose_secret(&config.store_url)).await?;
+        let store = Store::open(secrecy::ExposeSecret::expose_secret(&config.store_url))
+            .await?
+            .with_exchange(config.exchange.is_some());
         let metrics = Arc::new(CentralMetrics::new());
         let stop = CancellationToken::new();
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -365,7 +367,7 @@ impl Central {
         let mut tasks = Vec::new();
         let mqtt_client = match &config.mqtt {
             Some(m) => {
-                let (client, event_loop) = intake::mqtt_client(m, config.max_body_bytes);
+                let (client, event_loop) = intake::mqtt_client(m);
                 tasks.push((
                     "central-mqtt-intake",
                     tokio::spawn(intake::run_mqtt(

@@ -132,7 +132,7 @@ pub fn validate(
     let mqtt = raw
         .mqtt
         .as_ref()
-        .map(|b| v.broker(b, &format!("seguard-{gateway_id}")));
+        .map(|b| v.broker(b.get_ref(), &format!("seguard-{gateway_id}")));
     if mqtt.is_none() && !raw.ingest.mqtt.is_empty() {
         v.push(
             Problem::new(raw.ingest.mqtt[0].span(), "MQTT mappings need a broker")

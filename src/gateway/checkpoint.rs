@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{AlarmEvent, Reading};
 use crate::rules::{self, frame_checkpoint, unframe_checkpoint, Engine, Restored};
+use crate::uplink::influx::{points_json, Point};
 
 pub const FILE: &str = "rules.checkpoint";
 const TEMP: &str = "rules.checkpoint.tmp";
@@ -40,6 +41,8 @@ struct Throttle {
     checked: Option<Instant>,
     written: Option<Instant>,
     body: Vec<u8>,
+    /// How long the last state took to take.
+    cost: Duration,
 }
 
 pub struct Checkpoints {
@@ -70,6 +73,7 @@ impl Checkpoints {
                 checked: None,
                 written: None,
                 body: Vec::new(),
+                cost: Duration::ZERO,
             }),
             journal: Mutex::new(Journal {
                 number: 0,
@@ -146,12 +150,14 @@ impl Checkpoints {
     }
 
     /// Appends the readings the rules just evaluated to the journal, before their messages are
-    /// acknowledged.
-    pub fn journal(&self, readings: &[Reading]) {
-        if readings.is_empty() {
+    /// acknowledged: those that can change the rule state ([`Engine::reads`]), as points (each
+    /// equipment and time once, the time in nanoseconds).
+    pub fn journal(&self, engine: &Engine, readings: &[Reading]) {
+        let kept: Vec<&Reading> = readings.iter().filter(|r| engine.reads(r)).collect();
+        if kept.is_empty() {
             return;
         }
-        let payload = serde_json::to_vec(readings).expect("readings serialize");
+        let payload = points_json(&kept);
         let mut record = Vec::with_capacity(8 + payload.len());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -178,19 +184,22 @@ impl Checkpoints {
     }
 
     /// Called after every pipeline step, once its events are in the outbox: queues the state
-    /// when it changed and [`rules::CHECKPOINT_MIN_INTERVAL`] passed, or when
-    /// [`rules::CHECKPOINT_HEARTBEAT`] passed.
+    /// when it changed and [`rules::CHECKPOINT_MIN_INTERVAL`] passed (or, for a state that is
+    /// slow to take, [`rules::CHECKPOINT_COST_SHARE`] times what it took last), or when
+    /// [`rules::CHECKPOINT_HEARTBEAT`] passed. The journal covers the readings in between.
     pub fn offer(&self, engine: &Engine) {
         let now = Instant::now();
         let mut throttle = self.throttle.lock().expect("checkpoint throttle lock");
+        let interval = interval(throttle.cost);
         if throttle
             .checked
-            .is_some_and(|t| now.duration_since(t) < rules::CHECKPOINT_MIN_INTERVAL)
+            .is_some_and(|t| now.duration_since(t) < interval)
         {
             return;
         }
         throttle.checked = Some(now);
         let body = engine.checkpoint_body();
+        throttle.cost = now.elapsed();
         let beat = throttle
             .written
             .is_none_or(|t| now.duration_since(t) >= rules::CHECKPOINT_HEARTBEAT);
@@ -254,6 +263,12 @@ impl Drop for Checkpoints {
     }
 }
 
+/// The least time between two states taken while it changes, for a state that took `cost`.
+fn interval(cost: Duration) -> Duration {
+    (cost * rules::CHECKPOINT_COST_SHARE)
+        .clamp(rules::CHECKPOINT_MIN_INTERVAL, rules::CHECKPOINT_HEARTBEAT)
+}
+
 fn write_loop(dir: &Path, slot: &(Mutex<Slot>, Condvar), metrics: &Metrics) {
     let (lock, wake) = slot;
     loop {
@@ -315,8 +330,15 @@ fn decode_journal(bytes: &[u8]) -> (Vec<Vec<Reading>>, bool) {
         if crc32fast::hash(payload) != crc {
             return (batches, false);
         }
-        match serde_json::from_slice(payload) {
-            Ok(readings) => batches.push(readings),
+        // An array of points; a journal written before points were its unit is an array of
+        // readings, each read as a point of one.
+        match serde_json::from_slice::<Vec<Point>>(payload) {
+            Ok(points) => batches.push(
+                points
+                    .iter()
+                    .flat_map(|p| p.readings.iter().cloned())
+                    .collect(),
+            ),
             Err(_) => return (batches, false),
         }
         rest = &rest[8 + len..];
@@ -427,7 +449,7 @@ mod tests {
         let t0 = Utc::now() - chrono::Duration::seconds(5);
         let readings = stuck_at(t0);
         engine.on_readings(&readings, &mut events);
-        checkpoints.journal(&readings);
+        checkpoints.journal(&engine, &readings);
         checkpoints.close();
         drop(checkpoints);
         let journal = dir.path().join(format!("{JOURNAL}1"));
@@ -459,11 +481,75 @@ mod tests {
         checkpoints.save(&engine);
         let t0 = Utc::now() - chrono::Duration::seconds(5);
         engine.on_readings(&stuck_at(t0), &mut events);
-        checkpoints.journal(&stuck_at(t0));
+        checkpoints.journal(&engine, &stuck_at(t0));
         checkpoints.close();
         for (_, path) in journals(dir.path()) {
             fs::remove_file(path).unwrap();
         }
         assert!(trapped_after_restore(dir.path(), t0).is_empty());
+    }
+
+    #[test]
+    fn a_journal_of_an_earlier_version_is_replayed() {
+        // Before points were its unit, a record was the readings as a JSON array, each with
+        // its equipment and an RFC 3339 time.
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path(), Arc::new(Metrics::new()));
+        let engine = checkpoints.restore(&config(), &mut Vec::new());
+        checkpoints.save(&engine);
+        checkpoints.close();
+        let t0 = Utc::now() - chrono::Duration::seconds(5);
+        let payload = serde_json::to_vec(&stuck_at(t0)).unwrap();
+        assert!(payload.starts_with(b"[{\"equipment\":\"lift-1\""));
+        let mut record = (payload.len() as u32).to_le_bytes().to_vec();
+        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        fs::write(dir.path().join(format!("{JOURNAL}1")), &record).unwrap();
+        let (batches, complete) = decode_journal(&record);
+        assert!(complete);
+        assert_eq!(batches, vec![stuck_at(t0)]);
+
+        let raised = trapped_after_restore(dir.path(), t0);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].time, t0 + chrono::Duration::seconds(30));
+    }
+
+    #[test]
+    fn the_journal_keeps_what_the_rules_read_each_point_once() {
+        use crate::model::{Quality, Value};
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path(), Arc::new(Metrics::new()));
+        let engine = checkpoints.restore(&config(), &mut Vec::new());
+        checkpoints.save(&engine);
+        let t0 = Utc::now() - chrono::Duration::seconds(5);
+        let mut readings = stuck_at(t0);
+        // Equipment without rules, and a reading of bad quality: the rules never see them.
+        let mut other = readings[0].clone();
+        other.equipment = "pv-9".into();
+        other.value = Value::Number(2.5);
+        let mut bad = readings[1].clone();
+        bad.quality = Quality::Bad;
+        readings.insert(2, other);
+        readings.push(bad);
+        checkpoints.journal(&engine, &readings);
+        checkpoints.close();
+        let bytes = fs::read(dir.path().join(format!("{JOURNAL}1"))).unwrap();
+        let payload = String::from_utf8(bytes[8..].to_vec()).unwrap();
+        assert_eq!(payload.matches("lift-1").count(), 1, "{payload}");
+        assert!(!payload.contains("pv-9"), "{payload}");
+        let (batches, complete) = decode_journal(&bytes);
+        assert!(complete);
+        assert_eq!(batches, vec![stuck_at(t0)]);
+        assert_eq!(trapped_after_restore(dir.path(), t0).len(), 1);
+    }
+
+    #[test]
+    fn a_state_slow_to_take_is_taken_less_often() {
+        assert_eq!(interval(Duration::ZERO), rules::CHECKPOINT_MIN_INTERVAL);
+        assert_eq!(interval(Duration::from_millis(100)), Duration::from_secs(5));
+        assert_eq!(
+            interval(Duration::from_secs(60)),
+            rules::CHECKPOINT_HEARTBEAT
+        );
     }
 }

@@ -83,7 +83,7 @@ impl Pipeline {
                         readings.append(&mut batch.readings);
                     }
                     if let Some(checkpoints) = &self.checkpoints {
-                        checkpoints.journal(&readings);
+                        checkpoints.journal(&self.engine, &readings);
                     }
                     self.record_latest(&readings);
                     let fills = self.take_fills(&mut readings);

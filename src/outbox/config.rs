@@ -13,7 +13,8 @@
 //!                                   # the newest points are sent ahead of a backlog meanwhile
 //! outage_after_s = 30               # a full lane drops only after its receiver confirmed nothing this long
 //! live_after_s = 60                 # newest points go ahead of a backlog only when it is older than this
-//! memory_points = 8192              # points per lane also kept decoded in memory (bounds RSS)
+//! memory_points = 8192              # points per lane kept decoded in memory, and the most one
+//!                                   # read of a backlog from disk decodes (bounds RSS)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -214,6 +215,8 @@ impl OutboxConfig {
         options.drain_rate = self.drain_rate_points_per_s;
         options.timing = self.timing;
         options.memory_entries = self.memory_points;
+        // Two batches in flight read from disk one `memory_points` at a time (bounds RSS).
+        options.disk_read_entries = self.memory_points;
         options
     }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::batch_wait::wait_for_batch;
 use super::outage::Progress;
 use super::Overflow;
 use crate::metrics::Metrics;
@@ -142,27 +143,8 @@ impl<T: Clone> MemoryLane<T> {
         linger: Duration,
         shutdown: &CancellationToken,
     ) -> Vec<T> {
-        loop {
-            let added = self.added.notified();
-            if self.len() > 0 {
-                break;
-            }
-            tokio::select! {
-                _ = added => {}
-                _ = shutdown.cancelled() => return Vec::new(),
-            }
-        }
-        let deadline = tokio::time::Instant::now() + linger;
-        loop {
-            let added = self.added.notified();
-            if self.len() >= max || shutdown.is_cancelled() {
-                break;
-            }
-            tokio::select! {
-                _ = added => {}
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = shutdown.cancelled() => break,
-            }
+        if !wait_for_batch(&self.added, || self.len(), max, linger, shutdown).await {
+            return Vec::new();
         }
         let entries = self.entries.lock().expect("lane lock");
         let batch: Vec<T> = entries.iter().take(max).map(|(_, t)| t.clone()).collect();

@@ -111,8 +111,10 @@
 //!     most those segments rather than dropping what is being sent.
 //!
 //! The memory a lane holds is bounded by configuration, never by its backlog: a durable lane
-//! keeps at most [`LaneOptions::memory_entries`] decoded entries (the rest is on disk), an
-//! in-memory lane at most its capacity.
+//! keeps at most [`LaneOptions::memory_entries`] decoded entries (the rest is on disk), and a
+//! peek decodes at most [`LaneOptions::disk_read_entries`] from disk (a consumer asking for
+//! more gets the rest at its next peek; a telemetry lane sets it to `memory_points`, so no more
+//! than twice that is decoded at once); an in-memory lane holds at most its capacity.
 //!
 //! # Draining without a storm
 //! A lane may have a drain rate (entries per second, [`LaneOptions::drain_rate`]). `peek_batch`
@@ -148,6 +150,7 @@
 //! Size: about 730 lines: this specification (about 150), the lane's interface that every
 //! backend shares, and the tests that hold the in-memory lane to the specification.
 
+mod batch_wait;
 mod config;
 mod disk;
 mod ledger;
@@ -201,6 +204,8 @@ pub struct LaneOptions {
     pub segment_bytes: u64,
     /// How many of the newest entries are also kept decoded in memory.
     pub memory_entries: usize,
+    /// The most a peek decodes from disk (the rest of what it asks for waits for the next).
+    pub disk_read_entries: usize,
     pub timing: Timing,
 }
 
@@ -233,6 +238,7 @@ impl LaneOptions {
             drain_rate: None,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             memory_entries: DEFAULT_MEMORY_ENTRIES,
+            disk_read_entries: usize::MAX,
             timing: Timing::default(),
         }
     }

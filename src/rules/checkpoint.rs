@@ -18,7 +18,9 @@
 //! takes the state after a step (a batch of messages, an operator action, a clock tick) once
 //! that step's events are in the outbox lanes, so a checkpoint never holds an alarm as raised
 //! that the outbox does not hold. It is written when it differs from the last one written and
-//! [`MIN_INTERVAL`] has passed since, at least every [`HEARTBEAT`] even when unchanged (so its
+//! [`MIN_INTERVAL`] has passed since (or [`COST_SHARE`] times what taking the state cost, when
+//! that is longer: a burst does not spend its time rebuilding a large state; the journal covers
+//! the gap), at least every [`HEARTBEAT`] even when unchanged (so its
 //! age tells how long the gateway was down), and when the pipeline stops (shutdown, reload).
 //!
 //! # How it is made atomic
@@ -39,8 +41,14 @@
 //!
 //! # The readings journal
 //! Between two checkpoints the pipeline appends every batch of readings it evaluated to
-//! `rules.journal.{n}` (a record: length u32 LE, CRC-32 u32 LE, the readings as JSON) before it
-//! acknowledges their MQTT messages. Each checkpoint starts a new journal `n + 1` and says so in
+//! `rules.journal.{n}` (a record: length u32 LE, CRC-32 u32 LE, the readings as a JSON array
+//! of points, each equipment and time once and the time in nanoseconds, as the disk outbox
+//! stores them) before it acknowledges their MQTT messages. Only readings that can change the
+//! rule state are kept ([`Engine::reads`]: good quality, of an equipment with a rule that
+//! watches that metric, or with an elevator, condition or fill rule, which see every reading of
+//! their equipment); the others leave the state as it was, so replaying without them gives the
+//! same state. A journal of an earlier version (an array of readings with RFC 3339 times) is
+//! read as well, each reading as a point of one. Each checkpoint starts a new journal `n + 1` and says so in
 //! its header; once it is renamed into place, the journals below go. At restore, the journals
 //! from the checkpoint's number on are replayed into the restored rules (not after a stale or
 //! unusable checkpoint), up to the first torn or corrupt record; the events they derive go out
@@ -49,7 +57,7 @@
 //! the broker; evaluated twice, it repeats the same state. The journal is written, not fsynced:
 //! it survives a process crash; a power loss may cost its tail, as with `fsync = "interval"`.
 //! Operator actions are not journaled: one taken in the last [`MIN_INTERVAL`] before a crash
-//! may have to be repeated.
+//! may have to be repeated (longer for a state slow to take, see [`COST_SHARE`]).
 //!
 //! # Restore, at start ([`Engine::restore`])
 //! - **Missing** (first start, or no outbox before): the rules start fresh.
@@ -107,6 +115,10 @@ const HEADER: usize = 32;
 
 /// A checkpoint is written at most this often while the state changes.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The state is taken at most once per this many times what taking it cost last (when that
+/// is longer than [`MIN_INTERVAL`]): a large state under a burst costs at most a fiftieth of
+/// the pipeline's time, and the journal covers the longer gap.
+pub const COST_SHARE: u32 = 50;
 /// A checkpoint is written at least this often while the gateway runs.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// A checkpoint older than this is stale: its timers are not restored.
@@ -612,5 +624,39 @@ mod tests {
         let before = engine.checkpoint_body();
         ticks(&mut engine, 1, 40);
         assert_ne!(engine.checkpoint_body(), before);
+    }
+
+    #[test]
+    fn a_reading_the_rules_do_not_read_leaves_the_state_as_it_was() {
+        let mut engine = Engine::from_config(&config(&rules(1.05)));
+        trapped_at_zero(&mut engine);
+        let mut bad = reading("pv-1", "pressure", Value::Number(0.2), 5);
+        bad.quality = Quality::Bad;
+        let unread = [
+            reading("pv-1", "temperature", Value::Number(80.0), 5),
+            reading("pv-9", "pressure", Value::Number(9.0), 5),
+            bad,
+        ];
+        for r in &unread {
+            assert!(!engine.reads(r), "{r:?}");
+            let before = engine.checkpoint_body();
+            let mut events = Vec::new();
+            engine.on_readings(std::slice::from_ref(r), &mut events);
+            assert!(events.is_empty());
+            assert_eq!(engine.checkpoint_body(), before, "{r:?}");
+        }
+        // What a rule reads: the limit's metric, and an elevator's readings (any metric: its
+        // delays run out at the time of any reading of the equipment).
+        assert!(engine.reads(&reading("lift-1", "cabin_temp", Value::Number(21.0), 6)));
+        let read = [
+            reading("pv-1", "pressure", Value::Number(0.2), 5),
+            reading("lift-1", "door_zone", Value::Bool(true), 6),
+        ];
+        for r in &read {
+            assert!(engine.reads(r), "{r:?}");
+            let before = engine.checkpoint_body();
+            engine.on_readings(std::slice::from_ref(r), &mut Vec::new());
+            assert_ne!(engine.checkpoint_body(), before, "{r:?}");
+        }
     }
 }

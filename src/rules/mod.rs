@@ -52,7 +52,8 @@ use config::{
 pub use crate::model::AlarmStats;
 pub use checkpoint::{
     frame as frame_checkpoint, unframe as unframe_checkpoint, CheckpointError, Restored,
-    HEARTBEAT as CHECKPOINT_HEARTBEAT, MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
+    COST_SHARE as CHECKPOINT_COST_SHARE, HEARTBEAT as CHECKPOINT_HEARTBEAT,
+    MIN_INTERVAL as CHECKPOINT_MIN_INTERVAL,
 };
 pub use elevator::SERVICE_MODES;
 pub use expr::{parse as parse_expr, Expr, ExprError};
@@ -346,6 +347,26 @@ impl Engine {
         for index in std::mem::take(&mut self.dirty) {
             self.settle(index, events);
         }
+    }
+
+    /// Whether `reading` can change the rule state, which is what the checkpoint journal keeps.
+    /// One this says no to is one [`Engine::apply`] leaves without a trace: bad quality, an
+    /// equipment without rules, or a metric that no threshold, rate or stale rule of its
+    /// equipment watches when the equipment has no snapshot rule (elevator, condition, fill:
+    /// those see every reading of their equipment).
+    pub fn reads(&self, reading: &Reading) -> bool {
+        if reading.quality != Quality::Good {
+            return false;
+        }
+        let Some(&index) = self.by_equipment.get(reading.equipment.as_str()) else {
+            return false;
+        };
+        let unit = &self.units[index];
+        let metric = reading.metric.as_str();
+        unit.has_snapshot_rules()
+            || unit.thresholds.iter().any(|(m, _)| m == metric)
+            || unit.rates.iter().any(|p| p.metric() == metric)
+            || unit.stale.iter().any(|p| p.watches(metric))
     }
 
     fn apply(&mut self, reading: &Reading, events: &mut Vec<AlarmEvent>) {

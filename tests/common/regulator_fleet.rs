@@ -61,7 +61,8 @@ pub fn ms(rfc3339: &str) -> i64 {
         .timestamp_millis()
 }
 
-fn equipment(id: &str) -> Value {
+/// The registry record of one of the fleet's equipment.
+pub fn equipment(id: &str) -> Value {
     let (kind, unit, address, next, insured, in_service) = match id {
         "s1" => (
             "elevator",
@@ -186,175 +187,144 @@ async fn step(
         .unwrap_or_else(|refused| panic!("{status:?} by {unit} refused: {refused}"));
 }
 
-/// Writes the fleet's registry and its November history.
-pub async fn write(store: &Store, config: &CentralConfig) {
-    let all = ["s1", "s2", "q1", "q2", "a1"].map(equipment);
-    let registry: GatewayRegistry = serde_json::from_value(json!({
-        "schema": "seguard.registry.v1", "gateway": "gw1",
-        "site": { "id": "s1", "name": "District", "address": "District" },
-        "equipment": all,
-    }))
-    .unwrap();
-    store
-        .merge_registry(&registry, ms("2026-11-01T00:00:00Z"))
-        .await
-        .unwrap();
-    // s1: the same door fault three times within 30 days.
-    for (n, day) in [(10, "03"), (12, "10"), (14, "20")] {
-        episode(
-            store,
-            config,
-            n,
-            "s1",
-            "door_close_fault",
-            &format!("2026-11-{day}T02:00:00Z"),
-            &format!("2026-11-{day}T02:30:00Z"),
-        )
-        .await;
-    }
-    // a1: one pressure alarm.
-    episode(
-        store,
-        config,
+/// One trapped-passenger rescue of the fleet: the lift, the unit that answers, and when (UTC)
+/// it was raised, answered, reached and cleared. `escalated`: the maintenance unit never
+/// answered, and the dispatch went to City Rescue 181 s after the raise.
+pub struct Rescue {
+    pub n: u32,
+    pub lift: &'static str,
+    pub unit: &'static str,
+    pub escalated: bool,
+    pub raised: &'static str,
+    pub responded: &'static str,
+    pub on_site: &'static str,
+    pub cleared: &'static str,
+    pub completed: &'static str,
+}
+
+/// Quick Lifts answers in 60 s and 120 s and is on site in 600 s and 900 s; Slow Lifts answers
+/// s2 in 170 s and arrives in 1,700 s, and never answers s1, which City Rescue reaches.
+pub const RESCUES: [Rescue; 4] = [
+    Rescue {
+        n: 30,
+        lift: "q1",
+        unit: QUICK,
+        escalated: false,
+        raised: "2026-11-05T10:00:00Z",
+        responded: "2026-11-05T10:01:00Z",
+        on_site: "2026-11-05T10:10:00Z",
+        cleared: "2026-11-05T10:20:00Z",
+        completed: "2026-11-05T10:30:00Z",
+    },
+    Rescue {
+        n: 32,
+        lift: "q2",
+        unit: QUICK,
+        escalated: false,
+        raised: "2026-11-12T10:00:00Z",
+        responded: "2026-11-12T10:02:00Z",
+        on_site: "2026-11-12T10:15:00Z",
+        cleared: "2026-11-12T10:20:00Z",
+        completed: "2026-11-12T10:30:00Z",
+    },
+    Rescue {
+        n: 40,
+        lift: "s2",
+        unit: SLOW,
+        escalated: false,
+        raised: "2026-11-08T10:00:00Z",
+        responded: "2026-11-08T10:02:50Z",
+        on_site: "2026-11-08T10:28:20Z",
+        cleared: "2026-11-08T10:40:00Z",
+        completed: "2026-11-08T10:45:00Z",
+    },
+    Rescue {
+        n: 42,
+        lift: "s1",
+        unit: BACKUP,
+        escalated: true,
+        raised: "2026-11-21T10:00:00Z",
+        responded: "2026-11-21T10:04:00Z",
+        on_site: "2026-11-21T10:20:00Z",
+        cleared: "2026-11-21T10:30:00Z",
+        completed: "2026-11-21T10:35:00Z",
+    },
+];
+
+/// The other alarms: (n, equipment, rule, raised, cleared). s1's door fault recurs three times
+/// within 30 days; a1 has one pressure alarm.
+pub const ALARMS: [(u32, &str, &str, &str, &str); 4] = [
+    (
+        10,
+        "s1",
+        "door_close_fault",
+        "2026-11-03T02:00:00Z",
+        "2026-11-03T02:30:00Z",
+    ),
+    (
+        12,
+        "s1",
+        "door_close_fault",
+        "2026-11-10T02:00:00Z",
+        "2026-11-10T02:30:00Z",
+    ),
+    (
+        14,
+        "s1",
+        "door_close_fault",
+        "2026-11-20T02:00:00Z",
+        "2026-11-20T02:30:00Z",
+    ),
+    (
         20,
         "a1",
         "pressure_high",
         "2026-11-15T06:00:00Z",
         "2026-11-15T06:10:00Z",
-    )
-    .await;
-    // Quick Lifts: answered in 60 s and 120 s, on site in 600 s and 900 s.
-    for (n, lift, day, responded, on_site) in [
-        (30, "q1", "05", "10:01:00", "10:10:00"),
-        (32, "q2", "12", "10:02:00", "10:15:00"),
-    ] {
-        let d = episode(
-            store,
-            config,
-            n,
-            lift,
-            "trapped",
-            &format!("2026-11-{day}T10:00:00Z"),
-            &format!("2026-11-{day}T10:20:00Z"),
-        )
-        .await
-        .expect("a dispatch");
-        step(
-            store,
-            config,
-            &d,
-            Status::Responded,
-            QUICK,
-            &format!("2026-11-{day}T{responded}Z"),
-        )
-        .await;
-        step(
-            store,
-            config,
-            &d,
-            Status::OnSite,
-            QUICK,
-            &format!("2026-11-{day}T{on_site}Z"),
-        )
-        .await;
-        step(
-            store,
-            config,
-            &d,
-            Status::Completed,
-            QUICK,
-            &format!("2026-11-{day}T10:30:00Z"),
-        )
-        .await;
-    }
-    // Slow Lifts: s2 answered in 170 s, on site in 1,700 s.
-    let d = episode(
-        store,
-        config,
-        40,
-        "s2",
-        "trapped",
-        "2026-11-08T10:00:00Z",
-        "2026-11-08T10:40:00Z",
-    )
-    .await
-    .expect("a dispatch");
-    step(
-        store,
-        config,
-        &d,
-        Status::Responded,
-        SLOW,
-        "2026-11-08T10:02:50Z",
-    )
-    .await;
-    step(
-        store,
-        config,
-        &d,
-        Status::OnSite,
-        SLOW,
-        "2026-11-08T10:28:20Z",
-    )
-    .await;
-    step(
-        store,
-        config,
-        &d,
-        Status::Completed,
-        SLOW,
-        "2026-11-08T10:45:00Z",
-    )
-    .await;
-    // s1: never answered; escalated to City Rescue after 180 s, which arrives.
-    let d = episode(
-        store,
-        config,
-        42,
-        "s1",
-        "trapped",
-        "2026-11-21T10:00:00Z",
-        "2026-11-21T10:30:00Z",
-    )
-    .await
-    .expect("a dispatch");
-    let due = store
-        .due_dispatches(ms("2026-11-21T10:03:01Z"), 10)
+    ),
+];
+
+/// The fleet's equipment ids.
+pub const EQUIPMENT: [&str; 5] = ["s1", "s2", "q1", "q2", "a1"];
+
+/// The registry message of the fleet's gateway, with `changed`'s equipment at a new address.
+pub fn registry(changed: Option<(&str, &str)>) -> GatewayRegistry {
+    let all = EQUIPMENT.map(|id| {
+        let mut e = equipment(id);
+        if let Some((_, address)) = changed.filter(|(c, _)| *c == id) {
+            e["address"] = json!(address);
+        }
+        e
+    });
+    serde_json::from_value(json!({
+        "schema": "seguard.registry.v1", "gateway": "gw1",
+        "site": { "id": "s1", "name": "District", "address": "District" },
+        "equipment": all,
+    }))
+    .unwrap()
+}
+
+/// Writes the fleet's registry and its November history.
+pub async fn write(store: &Store, config: &CentralConfig) {
+    store
+        .merge_registry(&registry(None), ms("2026-11-01T00:00:00Z"))
         .await
         .unwrap();
-    assert_eq!(due.len(), 1, "the unanswered dispatch is due");
-    assert_eq!(
-        store
-            .escalate(config, &due[0], ms("2026-11-21T10:03:01Z"))
+    for (n, id, rule, raised, cleared) in ALARMS {
+        episode(store, config, n, id, rule, raised, cleared).await;
+    }
+    for r in &RESCUES {
+        let d = episode(store, config, r.n, r.lift, "trapped", r.raised, r.cleared)
             .await
-            .unwrap(),
-        Some(1)
-    );
-    step(
-        store,
-        config,
-        &d,
-        Status::Responded,
-        BACKUP,
-        "2026-11-21T10:04:00Z",
-    )
-    .await;
-    step(
-        store,
-        config,
-        &d,
-        Status::OnSite,
-        BACKUP,
-        "2026-11-21T10:20:00Z",
-    )
-    .await;
-    step(
-        store,
-        config,
-        &d,
-        Status::Completed,
-        BACKUP,
-        "2026-11-21T10:35:00Z",
-    )
-    .await;
+            .expect("a dispatch");
+        if r.escalated {
+            let at = ms(r.raised) + 181_000;
+            let due = store.due_dispatches(at, 10).await.unwrap();
+            assert_eq!(due.len(), 1, "the unanswered dispatch is due");
+            assert_eq!(store.escalate(config, &due[0], at).await.unwrap(), Some(1));
+        }
+        step(store, config, &d, Status::Responded, r.unit, r.responded).await;
+        step(store, config, &d, Status::OnSite, r.unit, r.on_site).await;
+        step(store, config, &d, Status::Completed, r.unit, r.completed).await;
+    }
 }

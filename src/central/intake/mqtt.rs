@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use secrecy::ExposeSecret;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -21,23 +21,12 @@ use crate::central::store::{IngestOutcome, Refused, Store};
 use crate::central::{now_ms, CentralMetrics};
 use crate::model::{CentralRejection, FillRecord, Incident, REJECTION_SCHEMA};
 
-/// The largest packet MQTT allows: bigger incidents are rejected one by one by the payload
-/// limit (counted), not by dropping the connection (which would loop on redelivery).
-const MQTT_MAX_PACKET_BYTES: usize = 268_435_455;
-
-pub fn mqtt_client(m: &CentralMqtt, _max_body_bytes: usize) -> (AsyncClient, EventLoop) {
-    let mut options = MqttOptions::new(&m.client_id, &m.host, m.port);
-    options
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_keep_alive(m.keep_alive)
-        .set_max_packet_size(MQTT_MAX_PACKET_BYTES, MQTT_MAX_PACKET_BYTES);
-    crate::tls::secure_mqtt(
-        &mut options,
-        m.username.as_deref(),
-        m.password.as_ref(),
-        m.tls.as_ref(),
-    );
+/// The intake's client: the options of every configured broker connection (`broker.rs`: fixed
+/// client id, persistent session, no packet limit, credentials and TLS), acknowledged by hand
+/// once a message is stored.
+pub fn mqtt_client(m: &CentralMqtt) -> (AsyncClient, EventLoop) {
+    let mut options = crate::broker::mqtt_options(&m.broker);
+    options.set_manual_acks(true);
     AsyncClient::new(options, 1024)
 }
 
@@ -219,7 +208,7 @@ pub async fn run_mqtt(
         wake,
         stop.clone(),
     ));
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut backoff = Backoff::new(m.broker.reconnect_min, m.broker.reconnect_max);
     loop {
         let event = tokio::select! {
             event = event_loop.poll() => event,
@@ -229,7 +218,7 @@ pub async fn run_mqtt(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected.store(true, Ordering::Relaxed);
                 backoff.reset();
-                tracing::info!(host = %m.host, port = m.port, session_present = ack.session_present, "central intake connected");
+                tracing::info!(host = %m.broker.host, port = m.broker.port, session_present = ack.session_present, "central intake connected");
                 if !ack.session_present {
                     for filter in [&incidents, &fills, &status, &registry] {
                         if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
@@ -247,7 +236,7 @@ pub async fn run_mqtt(
             Err(e) => {
                 connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
-                if !crate::tls::log_refusal("intake broker", &m.host, m.port, &e) {
+                if !crate::tls::log_refusal("intake broker", &m.broker.host, m.broker.port, &e) {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "central intake disconnected");
                 }
                 tokio::select! {

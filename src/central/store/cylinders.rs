@@ -23,13 +23,16 @@ pub struct Cylinder {
     pub scrapped: bool,
     pub insured: Option<bool>,
     pub updated: String,
+    /// `register` (a filling unit declared it) or `fills` (seen only in the fills the gateways
+    /// reported: owner, type and dates unknown).
+    pub origin: String,
 }
 
 /// One change in the register.
 #[derive(Debug, Clone, Serialize)]
 pub struct CylinderEvent {
     pub at: String,
-    /// registered, owner_changed, inspected, scrapped.
+    /// seen_in_fill, registered, owner_changed, inspected, scrapped.
     pub kind: String,
     pub detail: String,
 }
@@ -49,6 +52,8 @@ pub struct StationIndicators {
     pub cylinders: i64,
     pub labelled: i64,
     pub labelling_rate: Option<f64>,
+    /// Cylinders filled here that no filling unit's register declares.
+    pub undeclared: i64,
     pub insured: i64,
     pub insurance_rate: Option<f64>,
     pub fills: i64,
@@ -69,12 +74,66 @@ fn cylinder(r: &sqlx::any::AnyRow) -> Result<Cylinder, StoreError> {
         scrapped: r.try_get::<i64, _>("scrapped")? != 0,
         insured: r.try_get::<Option<i64>, _>("insured")?.map(|v| v != 0),
         updated: rfc3339(r.try_get("updated_ms")?),
+        origin: r.try_get("origin")?,
     })
+}
+
+/// Gives a code that the register lacks a row marked as seen in fills only (medium from the
+/// fill, owner and the rest unknown) and a `seen_in_fill` event naming the station, inside the
+/// transaction that stores the fill. A code the register has is left as it is.
+pub(super) async fn register_seen_in_fill(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    fill: &FillRecord,
+    now: i64,
+) -> Result<(), StoreError> {
+    let new = sqlx::query(
+        "INSERT INTO cylinders (code, owner, medium, cylinder_type, made, last_inspection, next_inspection, scrapped, insured, updated_ms, origin)
+         VALUES ($1, '', $2, '', NULL, NULL, NULL, 0, NULL, $3, 'fills') ON CONFLICT (code) DO NOTHING",
+    )
+    .bind(&fill.cylinder_code)
+    .bind(fill.medium.clone().unwrap_or_default())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if new == 1 {
+        insert_event(
+            tx,
+            &fill.cylinder_code,
+            fill.time.timestamp_millis(),
+            "seen_in_fill",
+            &fill.station,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    code: &str,
+    at: i64,
+    kind: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO cylinder_events (id, code, at_ms, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(random_id())
+    .bind(code)
+    .bind(at)
+    .bind(kind)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
     /// Upserts register rows; each new cylinder, owner change, new inspection and scrapping is
-    /// an event of its history. One transaction: an import is taken whole or not at all.
+    /// an event of its history. A cylinder seen only in fills is registered now: its row takes
+    /// the register's details, and its fills and events stay. One transaction: an import is
+    /// taken whole or not at all.
     pub async fn import_register(
         &self,
         rows: &[RegisterRow],
@@ -93,7 +152,8 @@ impl Store {
                 .transpose()?;
             let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string());
             let mut events: Vec<(&str, String)> = Vec::new();
-            match &before {
+            let declared = before.as_ref().filter(|b| b.origin != "fills");
+            match declared {
                 None => events.push((
                     "registered",
                     format!("{} {} ({})", row.medium, row.cylinder_type, row.owner),
@@ -112,7 +172,7 @@ impl Store {
                     }
                 }
             }
-            let same = before.as_ref().is_some_and(|b| {
+            let same = declared.is_some_and(|b| {
                 b.owner == row.owner
                     && b.medium == row.medium
                     && b.cylinder_type == row.cylinder_type
@@ -126,18 +186,18 @@ impl Store {
                 out.unchanged += 1;
                 continue;
             }
-            if before.is_none() {
+            if declared.is_none() {
                 out.registered += 1;
             } else {
                 out.updated += 1;
             }
             sqlx::query(
-                "INSERT INTO cylinders (code, owner, medium, cylinder_type, made, last_inspection, next_inspection, scrapped, insured, updated_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                "INSERT INTO cylinders (code, owner, medium, cylinder_type, made, last_inspection, next_inspection, scrapped, insured, updated_ms, origin)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'register')
                  ON CONFLICT (code) DO UPDATE SET owner = excluded.owner, medium = excluded.medium,
                  cylinder_type = excluded.cylinder_type, made = excluded.made, last_inspection = excluded.last_inspection,
                  next_inspection = excluded.next_inspection, scrapped = excluded.scrapped, insured = excluded.insured,
-                 updated_ms = excluded.updated_ms",
+                 updated_ms = excluded.updated_ms, origin = excluded.origin",
             )
             .bind(&row.code)
             .bind(&row.owner)
@@ -152,14 +212,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             for (kind, detail) in events {
-                sqlx::query("INSERT INTO cylinder_events (id, code, at_ms, kind, detail) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(random_id())
-                    .bind(&row.code)
-                    .bind(now)
-                    .bind(kind)
-                    .bind(detail)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_event(&mut tx, &row.code, now, kind, &detail).await?;
             }
         }
         let detail = format!(
@@ -208,10 +261,13 @@ impl Store {
         .collect()
     }
 
-    /// Labelling and insurance rates per filling station, and its refused fills by reason.
+    /// Labelling and insurance rates per filling station, and its refused fills by reason. A
+    /// cylinder is labelled at a station when a fill there found its code registered; a code
+    /// the register holds only from fills is counted among the cylinders, as undeclared, and
+    /// never as labelled or insured for that.
     pub async fn cylinder_indicators(&self) -> Result<Vec<StationIndicators>, StoreError> {
         let rows = sqlx::query(
-            "SELECT f.station, f.cylinder_code, f.labelled, f.record, c.insured
+            "SELECT f.station, f.cylinder_code, f.labelled, f.record, c.insured, c.origin
              FROM fill_records f LEFT JOIN cylinders c ON c.code = f.cylinder_code ORDER BY f.station",
         )
         .fetch_all(&self.pool)
@@ -220,6 +276,7 @@ impl Store {
         struct Acc {
             seen: BTreeSet<String>,
             labelled: BTreeSet<String>,
+            undeclared: BTreeSet<String>,
             insured: BTreeSet<String>,
             fills: i64,
             refused: i64,
@@ -231,6 +288,9 @@ impl Store {
             let code: String = r.try_get("cylinder_code")?;
             if r.try_get::<i64, _>("labelled")? != 0 {
                 acc.labelled.insert(code.clone());
+            }
+            if r.try_get::<Option<String>, _>("origin")?.as_deref() != Some("register") {
+                acc.undeclared.insert(code.clone());
             }
             if r.try_get::<Option<i64>, _>("insured")? == Some(1) {
                 acc.insured.insert(code.clone());
@@ -255,6 +315,7 @@ impl Store {
                 cylinders: a.seen.len() as i64,
                 labelled: a.labelled.len() as i64,
                 labelling_rate: ratio(a.labelled.len(), a.seen.len()),
+                undeclared: a.undeclared.len() as i64,
                 insured: a.insured.len() as i64,
                 insurance_rate: ratio(a.insured.len(), a.seen.len()),
                 fills: a.fills,

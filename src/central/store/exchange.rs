@@ -1,7 +1,10 @@
-//! The upward exchange's durable queue (`central/exchange.rs` has the rules). Records are
-//! queued by a scan of the store with deterministic keys (`INSERT … ON CONFLICT DO NOTHING`), so
-//! a scan repeated after a crash queues nothing twice and misses nothing committed; a row is
-//! marked sent only after the receiver confirmed it.
+//! The upward exchange's durable queue (`central/exchange.rs` has the rules). Every new version
+//! of an equipment record is queued in the transaction that writes it (`queue_equipment_version`,
+//! keyed by the version's time), so a record changed twice between two scans is sent twice, in
+//! order. The rest is queued by a scan of the store with deterministic keys (`INSERT … ON
+//! CONFLICT DO NOTHING`), so a scan repeated after a crash queues nothing twice and misses
+//! nothing committed; the scan also queues the current version of equipment written before the
+//! exchange was on. A row is marked sent only after the receiver confirmed it.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -26,6 +29,30 @@ pub struct QueueStatus {
     pub oldest_pending: Option<String>,
     pub last_error: Option<String>,
     pub by_kind: std::collections::BTreeMap<String, (i64, i64)>,
+}
+
+const ENQUEUE: &str =
+    "INSERT INTO exchange_queue (key, kind, record, created_ms, attempts, next_attempt_ms)
+     VALUES ($1, $2, $3, $4, 0, $4) ON CONFLICT (key) DO NOTHING";
+
+/// Queues version `version` (its `updated_ms`) of an equipment record, in the transaction that
+/// wrote it. The version's time is its queue time too, so the versions of one record leave the
+/// queue in the order they were written.
+pub(super) async fn queue_equipment_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    gateway: &str,
+    id: &str,
+    version: i64,
+    record: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(ENQUEUE)
+        .bind(format!("equipment:{gateway}:{id}:{version}"))
+        .bind("equipment")
+        .bind(record)
+        .bind(version)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// What each kind of record is scanned from: key, kind and the JSON of the record, for rows
@@ -71,17 +98,14 @@ impl Store {
         record: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "INSERT INTO exchange_queue (key, kind, record, created_ms, attempts, next_attempt_ms)
-             VALUES ($1, $2, $3, $4, 0, $4) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(kind)
-        .bind(record)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let n = sqlx::query(ENQUEUE)
+            .bind(key)
+            .bind(kind)
+            .bind(record)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(n == 1)
     }
 
@@ -93,26 +117,31 @@ impl Store {
             .is_some())
     }
 
-    /// Up to `limit` records due at `now`, oldest first.
+    /// Up to `limit` records due at `now`, in queue order (oldest first): the pending records
+    /// from the head of the queue up to the first one still waiting for its retry. A failed
+    /// batch so holds back what was queued after it, and a receiver never gets a record's
+    /// version before the one it replaces.
     pub async fn exchange_due(&self, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
-        sqlx::query(
-            "SELECT key, kind, record, attempts FROM exchange_queue WHERE sent_ms IS NULL AND next_attempt_ms <= $1
-             ORDER BY created_ms, key LIMIT $2",
+        let rows = sqlx::query(
+            "SELECT key, kind, record, attempts, next_attempt_ms FROM exchange_queue WHERE sent_ms IS NULL
+             ORDER BY created_ms, key LIMIT $1",
         )
-        .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Queued {
+        .await?;
+        let mut due = Vec::new();
+        for r in &rows {
+            if r.try_get::<i64, _>(4)? > now {
+                break;
+            }
+            due.push(Queued {
                 key: r.try_get(0)?,
                 kind: r.try_get(1)?,
                 record: r.try_get(2)?,
                 attempts: r.try_get(3)?,
-            })
-        })
-        .collect()
+            });
+        }
+        Ok(due)
     }
 
     /// Marks records confirmed by the receiver.

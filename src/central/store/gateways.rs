@@ -15,7 +15,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for eq in &registry.equipment {
-            upsert_equipment(&mut tx, &registry.gateway, &registry.site.id, eq, now).await?;
+            upsert_equipment(
+                &mut tx,
+                &registry.gateway,
+                &registry.site.id,
+                eq,
+                now,
+                self.exchange,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -21,10 +21,13 @@ pub struct IngestOutcome {
 
 impl Store {
     /// Stores a fill record, idempotently by its id. Returns whether it was new. A cylinder
-    /// counts as labelled when its code was found in the registry (not `unregistered`).
+    /// counts as labelled when its code was found in the registry (not `unregistered`). A code
+    /// the cylinder register lacks gets a row there, marked as seen in fills only, in the same
+    /// transaction (`cylinders.rs`).
     pub async fn ingest_fill(&self, fill: &FillRecord, now: i64) -> Result<bool, StoreError> {
         let labelled = !fill.rejections.contains(&FillRejection::Unregistered);
         let record = serde_json::to_string(fill).expect("a fill record serializes");
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO fill_records (id, gateway, cylinder_code, labelled, station, time_ms, record, received_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -37,9 +40,13 @@ impl Store {
         .bind(ms(fill.time))
         .bind(record)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if inserted == 1 {
+            super::cylinders::register_seen_in_fill(&mut tx, fill, now).await?;
+        }
+        tx.commit().await?;
         Ok(inserted == 1)
     }
 
@@ -156,7 +163,15 @@ impl Store {
                 dispatch: None,
             });
         }
-        upsert_equipment(tx, &incident.gateway, &incident.site.id, eq, now).await?;
+        upsert_equipment(
+            tx,
+            &incident.gateway,
+            &incident.site.id,
+            eq,
+            now,
+            self.exchange,
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO gateways (id, site, state, since_ms, updated_ms) VALUES ($1, $2, 'unknown', NULL, $3)
              ON CONFLICT (id) DO NOTHING",

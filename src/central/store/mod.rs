@@ -83,6 +83,9 @@ pub struct Store {
     pub backend: Backend,
     /// The map's registry index (`map.rs`), shared by the clones of this store.
     map_index: std::sync::Arc<tokio::sync::Mutex<map::MapIndex>>,
+    /// The upward exchange is on: each new version of an equipment record is queued for it in
+    /// the transaction that writes it (`exchange.rs`).
+    exchange: bool,
 }
 
 /// A random 128-bit id in hex.
@@ -142,6 +145,7 @@ impl Store {
             pool,
             backend,
             map_index: Default::default(),
+            exchange: false,
         };
         store.migrate(i64::MAX).await?;
         store.backfill_alarm_areas().await?;
@@ -166,6 +170,7 @@ impl Store {
             pool,
             backend,
             map_index: Default::default(),
+            exchange: false,
         };
         store.migrate(version).await?;
         Ok(store)
@@ -216,6 +221,12 @@ impl Store {
         result
     }
 
+    /// This store queues every new version of an equipment record for the upward exchange.
+    pub fn with_exchange(mut self, on: bool) -> Store {
+        self.exchange = on;
+        self
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -243,15 +254,21 @@ async fn insert_audit(
     Ok(())
 }
 
-/// Inserts or refreshes one registry record, inside the caller's transaction.
+/// Inserts or refreshes one registry record, inside the caller's transaction. A new or changed
+/// record (or site) is a new version: `updated_ms` moves to `now`, or just past the previous
+/// version's when the clock is behind it, so each version has its own time; with `exchange`
+/// the version is queued for the upward exchange in the same transaction. An unchanged record
+/// is left as it is.
 async fn upsert_equipment(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     gateway: &str,
     site: &str,
     eq: &Equipment,
     now: i64,
+    exchange: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let record = serde_json::to_string(eq).expect("equipment serializes");
+    let version: Option<i64> = sqlx::query_scalar(
         "INSERT INTO equipment (gateway, id, kind, name, registration_code, using_unit, maintenance_unit, address,
             lat, lon, next_inspection, insured, site, record, updated_ms)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
@@ -259,7 +276,11 @@ async fn upsert_equipment(
             registration_code = excluded.registration_code, using_unit = excluded.using_unit,
             maintenance_unit = excluded.maintenance_unit, address = excluded.address, lat = excluded.lat,
             lon = excluded.lon, next_inspection = excluded.next_inspection, insured = excluded.insured,
-            site = excluded.site, record = excluded.record, updated_ms = excluded.updated_ms",
+            site = excluded.site, record = excluded.record,
+            updated_ms = CASE WHEN excluded.updated_ms > equipment.updated_ms THEN excluded.updated_ms
+                ELSE equipment.updated_ms + 1 END
+         WHERE equipment.record <> excluded.record OR equipment.site <> excluded.site
+         RETURNING updated_ms",
     )
     .bind(gateway.to_owned())
     .bind(eq.id.clone())
@@ -274,9 +295,12 @@ async fn upsert_equipment(
     .bind(eq.next_inspection.map(|d| d.to_string()))
     .bind(eq.insured.map(i64::from))
     .bind(site.to_owned())
-    .bind(serde_json::to_string(eq).expect("equipment serializes"))
+    .bind(&record)
     .bind(now)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
+    if let (Some(version), true) = (version, exchange) {
+        exchange::queue_equipment_version(tx, gateway, &eq.id, version, &record).await?;
+    }
     Ok(())
 }

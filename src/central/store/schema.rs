@@ -346,4 +346,13 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX dispatches_equipment ON dispatches (gateway, equipment, created_ms)",
         ],
     ),
+    (
+        11,
+        &[
+            // Where a register row comes from: `register` (a filling unit's register, imported)
+            // or `fills` (a code the gateways reported in fills that no register declared; an
+            // import later fills in its details).
+            "ALTER TABLE cylinders ADD COLUMN origin TEXT NOT NULL DEFAULT 'register'",
+        ],
+    ),
 ];

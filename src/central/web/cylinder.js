@@ -9,6 +9,8 @@ document.getElementById('code').textContent = code;
 function entries(c) {
   const r = c.register;
   if (!r) return `<dt>${esc(t('cyl.register'))}</dt><dd>${esc(t('cyl.unregistered'))}</dd>`;
+  // A row made from fills: no filling unit declared the cylinder; only its medium is known.
+  if (r.origin === 'fills') return `<dt>${esc(t('cyl.register'))}</dt><dd data-origin="fills">${esc(t('cyl.from_fills'))}</dd><dt>${esc(t('cyl.medium'))}</dt><dd>${val(r.medium)}</dd>`;
   const rows = [['cyl.owner', val(r.owner)], ['cyl.medium', val(r.medium)], ['cyl.type', val(r.cylinder_type)],
     ['cyl.made', esc(r.made || t('dash'))], ['cyl.last_inspection', esc(r.last_inspection || t('dash'))],
     ['cyl.next_inspection', esc(r.next_inspection || t('dash'))], ['cyl.insured', esc(r.insured == null ? t('dash') : t(r.insured ? 'yes' : 'no'))]];
@@ -37,7 +39,7 @@ window.seguard.ready.then(async () => {
     const c = await api('/api/v1/cylinders/' + encodeURIComponent(code));
     const r = c.register;
     const today = new Date().toISOString().slice(0, 10);
-    const state = !r ? 'unregistered' : r.scrapped ? 'scrapped' : (r.next_inspection && r.next_inspection < today) ? 'expired' : 'valid';
+    const state = (!r || r.origin === 'fills') ? 'unregistered' : r.scrapped ? 'scrapped' : (r.next_inspection && r.next_inspection < today) ? 'expired' : 'valid';
     document.getElementById('state').innerHTML = `<b class="cyl-state cyl-${state}" data-state="${state}">${esc(t('cyl.state.' + state))}</b>`;
     document.getElementById('register').innerHTML = entries(c);
     document.getElementById('timeline').innerHTML = timeline(c);

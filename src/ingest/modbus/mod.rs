@@ -11,7 +11,8 @@
 //! - `plan.rs`: merges a poll group's points into few read requests, and splits a request
 //!   the device refuses, down to single points, into a plan of that device's own. Pure.
 //! - `poller.rs`: one task per line (a TCP device, a serial bus, an RTU
-//!   converter), timeouts, retries, backoff, reconnect, bad-quality readings and the
+//!   converter), timeouts, retries, backoff; `link.rs` its connection (reconnect with backoff)
+//!   and one read; `readings.rs` the readings a read becomes, bad-quality ones and the
 //!   `device_online` reading.
 //!
 //! **Invariant:** a Modbus exception, a timeout or an undecodable value becomes a counted,
@@ -26,10 +27,12 @@
 
 pub mod config;
 pub mod decode;
+mod link;
 mod mbap;
 pub mod observe;
 pub mod plan;
 pub mod poller;
+mod readings;
 
 pub use config::{
     load_profile, parse_profile, validate, ModbusDevice, Point, PollGroup, Profile, RawModbus,

@@ -32,9 +32,9 @@
 //!   It is emitted only on these transitions, so a rule on it raises and clears a device-offline
 //!   alarm; [`PollObserver::online`] hears about the same transitions.
 //!
-//! Size: about 950 lines, most of them `Line`, the loop of one line (connect, poll the devices
-//! that are due, split what a device refuses, back off); the transport below it (`Link`,
-//! `Connection`, `connect`) is the next piece that could stand in a file of its own.
+//! The connection below a line and one read over it are `link.rs`; what a read becomes
+//! (readings good or bad, `device_online`) is `readings.rs`. This file is `Line`, the loop of
+//! one line: connect, poll the devices that are due, split what a device refuses, back off.
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,40 +44,21 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_modbus::client::{Client, Context};
-use tokio_modbus::slave::SlaveContext;
-use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::config::{ModbusDevice, Parity, Point, Table, Transport};
-use super::decode::{decode, label, DataType};
-use super::mbap::MbapClient;
+use super::config::{ModbusDevice, Point, Transport};
+use super::link::{read_once, Connection, Failure, Payload};
 pub use super::observe::{FailReason, PollCounters, PollObserver};
 use super::plan::{self, split, AdaptivePlan, ReadRequest, Splitter};
+use super::readings::{bad, online_reading, push_readings};
 use crate::backoff::Backoff;
 use crate::ingest::Batch;
 pub use crate::ingest::{system_clock, Clock};
-use crate::model::{Quality, Reading, Source, Value};
+use crate::model::Reading;
 
 // ---------------------------------------------------------------------------------------------
 // Runtime.
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("cannot connect to {target}: {source}")]
-    Io {
-        target: String,
-        source: std::io::Error,
-    },
-    #[error("no connection to {target} within {timeout_ms} ms")]
-    Timeout { target: String, timeout_ms: u64 },
-    #[error("cannot open serial port {path}: {source}")]
-    Serial {
-        path: String,
-        source: tokio_serial::Error,
-    },
-}
 
 /// Polls Modbus devices and sends their readings into the pipeline.
 pub struct ModbusIngest {
@@ -125,255 +106,6 @@ pub fn group_lines(devices: Vec<Arc<ModbusDevice>>) -> Vec<(Transport, Vec<Arc<M
         }
     }
     lines
-}
-
-enum Payload {
-    Words(Vec<u16>),
-    Bits(Vec<bool>),
-}
-
-#[derive(Debug)]
-enum Failure {
-    Timeout,
-    Exception(ExceptionCode),
-    Transport(String),
-    Protocol(String),
-    Disconnected(String),
-}
-
-impl Failure {
-    fn reason(&self) -> FailReason {
-        match self {
-            Failure::Timeout => FailReason::Timeout,
-            Failure::Exception(_) => FailReason::Exception,
-            Failure::Transport(_) => FailReason::Transport,
-            Failure::Protocol(_) => FailReason::Protocol,
-            Failure::Disconnected(_) => FailReason::Disconnected,
-        }
-    }
-
-    /// Whether the device answered: an exception is an answer from a live device.
-    fn answered(&self) -> bool {
-        matches!(self, Failure::Exception(_))
-    }
-
-    /// Whether the device refused the request's range (exception 02, illegal data address, or
-    /// 03, illegal data value), which a smaller request may not be.
-    fn refused(&self) -> bool {
-        matches!(
-            self,
-            Failure::Exception(ExceptionCode::IllegalDataAddress | ExceptionCode::IllegalDataValue)
-        )
-    }
-
-    /// Whether the rest of the device's cycle is skipped: after a timeout, so a dead slave
-    /// costs its line one timeout per cycle, or when the connection is gone.
-    fn ends_cycle(&self) -> bool {
-        matches!(
-            self,
-            Failure::Timeout | Failure::Disconnected(_) | Failure::Transport(_)
-        )
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Timeout => f.write_str("timeout"),
-            Failure::Exception(code) => write!(f, "exception 0x{:02x}: {code}", u8::from(*code)),
-            Failure::Transport(e) => write!(f, "transport: {e}"),
-            Failure::Protocol(e) => write!(f, "protocol: {e}"),
-            Failure::Disconnected(e) => write!(f, "disconnected: {e}"),
-        }
-    }
-}
-
-/// An open connection: Modbus TCP through the small [`MbapClient`], RTU framing (serial or
-/// over TCP) through tokio-modbus. The TCP client's frame buffer stays inline: that is the
-/// variant of nearly every line.
-#[allow(clippy::large_enum_variant)]
-enum Link {
-    Tcp(MbapClient),
-    Rtu(Context),
-}
-
-impl Link {
-    async fn call(&mut self, unit_id: u8, request: Request<'_>) -> tokio_modbus::Result<Response> {
-        match self {
-            Link::Tcp(client) => client.call(unit_id, &request).await,
-            Link::Rtu(context) => {
-                context.set_slave(Slave(unit_id));
-                context.call(request).await
-            }
-        }
-    }
-}
-
-/// The connection of one line, opened when a request needs it.
-struct Connection {
-    transport: Transport,
-    link: Option<Link>,
-    connect_timeout: Duration,
-    backoff: Backoff,
-    /// After a failed connect, no new attempt before this instant.
-    retry_at: Option<Instant>,
-    /// Logged once per outage, not once per attempt.
-    reported_down: bool,
-}
-
-impl Connection {
-    async fn get(&mut self) -> Result<&mut Link, Failure> {
-        if self.link.is_none() {
-            if let Some(at) = self.retry_at {
-                if Instant::now() < at {
-                    return Err(Failure::Disconnected("waiting to reconnect".to_owned()));
-                }
-            }
-            match connect(&self.transport, self.connect_timeout).await {
-                Ok(link) => {
-                    if self.reported_down {
-                        tracing::info!("modbus line connected again");
-                    }
-                    self.link = Some(link);
-                    self.backoff.reset();
-                    self.retry_at = None;
-                    self.reported_down = false;
-                }
-                Err(e) => {
-                    let delay = self.backoff.next_delay();
-                    if !self.reported_down {
-                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "modbus line down");
-                        self.reported_down = true;
-                    }
-                    self.retry_at = Some(Instant::now() + delay);
-                    return Err(match e {
-                        ConnectError::Timeout { .. } => Failure::Timeout,
-                        other => Failure::Disconnected(other.to_string()),
-                    });
-                }
-            }
-        }
-        self.link
-            .as_mut()
-            .ok_or_else(|| Failure::Disconnected("no connection".to_owned()))
-    }
-
-    fn close(&mut self) {
-        // Dropping the link closes the socket or port; there is nothing to flush on a read.
-        self.link = None;
-    }
-
-    /// A timeout on a Modbus TCP connection leaves a late answer in flight; start afresh. On a
-    /// shared line a silent slave says nothing about the line, so it stays open.
-    fn close_after_timeout(&self) -> bool {
-        matches!(self.transport, Transport::Tcp { .. })
-    }
-}
-
-async fn connect(transport: &Transport, timeout: Duration) -> Result<Link, ConnectError> {
-    match transport {
-        Transport::Tcp { host, port } => {
-            let stream = tcp_stream(host, *port, timeout).await?;
-            Ok(Link::Tcp(MbapClient::new(stream)))
-        }
-        Transport::RtuOverTcp { host, port } => {
-            let stream = tcp_stream(host, *port, timeout).await?;
-            Ok(Link::Rtu(tokio_modbus::client::rtu::attach_slave(
-                stream,
-                Slave(1),
-            )))
-        }
-        Transport::Rtu(line) => {
-            let builder = tokio_serial::new(&line.path, line.baud)
-                .parity(match line.parity {
-                    Parity::None => tokio_serial::Parity::None,
-                    Parity::Even => tokio_serial::Parity::Even,
-                    Parity::Odd => tokio_serial::Parity::Odd,
-                })
-                .data_bits(match line.data_bits {
-                    5 => tokio_serial::DataBits::Five,
-                    6 => tokio_serial::DataBits::Six,
-                    7 => tokio_serial::DataBits::Seven,
-                    _ => tokio_serial::DataBits::Eight,
-                })
-                .stop_bits(if line.stop_bits == 2 {
-                    tokio_serial::StopBits::Two
-                } else {
-                    tokio_serial::StopBits::One
-                });
-            let port = tokio_serial::SerialStream::open(&builder).map_err(|source| {
-                ConnectError::Serial {
-                    path: line.path.clone(),
-                    source,
-                }
-            })?;
-            Ok(Link::Rtu(tokio_modbus::client::rtu::attach_slave(
-                port,
-                Slave(1),
-            )))
-        }
-    }
-}
-
-async fn tcp_stream(
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<tokio::net::TcpStream, ConnectError> {
-    let target = || format!("{host}:{port}");
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
-        Err(_) => Err(ConnectError::Timeout {
-            target: target(),
-            timeout_ms: timeout.as_millis() as u64,
-        }),
-        Ok(Err(source)) => Err(ConnectError::Io {
-            target: target(),
-            source,
-        }),
-        Ok(Ok(stream)) => {
-            // Requests are small and answered one at a time: do not wait for Nagle.
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-    }
-}
-
-async fn read_once(
-    link: &mut Link,
-    unit_id: u8,
-    request: &ReadRequest,
-    timeout: Duration,
-) -> Result<Payload, Failure> {
-    let (start, count) = (request.start, request.count);
-    let call = match request.table {
-        Table::Coil => Request::ReadCoils(start, count),
-        Table::DiscreteInput => Request::ReadDiscreteInputs(start, count),
-        Table::Holding => Request::ReadHoldingRegisters(start, count),
-        Table::Input => Request::ReadInputRegisters(start, count),
-    };
-    let response = match tokio::time::timeout(timeout, link.call(unit_id, call)).await {
-        Err(_) => return Err(Failure::Timeout),
-        Ok(Err(tokio_modbus::Error::Transport(e))) => {
-            return Err(Failure::Transport(e.to_string()))
-        }
-        Ok(Err(tokio_modbus::Error::Protocol(e))) => return Err(Failure::Protocol(e.to_string())),
-        Ok(Ok(Err(code))) => return Err(Failure::Exception(code)),
-        Ok(Ok(Ok(response))) => response,
-    };
-    let n = usize::from(count);
-    match response {
-        Response::ReadCoils(bits) | Response::ReadDiscreteInputs(bits) if bits.len() >= n => {
-            Ok(Payload::Bits(bits))
-        }
-        Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words)
-            if words.len() == n =>
-        {
-            Ok(Payload::Words(words))
-        }
-        other => Err(Failure::Protocol(format!(
-            "{count} values requested, answer does not match: {other:?}"
-        ))),
-    }
 }
 
 struct SlaveState {
@@ -771,99 +503,6 @@ impl fmt::Display for Addresses<'_> {
     }
 }
 
-/// The readings of one request's points: their values, or bad readings that say why; the
-/// failure (or each value that does not decode) is counted.
-fn push_readings(
-    observer: &dyn PollObserver,
-    device: &ModbusDevice,
-    points: &[Point],
-    request: &ReadRequest,
-    result: &Result<Payload, Failure>,
-    time: DateTime<Utc>,
-    readings: &mut Vec<Reading>,
-) {
-    match result {
-        Ok(payload) => {
-            for &i in &request.points {
-                let point = &points[i];
-                let reading = match value_of(point, request, payload) {
-                    Ok(value) => good(device, point, value, time),
-                    Err(e) => {
-                        observer.failed(&device.name, FailReason::Decode, &e);
-                        bad(device, point, format!("decode: {e}"), time)
-                    }
-                };
-                readings.push(reading);
-            }
-        }
-        Err(failure) => {
-            observer.failed(&device.name, failure.reason(), failure);
-            for &i in &request.points {
-                readings.push(bad(device, &points[i], failure.to_string(), time));
-            }
-        }
-    }
-}
-
-fn value_of(
-    point: &Point,
-    request: &ReadRequest,
-    payload: &Payload,
-) -> Result<Value, super::decode::DecodeError> {
-    let offset = usize::from(point.address - request.start);
-    let n = usize::from(point.data_type.register_count());
-    match payload {
-        Payload::Bits(bits) => bits.get(offset).map(|b| Value::Bool(*b)).ok_or(
-            super::decode::DecodeError::WrongLength {
-                expected: offset + 1,
-                got: bits.len(),
-            },
-        ),
-        Payload::Words(words) => {
-            let slice = words.get(offset..offset + n).unwrap_or(&[]);
-            debug_assert!(point.data_type != DataType::Text(0));
-            decode(slice, point.data_type, point.order, point.scaling)
-        }
-    }
-    .and_then(|value| label(value, &point.labels))
-}
-
-fn good(device: &ModbusDevice, point: &Point, value: Value, time: DateTime<Utc>) -> Reading {
-    Reading {
-        equipment: device.equipment.clone(),
-        metric: point.metric.clone(),
-        value,
-        unit: point.unit.clone(),
-        time,
-        quality: Quality::Good,
-        source: Source::Modbus,
-    }
-}
-
-fn bad(device: &ModbusDevice, point: &Point, reason: String, time: DateTime<Utc>) -> Reading {
-    Reading {
-        equipment: device.equipment.clone(),
-        metric: point.metric.clone(),
-        value: Value::Text(reason),
-        unit: point.unit.clone(),
-        time,
-        quality: Quality::Bad,
-        source: Source::Modbus,
-    }
-}
-
-fn online_reading(device: &ModbusDevice, online: bool, time: DateTime<Utc>) -> Reading {
-    Reading {
-        equipment: device.equipment.clone(),
-        metric: device.online_metric.clone(),
-        value: Value::Bool(online),
-        unit: None,
-        time,
-        quality: Quality::Good,
-        source: Source::Modbus,
-    }
-}
-
 /// FNV-1a: stable across runs, unlike the std hasher.
 fn stable_hash(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| {
@@ -910,7 +549,7 @@ mod tests {
 
     #[test]
     fn tcp_devices_get_their_own_line_and_shared_lines_group() {
-        use super::super::config::{PollGroup, SerialLine};
+        use super::super::config::{Parity, PollGroup, SerialLine};
         let device = |name: &str, transport: Transport| {
             Arc::new(ModbusDevice {
                 name: name.to_owned(),

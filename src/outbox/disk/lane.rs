@@ -19,6 +19,7 @@ use super::writer::Writer;
 use super::{now_ms, segment, Command, Shared, State, MIN_SEGMENT_BYTES};
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
+use crate::outbox::batch_wait::wait_for_batch;
 use crate::outbox::outage::Progress;
 use crate::outbox::rate::TokenBucket;
 use crate::outbox::{ledger, LaneOptions, OutboxError, Overflow, Recovery};
@@ -266,27 +267,8 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
         let shared = &self.shared;
         let max = max.max(1);
         loop {
-            loop {
-                let added = shared.added.notified();
-                if self.len() > 0 {
-                    break;
-                }
-                tokio::select! {
-                    _ = added => {}
-                    _ = shutdown.cancelled() => return Vec::new(),
-                }
-            }
-            let deadline = tokio::time::Instant::now() + linger;
-            loop {
-                let added = shared.added.notified();
-                if self.len() >= max || shutdown.is_cancelled() {
-                    break;
-                }
-                tokio::select! {
-                    _ = added => {}
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    _ = shutdown.cancelled() => break,
-                }
+            if !wait_for_batch(&shared.added, || self.len(), max, linger, shutdown).await {
+                return Vec::new();
             }
             let mut allowed = max;
             if !shutdown.is_cancelled() {
@@ -361,8 +343,10 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
             (head, limit, plan)
         };
         let name = shared.name.clone();
+        // Bounds what is decoded at once (the cache and one read), whatever the consumer asks.
+        let from_disk = n.min(shared.options.disk_read_entries.max(1));
         // One record more than asked for, to know the age of the oldest entry after this batch.
-        let ahead = n.saturating_add(1);
+        let ahead = from_disk.saturating_add(1);
         let read = tokio::task::spawn_blocking(move || read_plan::<T>(&plan, head, limit, ahead))
             .await
             .unwrap_or_else(|e| {
@@ -386,7 +370,7 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
         }
         let mut entries = read.entries;
         state.next_hint = None;
-        if entries.len() > n {
+        if entries.len() > from_disk {
             state.next_hint = entries.pop().map(|(seq, time, _)| (seq, time));
         }
         let mut batch = Vec::with_capacity(n.min(4096));
@@ -399,7 +383,8 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> DiskLane<T> {
                 next = seq + 1;
             }
         }
-        if batch.len() < n && read.errors.is_empty() {
+        // The read reached the cache: the rest of the batch comes from there.
+        if batch.len() < from_disk && read.errors.is_empty() {
             let from = next.max(limit);
             if state.cache.front().is_some_and(|(seq, _, _)| *seq <= from) {
                 for (seq, time, item) in state.cache.iter() {

@@ -4,6 +4,7 @@
 //! Size: about 650 lines, one `impl Check` method per rule kind and the targets they share.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -373,32 +374,35 @@ impl Check {
             }
             let high = high_mpa.unwrap_or(high_of_set * set);
             let high_high = high_high_mpa.unwrap_or(set * (1.0 - valve_tolerance));
-            if high >= set {
-                self.push(
-                    Problem::new(place(&r.high_mpa), format!(
-                        "rule `{rule}`: high limit {} MPa of `{id}` is not below its safety-valve set pressure {set} MPa",
-                        round4(high)
-                    ))
-                    .hint("the high alarm must come before the valve lifts: lower high_mpa or high_of_set"),
+            let mut not_below =
+                |span: Range<usize>, what: &str, limit: f64, bound: &str, hint: &str| {
+                    let limit = round4(limit);
+                    let message = format!(
+                    "rule `{rule}`: {what} limit {limit} MPa of `{id}` is not below its {bound}"
                 );
+                    self.push(Problem::new(span, message).hint(hint));
+                };
+            let set_pressure = format!("safety-valve set pressure {set} MPa");
+            if high >= set {
+                let hint = "the high alarm must come before the valve lifts: lower high_mpa or high_of_set";
+                not_below(place(&r.high_mpa), "high", high, &set_pressure, hint);
             }
             if high_high >= set {
-                self.push(
-                    Problem::new(place(&r.high_high_mpa), format!(
-                        "rule `{rule}`: high_high limit {} MPa of `{id}` is not below its safety-valve set pressure {set} MPa",
-                        round4(high_high)
-                    ))
-                    .hint("place high_high below set pressure minus the valve tolerance"),
+                not_below(
+                    place(&r.high_high_mpa),
+                    "high_high",
+                    high_high,
+                    &set_pressure,
+                    "place high_high below set pressure minus the valve tolerance",
                 );
             }
             if high >= high_high {
-                self.push(
-                    Problem::new(raw.span(), format!(
-                        "rule `{rule}`: high limit {} MPa of `{id}` is not below its high_high limit {} MPa",
-                        round4(high),
-                        round4(high_high)
-                    ))
-                    .hint("lower high_of_set or valve_tolerance, or give high_mpa and high_high_mpa"),
+                not_below(
+                    raw.span(),
+                    "high",
+                    high,
+                    &format!("high_high limit {} MPa", round4(high_high)),
+                    "lower high_of_set or valve_tolerance, or give high_mpa and high_high_mpa",
                 );
             }
             let safe_residual = if e.kind == EquipmentKind::Autoclave {

@@ -88,7 +88,7 @@ impl Check {
         let raw_central = raw.get_ref();
         // Sharing the site broker takes its validated settings (and their problems) once.
         let broker = match (&raw_central.broker, site_broker) {
-            (Some(b), _) => self.broker(b, &client_id),
+            (Some(b), _) => self.broker(b.get_ref(), &client_id),
             (None, Some(site_broker)) => Broker {
                 client_id,
                 ..site_broker.clone()

@@ -16,11 +16,12 @@
 //! duplicate by its id. **Invariant:** a refusal by central is never silent at the gateway.
 
 pub mod config;
+mod rejections;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, Outgoing, Packet, QoS};
@@ -30,18 +31,13 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::broker::mqtt_options;
 use crate::metrics::Metrics;
-use crate::model::{
-    CentralRejection, GatewayRegistry, GatewayState, GatewayStatus, ToCentral, Value,
-    REJECTION_SCHEMA,
-};
+use crate::model::{GatewayRegistry, GatewayState, GatewayStatus, ToCentral};
 use crate::outbox::Lane;
-use crate::rules::{ActiveAlarm, AlarmState};
-use crate::uplink::refused::{Kept, Recent, Refused};
+use crate::shutdown::Stop;
 use config::CentralUplink;
+use rejections::read_rejection;
+pub use rejections::{CentralRejections, CENTRAL_REJECTED_RULE, REJECTED_ROUTE};
 use secrecy::ExposeSecret;
-
-/// The alarm raised when central refused a message the broker had confirmed.
-pub const CENTRAL_REJECTED_RULE: &str = "gateway.central_rejected";
 
 /// Seals `json` for the topic kind with the uplink's key; without a key the message goes
 /// unsigned (and central refuses it, saying so on the rejections topic).
@@ -50,156 +46,6 @@ fn sealed(config: &CentralUplink, kind: &str, json: Vec<u8>) -> Vec<u8> {
         Some(key) => crate::signing::seal(key.expose_secret().as_bytes(), kind, &json),
         None => json,
     }
-}
-
-/// Where the gateway lists what central refused.
-pub const REJECTED_ROUTE: &str = "/api/v1/central/rejected";
-
-/// What central refused, shared with the HTTP API: the `gateway.central_rejected` alarm, the
-/// messages published recently, and the refused ones kept with their reasons.
-#[derive(Default)]
-pub struct CentralRejections {
-    alarm: Mutex<Option<ActiveAlarm>>,
-    recent: Mutex<Recent>,
-    kept: Mutex<Kept>,
-}
-
-impl CentralRejections {
-    /// Keeps refusals in the outbox directory `dir` from now on, with those kept there before.
-    pub fn keep_in(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        self.kept.lock().expect("kept lock").open(dir)
-    }
-
-    /// The refused messages kept, oldest first.
-    pub fn kept(&self) -> Vec<Refused> {
-        self.kept.lock().expect("kept lock").list()
-    }
-
-    /// Remembers a message as published (its JSON before sealing), for a refusal to name.
-    fn remember(&self, message: &ToCentral, json: &[u8]) {
-        let id = match message {
-            ToCentral::Incident(i) => i.id,
-            ToCentral::Fill(f) => f.id,
-        };
-        let mut recent = self.recent.lock().expect("recent lock");
-        recent.remember(id.to_string(), json, Instant::now());
-    }
-
-    /// The open alarm, when central refused anything since the gateway started.
-    pub fn alarm(&self) -> Option<ActiveAlarm> {
-        self.alarm.lock().expect("rejections lock").clone()
-    }
-
-    /// An operator has seen the refusals: the alarm ends until the next one (the counts stay in
-    /// `/metrics`, the refused messages at [`REJECTED_ROUTE`] and at central). False when there is no such alarm.
-    pub fn acknowledge(&self, equipment: &str, user: &str) -> bool {
-        let mut alarm = self.alarm.lock().expect("rejections lock");
-        match alarm.as_ref() {
-            Some(a) if a.equipment == equipment => {
-                tracing::info!(user, message = %a.message, "central's refusals acknowledged");
-                *alarm = None;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Counts a refusal and raises (or updates) the alarm. `verified` says whether the notice
-    /// was sealed with our key (central had it); an unverified notice still raises the alarm,
-    /// because a refusal must never go unseen.
-    fn record(&self, r: &CentralRejection, verified: bool, metrics: &Metrics) {
-        let reason = KNOWN_REASONS
-            .iter()
-            .find(|k| **k == r.reason)
-            .copied()
-            .unwrap_or("other");
-        let what = format!("{} {}", r.kind, r.id.as_deref().unwrap_or("(no id)"));
-        metrics.central_rejected(reason, &what, &r.detail);
-        let message = r.id.as_deref().and_then(|id| {
-            let json = self
-                .recent
-                .lock()
-                .expect("recent lock")
-                .get(id, Instant::now())?;
-            serde_json::from_slice(&json).ok()
-        });
-        self.kept.lock().expect("kept lock").add(Refused {
-            time: Utc::now(),
-            kind: r.kind.clone(),
-            id: r.id.clone(),
-            reason: r.reason.clone(),
-            detail: r.detail.clone(),
-            verified,
-            message,
-        });
-        let mut alarm = self.alarm.lock().expect("rejections lock");
-        let count = alarm.as_ref().and_then(|a| a.value).unwrap_or(0.0) + 1.0;
-        let details = [
-            ("kind", Value::Text(r.kind.clone())),
-            ("id", Value::Text(r.id.clone().unwrap_or_default())),
-            ("reason", Value::Text(r.reason.clone())),
-            ("detail", Value::Text(r.detail.clone())),
-            ("verified", Value::Bool(verified)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        *alarm = Some(ActiveAlarm {
-            equipment: r.gateway.clone(),
-            rule: CENTRAL_REJECTED_RULE.to_owned(),
-            severity: crate::model::Severity::High,
-            since: alarm.as_ref().map_or(Utc::now(), |a| a.since),
-            value: Some(count),
-            limit: None,
-            message: format!(
-                "central refused {count} message(s); the last: {what}: {}; the messages and why: {REJECTED_ROUTE}",
-                r.detail
-            ),
-            state: AlarmState::ActiveUnacknowledged,
-            condition: true,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            shelved_until: None,
-            chattering: false,
-            details,
-        });
-    }
-}
-
-/// Central's refusal reasons (`central/intake.rs`); anything else is counted as `other`.
-const KNOWN_REASONS: [&str; 9] = [
-    "oversized",
-    "malformed",
-    "unknown_schema",
-    "unknown_gateway",
-    "gateway_mismatch",
-    "unsigned",
-    "bad_signature",
-    "too_many_equipment",
-    "unauthorized",
-];
-
-/// Reads a notice from central: sealed with our key (verified), or plain (central has no key
-/// for us). A notice for another gateway, or that is neither, is ignored.
-fn read_rejection(
-    config: &CentralUplink,
-    gateway: &str,
-    payload: &[u8],
-) -> Option<(CentralRejection, bool)> {
-    let key = config.signing_key.as_ref();
-    let (message, verified) = match crate::signing::open(payload) {
-        Ok(opened) => {
-            let verified = key.is_some_and(|k| {
-                opened
-                    .verify(k.expose_secret().as_bytes(), "rejections")
-                    .is_ok()
-            });
-            (opened.message, verified)
-        }
-        Err(_) => (payload, false),
-    };
-    let r: CentralRejection = serde_json::from_slice(message).ok()?;
-    (r.schema == REJECTION_SCHEMA && r.gateway == gateway).then_some((r, verified))
 }
 
 /// How many messages are published before waiting for their PUBACKs.
@@ -222,7 +68,16 @@ struct Tracker {
     confirmed: Vec<bool>,
 }
 
+/// One central uplink: the publishing session, the client's connection (driven by
+/// [`drive_event_loop`] once `run` starts), the lane it drains, and what it reports to.
 pub struct CentralPublisher {
+    session: Session,
+    event_loop: EventLoop,
+}
+
+/// What publishing needs while the connection runs apart: the client, the PUBACK tracking,
+/// the lane and what it reports to.
+struct Session {
     config: CentralUplink,
     gateway: String,
     site: String,
@@ -231,16 +86,26 @@ pub struct CentralPublisher {
     client: AsyncClient,
     tracker: Arc<Mutex<Tracker>>,
     acked: Arc<Notify>,
+    /// The incidents and fill records to publish.
+    lane: Arc<Lane<ToCentral>>,
+    metrics: Arc<Metrics>,
+    /// Whether the broker is connected; `/health` shows it.
+    connected: Arc<AtomicBool>,
+    /// Central's refusals, kept and raised as an alarm.
+    rejections: Arc<CentralRejections>,
 }
 
 impl CentralPublisher {
-    /// Connects lazily: the event loop returned must be driven by [`drive_event_loop`].
-    /// `registry` is published retained on every connection, beside the online status, and
-    /// whenever it changes.
+    /// Connects lazily, when `run` starts. `registry` is published retained on every
+    /// connection, beside the online status, and whenever it changes.
     pub fn new(
         config: CentralUplink,
         registry: watch::Receiver<GatewayRegistry>,
-    ) -> (Self, EventLoop) {
+        lane: Arc<Lane<ToCentral>>,
+        metrics: Arc<Metrics>,
+        connected: Arc<AtomicBool>,
+        rejections: Arc<CentralRejections>,
+    ) -> Self {
         let (gateway, site) = {
             let current = registry.borrow();
             (current.gateway.clone(), current.site.id.clone())
@@ -262,7 +127,7 @@ impl CentralPublisher {
             true,
         ));
         let (client, event_loop) = AsyncClient::new(options, 1024);
-        let publisher = CentralPublisher {
+        let session = Session {
             config,
             gateway: gateway.to_owned(),
             site: site.to_owned(),
@@ -270,10 +135,140 @@ impl CentralPublisher {
             client,
             tracker: Arc::new(Mutex::new(Tracker::default())),
             acked: Arc::new(Notify::new()),
+            lane,
+            metrics,
+            connected,
+            rejections,
         };
-        (publisher, event_loop)
+        CentralPublisher {
+            session,
+            event_loop,
+        }
     }
 
+    /// Publishes incidents and fill records from `lane` until `flush` fires and the lane is
+    /// empty, or `hard_stop` fires; then says offline and disconnects. Central's refusals go to
+    /// `rejections`.
+    pub async fn run(self, stop: Stop) {
+        let CentralPublisher {
+            session,
+            event_loop,
+        } = self;
+        let (lane, metrics) = (session.lane.clone(), session.metrics.clone());
+        let (connected, rejections) = (session.connected.clone(), session.rejections.clone());
+        let Stop { flush, hard_stop } = stop;
+        // Said again on every connection: the broker may have lost its retained messages.
+        let on_connect = vec![(
+            session.config.status_topic(&session.gateway),
+            session.status_payload(GatewayState::Online),
+        )];
+        let registry = (
+            session.config.registry_topic(&session.gateway),
+            session.registry.clone(),
+        );
+        let driver = tokio::spawn(drive_event_loop(
+            event_loop,
+            session.client.clone(),
+            session.config.clone(),
+            session.tracker.clone(),
+            session.acked.clone(),
+            metrics.clone(),
+            connected,
+            registry,
+            on_connect,
+            rejections.clone(),
+            hard_stop.clone(),
+        ));
+        let incidents_topic = session.config.incidents_topic(&session.gateway);
+        let fills_topic = session.config.fills_topic(&session.gateway);
+        'batches: loop {
+            let batch = lane.peek_batch(WINDOW, Duration::ZERO, &flush).await;
+            if batch.is_empty() {
+                break;
+            }
+            let window = {
+                let mut tracker = session.tracker.lock().expect("tracker lock");
+                tracker.window += 1;
+                tracker.confirmed = vec![false; batch.len()];
+                tracker.window
+            };
+            let messages: Vec<(&str, Vec<u8>)> = batch
+                .iter()
+                .map(|m| {
+                    let (topic, kind, json) = match m {
+                        ToCentral::Incident(i) => {
+                            (incidents_topic.as_str(), "incidents", serde_json::to_vec(i))
+                        }
+                        ToCentral::Fill(f) => {
+                            (fills_topic.as_str(), "fills", serde_json::to_vec(f))
+                        }
+                    };
+                    let json = json.expect("a central message serializes");
+                    rejections.remember(m, &json);
+                    (topic, sealed(&session.config, kind, json))
+                })
+                .collect();
+            let mut unconfirmed: Vec<usize> = (0..batch.len()).collect();
+            loop {
+                for &slot in &unconfirmed {
+                    let (topic, payload) = &messages[slot];
+                    session
+                        .publish_tagged(
+                            topic,
+                            payload.clone(),
+                            false,
+                            Tag::Incident { window, slot },
+                        )
+                        .await;
+                }
+                let deadline = tokio::time::Instant::now() + session.config.confirm_timeout;
+                loop {
+                    let acked = session.acked.notified();
+                    unconfirmed = {
+                        let tracker = session.tracker.lock().expect("tracker lock");
+                        (0..batch.len())
+                            .filter(|&s| !tracker.confirmed[s])
+                            .collect()
+                    };
+                    if unconfirmed.is_empty() {
+                        lane.confirm(batch.len());
+                        let fills = batch
+                            .iter()
+                            .filter(|m| matches!(m, ToCentral::Fill(_)))
+                            .count();
+                        metrics.incidents_published(batch.len() - fills);
+                        metrics.fills_published(fills);
+                        continue 'batches;
+                    }
+                    tokio::select! {
+                        _ = acked => {}
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = hard_stop.cancelled() => {
+                            lane.release();
+                            tracing::warn!(queued = lane.len(), "stopping with messages to central not yet confirmed by the broker");
+                            break 'batches;
+                        }
+                    }
+                }
+                tracing::warn!(
+                    unconfirmed = unconfirmed.len(),
+                    timeout_ms = session.config.confirm_timeout.as_millis() as u64,
+                    "messages to central not confirmed in time; publishing them again"
+                );
+            }
+        }
+        // A clean disconnect suppresses the last will, so say offline ourselves.
+        let offline = session.status_payload(GatewayState::Offline);
+        let status_topic = session.config.status_topic(&session.gateway);
+        session
+            .publish_tagged(&status_topic, offline, true, Tag::Status)
+            .await;
+        let _ = session.client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+    }
+}
+
+impl Session {
     fn status_payload(&self, state: GatewayState) -> Vec<u8> {
         let json = serde_json::to_vec(&GatewayStatus {
             gateway: self.gateway.clone(),
@@ -301,128 +296,6 @@ impl CentralPublisher {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    /// Publishes incidents and fill records from `lane` until `flush` fires and the lane is
-    /// empty, or `hard_stop` fires; then says offline and disconnects. Central's refusals go to
-    /// `rejections`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run(
-        self,
-        event_loop: EventLoop,
-        lane: Arc<Lane<ToCentral>>,
-        metrics: Arc<Metrics>,
-        connected: Arc<AtomicBool>,
-        rejections: Arc<CentralRejections>,
-        flush: CancellationToken,
-        hard_stop: CancellationToken,
-    ) {
-        // Said again on every connection: the broker may have lost its retained messages.
-        let on_connect = vec![(
-            self.config.status_topic(&self.gateway),
-            self.status_payload(GatewayState::Online),
-        )];
-        let registry = (
-            self.config.registry_topic(&self.gateway),
-            self.registry.clone(),
-        );
-        let driver = tokio::spawn(drive_event_loop(
-            event_loop,
-            self.client.clone(),
-            self.config.clone(),
-            self.tracker.clone(),
-            self.acked.clone(),
-            metrics.clone(),
-            connected,
-            registry,
-            on_connect,
-            rejections.clone(),
-            hard_stop.clone(),
-        ));
-        let incidents_topic = self.config.incidents_topic(&self.gateway);
-        let fills_topic = self.config.fills_topic(&self.gateway);
-        'batches: loop {
-            let batch = lane.peek_batch(WINDOW, Duration::ZERO, &flush).await;
-            if batch.is_empty() {
-                break;
-            }
-            let window = {
-                let mut tracker = self.tracker.lock().expect("tracker lock");
-                tracker.window += 1;
-                tracker.confirmed = vec![false; batch.len()];
-                tracker.window
-            };
-            let messages: Vec<(&str, Vec<u8>)> = batch
-                .iter()
-                .map(|m| {
-                    let (topic, kind, json) = match m {
-                        ToCentral::Incident(i) => {
-                            (incidents_topic.as_str(), "incidents", serde_json::to_vec(i))
-                        }
-                        ToCentral::Fill(f) => {
-                            (fills_topic.as_str(), "fills", serde_json::to_vec(f))
-                        }
-                    };
-                    let json = json.expect("a central message serializes");
-                    rejections.remember(m, &json);
-                    (topic, sealed(&self.config, kind, json))
-                })
-                .collect();
-            let mut unconfirmed: Vec<usize> = (0..batch.len()).collect();
-            loop {
-                for &slot in &unconfirmed {
-                    let (topic, payload) = &messages[slot];
-                    self.publish_tagged(
-                        topic,
-                        payload.clone(),
-                        false,
-                        Tag::Incident { window, slot },
-                    )
-                    .await;
-                }
-                let deadline = tokio::time::Instant::now() + self.config.confirm_timeout;
-                loop {
-                    let acked = self.acked.notified();
-                    unconfirmed = {
-                        let tracker = self.tracker.lock().expect("tracker lock");
-                        (0..batch.len())
-                            .filter(|&s| !tracker.confirmed[s])
-                            .collect()
-                    };
-                    if unconfirmed.is_empty() {
-                        lane.confirm(batch.len());
-                        let fills = batch
-                            .iter()
-                            .filter(|m| matches!(m, ToCentral::Fill(_)))
-                            .count();
-                        metrics.incidents_published(batch.len() - fills);
-                        metrics.fills_published(fills);
-                        continue 'batches;
-                    }
-                    tokio::select! {
-                        _ = acked => {}
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        _ = hard_stop.cancelled() => {
-                            lane.release();
-                            tracing::warn!(queued = lane.len(), "stopping with messages to central not yet confirmed by the broker");
-                            break 'batches;
-                        }
-                    }
-                }
-                tracing::warn!(
-                    unconfirmed = unconfirmed.len(),
-                    timeout_ms = self.config.confirm_timeout.as_millis() as u64,
-                    "messages to central not confirmed in time; publishing them again"
-                );
-            }
-        }
-        // A clean disconnect suppresses the last will, so say offline ourselves.
-        let offline = self.status_payload(GatewayState::Offline);
-        let status_topic = self.config.status_topic(&self.gateway);
-        self.publish_tagged(&status_topic, offline, true, Tag::Status)
-            .await;
-        let _ = self.client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
     }
 }
 
@@ -529,68 +402,5 @@ async fn drive_event_loop(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KEY: &str = "gw1-signing-key-0123456789abcdef0123";
-
-    fn uplink() -> CentralUplink {
-        let text = format!(
-            "[site]\nid = \"s1\"\nname = \"s\"\naddress = \"a\"\n[gateway]\nid = \"gw1\"\n\
-             [mqtt]\nhost = \"127.0.0.1\"\n[uplink.central]\nsigning_key = \"{KEY}\"\n"
-        );
-        crate::config::parse(&text, std::path::Path::new("site.toml"))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .central
-            .expect("a central uplink")
-    }
-
-    /// A notice sealed with our key is verified; a plain one (central had no key for us) still
-    /// counts, unverified; one for another gateway or of another schema is not ours.
-    #[test]
-    fn notices_from_central_are_read_and_verified() {
-        let config = uplink();
-        let notice = |gateway: &str, schema: &str| {
-            serde_json::to_vec(&CentralRejection {
-                schema: schema.into(),
-                gateway: gateway.into(),
-                kind: "incidents".into(),
-                id: Some("x".into()),
-                reason: "malformed".into(),
-                detail: "d".into(),
-                time: Utc::now(),
-            })
-            .unwrap()
-        };
-        let ours = notice("gw1", REJECTION_SCHEMA);
-        let sealed = crate::signing::seal(KEY.as_bytes(), "rejections", &ours);
-        let wrong_key = crate::signing::seal(&[7; 32], "rejections", &ours);
-        let cases: [(&[u8], Option<bool>); 5] = [
-            (&sealed, Some(true)),
-            (&ours, Some(false)),
-            (&wrong_key, Some(false)),
-            (&notice("gw2", REJECTION_SCHEMA), None),
-            (&notice("gw1", "seguard.other.v1"), None),
-        ];
-        for (payload, expected) in cases {
-            let read = read_rejection(&config, "gw1", payload).map(|(_, verified)| verified);
-            assert_eq!(read, expected);
-        }
-        let rejections = CentralRejections::default();
-        let metrics = Metrics::new();
-        let (r, verified) = read_rejection(&config, "gw1", &sealed).unwrap();
-        rejections.record(&r, verified, &metrics);
-        rejections.record(&r, verified, &metrics);
-        let alarm = rejections.alarm().expect("the alarm is raised");
-        assert_eq!(alarm.rule, CENTRAL_REJECTED_RULE);
-        assert_eq!(alarm.value, Some(2.0));
-        assert_eq!(metrics.central_rejected_count("malformed"), 2);
-        assert!(!rejections.acknowledge("gw2", "op"));
-        assert!(rejections.acknowledge("gw1", "op"));
-        assert_eq!(rejections.alarm(), None);
     }
 }

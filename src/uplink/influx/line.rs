@@ -106,15 +106,28 @@ fn field(out: &mut Vec<u8>, r: &Reading) {
     escape(out, &r.metric, NAME);
     out.push(b'=');
     match &r.value {
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Number(n) => number(out, *n),
         Value::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
         Value::Text(t) => {
             out.push(b'"');
             one_line(out, t);
             out.push(b'"');
         }
+    }
+}
+
+/// `n` as Rust's `{}` prints it (never an exponent; `1` for 1.0, `-0` for -0.0: shortest
+/// digits that read back as the same f64), but without `core::fmt` in the usual case: `ryu`
+/// writes shortest round-trip digits too, and differs only by its `.0` on whole numbers, its
+/// exponent form for very large and very small values (those go through `{}`), and, where two
+/// shortest forms both read back exactly, sometimes in the last digit.
+fn number(out: &mut Vec<u8>, n: f64) {
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format(n);
+    if text.contains('e') {
+        let _ = write!(out, "{n}");
+    } else {
+        out.extend_from_slice(text.strip_suffix(".0").unwrap_or(text).as_bytes());
     }
 }
 
@@ -219,5 +232,71 @@ mod tests {
              pressure_vessel,site=site\\,a,gateway=gw,equipment=pv\\=1 pressure=1.25 7\n\
              seguard_quality,site=site\\,a,gateway=gw,equipment=pv\\=1,metric=temperature bad=1i 7\n"
         );
+    }
+
+    #[test]
+    fn numbers_read_back_exactly_and_never_with_an_exponent() {
+        let written = |n: f64| {
+            let mut out = Vec::new();
+            number(&mut out, n);
+            String::from_utf8(out).unwrap()
+        };
+        let special = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.5,
+            0.1,
+            1.6,
+            1e15,
+            1e16,
+            1e20,
+            1.5e300,
+            1e-5,
+            1e-7,
+            123456.789e-12,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            9007199254740993.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        // What a server reads: the same f64 (bit for bit), from plain decimal digits, as short
+        // as `{}`'s.
+        let same = |n: f64| {
+            let text = written(n);
+            let shown = format!("{n}");
+            assert!(!text.contains(['e', 'E']), "{text}");
+            assert_eq!(text.len(), shown.len(), "{text} / {shown}");
+            if n.is_nan() {
+                assert_eq!(text, "NaN");
+            } else {
+                assert_eq!(
+                    text.parse::<f64>().unwrap().to_bits(),
+                    n.to_bits(),
+                    "{text}"
+                );
+            }
+        };
+        for n in special {
+            same(n);
+            assert_eq!(written(n), format!("{n}"), "{n:e}");
+        }
+        assert_eq!(written(1e20), "100000000000000000000");
+        assert_eq!(written(-0.0), "-0");
+        assert_eq!(written(2.0), "2");
+        // Any bit pattern (xorshift); and decimals with a few digits, as sensors send them,
+        // exactly as `{}` writes them.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            same(f64::from_bits(x));
+            let d = (x % 10_000_000) as f64 / 10f64.powi((i % 8) as i32);
+            assert_eq!(written(d), format!("{d}"), "{d:e}");
+        }
     }
 }

@@ -19,17 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use flate2::write::GzEncoder;
-use secrecy::ExposeSecret;
-use tokio_util::sync::CancellationToken;
-
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::outbox::Lane;
+use crate::shutdown::Stop;
 use config::{InfluxEndpoint, InfluxUplink};
+use flate2::write::GzEncoder;
+use secrecy::ExposeSecret;
 
 pub use line::Encoder;
-pub use point::Point;
+pub use point::{points_json, Point};
 
 /// Writes of one uplink in flight at once.
 pub const WRITES_IN_FLIGHT: usize = 2;
@@ -57,9 +56,15 @@ enum Client {
     },
 }
 
+/// One InfluxDB uplink: its settings and client, the lane it drains, and what it reports to.
 pub struct InfluxWriter {
     uplink: InfluxUplink,
     client: Client,
+    lane: Arc<Lane<Point>>,
+    encoder: Arc<Encoder>,
+    metrics: Arc<Metrics>,
+    /// False while writes fail; `/health` shows it.
+    healthy: Arc<AtomicBool>,
 }
 
 fn status_error(status: u16, text: String) -> WriteError {
@@ -72,7 +77,13 @@ fn status_error(status: u16, text: String) -> WriteError {
 }
 
 impl InfluxWriter {
-    pub fn new(uplink: InfluxUplink) -> Self {
+    pub fn new(
+        uplink: InfluxUplink,
+        lane: Arc<Lane<Point>>,
+        encoder: Arc<Encoder>,
+        metrics: Arc<Metrics>,
+        healthy: Arc<AtomicBool>,
+    ) -> Self {
         let client = match &uplink.endpoint {
             InfluxEndpoint::V1 {
                 url,
@@ -120,7 +131,14 @@ impl InfluxWriter {
                 bucket: bucket.clone(),
             },
         };
-        InfluxWriter { uplink, client }
+        InfluxWriter {
+            uplink,
+            client,
+            lane,
+            encoder,
+            metrics,
+            healthy,
+        }
     }
 
     pub async fn write(&self, body: &[u8]) -> Result<(), WriteError> {
@@ -206,15 +224,10 @@ impl InfluxWriter {
 
     /// Drains `lane` into the server until `flush` fires and the lane is empty, or `hard_stop`
     /// fires. Retries transient failures with backoff, forever: the lane's quota bounds memory.
-    pub async fn run(
-        self,
-        lane: Arc<Lane<Point>>,
-        encoder: Arc<Encoder>,
-        metrics: Arc<Metrics>,
-        healthy: Arc<AtomicBool>,
-        flush: CancellationToken,
-        hard_stop: CancellationToken,
-    ) {
+    pub async fn run(self, stop: Stop) {
+        let (lane, encoder) = (self.lane.clone(), self.encoder.clone());
+        let (metrics, healthy) = (self.metrics.clone(), self.healthy.clone());
+        let Stop { flush, hard_stop } = stop;
         let name = self.uplink.name.clone();
         let max = self.uplink.batch_max_lines;
         let mut backoff = Backoff::new(self.uplink.retry_min, self.uplink.retry_max);

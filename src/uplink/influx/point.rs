@@ -13,6 +13,7 @@
 //! decoded hands the same readings to the uplink, and the pipeline pushes one point into
 //! several lanes, without a copy of its strings each time.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
@@ -95,16 +96,32 @@ struct Field {
 
 impl Serialize for Point {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let first = self.readings.first();
+        Run(&self.readings).serialize(serializer)
+    }
+}
+
+/// Readings of one equipment at one time, stored as a point.
+struct Run<'a, R>(&'a [R]);
+
+impl<R: Borrow<Reading>> Serialize for Run<'_, R> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let first = self.0.first().map(Borrow::borrow);
         let nanos = first.and_then(|r| r.time.timestamp_nanos_opt());
         match (first, nanos) {
-            (Some(first), Some(t)) if self.readings.iter().all(|r| self.same(first, r)) => {
+            (Some(first), Some(t))
+                if self
+                    .0
+                    .iter()
+                    .map(Borrow::borrow)
+                    .all(|r| r.equipment == first.equipment && r.time == first.time) =>
+            {
                 CompactRef {
                     e: &first.equipment,
                     t,
                     f: self
-                        .readings
+                        .0
                         .iter()
+                        .map(Borrow::borrow)
                         .map(|r| FieldRef {
                             m: &r.metric,
                             v: &r.value,
@@ -116,15 +133,27 @@ impl Serialize for Point {
                 }
                 .serialize(serializer)
             }
-            _ => self.readings.serialize(serializer),
+            _ => serializer.collect_seq(self.0.iter().map(Borrow::borrow)),
         }
     }
 }
 
-impl Point {
-    fn same(&self, a: &Reading, b: &Reading) -> bool {
-        a.equipment == b.equipment && a.time == b.time
+/// `readings` as a JSON array of stored points, one per run of one equipment at one time, in
+/// order: what `Vec<Point>` reads back (the rule journal's record, `gateway/checkpoint.rs`).
+pub fn points_json<R: Borrow<Reading>>(readings: &[R]) -> Vec<u8> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=readings.len() {
+        let ends = readings.get(i).is_none_or(|r| {
+            let (a, b) = (readings[start].borrow(), r.borrow());
+            a.equipment != b.equipment || a.time != b.time
+        });
+        if ends {
+            runs.push(Run(&readings[start..i]));
+            start = i;
+        }
     }
+    serde_json::to_vec(&runs).expect("readings serialize")
 }
 
 impl<'de> Deserialize<'de> for Point {

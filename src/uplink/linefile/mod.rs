@@ -14,10 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::metrics::Metrics;
 use crate::outbox::Lane;
+use crate::shutdown::Stop;
 use crate::uplink::influx::{Encoder, Point};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,52 +89,77 @@ impl Writer {
     }
 }
 
-/// Drains `lane` into files until `flush` fires and the lane is empty, or `hard_stop` fires.
-pub async fn run(
+/// One line-file uplink: its settings, the lane it drains, and what it reports to.
+pub struct LineFileWriter {
     uplink: LineFileUplink,
     lane: Arc<Lane<Point>>,
     encoder: Arc<Encoder>,
     metrics: Arc<Metrics>,
-    flush: CancellationToken,
-    hard_stop: CancellationToken,
-) {
-    let name = uplink.name.clone();
-    let (batch_max, linger) = (uplink.batch_max_lines, uplink.flush_interval);
-    let mut writer = Some(Writer {
-        uplink,
-        current: None,
-        files_opened: 0,
-    });
-    loop {
-        let batch = lane.peek_batch(batch_max, linger, &flush).await;
-        if batch.is_empty() {
-            break;
+}
+
+impl LineFileWriter {
+    pub fn new(
+        uplink: LineFileUplink,
+        lane: Arc<Lane<Point>>,
+        encoder: Arc<Encoder>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        LineFileWriter {
+            uplink,
+            lane,
+            encoder,
+            metrics,
         }
-        let body = encoder.encode(&batch);
-        let mut w = writer.take().expect("writer is returned after each batch");
-        let started = std::time::Instant::now();
-        let (w, result) = tokio::task::spawn_blocking(move || {
-            let result = w.append(&body);
-            (w, result)
-        })
-        .await
-        .expect("file writer task does not panic");
-        writer = Some(w);
-        match result {
-            Ok(dropped) => {
-                metrics.uplink_written(&name, batch.len(), started.elapsed().as_secs_f64());
-                if let Some(lines) = dropped {
-                    metrics.dropped(&format!("file:{name}"), lines);
-                }
-                lane.confirm(batch.len());
+    }
+
+    /// Drains the lane into files until `flush` fires and the lane is empty, or `hard_stop`
+    /// fires.
+    pub async fn run(self, stop: Stop) {
+        let LineFileWriter {
+            uplink,
+            lane,
+            encoder,
+            metrics,
+        } = self;
+        let Stop { flush, hard_stop } = stop;
+        let name = uplink.name.clone();
+        let (batch_max, linger) = (uplink.batch_max_lines, uplink.flush_interval);
+        let mut writer = Some(Writer {
+            uplink,
+            current: None,
+            files_opened: 0,
+        });
+        loop {
+            let batch = lane.peek_batch(batch_max, linger, &flush).await;
+            if batch.is_empty() {
+                break;
             }
-            Err(e) => {
-                let delay = std::time::Duration::from_secs(1);
-                metrics.uplink_failed(&name, &e, delay);
-                lane.release();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = hard_stop.cancelled() => return,
+            let body = encoder.encode(&batch);
+            let mut w = writer.take().expect("writer is returned after each batch");
+            let started = std::time::Instant::now();
+            let (w, result) = tokio::task::spawn_blocking(move || {
+                let result = w.append(&body);
+                (w, result)
+            })
+            .await
+            .expect("file writer task does not panic");
+            writer = Some(w);
+            match result {
+                Ok(dropped) => {
+                    metrics.uplink_written(&name, batch.len(), started.elapsed().as_secs_f64());
+                    if let Some(lines) = dropped {
+                        metrics.dropped(&format!("file:{name}"), lines);
+                    }
+                    lane.confirm(batch.len());
+                }
+                Err(e) => {
+                    let delay = std::time::Duration::from_secs(1);
+                    metrics.uplink_failed(&name, &e, delay);
+                    lane.release();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = hard_stop.cancelled() => return,
+                    }
                 }
             }
         }
