@@ -648,3 +648,40 @@ async fn on_sqlite_a_flood_is_one_situation_in_rescue_order_told_per_unit() {
     );
     central.stop().await;
 }
+
+/// Found by the city bench: the whole power cut published at once to one instance (2,300
+/// incidents, more than the intake's queues held) stopped intake for good at 1,216 stored, the
+/// MQTT event loop and the worker each waiting for the other. Every incident must be stored and
+/// every trapped passenger dispatched once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_takes_the_whole_power_cut_at_once() {
+    let broker = Mosquitto::start();
+    let (hook_port, _hooks) = webhook_receiver().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/central.db", dir.path().display());
+    let port = free_port();
+    let config = dir.path().join("central.toml");
+    std::fs::write(
+        &config,
+        central_toml("one", port, &url, broker.port, hook_port),
+    )
+    .expect("write config");
+    let _central = CentralProcess::start(&config, &dir.path().join("central.log"));
+    common::wait_http_ok("central", &format!("http://127.0.0.1:{port}/readyz")).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("store");
+    let (messages, trapped) = flood();
+    let total = messages.len() as i64;
+    let mut gw = TestClient::connect(broker.port, "city-gateways").await;
+    gw.publish_all(messages).await;
+    eventually(
+        "every incident stored",
+        Duration::from_secs(120),
+        || async { (count(&pool, "SELECT COUNT(*) FROM events").await == total).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM dispatches").await,
+        trapped as i64
+    );
+}

@@ -193,7 +193,12 @@ pub async fn run_mqtt(
     // Its own share group: the embedded demo broker (rumqttd 0.20) keeps one read cursor per
     // group name across all its filters, so fills in the incidents' group were never delivered.
     let fills = format!("$share/{}-fills/{}/+/fills", m.share_group, m.prefix);
-    let (tx, rx) = mpsc::channel::<Publish>(1024);
+    // Unbounded: the event loop must never wait for the worker. It hands over the publishes it
+    // already read before it sends the worker's acknowledgements, so with a bounded channel a
+    // burst larger than both queues (a 2,300-incident power cut) stopped both for good: the loop
+    // waited for room in the worker's channel, the worker for room for its acks. What central
+    // holds is bounded by what the broker sends unacknowledged (its inflight window).
+    let (tx, rx) = mpsc::unbounded_channel::<Publish>();
     let worker = tokio::spawn(work(
         config.clone(),
         store,
@@ -223,7 +228,7 @@ pub async fn run_mqtt(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send(p).await.is_err() {
+                if tx.send(p).is_err() {
                     break;
                 }
             }
@@ -274,7 +279,7 @@ async fn work(
     store: Store,
     metrics: Arc<CentralMetrics>,
     client: AsyncClient,
-    mut rx: mpsc::Receiver<Publish>,
+    mut rx: mpsc::UnboundedReceiver<Publish>,
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
