@@ -10,12 +10,20 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+pub use super::page::Bind;
+use super::page::Paging;
 use super::{rfc3339, Store, StoreError};
 
 /// Alarms per page when the request does not say.
 pub const DEFAULT_PAGE: i64 = 200;
 /// The most alarms one page holds.
 pub const MAX_PAGE: i64 = 1000;
+
+const PAGING: Paging = Paging {
+    time_column: "raised_ms",
+    default: DEFAULT_PAGE,
+    max: MAX_PAGE,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AlarmRow {
@@ -62,13 +70,6 @@ pub struct AlarmPage {
     pub next: Option<String>,
 }
 
-/// A value bound to a placeholder of the built query.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 pub(super) const COLUMNS: &str =
     "id, gateway, equipment, rule, severity, kind, using_unit, address, trapped, message,
     raised_ms, cleared_ms, acked_ms, acked_by, ack_comment";
@@ -96,12 +97,6 @@ pub(super) fn like_pattern(part: &str) -> String {
     }
     out.push('%');
     out
-}
-
-pub(super) fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
-    let (raised, id) = cursor.split_once('_')?;
-    let raised = raised.parse().ok()?;
-    (!id.is_empty()).then(|| (raised, id.to_owned()))
 }
 
 impl AlarmFilter {
@@ -137,36 +132,9 @@ impl AlarmFilter {
             binds.push(Bind::Text(area.trim().to_lowercase()));
             conditions.push(format!("area = ${}", binds.len()));
         }
-        if let Some(cursor) = given(&self.before) {
-            let (raised, id) = parse_cursor(&cursor).ok_or_else(|| {
-                StoreError::BadQuery(format!(
-                    "`before` must be the `next` cursor of a previous page, not `{cursor}`"
-                ))
-            })?;
-            binds.push(Bind::Int(raised));
-            binds.push(Bind::Text(id));
-            conditions.push(format!(
-                "(raised_ms, id) < (${}, ${})",
-                binds.len() - 1,
-                binds.len()
-            ));
-        }
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(StoreError::BadQuery(format!(
-                "limit must be between 1 and {MAX_PAGE}, not {limit}"
-            )));
-        }
-        binds.push(Bind::Int(limit + 1));
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM alarms {filter} ORDER BY raised_ms DESC, id DESC LIMIT ${}",
-            binds.len()
-        );
+        let (tail, limit) =
+            PAGING.tail(conditions, &mut binds, self.before.as_deref(), self.limit)?;
+        let sql = format!("SELECT {COLUMNS} FROM alarms {tail}");
         Ok((sql, binds, limit))
     }
 }
@@ -217,28 +185,11 @@ impl Store {
         using_unit: Option<&str>,
     ) -> Result<AlarmPage, StoreError> {
         let (sql, binds, limit) = filter.sql(using_unit)?;
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = match bind {
-                Bind::Text(v) => query.bind(v),
-                Bind::Int(v) => query.bind(v),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut alarms = rows
+        let (rows, next) = PAGING.fetch(&self.pool, &sql, binds, limit).await?;
+        let alarms = rows
             .iter()
             .map(alarm_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut next = None;
-        if alarms.len() as i64 > limit {
-            alarms.truncate(limit as usize);
-            let last = &rows[limit as usize - 1];
-            next = Some(format!(
-                "{}_{}",
-                last.try_get::<i64, _>("raised_ms")?,
-                last.try_get::<String, _>("id")?
-            ));
-        }
         Ok(AlarmPage { alarms, next })
     }
 

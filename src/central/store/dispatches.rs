@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::alarms::{parse_cursor, Bind};
+use super::page::{Bind, Paging};
 use super::{insert_audit, ms, random_id, rfc3339, Backend, Store, StoreError};
 use crate::central::config::CentralConfig;
 use crate::central::dispatch::{self, Dispatch, Level, Record, Status, Step, StepRefused};
@@ -56,6 +56,12 @@ struct StepRow {
 pub const DEFAULT_BOARD_PAGE: i64 = 100;
 /// The most dispatches one board page holds.
 pub const MAX_BOARD_PAGE: i64 = 500;
+
+const BOARD_PAGING: Paging = Paging {
+    time_column: "created_ms",
+    default: DEFAULT_BOARD_PAGE,
+    max: MAX_BOARD_PAGE,
+};
 
 /// The query string of `GET /api/v1/dispatches`.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -540,56 +546,16 @@ impl Store {
                 binds.len()
             ));
         }
-        if let Some(cursor) = filter.before.as_deref().filter(|c| !c.is_empty()) {
-            let (created, id) = parse_cursor(cursor).ok_or_else(|| {
-                StoreError::BadQuery(format!(
-                    "`before` must be the `next` cursor of a previous page, not `{cursor}`"
-                ))
-            })?;
-            binds.push(Bind::Int(created));
-            binds.push(Bind::Text(id));
-            conditions.push(format!(
-                "(created_ms, id) < (${}, ${})",
-                binds.len() - 1,
-                binds.len()
-            ));
-        }
-        let limit = filter.limit.unwrap_or(DEFAULT_BOARD_PAGE);
-        if !(1..=MAX_BOARD_PAGE).contains(&limit) {
-            return Err(StoreError::BadQuery(format!(
-                "limit must be between 1 and {MAX_BOARD_PAGE}, not {limit}"
-            )));
-        }
-        binds.push(Bind::Int(limit + 1));
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {DISPATCH_COLUMNS} FROM dispatches {filter} ORDER BY created_ms DESC, id DESC LIMIT ${}",
-            binds.len()
-        );
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = match bind {
-                Bind::Text(v) => query.bind(v),
-                Bind::Int(v) => query.bind(v),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut next = None;
-        if rows.len() as i64 > limit {
-            let last = &rows[limit as usize - 1];
-            next = Some(format!(
-                "{}_{}",
-                last.try_get::<i64, _>("created_ms")?,
-                last.try_get::<String, _>("id")?
-            ));
-        }
+        let (tail, limit) = BOARD_PAGING.tail(
+            conditions,
+            &mut binds,
+            filter.before.as_deref(),
+            filter.limit,
+        )?;
+        let sql = format!("SELECT {DISPATCH_COLUMNS} FROM dispatches {tail}");
+        let (rows, next) = BOARD_PAGING.fetch(&self.pool, &sql, binds, limit).await?;
         let dispatches = rows
             .iter()
-            .take(limit as usize)
             .map(dispatch_from_row)
             .collect::<Result<_, _>>()?;
         Ok(DispatchPage { dispatches, next })

@@ -30,6 +30,7 @@ pub mod history;
 mod incidents;
 mod map;
 mod notifications;
+mod page;
 mod rejected;
 mod rescue;
 mod schema;
