@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use seguard::model::{Quality, Reading, Source, Transition, Value};
-use seguard::rules::Engine;
+use seguard::rules::{Engine, Operator};
 
 const CONFIG: &str = r#"
 [site]
@@ -217,16 +217,16 @@ proptest! {
                 }
                 Step::Tick => engine.tick(now, &mut events),
                 Step::Ack(e, r) => {
-                    let _ = engine.acknowledge(EQUIPMENT[e], RULES[r], "op", None, now, &mut events);
+                    let _ = engine.acknowledge(Operator::new(EQUIPMENT[e], RULES[r], "op", None, now), &mut events);
                 }
                 Step::Shelve(e, r, d) => {
-                    let _ = engine.shelve(EQUIPMENT[e], RULES[r], std::time::Duration::from_secs(d), "op", None, now, &mut events);
+                    let _ = engine.shelve(Operator::new(EQUIPMENT[e], RULES[r], "op", None, now), std::time::Duration::from_secs(d), &mut events);
                 }
                 Step::Unshelve(e, r) => {
-                    let _ = engine.unshelve(EQUIPMENT[e], RULES[r], "op", None, now, &mut events);
+                    let _ = engine.unshelve(Operator::new(EQUIPMENT[e], RULES[r], "op", None, now), &mut events);
                 }
                 Step::OutOfService(e, r, on) => {
-                    let _ = engine.set_out_of_service(EQUIPMENT[e], RULES[r], on, "op", None, now, &mut events);
+                    let _ = engine.set_out_of_service(Operator::new(EQUIPMENT[e], RULES[r], "op", None, now), on, &mut events);
                 }
             }
             let _ = engine.active();

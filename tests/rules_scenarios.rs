@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 use seguard::model::{AlarmEvent, Quality, Reading, Source, Value};
-use seguard::rules::Engine;
+use seguard::rules::{Engine, Operator};
 use toml::Value as Toml;
 
 fn at(seconds: f64) -> DateTime<Utc> {
@@ -154,26 +154,17 @@ fn run(path: &Path) -> (toml::Table, Outcome) {
             let rule = text(a, "rule").expect("an action needs a rule");
             let user = text(a, "user").unwrap_or("operator");
             let comment = text(a, "comment");
+            let by = Operator::new(&eq, rule, user, comment, time);
             let result = match action {
-                "ack" => engine.acknowledge(&eq, rule, user, comment, time, &mut events),
+                "ack" => engine.acknowledge(by, &mut events),
                 "shelve" => {
                     let duration = std::time::Duration::from_secs_f64(number(
                         a.get("duration_s").expect("shelve needs duration_s"),
                     ));
-                    engine
-                        .shelve(&eq, rule, duration, user, comment, time, &mut events)
-                        .map(|_| ())
+                    engine.shelve(by, duration, &mut events).map(|_| ())
                 }
-                "unshelve" => engine.unshelve(&eq, rule, user, comment, time, &mut events),
-                other => engine.set_out_of_service(
-                    &eq,
-                    rule,
-                    other == "out_of_service",
-                    user,
-                    comment,
-                    time,
-                    &mut events,
-                ),
+                "unshelve" => engine.unshelve(by, &mut events),
+                other => engine.set_out_of_service(by, other == "out_of_service", &mut events),
             };
             match (result, text(a, "error")) {
                 (Ok(()), None) => {}

@@ -19,7 +19,7 @@ use crate::model::{
     INCIDENT_SCHEMA,
 };
 use crate::outbox::Lane;
-use crate::rules::{Engine, LifecycleError};
+use crate::rules::{Engine, LifecycleError, Operator};
 use crate::uplink::influx::Point;
 
 /// The pipeline's input, as every source hands it over.
@@ -199,28 +199,23 @@ impl Pipeline {
         c: &AlarmCommand,
         events: &mut Vec<AlarmEvent>,
     ) -> Result<(), LifecycleError> {
-        let (equipment, rule, user) = (c.equipment.as_str(), c.rule.as_str(), c.user.as_str());
-        let comment = c.comment.as_deref();
+        let by = Operator {
+            equipment: &c.equipment,
+            rule: &c.rule,
+            user: &c.user,
+            comment: c.comment.as_deref(),
+            now: c.time,
+        };
         match c.action {
-            AlarmAction::Acknowledge => self
-                .engine
-                .acknowledge(equipment, rule, user, comment, c.time, events),
-            AlarmAction::Shelve { duration } => self
-                .engine
-                .shelve(equipment, rule, duration, user, comment, c.time, events)
-                .map(|_| ()),
-            AlarmAction::Unshelve => self
-                .engine
-                .unshelve(equipment, rule, user, comment, c.time, events),
-            AlarmAction::OutOfService | AlarmAction::InService => self.engine.set_out_of_service(
-                equipment,
-                rule,
-                c.action == AlarmAction::OutOfService,
-                user,
-                comment,
-                c.time,
-                events,
-            ),
+            AlarmAction::Acknowledge => self.engine.acknowledge(by, events),
+            AlarmAction::Shelve { duration } => {
+                self.engine.shelve(by, duration, events).map(|_| ())
+            }
+            AlarmAction::Unshelve => self.engine.unshelve(by, events),
+            AlarmAction::OutOfService | AlarmAction::InService => {
+                let out = c.action == AlarmAction::OutOfService;
+                self.engine.set_out_of_service(by, out, events)
+            }
         }
     }
 

@@ -383,6 +383,7 @@ mod tests {
 
     use super::*;
     use crate::model::{Quality, Reading, Source, Transition};
+    use crate::rules::Operator;
 
     const SITE: &str = "[site]\nid = \"s\"\nname = \"S\"\n[gateway]\nid = \"gw\"\n\
         [[equipment]]\nid = \"lift-1\"\nkind = \"elevator\"\nregistration_code = \"1\"\n\
@@ -484,7 +485,10 @@ mod tests {
         assert_eq!(ticks(&mut engine, 1, 31).len(), 2);
         let mut events = Vec::new();
         engine
-            .acknowledge("pv-1", "p.high", "ops", None, at(32), &mut events)
+            .acknowledge(
+                Operator::new("pv-1", "p.high", "ops", None, at(32)),
+                &mut events,
+            )
             .unwrap();
         let file = saved(&engine, 32);
 

@@ -36,6 +36,34 @@ use super::ActiveAlarm;
 use crate::model::{AlarmEvent, AlarmStats, Severity, Transition, Value};
 
 /// The ISA-18.2 state of one alarm.
+/// Who acts on which alarm, when and why: what every operator action carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator<'a> {
+    pub equipment: &'a str,
+    pub rule: &'a str,
+    pub user: &'a str,
+    pub comment: Option<&'a str>,
+    pub now: DateTime<Utc>,
+}
+
+impl<'a> Operator<'a> {
+    pub fn new(
+        equipment: &'a str,
+        rule: &'a str,
+        user: &'a str,
+        comment: Option<&'a str>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Operator {
+            equipment,
+            rule,
+            user,
+            comment,
+            now,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmState {
@@ -404,16 +432,18 @@ impl Lifecycle {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn acknowledge(
         &mut self,
-        equipment: &str,
-        rule: &str,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
+        by: Operator,
         out: &mut Vec<AlarmEvent>,
     ) -> Result<(), LifecycleError> {
+        let Operator {
+            equipment,
+            rule,
+            user,
+            comment,
+            now,
+        } = by;
         let key = self.key(equipment, rule)?;
         let record = self.records.get_mut(&key).expect("checked above");
         if !record.unacknowledged {
@@ -451,17 +481,19 @@ impl Lifecycle {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn shelve(
         &mut self,
-        equipment: &str,
-        rule: &str,
+        by: Operator,
         duration: Duration,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
         out: &mut Vec<AlarmEvent>,
     ) -> Result<DateTime<Utc>, LifecycleError> {
+        let Operator {
+            equipment,
+            rule,
+            user,
+            comment,
+            now,
+        } = by;
         if duration > self.settings.shelve_max || duration.is_zero() {
             return Err(LifecycleError::ShelfTooLong {
                 asked_s: duration.as_secs(),
@@ -494,13 +526,16 @@ impl Lifecycle {
 
     pub fn unshelve(
         &mut self,
-        equipment: &str,
-        rule: &str,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
+        by: Operator,
         out: &mut Vec<AlarmEvent>,
     ) -> Result<(), LifecycleError> {
+        let Operator {
+            equipment,
+            rule,
+            user,
+            comment,
+            now,
+        } = by;
         let key = self.key(equipment, rule)?;
         let record = self.records.get_mut(&key).expect("checked above");
         if record.shelved_until.take().is_none() {
@@ -522,17 +557,19 @@ impl Lifecycle {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn set_out_of_service(
         &mut self,
-        equipment: &str,
-        rule: &str,
+        by: Operator,
         out_of_service: bool,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
         out: &mut Vec<AlarmEvent>,
     ) -> Result<(), LifecycleError> {
+        let Operator {
+            equipment,
+            rule,
+            user,
+            comment,
+            now,
+        } = by;
         let key = self.key(equipment, rule)?;
         let record = self.records.get_mut(&key).expect("checked above");
         if record.out_of_service == out_of_service {

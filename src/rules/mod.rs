@@ -57,7 +57,7 @@ pub use elevator::SERVICE_MODES;
 pub use expr::{parse as parse_expr, Expr, ExprError};
 pub use faults::{decode as decode_fault, Code, ElevatorEvent, ElevatorFault};
 pub use fill::local_date;
-pub use lifecycle::{AlarmState, LifecycleError};
+pub use lifecycle::{AlarmState, LifecycleError, Operator};
 pub use threshold::ThresholdPoint;
 
 use condition::ConditionPoint;
@@ -353,66 +353,38 @@ impl Engine {
     /// Acknowledges an alarm (ISA-18.2: unack → ack, or returned-unack → normal).
     pub fn acknowledge(
         &mut self,
-        equipment: &str,
-        rule: &str,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
+        by: Operator,
         events: &mut Vec<AlarmEvent>,
     ) -> Result<(), LifecycleError> {
-        self.lifecycle
-            .acknowledge(equipment, rule, user, comment, now, events)
+        self.lifecycle.acknowledge(by, events)
     }
 
     /// Shelves an alarm for `duration`; returns when the shelf ends.
-    #[allow(clippy::too_many_arguments)]
     pub fn shelve(
         &mut self,
-        equipment: &str,
-        rule: &str,
+        by: Operator,
         duration: Duration,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
         events: &mut Vec<AlarmEvent>,
     ) -> Result<DateTime<Utc>, LifecycleError> {
-        self.lifecycle
-            .shelve(equipment, rule, duration, user, comment, now, events)
+        self.lifecycle.shelve(by, duration, events)
     }
 
     pub fn unshelve(
         &mut self,
-        equipment: &str,
-        rule: &str,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
+        by: Operator,
+        events: &mut Vec<AlarmEvent>,
+    ) -> Result<(), LifecycleError> {
+        self.lifecycle.unshelve(by, events)
+    }
+
+    pub fn set_out_of_service(
+        &mut self,
+        by: Operator,
+        out_of_service: bool,
         events: &mut Vec<AlarmEvent>,
     ) -> Result<(), LifecycleError> {
         self.lifecycle
-            .unshelve(equipment, rule, user, comment, now, events)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn set_out_of_service(
-        &mut self,
-        equipment: &str,
-        rule: &str,
-        out_of_service: bool,
-        user: &str,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
-        events: &mut Vec<AlarmEvent>,
-    ) -> Result<(), LifecycleError> {
-        self.lifecycle.set_out_of_service(
-            equipment,
-            rule,
-            out_of_service,
-            user,
-            comment,
-            now,
-            events,
-        )
+            .set_out_of_service(by, out_of_service, events)
     }
 
     /// Every alarm that is not normal.
