@@ -110,6 +110,18 @@ pub fn central_toml(broker: u16, http_listen: &str, dir: &Path) -> String {
     )
 }
 
+const GATEWAY_UNIT: &str = include_str!("../../deploy/systemd/seguard-gateway.service");
+
+/// The `NAME=value` pairs of a systemd unit's `Environment=` lines.
+fn unit_environment(unit: &str) -> Vec<(String, String)> {
+    unit.lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .flat_map(str::split_whitespace)
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
 /// A `seguard` process (the release binary this bench was built with), stopped with SIGTERM.
 pub struct Seguard {
     child: Option<Child>,
@@ -119,8 +131,9 @@ pub struct Seguard {
 }
 
 impl Seguard {
-    /// `seguard {role} -c {config}`, its log in `log`, its API on `http` (host:port).
-    /// `SEGUARD_BENCH_WRAP` runs it under a profiler, e.g.
+    /// `seguard {role} -c {config}`, its log in `log`, its API on `http` (host:port), with the
+    /// environment the shipped systemd unit gives the gateway (its allocator settings), so a
+    /// bench measures the gateway as deployed. `SEGUARD_BENCH_WRAP` runs it under a profiler, e.g.
     /// `valgrind --tool=callgrind --callgrind-out-file=/tmp/seguard.%p.out`.
     pub fn spawn(role: &str, config: &Path, http: &str, log: PathBuf) -> Seguard {
         let spawned = Instant::now();
@@ -134,6 +147,9 @@ impl Seguard {
             }
             None => Command::new(binary),
         };
+        if role == "gateway" {
+            command.envs(unit_environment(GATEWAY_UNIT));
+        }
         let child = command
             .args([role, "-c"])
             .arg(config)
