@@ -6,8 +6,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::alarms::{alarm_from_row, like_pattern, AlarmRow, COLUMNS};
+use super::board::{dispatch_from_row, DISPATCH_COLUMNS};
 use super::dashboard::{equipment_state_from_row, EQUIPMENT_STATE_SQL};
-use super::dispatches::{dispatch_from_row, DISPATCH_COLUMNS};
 use super::{rfc3339, EquipmentState, Store, StoreError};
 use crate::central::dispatch::Dispatch;
 use crate::model::FillRecord;

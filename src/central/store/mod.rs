@@ -19,6 +19,7 @@
 //! hide another's.
 
 mod alarms;
+mod board;
 pub mod cylinders;
 mod dashboard;
 mod dispatches;
@@ -38,8 +39,9 @@ mod situations;
 mod trends;
 
 pub use alarms::{AlarmFilter, AlarmPage, AlarmRow, Bind};
+pub use board::{DispatchFilter, DispatchPage};
 pub use dashboard::{AuditRow, EquipmentState, EventRow};
-pub use dispatches::{DispatchFilter, DispatchPage, DueDispatch, RescueStep};
+pub use dispatches::{DueDispatch, RescueStep};
 pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use incidents::IngestOutcome;
 pub use map::{MapPoint, MapView};

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::dispatches::{dispatch_from_row, DISPATCH_COLUMNS};
+use super::board::{dispatch_from_row, DISPATCH_COLUMNS};
 use super::{random_id, rfc3339, Backend, Store, StoreError};
 use crate::central::config::FloodSettings;
 use crate::central::dispatch::Dispatch;
