@@ -1,6 +1,8 @@
 //! Gateway configuration: parse the TOML (`raw.rs`), then validate it into the typed structs
 //! below (`validate.rs`), reporting every problem at once with file, line, column and a hint.
 
+mod elevator_inputs;
+mod equipment;
 mod raw;
 mod validate;
 
