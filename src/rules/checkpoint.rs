@@ -87,7 +87,7 @@
 //! is taken after its events are in the outbox. Readings evaluated after the last checkpoint are
 //! in the journal (see above), so their effect is not lost either.
 //!
-//! Size: about 610 lines, 250 of them the restore tests beside the specification.
+//! Size: about 670 lines, 280 of them the restore tests beside the specification.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

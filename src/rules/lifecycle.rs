@@ -21,7 +21,7 @@
 //! Flood: more than `flood_count` announced raises within `flood_window`; it ends when fewer
 //! than `flood_end_count` remain in the window.
 //!
-//! Size: about 730 lines, one state machine per alarm with the operator actions on it; split,
+//! Size: about 770 lines, one state machine per alarm with the operator actions on it; split,
 //! the transitions would stand apart from the states they change.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
