@@ -10,7 +10,8 @@
 //! - the alarm list (first page, filtered by kind/severity/state, by area, and five pages deep
 //!   by cursor) and the dispatch board (open, closed, paged) and situations, p50/p99, and
 //!   p50/p99 of each query;
-//! - indicators (`/api/v1/indicators`, a month of dispatches in its KPIs), median;
+//! - indicators (`/api/v1/indicators`, a month of dispatches in its KPIs), median; the
+//!   maintenance units' scorecards for the month, median; the whole city's risk ranking;
 //! - the power cut: 2,000 elevators of 20 gateways in one area publish a power cut over MQTT at
 //!   once, 300 with a trapped passenger; stored per second (first publish → last commit),
 //!   every incident stored once and every trapped passenger dispatched once (asserted), and
@@ -447,6 +448,9 @@ struct Row {
     board_p50: f64,
     board_p99: f64,
     indicators_ms: f64,
+    scorecards_ms: f64,
+    risk_ms: f64,
+    risk_bytes: usize,
     intake: Vec<(u64, f64, f64, u64)>,
     sustained: f64,
     cpu_cores: f64,
@@ -601,6 +605,11 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
     ));
     let (indicator_times, _) =
         timed_gets(&http, &vec![format!("{base}/api/v1/indicators"); 3]).await;
+    // The maintenance units' scorecards for this month (the history's dispatches fall in it),
+    // and the whole city's risk ranking, as a regulator opens them.
+    let (scorecard_times, _) =
+        timed_gets(&http, &vec![format!("{base}/api/v1/scorecards"); 3]).await;
+    let (risk_times, risk_bytes) = timed_gets(&http, &[format!("{base}/api/v1/risk")]).await;
 
     let flood = flood(&url, broker.port, scale.flood_lifts).await;
     eprintln!(
@@ -668,6 +677,9 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
         board_p50: quantile(board_times.clone(), 0.5),
         board_p99: quantile(board_times, 0.99),
         indicators_ms: median(indicator_times),
+        scorecards_ms: median(scorecard_times),
+        risk_ms: median(risk_times),
+        risk_bytes,
         intake,
         sustained,
         cpu_cores: cpu,
@@ -699,11 +711,11 @@ fn main() {
         scale.city.dispatches,
         if smoke { " (smoke)" } else { "" }
     );
-    println!("| store | generated (s) | whole-city map data (kB / ms) | district map data (kB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | indicators (ms) | MQTT flood stored (/s) | flood first dispatch → last notified (ms) | MQTT intake sustained (/s, p99 ≤ 1 s) | HTTP intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | generated (s) | whole-city map data (kB / ms) | district map data (kB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | indicators (ms) | scorecards, a month (ms) | risk ranking, whole city (ms / kB) | MQTT flood stored (/s) | flood first dispatch → last notified (ms) | MQTT intake sustained (/s, p99 ≤ 1 s) | HTTP intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.0} | {:.1} / {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
+            "| {} | {:.0} | {:.1} / {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
             r.store,
             r.generated_s,
             r.map_bytes as f64 / 1e3,
@@ -716,6 +728,9 @@ fn main() {
             r.board_p50,
             r.board_p99,
             r.indicators_ms,
+            r.scorecards_ms,
+            r.risk_ms,
+            r.risk_bytes as f64 / 1e3,
             r.flood.per_s,
             r.flood.notified_ms,
             r.mqtt_sustained,
