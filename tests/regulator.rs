@@ -23,6 +23,23 @@ use seguard::central::{risk, Central};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+/// Two tests of one body: on SQLite (a file in a temporary directory) and on PostgreSQL.
+macro_rules! on_both_stores {
+    ($body:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $body(&format!("sqlite://{}", dir.path().join("c.db").display())).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let pg = Postgres::start();
+            $body(&pg.url()).await;
+        }
+    };
+}
+
 const REGULATOR: &str = "regulator-token";
 const WEST_MALL: &str = "west-mall-token";
 const SLOW_TEAM: &str = "slow-team-token";
@@ -211,17 +228,7 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
     store.close().await;
 }
 
-#[tokio::test]
-async fn ranking_and_scorecards_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    ranking_and_scorecards_hold(&format!("sqlite://{}", dir.path().join("c.db").display())).await;
-}
-
-#[tokio::test]
-async fn ranking_and_scorecards_on_postgres() {
-    let pg = Postgres::start();
-    ranking_and_scorecards_hold(&pg.url()).await;
-}
+on_both_stores!(ranking_and_scorecards_hold: ranking_and_scorecards_on_sqlite, ranking_and_scorecards_on_postgres);
 
 /// Months begin at local midnight in `[central] time_zone`: a lift trapped at 23:30 on the
 /// last day of November in Los Angeles (07:30 on 1 December in UTC, and in Shanghai) counts in
@@ -305,21 +312,7 @@ async fn a_month_ends_at_local_midnight_in_the_zone(store_url: &str) {
     central.stop().await;
 }
 
-#[tokio::test]
-async fn a_month_ends_at_local_midnight_in_the_zone_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    a_month_ends_at_local_midnight_in_the_zone(&format!(
-        "sqlite://{}",
-        dir.path().join("c.db").display()
-    ))
-    .await;
-}
-
-#[tokio::test]
-async fn a_month_ends_at_local_midnight_in_the_zone_on_postgres() {
-    let pg = Postgres::start();
-    a_month_ends_at_local_midnight_in_the_zone(&pg.url()).await;
-}
+on_both_stores!(a_month_ends_at_local_midnight_in_the_zone: a_month_ends_at_local_midnight_in_the_zone_on_sqlite, a_month_ends_at_local_midnight_in_the_zone_on_postgres);
 
 async fn get(router: &axum::Router, path: &str, token: &str) -> (StatusCode, String, String) {
     send(router, Request::get(path), token, Body::empty()).await
@@ -735,21 +728,7 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
     central.stop().await;
 }
 
-#[tokio::test]
-async fn hazards_are_followed_to_verified_closure_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    hazards_are_followed_to_verified_closure(&format!(
-        "sqlite://{}",
-        dir.path().join("c.db").display()
-    ))
-    .await;
-}
-
-#[tokio::test]
-async fn hazards_are_followed_to_verified_closure_on_postgres() {
-    let pg = Postgres::start();
-    hazards_are_followed_to_verified_closure(&pg.url()).await;
-}
+on_both_stores!(hazards_are_followed_to_verified_closure: hazards_are_followed_to_verified_closure_on_sqlite, hazards_are_followed_to_verified_closure_on_postgres);
 
 /// A batch of inspection reports from the agency's spreadsheet: one line per hazard, Chinese
 /// text, a quoted field with a comma, CRLF line ends and a byte-order mark.
@@ -899,18 +878,7 @@ async fn inspection_batches_are_stored_whole(store_url: &str) {
     central.stop().await;
 }
 
-#[tokio::test]
-async fn inspection_batches_are_stored_whole_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    inspection_batches_are_stored_whole(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await;
-}
-
-#[tokio::test]
-async fn inspection_batches_are_stored_whole_on_postgres() {
-    let pg = Postgres::start();
-    inspection_batches_are_stored_whole(&pg.url()).await;
-}
+on_both_stores!(inspection_batches_are_stored_whole: inspection_batches_are_stored_whole_on_sqlite, inspection_batches_are_stored_whole_on_postgres);
 
 fn fill(
     n: u32,
@@ -1146,17 +1114,7 @@ async fn cylinders_are_traced_by_code(store_url: &str) {
     central.stop().await;
 }
 
-#[tokio::test]
-async fn cylinders_are_traced_by_code_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    cylinders_are_traced_by_code(&format!("sqlite://{}", dir.path().join("c.db").display())).await;
-}
-
-#[tokio::test]
-async fn cylinders_are_traced_by_code_on_postgres() {
-    let pg = Postgres::start();
-    cylinders_are_traced_by_code(&pg.url()).await;
-}
+on_both_stores!(cylinders_are_traced_by_code: cylinders_are_traced_by_code_on_sqlite, cylinders_are_traced_by_code_on_postgres);
 
 /// A receiving platform for the upward exchange: answers 503 while `up` is false, else
 /// records each delivered key (with how often it was delivered, and the first data) and the
@@ -1427,15 +1385,4 @@ async fn exchange_delivers_every_record_once(store_url: &str) {
     central.stop().await;
 }
 
-#[tokio::test]
-async fn exchange_delivers_every_record_once_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    exchange_delivers_every_record_once(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await;
-}
-
-#[tokio::test]
-async fn exchange_delivers_every_record_once_on_postgres() {
-    let pg = Postgres::start();
-    exchange_delivers_every_record_once(&pg.url()).await;
-}
+on_both_stores!(exchange_delivers_every_record_once: exchange_delivers_every_record_once_on_sqlite, exchange_delivers_every_record_once_on_postgres);
