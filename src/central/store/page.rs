@@ -15,6 +15,19 @@ pub enum Bind {
     Int(i64),
 }
 
+impl Bind {
+    /// `query` with this value bound to its next placeholder.
+    pub fn onto<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        match self {
+            Bind::Text(v) => query.bind(v),
+            Bind::Int(v) => query.bind(v),
+        }
+    }
+}
+
 /// How one list is paged.
 pub(super) struct Paging {
     /// The column rows are ordered by, with `id` after it.
@@ -81,10 +94,7 @@ impl Paging {
     ) -> Result<(Vec<AnyRow>, Option<String>), StoreError> {
         let mut query = sqlx::query(sql);
         for bind in binds {
-            query = match bind {
-                Bind::Text(v) => query.bind(v),
-                Bind::Int(v) => query.bind(v),
-            };
+            query = bind.onto(query);
         }
         let mut rows = query.fetch_all(pool).await?;
         let mut next = None;
