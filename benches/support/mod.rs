@@ -111,6 +111,7 @@ pub fn central_toml(broker: u16, http_listen: &str, dir: &Path) -> String {
 }
 
 const GATEWAY_UNIT: &str = include_str!("../../deploy/systemd/seguard-gateway.service");
+const CENTRAL_UNIT: &str = include_str!("../../deploy/systemd/seguard-central.service");
 
 /// The `NAME=value` pairs of a systemd unit's `Environment=` lines.
 fn unit_environment(unit: &str) -> Vec<(String, String)> {
@@ -132,8 +133,8 @@ pub struct Seguard {
 
 impl Seguard {
     /// `seguard {role} -c {config}`, its log in `log`, its API on `http` (host:port), with the
-    /// environment the shipped systemd unit gives the gateway (its allocator settings), so a
-    /// bench measures the gateway as deployed. `SEGUARD_BENCH_WRAP` runs it under a profiler, e.g.
+    /// environment the shipped systemd unit gives the role (its allocator settings), so a
+    /// bench measures it as deployed. `SEGUARD_BENCH_WRAP` runs it under a profiler, e.g.
     /// `valgrind --tool=callgrind --callgrind-out-file=/tmp/seguard.%p.out`.
     pub fn spawn(role: &str, config: &Path, http: &str, log: PathBuf) -> Seguard {
         let spawned = Instant::now();
@@ -147,9 +148,11 @@ impl Seguard {
             }
             None => Command::new(binary),
         };
-        if role == "gateway" {
-            command.envs(unit_environment(GATEWAY_UNIT));
-        }
+        match role {
+            "gateway" => command.envs(unit_environment(GATEWAY_UNIT)),
+            "central" => command.envs(unit_environment(CENTRAL_UNIT)),
+            _ => &mut command,
+        };
         let child = command
             .args([role, "-c"])
             .arg(config)
