@@ -92,13 +92,22 @@ sha256 = "{agency}"
     )
 }
 
-/// The ranking at noon (Shanghai) on 30 November 2026, as (equipment, score, reasons).
-async fn ranking_of(store: &Store, config: &CentralConfig) -> Vec<(String, f64, Vec<String>)> {
-    risk::ranking(store, config, fleet::ms("2026-11-30T04:00:00Z"))
+/// The ranking at noon (Shanghai) on 30 November 2026, as (equipment, score, reasons), of
+/// `selection`, with how many equipment it holds and the ranks of the rows.
+async fn ranking_of(
+    store: &Store,
+    config: &CentralConfig,
+    selection: &risk::Selection<'_>,
+) -> (usize, Vec<usize>, Vec<(String, f64, Vec<String>)>) {
+    let now = fleet::ms("2026-11-30T04:00:00Z");
+    let ranking = risk::ranking(store, config, now, selection, |r| r)
         .await
-        .unwrap()
+        .unwrap();
+    let ranks = ranking.rows.iter().map(|(rank, _)| *rank).collect();
+    let rows = ranking
+        .rows
         .into_iter()
-        .map(|r| {
+        .map(|(_, r)| {
             let reasons = r
                 .factors
                 .iter()
@@ -106,7 +115,8 @@ async fn ranking_of(store: &Store, config: &CentralConfig) -> Vec<(String, f64, 
                 .collect();
             (r.id, r.score, reasons)
         })
-        .collect()
+        .collect();
+    (ranking.total, ranks, rows)
 }
 
 async fn ranking_and_scorecards_hold(store_url: &str) {
@@ -116,7 +126,8 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
 
     // The lift with a recurring fault and an overdue inspection tops the list; the uninsured,
     // old lift due for inspection follows; the autoclave's kind puts it above the quiet lifts.
-    let ranked = ranking_of(&store, &config).await;
+    let (total, ranks, ranked) = ranking_of(&store, &config, &Default::default()).await;
+    assert_eq!((total, ranks), (5, vec![1, 2, 3, 4, 5]));
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     assert_eq!(
         ranked,
@@ -170,6 +181,29 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
                 ])
             ),
         ]
+    );
+    // A page is the same rows with the same ranks; ties keep their order (q1 before q2).
+    let page = risk::Selection {
+        offset: 2,
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        ranking_of(&store, &config, &page).await,
+        (5, vec![3, 4], ranked[2..4].to_vec())
+    );
+    // Ranks count within a selection: the lifts alone, from their first.
+    let lifts = risk::Selection {
+        kind: Some("elevator"),
+        offset: 1,
+        limit: 10,
+        ..Default::default()
+    };
+    let (total, ranks, rows) = ranking_of(&store, &config, &lifts).await;
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        (total, ranks, ids),
+        (4, vec![2, 3, 4], vec!["s2", "q1", "q2"])
     );
 
     // November's scorecards: the unit that answers slowly gets the worse grade.
@@ -383,6 +417,25 @@ async fn risk_and_scorecards_over_http_with_scopes_and_csv() {
         v["settings"]["weight"]["recurring_faults"], 5.0,
         "the weights are in the answer"
     );
+    assert_eq!(
+        (v["total"].as_u64(), v["limit"].as_u64()),
+        (Some(5), Some(100))
+    );
+    // Paged: the second row alone, at its rank; a page size out of bounds is refused.
+    let (_, _, body) = get(&router, "/api/v1/risk?offset=1&limit=1", REGULATOR).await;
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            ids(&body),
+            page["equipment"][0]["rank"].as_u64(),
+            page["total"].as_u64()
+        ),
+        (vec!["s2".to_owned()], Some(2), Some(5))
+    );
+    for bad in ["limit=0", "limit=1001", "limit=many"] {
+        let (status, _, body) = get(&router, &format!("/api/v1/risk?{bad}"), REGULATOR).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
     let (_, _, body) = get(&router, "/api/v1/risk?area=JING%27AN", REGULATOR).await;
     assert_eq!(ids(&body), ["s1", "s2"]);
     let (_, _, body) = get(&router, "/api/v1/risk?kind=autoclave", REGULATOR).await;
@@ -601,7 +654,7 @@ async fn hazards_are_followed_to_verified_closure(store_url: &str) {
         .map(|a| a["rule"].as_str().unwrap())
         .collect();
     assert_eq!(rules, ["s1.hazard_overdue"]);
-    let ranked = ranking_of(&central.store, &config).await;
+    let (_, _, ranked) = ranking_of(&central.store, &config, &Default::default()).await;
     assert_eq!(ranked[0].0, "s1");
     assert_eq!(ranked[0].1, 103.0);
     assert!(

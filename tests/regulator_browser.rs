@@ -76,6 +76,10 @@ async fn ranked_list_and_scorecards_in_chromium() {
     .await;
     assert_eq!(results["grades"]["Slow Lifts"], "D");
     assert_eq!(results["risk_order"][0], "s1");
+    assert_eq!(
+        results["risk_paged"], results["risk_order"],
+        "the pages of two make the whole ranking"
+    );
     assert_eq!(results["csv_lines"], 3);
     central.stop().await;
 }

@@ -13,15 +13,19 @@ use chrono::NaiveDate;
 
 /// The CSV text of `header` and `rows`, with its byte-order mark.
 pub fn to_csv(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = String::from("\u{feff}");
-    let lines = std::iter::once(header.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-        .chain(rows.iter().cloned());
-    for line in lines {
-        let cells: Vec<String> = line.iter().map(|c| cell(c)).collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
+    let mut out = format!("{BOM}{}", line(header));
+    for row in rows {
+        out.push_str(&line(row));
     }
     out
+}
+
+const BOM: char = '\u{feff}';
+
+/// One CSV line of `cells`, CRLF-terminated.
+pub fn line<S: AsRef<str>>(cells: &[S]) -> String {
+    let cells: Vec<String> = cells.iter().map(|c| cell(c.as_ref())).collect();
+    format!("{}\r\n", cells.join(","))
 }
 
 fn cell(text: &str) -> String {
@@ -39,8 +43,35 @@ fn cell(text: &str) -> String {
     }
 }
 
+/// A download of `header` and `lines` (each from [`line`]), sent in parts as they are
+/// taken, so that a long list is never held twice.
+pub fn streamed(
+    filename: &str,
+    header: &[&str],
+    lines: impl Iterator<Item = String> + Send + 'static,
+) -> Response {
+    let head = std::iter::once(format!("{BOM}{}", line(header)));
+    let mut lines = head.chain(lines).peekable();
+    let parts = std::iter::from_fn(move || {
+        lines.peek()?;
+        let mut part = String::new();
+        while part.len() < 64 * 1024 {
+            match lines.next() {
+                Some(l) => part.push_str(&l),
+                None => break,
+            }
+        }
+        Some(Ok::<_, std::convert::Infallible>(part))
+    });
+    response(
+        filename,
+        axum::body::Body::from_stream(futures_util::stream::iter(parts)),
+    )
+}
+
 /// A download of `body` named `filename`.
-pub fn response(filename: &str, body: String) -> Response {
+pub fn response(filename: &str, body: impl Into<axum::body::Body>) -> Response {
+    let body: axum::body::Body = body.into();
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

@@ -55,16 +55,30 @@ struct RiskQuery {
     /// A part of the address, ignoring case.
     area: Option<String>,
     kind: Option<String>,
-    /// `csv` for a download; JSON otherwise.
+    /// `csv` for a download of every row; JSON otherwise, a page at a time.
     format: Option<String>,
+    /// Rows skipped before the page (0 when absent).
+    offset: Option<usize>,
+    /// Rows in the page: [`RISK_PAGE`] when absent, at most [`RISK_MAX_PAGE`].
+    limit: Option<usize>,
 }
+
+/// Rows of the risk ranking per page when the request does not say.
+pub const RISK_PAGE: usize = 100;
+/// The most rows one page of the risk ranking holds.
+pub const RISK_MAX_PAGE: usize = 1000;
+
+/// One report (a risk ranking or a month's scorecards) is computed at a time: several
+/// regulators opening them at once wait for each other rather than multiply central's memory.
+static REPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|v| !v.is_empty())
 }
 
-/// `GET /api/v1/risk?area=&kind=&format=csv`: the ranked equipment with each score's factors,
-/// and the weights in force.
+/// `GET /api/v1/risk?area=&kind=&offset=&limit=&format=csv`: a page of the ranked equipment
+/// with each score's factors, how many the selection holds, and the weights in force; as CSV,
+/// every row of the selection. Ranks count within the selection.
 async fn risk_list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -76,36 +90,32 @@ async fn risk_list(
         Role::EquipmentUnit => c.unit.clone(),
         _ => return Err(ApiError::Forbidden("read the risk ranking")),
     };
+    let csv = q.format.as_deref() == Some("csv");
+    let limit = match q.limit {
+        _ if csv => usize::MAX,
+        None => RISK_PAGE,
+        Some(n @ 1..=RISK_MAX_PAGE) => n,
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!(
+                "limit {n} is not between 1 and {RISK_MAX_PAGE}"
+            )))
+        }
+    };
+    let selection = risk::Selection {
+        area: given(&q.area),
+        kind: given(&q.kind),
+        using_unit: unit.as_deref(),
+        offset: if csv { 0 } else { q.offset.unwrap_or(0) },
+        limit,
+    };
     let now = now_ms();
-    let ranked: Vec<risk::Ranked> = risk::ranking(&state.store, &state.config, now)
-        .await?
-        .into_iter()
-        .filter(|r| risk::matches(r, given(&q.area), given(&q.kind)))
-        .filter(|r| unit.as_ref().is_none_or(|u| &r.using_unit == u))
-        .collect();
-    if q.format.as_deref() == Some("csv") {
-        let rows: Vec<Vec<String>> = ranked
-            .iter()
-            .map(|r| {
-                let reasons: Vec<String> = r
-                    .factors
-                    .iter()
-                    .map(|f| format!("{} {} ({})", f.factor, f.value, csv::number(Some(f.points))))
-                    .collect();
-                vec![
-                    r.rank.to_string(),
-                    csv::number(Some(r.score)),
-                    r.gateway.clone(),
-                    r.id.clone(),
-                    r.name.clone(),
-                    r.kind.clone(),
-                    r.using_unit.clone(),
-                    r.maintenance_unit.clone().unwrap_or_default(),
-                    r.address.clone(),
-                    reasons.join("; "),
-                ]
-            })
-            .collect();
+    let _turn = REPORTS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    if csv {
+        let ranking =
+            risk::ranking(&state.store, &state.config, now, &selection, csv_cells).await?;
         let header = [
             "rank",
             "score",
@@ -118,17 +128,47 @@ async fn risk_list(
             "address",
             "factors",
         ];
-        return Ok(csv::response(
-            "risk-ranking.csv",
-            csv::to_csv(&header, &rows),
-        ));
+        let lines = ranking
+            .rows
+            .into_iter()
+            .map(|(rank, cells)| format!("{rank},{cells}"));
+        return Ok(csv::streamed("risk-ranking.csv", &header, lines));
     }
+    let ranking = risk::ranking(&state.store, &state.config, now, &selection, |r| r).await?;
+    let rows: Vec<risk::Ranked> = ranking
+        .rows
+        .into_iter()
+        .map(|(rank, r)| risk::Ranked { rank, ..r })
+        .collect();
     Ok(Json(json!({
         "generated": store::rfc3339(now),
         "settings": state.config.risk,
-        "equipment": ranked,
+        "total": ranking.total,
+        "offset": selection.offset,
+        "limit": limit,
+        "equipment": rows,
     }))
     .into_response())
+}
+
+/// A ranked row's CSV cells after its rank, as one line.
+fn csv_cells(r: risk::Ranked) -> String {
+    let reasons: Vec<String> = r
+        .factors
+        .iter()
+        .map(|f| format!("{} {} ({})", f.factor, f.value, csv::number(Some(f.points))))
+        .collect();
+    csv::line(&[
+        csv::number(Some(r.score)),
+        r.gateway,
+        r.id,
+        r.name,
+        r.kind,
+        r.using_unit,
+        r.maintenance_unit.unwrap_or_default(),
+        r.address,
+        reasons.join("; "),
+    ])
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +198,10 @@ async fn scorecards(
         Some(m) => Period::month(m, zone)
             .ok_or_else(|| ApiError::BadRequest(format!("month `{m}` is not YYYY-MM")))?,
     };
+    let _turn = REPORTS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     let cards: Vec<scorecard::Scorecard> =
         scorecard::for_period(&state.store, &state.config, &period, now)
             .await?

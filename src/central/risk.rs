@@ -1,7 +1,8 @@
 //! Risk ranking: where to inspect first. A score per piece of equipment, the sum of explained
-//! factors, each a measure times a weight from `[risk]`. Pure over a [`History`] and the
-//! maintenance units' scorecards; the API computes it from the store on every request, so it
-//! always reflects the data that has arrived.
+//! factors, each a measure times a weight from `[risk]`. [`score`] is pure over one piece of
+//! equipment's counted facts (`store/history.rs`) and its maintenance unit's grade; the API
+//! ranks the fleet from the store on every request, so it always reflects the data that has
+//! arrived. The fleet streams through the ranking: only the page asked for is kept.
 //!
 //! Where the rules come from, and what is ours:
 //! - Risk-based supervision itself (inspect first where accidents, hazard reports, complaints
@@ -14,7 +15,7 @@
 //!   what counts as a recurrence (the same rule raised again on the same equipment within 30
 //!   days), "due soon" (30 days), the age from which years count (15), and the weight per kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -22,9 +23,10 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::config::CentralConfig;
-use super::scorecard::{self, Scorecard};
-use super::store::history::{EquipmentFacts, History};
+use super::scorecard;
+use super::store::history::{EquipmentFacts, FleetFilter, Window};
 use super::store::{Store, StoreError};
+use super::zone::local_date;
 use crate::config::Problem;
 use crate::model::EquipmentKind;
 
@@ -214,97 +216,210 @@ pub struct Ranked {
     pub factors: Vec<Factor>,
 }
 
-/// Per (gateway, equipment): inspection hazards not verified, and how many of them are overdue
-/// (`hazards.rs`).
-pub type OpenHazards = BTreeMap<(String, String), (i64, i64)>;
-
-/// The ranked fleet at `now_ms`: highest score first, ties by gateway and id. `history` must
-/// hold the alarms from `now - window - recurrence` and the dispatches of the window; `cards`
-/// are the maintenance units' scorecards over the window.
-pub fn rank(
-    history: &History,
-    cards: &[Scorecard],
-    hazards: &OpenHazards,
+/// One piece of equipment scored at `today`: its factors that add points, most first. `grade`
+/// is its maintenance unit's grade over the window.
+pub fn score(
+    e: EquipmentFacts,
+    grade: Option<&str>,
     settings: &RiskSettings,
-    now_ms: i64,
-) -> Vec<Ranked> {
-    let from_ms = now_ms - settings.window.as_millis() as i64;
-    let recurring = history.recurrences(from_ms, now_ms, settings.recurrence.as_millis() as i64);
-    let mut counts: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
-    for a in history
-        .alarms
-        .iter()
-        .filter(|a| a.raised_ms >= from_ms && a.raised_ms < now_ms)
-    {
-        let entry = counts
-            .entry((a.gateway.as_str(), a.equipment.as_str()))
-            .or_default();
-        entry.0 += 1;
-        entry.1 += i64::from(a.trapped);
+    today: NaiveDate,
+) -> Ranked {
+    let mut factors = factors(&e, grade, settings, today);
+    factors.retain(|f| f.points > 0.0);
+    factors.sort_by(|a, b| b.points.total_cmp(&a.points));
+    Ranked {
+        rank: 0,
+        score: factors.iter().map(|f| f.points).sum(),
+        factors,
+        gateway: e.gateway,
+        id: e.id,
+        kind: e.kind,
+        name: e.name,
+        using_unit: e.using_unit,
+        maintenance_unit: e.maintenance_unit,
+        address: e.address,
     }
+}
+
+/// What part of the ranked fleet to read: equipment whose address holds `area` (ignoring
+/// case, as the alarm list's), of `kind`, of `using_unit`; ranks `offset + 1` to
+/// `offset + limit` of those.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    pub area: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub using_unit: Option<&'a str>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Default for Selection<'_> {
+    /// The whole fleet.
+    fn default() -> Self {
+        Selection {
+            area: None,
+            kind: None,
+            using_unit: None,
+            offset: 0,
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// A page of the ranking: how many pieces of equipment the selection holds, and the rows of
+/// the page with their ranks (1 is where to inspect first).
+#[derive(Debug)]
+pub struct Ranking<T> {
+    pub total: usize,
+    pub rows: Vec<(usize, T)>,
+}
+
+/// The ranked selection at `now_ms`: highest score first, ties by gateway and id. The fleet
+/// streams from the store; only the rows up to the page's end are kept, each as `keep` makes
+/// it. Ranks count within the selection.
+pub async fn ranking<T>(
+    store: &Store,
+    config: &CentralConfig,
+    now_ms: i64,
+    selection: &Selection<'_>,
+    mut keep: impl FnMut(Ranked) -> T,
+) -> Result<Ranking<T>, StoreError> {
+    let s = &config.risk;
+    let window = Window {
+        from_ms: now_ms - s.window.as_millis() as i64,
+        to_ms: now_ms,
+        recurrence_ms: s.recurrence.as_millis() as i64,
+    };
+    let cards = scorecard::over(store, config, window.from_ms, now_ms, now_ms).await?;
+    let grades: BTreeMap<&str, &str> = cards.iter().map(|c| (c.unit.as_str(), c.grade)).collect();
     let today = chrono::DateTime::from_timestamp_millis(now_ms)
         .unwrap_or_default()
         .date_naive();
-    let grades: BTreeMap<&str, &str> = cards.iter().map(|c| (c.unit.as_str(), c.grade)).collect();
-    let mut ranked: Vec<Ranked> = history
-        .equipment
-        .iter()
-        .map(|e| {
-            let key = (e.gateway.as_str(), e.id.as_str());
-            let (alarms, trapped) = counts.get(&key).copied().unwrap_or_default();
-            let facts = Measures {
-                alarms,
-                trapped,
-                recurring: recurring.get(&key).copied().unwrap_or(0),
-                hazards: hazards
-                    .get(&(e.gateway.clone(), e.id.clone()))
-                    .copied()
-                    .unwrap_or_default(),
-                grade: e
-                    .maintenance_unit
-                    .as_deref()
-                    .and_then(|u| grades.get(u).copied()),
-            };
-            let mut factors = factors(e, &facts, settings, today);
-            factors.retain(|f| f.points > 0.0);
-            factors.sort_by(|a, b| b.points.total_cmp(&a.points));
-            Ranked {
-                rank: 0,
-                gateway: e.gateway.clone(),
-                id: e.id.clone(),
-                kind: e.kind.clone(),
-                name: e.name.clone(),
-                using_unit: e.using_unit.clone(),
-                maintenance_unit: e.maintenance_unit.clone(),
-                address: e.address.clone(),
-                score: factors.iter().map(|f| f.points).sum(),
-                factors,
+    let area = selection.area.map(str::to_lowercase);
+    let filter = FleetFilter {
+        kind: selection.kind,
+        using_unit: selection.using_unit,
+    };
+    let mut top = Top::new(selection.offset.saturating_add(selection.limit));
+    let mut total = 0;
+    store
+        .each_equipment(window, local_date(now_ms, config.zone()), filter, |e| {
+            if area
+                .as_deref()
+                .is_some_and(|a| !e.address.to_lowercase().contains(a))
+            {
+                return;
             }
+            total += 1;
+            let grade = e
+                .maintenance_unit
+                .as_deref()
+                .and_then(|u| grades.get(u).copied());
+            let ranked = score(e, grade, s, today);
+            let place = Place {
+                score: ranked.score,
+                gateway: ranked.gateway.clone(),
+                id: ranked.id.clone(),
+            };
+            top.offer(place, || keep(ranked));
         })
+        .await?;
+    let rows = top
+        .into_sorted()
+        .into_iter()
+        .enumerate()
+        .skip(selection.offset)
+        .map(|(i, row)| (i + 1, row))
         .collect();
-    ranked.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.gateway.cmp(&b.gateway))
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    for (i, r) in ranked.iter_mut().enumerate() {
-        r.rank = i + 1;
+    Ok(Ranking { total, rows })
+}
+
+/// Where a row stands: a higher score first, then gateway and id; `Less` is nearer the top.
+#[derive(Debug, PartialEq)]
+struct Place {
+    score: f64,
+    gateway: String,
+    id: String,
+}
+
+impl Eq for Place {}
+
+impl Ord for Place {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| self.gateway.cmp(&other.gateway))
+            .then_with(|| self.id.cmp(&other.id))
     }
-    ranked
 }
 
-/// The counted history of one piece of equipment.
-struct Measures<'a> {
-    alarms: i64,
-    trapped: i64,
-    recurring: i64,
-    /// Inspection hazards not verified, and of those the ones past their deadline.
-    hazards: (i64, i64),
-    grade: Option<&'a str>,
+impl PartialOrd for Place {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
-fn factors(e: &EquipmentFacts, m: &Measures, s: &RiskSettings, today: NaiveDate) -> Vec<Factor> {
+/// The `n` best-placed rows offered, each kept as made only while it is among them.
+struct Top<T> {
+    n: usize,
+    /// Its greatest is the worst-placed row kept.
+    heap: BinaryHeap<(Place, Kept<T>)>,
+}
+
+/// A kept row: compared by its place alone.
+struct Kept<T>(T);
+
+impl<T> PartialEq for Kept<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<T> Eq for Kept<T> {}
+impl<T> PartialOrd for Kept<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Kept<T> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl<T> Top<T> {
+    fn new(n: usize) -> Self {
+        Top {
+            n,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn offer(&mut self, place: Place, make: impl FnOnce() -> T) {
+        if self.heap.len() < self.n {
+            self.heap.push((place, Kept(make())));
+        } else if self.heap.peek().is_some_and(|(worst, _)| place < *worst) {
+            self.heap.pop();
+            self.heap.push((place, Kept(make())));
+        }
+    }
+
+    /// The kept rows, best first.
+    fn into_sorted(self) -> Vec<T> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(_, kept)| kept.0)
+            .collect()
+    }
+}
+
+fn factors(
+    e: &EquipmentFacts,
+    grade: Option<&str>,
+    s: &RiskSettings,
+    today: NaiveDate,
+) -> Vec<Factor> {
     let w = |key: &str| s.weight.get(key).copied().unwrap_or(0.0);
     let per = |factor: &'static str, n: i64| Factor {
         factor,
@@ -315,14 +430,14 @@ fn factors(e: &EquipmentFacts, m: &Measures, s: &RiskSettings, today: NaiveDate)
     let mut out = vec![
         Factor {
             factor: "alarms",
-            value: m.alarms.into(),
+            value: e.alarms.into(),
             weight: w("alarms"),
-            points: m.alarms.min(s.alarm_cap) as f64 * w("alarms"),
+            points: e.alarms.min(s.alarm_cap) as f64 * w("alarms"),
         },
-        per("recurring_faults", m.recurring),
-        per("trapped", m.trapped),
-        per("open_hazards", m.hazards.0),
-        per("overdue_hazards", m.hazards.1),
+        per("recurring_faults", e.recurring),
+        per("trapped", e.trapped),
+        per("open_hazards", e.open_hazards),
+        per("overdue_hazards", e.overdue_hazards),
     ];
     if let Some(next) = e.next_inspection {
         let days_left = (next - today).num_days();
@@ -366,7 +481,7 @@ fn factors(e: &EquipmentFacts, m: &Measures, s: &RiskSettings, today: NaiveDate)
         weight: kind_weight,
         points: kind_weight,
     });
-    if let Some(grade) = m.grade {
+    if let Some(grade) = grade {
         let g = s.grade.get(grade).copied().unwrap_or(0.0);
         out.push(Factor {
             factor: "maintenance_grade",
@@ -376,37 +491,6 @@ fn factors(e: &EquipmentFacts, m: &Measures, s: &RiskSettings, today: NaiveDate)
         });
     }
     out
-}
-
-/// Whether a ranked row passes the list's filters: `area` is a part of the address (ignoring
-/// case, as the alarm list's), `kind` the kind exactly.
-pub fn matches(r: &Ranked, area: Option<&str>, kind: Option<&str>) -> bool {
-    let area_ok = area.is_none_or(|a| r.address.to_lowercase().contains(&a.to_lowercase()));
-    area_ok && kind.is_none_or(|k| r.kind == k)
-}
-
-/// The ranked fleet read from the store at `now_ms`.
-pub async fn ranking(
-    store: &Store,
-    config: &CentralConfig,
-    now_ms: i64,
-) -> Result<Vec<Ranked>, StoreError> {
-    let s = &config.risk;
-    let window_from = now_ms - s.window.as_millis() as i64;
-    let reach = s.recurrence.max(config.scorecard.recurrence).as_millis() as i64;
-    let history = store
-        .history(window_from - reach, window_from, now_ms)
-        .await?;
-    let cards = scorecard::scorecards(
-        &history,
-        &config.scorecard,
-        scorecard::Limits::of(config),
-        window_from,
-        now_ms,
-        now_ms,
-    );
-    let hazards = store.open_hazard_counts(now_ms, config.zone()).await?;
-    Ok(rank(&history, &cards, &hazards, s, now_ms))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Maintenance-unit scorecards: the star rating of the district plan, from the rescue and
-//! registry data central already holds. Pure functions over a [`History`].
+//! registry data central already holds. Pure functions over the facts the store counts
+//! (`store/history.rs`).
 //!
 //! Where the rules come from, and what is ours:
 //! - The measures are the ones cities grade maintenance units by from 96333 rescue data (first-
@@ -13,7 +14,7 @@
 //!   PERCENTILE.INC), the grade thresholds (`[scorecard.grade.A|B|C]`, D is the rest) and that a
 //!   measure without data (no dispatch, no elevator) does not lower a grade.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 
 use super::config::CentralConfig;
-use super::store::history::History;
+use super::store::history::{DispatchFact, UnitFacts, Window, ELEVATOR_KINDS};
 use super::store::{Store, StoreError};
 use super::zone::{day_start_ms, local_date};
 use crate::config::Problem;
@@ -254,116 +255,98 @@ fn ratio(a: i64, b: i64) -> Option<f64> {
 
 /// Whether equipment of `kind` counts as an elevator here.
 pub fn is_elevator(kind: &str) -> bool {
-    kind == "elevator" || kind == "escalator"
+    ELEVATOR_KINDS.contains(&kind)
 }
 
-/// The scorecards of every maintenance unit over `[from_ms, to_ms)`, at `now_ms`, best grade
-/// first and then by name. `history` must hold the alarms from `from_ms - recurrence` and the
-/// dispatches created in the period.
+/// The scorecards of every maintenance unit at `now_ms`, best grade first and then by name:
+/// `units` counted over the period, `dispatches` those created in it. A unit that maintains
+/// nothing but was called first by a dispatch has a card too.
 pub fn scorecards(
-    history: &History,
+    units: &[UnitFacts],
+    dispatches: &[DispatchFact],
     settings: &ScorecardSettings,
     limits: Limits,
-    from_ms: i64,
-    to_ms: i64,
     now_ms: i64,
 ) -> Vec<Scorecard> {
-    let maintainer: BTreeMap<(&str, &str), &str> = history
-        .equipment
+    let mut by_unit: BTreeMap<&str, (Option<&UnitFacts>, Vec<&DispatchFact>)> = units
         .iter()
-        .filter_map(|e| {
-            let unit = e.maintenance_unit.as_deref()?;
-            Some(((e.gateway.as_str(), e.id.as_str()), unit))
-        })
+        .map(|u| (u.unit.as_str(), (Some(u), Vec::new())))
         .collect();
-    let mut units: BTreeSet<&str> = maintainer.values().copied().collect();
-    units.extend(history.dispatches.iter().filter_map(|d| d.first_unit()));
-    let recurring = history.recurrences(from_ms, to_ms, settings.recurrence.as_millis() as i64);
-    let mut cards: Vec<Scorecard> = units
+    for d in dispatches {
+        if let Some(unit) = d.first_unit.as_deref() {
+            by_unit.entry(unit).or_default().1.push(d);
+        }
+    }
+    let mut cards: Vec<Scorecard> = by_unit
         .into_iter()
-        .map(|unit| {
-            let elevators: Vec<_> = history
-                .equipment
-                .iter()
-                .filter(|e| e.maintenance_unit.as_deref() == Some(unit) && is_elevator(&e.kind))
-                .collect();
-            let insured = elevators.iter().filter(|e| e.insured == Some(true)).count() as i64;
-            let n_elevators = elevators.len() as i64;
-            let mine = |gateway: &str, equipment: &str| {
-                maintainer.get(&(gateway, equipment)) == Some(&unit)
-            };
-            let trapped = history
-                .alarms
-                .iter()
-                .filter(|a| a.trapped && a.raised_ms >= from_ms && a.raised_ms < to_ms)
-                .filter(|a| mine(&a.gateway, &a.equipment))
-                .count() as i64;
-            let recurring_faults = recurring
-                .iter()
-                .filter(|((gateway, equipment), _)| mine(gateway, equipment))
-                .map(|(_, n)| n)
-                .sum();
-            let dispatches: Vec<_> = history
-                .dispatches
-                .iter()
-                .filter(|d| d.first_unit() == Some(unit))
-                .collect();
-            let (mut responses_counted, mut responded_in_time) = (0, 0);
-            let (mut arrivals_counted, mut arrived_in_time) = (0, 0);
-            let (mut response_s, mut arrival_s) = (Vec::new(), Vec::new());
-            for d in &dispatches {
-                let response = d.first_response_ms().map(|t| t - d.created_ms);
-                if response.is_some() || now_ms - d.created_ms > limits.respond_within_ms {
-                    responses_counted += 1;
-                    responded_in_time +=
-                        i64::from(response.is_some_and(|r| r <= limits.respond_within_ms));
-                }
-                let arrival = d.first_arrival_ms().map(|t| t - d.created_ms);
-                if d.status != "false_alarm"
-                    && (arrival.is_some() || now_ms - d.created_ms > limits.arrive_within_ms)
-                {
-                    arrivals_counted += 1;
-                    arrived_in_time +=
-                        i64::from(arrival.is_some_and(|a| a <= limits.arrive_within_ms));
-                }
-                response_s.extend(response.map(|ms| ms as f64 / 1000.0));
-                arrival_s.extend(arrival.map(|ms| ms as f64 / 1000.0));
-            }
-            response_s.sort_by(f64::total_cmp);
-            arrival_s.sort_by(f64::total_cmp);
-            let second_level = dispatches.iter().filter(|d| d.level >= 1).count() as i64;
-            let n_dispatches = dispatches.len() as i64;
-            let mut card = Scorecard {
-                unit: unit.to_owned(),
-                elevators: n_elevators,
-                insured,
-                insurance_rate: ratio(insured, n_elevators),
-                trapped,
-                trapped_per_100: (n_elevators > 0)
-                    .then(|| trapped as f64 * 100.0 / n_elevators as f64),
-                dispatches: n_dispatches,
-                responses_counted,
-                responded_in_time,
-                response_rate: ratio(responded_in_time, responses_counted),
-                arrivals_counted,
-                arrived_in_time,
-                arrival_rate: ratio(arrived_in_time, arrivals_counted),
-                response_median_s: percentile(&response_s, 0.5),
-                response_p90_s: percentile(&response_s, 0.9),
-                arrival_median_s: percentile(&arrival_s, 0.5),
-                arrival_p90_s: percentile(&arrival_s, 0.9),
-                second_level,
-                second_level_rate: ratio(second_level, n_dispatches),
-                recurring_faults,
-                grade: "D",
-                shortfalls: Vec::new(),
-            };
+        .map(|(unit, (facts, dispatches))| card(unit, facts, &dispatches, limits, now_ms))
+        .map(|mut card| {
             (card.grade, card.shortfalls) = grade(&card, &settings.grades);
             card
         })
         .collect();
     cards.sort_by(|a, b| a.grade.cmp(b.grade).then_with(|| a.unit.cmp(&b.unit)));
     cards
+}
+
+/// One unit's measures, not yet graded.
+fn card(
+    unit: &str,
+    facts: Option<&UnitFacts>,
+    dispatches: &[&DispatchFact],
+    limits: Limits,
+    now_ms: i64,
+) -> Scorecard {
+    let (n_elevators, insured, trapped, recurring_faults) = facts
+        .map(|f| (f.elevators, f.insured, f.trapped, f.recurring_faults))
+        .unwrap_or_default();
+    let (mut responses_counted, mut responded_in_time) = (0, 0);
+    let (mut arrivals_counted, mut arrived_in_time) = (0, 0);
+    let (mut response_s, mut arrival_s) = (Vec::new(), Vec::new());
+    for d in dispatches {
+        let response = d.first_response_ms.map(|t| t - d.created_ms);
+        if response.is_some() || now_ms - d.created_ms > limits.respond_within_ms {
+            responses_counted += 1;
+            responded_in_time += i64::from(response.is_some_and(|r| r <= limits.respond_within_ms));
+        }
+        let arrival = d.first_arrival_ms.map(|t| t - d.created_ms);
+        if d.status != "false_alarm"
+            && (arrival.is_some() || now_ms - d.created_ms > limits.arrive_within_ms)
+        {
+            arrivals_counted += 1;
+            arrived_in_time += i64::from(arrival.is_some_and(|a| a <= limits.arrive_within_ms));
+        }
+        response_s.extend(response.map(|ms| ms as f64 / 1000.0));
+        arrival_s.extend(arrival.map(|ms| ms as f64 / 1000.0));
+    }
+    response_s.sort_by(f64::total_cmp);
+    arrival_s.sort_by(f64::total_cmp);
+    let second_level = dispatches.iter().filter(|d| d.level >= 1).count() as i64;
+    let n_dispatches = dispatches.len() as i64;
+    Scorecard {
+        unit: unit.to_owned(),
+        elevators: n_elevators,
+        insured,
+        insurance_rate: ratio(insured, n_elevators),
+        trapped,
+        trapped_per_100: (n_elevators > 0).then(|| trapped as f64 * 100.0 / n_elevators as f64),
+        dispatches: n_dispatches,
+        responses_counted,
+        responded_in_time,
+        response_rate: ratio(responded_in_time, responses_counted),
+        arrivals_counted,
+        arrived_in_time,
+        arrival_rate: ratio(arrived_in_time, arrivals_counted),
+        response_median_s: percentile(&response_s, 0.5),
+        response_p90_s: percentile(&response_s, 0.9),
+        arrival_median_s: percentile(&arrival_s, 0.5),
+        arrival_p90_s: percentile(&arrival_s, 0.9),
+        second_level,
+        second_level_rate: ratio(second_level, n_dispatches),
+        recurring_faults,
+        grade: "D",
+        shortfalls: Vec::new(),
+    }
 }
 
 /// The best grade whose thresholds the card meets, and what it missed of the grade above.
@@ -454,17 +437,31 @@ pub async fn for_period(
     period: &Period,
     now_ms: i64,
 ) -> Result<Vec<Scorecard>, StoreError> {
+    over(store, config, period.from_ms, period.to_ms, now_ms).await
+}
+
+/// The scorecards of `[from_ms, to_ms)`, read from the store at `now_ms`: the store counts
+/// each unit's fleet and faults, and reads the period's dispatches as a few numbers each.
+pub async fn over(
+    store: &Store,
+    config: &CentralConfig,
+    from_ms: i64,
+    to_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<Scorecard>, StoreError> {
     let settings = &config.scorecard;
-    let recurrence_ms = settings.recurrence.as_millis() as i64;
-    let history = store
-        .history(period.from_ms - recurrence_ms, period.from_ms, period.to_ms)
-        .await?;
+    let window = Window {
+        from_ms,
+        to_ms,
+        recurrence_ms: settings.recurrence.as_millis() as i64,
+    };
+    let units = store.unit_facts(window).await?;
+    let dispatches = store.dispatch_facts(from_ms, to_ms).await?;
     Ok(scorecards(
-        &history,
+        &units,
+        &dispatches,
         settings,
         Limits::of(config),
-        period.from_ms,
-        period.to_ms,
         now_ms,
     ))
 }

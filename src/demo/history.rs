@@ -280,7 +280,7 @@ async fn cylinders(store: &Store, today: chrono::NaiveDate, start: i64) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::central::scorecard::{self, Limits};
+    use crate::central::scorecard;
 
     /// The generated history shows what the tools are for: the Riverside lift with the
     /// recurring door fault and the overdue inspection on top, Riverside graded worst, the
@@ -306,25 +306,21 @@ mod tests {
             .unwrap()
             .timestamp_millis();
         write(&store, &config, now).await.unwrap();
-        let ranked = crate::central::risk::ranking(&store, &config, now)
+        let everything = crate::central::risk::Selection::default();
+        let ranked = crate::central::risk::ranking(&store, &config, now, &everything, |r| r)
             .await
             .unwrap();
-        let top: Vec<(&str, f64)> = ranked
+        let top: Vec<(usize, &str, f64)> = ranked
+            .rows
             .iter()
             .take(3)
-            .map(|r| (r.id.as_str(), r.score))
+            .map(|(rank, r)| (*rank, r.id.as_str(), r.score))
             .collect();
-        assert_eq!(top, [("h3", 127.0), ("h6", 43.0), ("h9", 33.0)]);
+        assert_eq!(top, [(1, "h3", 127.0), (2, "h6", 43.0), (3, "h9", 33.0)]);
         let from = now - 40 * DAY_MS;
-        let history = store.history(from - 30 * DAY_MS, from, now).await.unwrap();
-        let cards = scorecard::scorecards(
-            &history,
-            &config.scorecard,
-            Limits::of(&config),
-            from,
-            now,
-            now,
-        );
+        let cards = scorecard::over(&store, &config, from, now, now)
+            .await
+            .unwrap();
         let grades: Vec<(&str, &str)> = cards.iter().map(|c| (c.unit.as_str(), c.grade)).collect();
         assert_eq!(
             grades,

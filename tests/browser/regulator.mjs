@@ -37,6 +37,21 @@ try {
   check((await unlabelled(page)).length === 0, 'every field labelled');
   await page.click('details.weights summary');
   await page.screenshot({ path: `${shots}/risk.png`, fullPage: true });
+  // Two rows a page: the rest follow on `more`, in the same order, until all five are shown.
+  await page.goto(`${env.BASE_URL}/risk?limit=2`);
+  await ready(page);
+  const firstPage = await page.$$eval('#rows tr', rows => rows.map(r => r.dataset.equipment));
+  check(JSON.stringify(firstPage) === JSON.stringify(order.slice(0, 2)), `first page ${firstPage}`);
+  check((await page.textContent('#shown')).includes('共 5 台'), `shown: ${await page.textContent('#shown')}`);
+  for (let i = 0; i < 2; i++) {
+    check(await page.isVisible('#more'), `more button before page ${i + 2}`);
+    await page.click('#more');
+    await ready(page);
+  }
+  const paged = await page.$$eval('#rows tr', rows => rows.map(r => r.dataset.equipment));
+  check(JSON.stringify(paged) === JSON.stringify(order), `paged ${paged}, whole ${order}`);
+  check(!(await page.isVisible('#more')), 'no more button after the last row');
+  results.risk_paged = paged;
   // Filtered by area: the two lifts in Jing'an; the export link carries the filter.
   await page.fill('input[name=area]', "jing'an");
   await page.click('#filters button[type=submit]');

@@ -3,8 +3,6 @@
 //! transaction; the overdue alarm is raised once per hazard, by whichever instance sets
 //! `overdue_alarm_id` first.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -449,30 +447,6 @@ impl Store {
             raised += 1;
         }
         Ok(raised)
-    }
-
-    /// Per (gateway, equipment): hazards not verified, and of those the ones overdue.
-    pub async fn open_hazard_counts(
-        &self,
-        now: i64,
-        zone: chrono_tz::Tz,
-    ) -> Result<BTreeMap<(String, String), (i64, i64)>, StoreError> {
-        let today = local_date(now, zone).to_string();
-        let rows = sqlx::query(
-            "SELECT gateway, equipment, COUNT(*), SUM(CASE WHEN deadline < $1 THEN 1 ELSE 0 END)
-             FROM hazards WHERE status <> 'verified' GROUP BY gateway, equipment",
-        )
-        .bind(&today)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    (r.try_get(0)?, r.try_get(1)?),
-                    (r.try_get(2)?, r.try_get(3)?),
-                ))
-            })
-            .collect()
     }
 }
 

@@ -19,6 +19,19 @@ pub enum Bind {
     Int(i64),
 }
 
+impl Bind {
+    /// `query` with this value bound to its next placeholder.
+    pub fn onto<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        match self {
+            Bind::Text(v) => query.bind(v),
+            Bind::Int(v) => query.bind(v),
+        }
+    }
+}
+
 /// A column of a list's order.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Key {
@@ -125,10 +138,7 @@ impl Paging {
     ) -> Result<(Vec<AnyRow>, Option<String>), StoreError> {
         let mut query = sqlx::query(sql);
         for bind in binds {
-            query = match bind {
-                Bind::Text(v) => query.bind(v),
-                Bind::Int(v) => query.bind(v),
-            };
+            query = bind.onto(query);
         }
         let mut rows = query.fetch_all(pool).await?;
         let mut next = None;

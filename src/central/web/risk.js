@@ -23,16 +23,30 @@ function weights(s) {
   for (const [g, w] of Object.entries(s.grade)) rows.push([t('risk.weight.grade', { grade: g }), num(w, 1)]);
   return rows.map(([what, w]) => `<tr><td>${esc(what)}</td><td>${esc(w)}</td></tr>`).join('');
 }
-async function load() {
-  const q = new URLSearchParams(new FormData(document.getElementById('filters'))).toString();
-  document.getElementById('csv').href = '/api/v1/risk?format=csv&' + q;
+// The page shows the top of the ranking; `more` appends the next rows of the same selection,
+// as many as the page's own `?limit=` asks (the server's page size otherwise).
+const pageSize = new URLSearchParams(location.search).get('limit');
+let shown = 0;
+let query = '';
+async function load(more) {
+  if (!more) {
+    query = new URLSearchParams(new FormData(document.getElementById('filters'))).toString();
+    shown = 0;
+  }
+  document.getElementById('csv').href = '/api/v1/risk?format=csv&' + query;
   try {
-    const r = await api('/api/v1/risk?' + q);
-    document.getElementById('rows').innerHTML = r.equipment.map(row).join('') || `<tr><td colspan="5">${esc(t('risk.none'))}</td></tr>`;
+    const r = await api(`/api/v1/risk?offset=${shown}${pageSize ? '&limit=' + encodeURIComponent(pageSize) : ''}&${query}`);
+    const rows = document.getElementById('rows');
+    if (more) rows.insertAdjacentHTML('beforeend', r.equipment.map(row).join(''));
+    else rows.innerHTML = r.equipment.map(row).join('') || `<tr><td colspan="5">${esc(t('risk.none'))}</td></tr>`;
+    shown += r.equipment.length;
+    document.getElementById('shown').textContent = r.total ? t('risk.shown', { shown: num(shown), total: num(r.total) }) : '';
+    document.getElementById('more').hidden = shown >= r.total;
     document.getElementById('weights').innerHTML = weights(r.settings);
     document.getElementById('error').textContent = '';
   } catch (e) { document.getElementById('error').textContent = t('error.prefix', { message: e.message }); }
   document.body.dataset.ready = 'true';
 }
-document.getElementById('filters').addEventListener('submit', e => { e.preventDefault(); document.body.dataset.ready = 'false'; load(); });
-load();
+document.getElementById('filters').addEventListener('submit', e => { e.preventDefault(); document.body.dataset.ready = 'false'; load(false); });
+document.getElementById('more').addEventListener('click', () => { document.body.dataset.ready = 'false'; load(true); });
+load(false);
