@@ -344,11 +344,31 @@ async fn pages_hold_every_piece_once_worst_first(store_url: &str) {
 #[tokio::test]
 async fn equipment_pages_and_counts_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    pages_hold_every_piece_once_worst_first(&format!(
-        "sqlite://{}",
-        dir.path().join("central.db").display()
-    ))
-    .await;
+    let url = format!("sqlite://{}", dir.path().join("central.db").display());
+    pages_hold_every_piece_once_worst_first(&url).await;
+    // A unit's page reads its own rows through the index, not the whole registry.
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+    let (sql, binds, _) = seguard::central::store::EquipmentFilter::default()
+        .sql(Some(TOWER_UNIT), today)
+        .unwrap();
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut query = sqlx::query(&explain);
+    for bind in binds {
+        query = bind.onto(query);
+    }
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let plan: Vec<String> = query
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 3))
+        .collect();
+    let plan = plan.join("; ");
+    assert!(
+        plan.contains("INDEX equipment_unit (using_unit=?)"),
+        "{plan}"
+    );
 }
 
 #[tokio::test]

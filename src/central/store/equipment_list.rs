@@ -92,7 +92,7 @@ pub struct EquipmentCounts {
 impl EquipmentFilter {
     /// The query of one page (one row more than the page), its bound values and the page size;
     /// only `using_unit`'s equipment when given.
-    fn sql(
+    pub fn sql(
         &self,
         using_unit: Option<&str>,
         today: chrono::NaiveDate,
