@@ -316,6 +316,8 @@ async fn pages_hold_every_piece_once_worst_first(store_url: &str) {
     for path in ["/api/v1/equipment", "/api/v1/equipment/counts"] {
         let (status, body, _) = get(&router, path, RESCUE).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        let (status, body, _) = get(&router, path, "not-a-token").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
     }
     for (query, expected) in [
         ("?after=yesterday", "`after` must be the `next` cursor"),
