@@ -9,7 +9,8 @@
 //!   screenshot in `target/screenshots/city-bench-{store}/`);
 //! - the alarm list (first page, filtered by kind/severity/state, by area, and five pages deep
 //!   by cursor) and the dispatch board (open, closed, paged) and situations, p50/p99, and
-//!   p50/p99 of each query;
+//!   p50/p99 of each query; the equipment list's first page (worst state first, the unit
+//!   overview's table) p50/p99 and bytes, and its counts;
 //! - indicators (`/api/v1/indicators`, a month of dispatches in its KPIs), median; the
 //!   maintenance units' scorecards for the month, median; the risk ranking's first page,
 //!   median, and the whole city's ranking as one CSV download;
@@ -448,6 +449,10 @@ struct Row {
     list_p99: f64,
     board_p50: f64,
     board_p99: f64,
+    /// The equipment list's first page: p50, p99 (ms) and bytes.
+    equipment_p50: f64,
+    equipment_p99: f64,
+    equipment_bytes: usize,
     indicators_ms: f64,
     scorecards_ms: f64,
     risk_ms: f64,
@@ -606,6 +611,21 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
         quantile(times.clone(), 0.5),
         quantile(times, 0.99),
     ));
+    // The unit overview as a regulator opens it: the equipment list's first page and counts.
+    let equipment_urls = vec![format!("{base}/api/v1/equipment"); scale.requests / 4];
+    let (equipment_times, equipment_bytes) = timed_gets(&http, &equipment_urls).await;
+    let (equipment_p50, equipment_p99) = (
+        quantile(equipment_times.clone(), 0.5),
+        quantile(equipment_times, 0.99),
+    );
+    by_query.push(("equipment".into(), equipment_p50, equipment_p99));
+    let counts_urls = vec![format!("{base}/api/v1/equipment/counts"); scale.requests / 4];
+    let (times, _) = timed_gets(&http, &counts_urls).await;
+    by_query.push((
+        "equipment/counts".into(),
+        quantile(times.clone(), 0.5),
+        quantile(times, 0.99),
+    ));
     let (indicator_times, _) =
         timed_gets(&http, &vec![format!("{base}/api/v1/indicators"); 3]).await;
     // The maintenance units' scorecards for this month (the history's dispatches fall in it),
@@ -683,6 +703,9 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
         list_p99: quantile(list_times, 0.99),
         board_p50: quantile(board_times.clone(), 0.5),
         board_p99: quantile(board_times, 0.99),
+        equipment_p50,
+        equipment_p99,
+        equipment_bytes,
         indicators_ms: median(indicator_times),
         scorecards_ms: median(scorecard_times),
         risk_ms: median(risk_times),
@@ -720,11 +743,11 @@ fn main() {
         scale.city.dispatches,
         if smoke { " (smoke)" } else { "" }
     );
-    println!("| store | generated (s) | whole-city map data (kB / ms) | district map data (kB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | indicators (ms) | scorecards, a month (ms) | risk ranking, first page (ms / kB) | risk ranking CSV, whole city (ms / MB) | MQTT flood stored (/s) | flood first dispatch → last notified (ms) | MQTT intake sustained (/s, p99 ≤ 1 s) | HTTP intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | generated (s) | whole-city map data (kB / ms) | district map data (kB / ms) | map drawn in Chromium (ms) | alarm list p50 / p99 (ms) | board p50 / p99 (ms) | equipment list, first page p50 / p99 (ms) / kB | indicators (ms) | scorecards, a month (ms) | risk ranking, first page (ms / kB) | risk ranking CSV, whole city (ms / MB) | MQTT flood stored (/s) | flood first dispatch → last notified (ms) | MQTT intake sustained (/s, p99 ≤ 1 s) | HTTP intake sustained (/s, p99 ≤ 1 s) | central CPU (cores) | RSS median / peak (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.0} | {:.1} / {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
+            "| {} | {:.0} | {:.1} / {:.0} | {:.1} / {:.0} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} / {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} / {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} / {:.0} |",
             r.store,
             r.generated_s,
             r.map_bytes as f64 / 1e3,
@@ -736,6 +759,9 @@ fn main() {
             r.list_p99,
             r.board_p50,
             r.board_p99,
+            r.equipment_p50,
+            r.equipment_p99,
+            r.equipment_bytes as f64 / 1e3,
             r.indicators_ms,
             r.scorecards_ms,
             r.risk_ms,

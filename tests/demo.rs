@@ -91,13 +91,25 @@ async fn the_demo_shows_a_trapped_passenger_and_a_dispatch_then_stops_cleanly() 
     assert_eq!(dispatch["status"], "occurred");
 
     // Every elevator is on the map, not only the one that raised an alarm: the gateway's
-    // retained registry reached central.
+    // retained registry reached central. One page of the largest size holds the demo's
+    // equipment: as many as counted.
     let equipment = get_json(
-        &format!("{central}/api/v1/equipment"),
+        &format!("{central}/api/v1/equipment?limit=500"),
         seguard::demo::REGULATOR_TOKEN,
     )
     .await
     .unwrap();
+    let counts = get_json(
+        &format!("{central}/api/v1/equipment/counts"),
+        seguard::demo::REGULATOR_TOKEN,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        counts["equipment"],
+        equipment.as_array().unwrap().len(),
+        "{counts}"
+    );
     // Twelve elevators, a boiler, an autoclave, a filling station and a cylinder on the demo's
     // gateway (the generated history has a gateway of its own).
     let live: Vec<&Value> = (equipment.as_array().unwrap().iter())
@@ -114,6 +126,7 @@ async fn the_demo_shows_a_trapped_passenger_and_a_dispatch_then_stops_cleanly() 
         .find(|e| e["id"] == "lift-3")
         .unwrap();
     assert_eq!(lift3["state"], "trapped");
+    assert_eq!(equipment[0]["state"], "trapped", "worst state first");
 
     // The other kinds within two minutes of start: the boiler past its nameplate limit, the
     // autoclave's door opened under pressure, an expired and an unlabelled cylinder refused.

@@ -1,4 +1,4 @@
-// The equipment page, search, indicators and the unit overview in headless Chromium (Debian
+// The equipment page, search, indicators and the unit overview (paged) in headless Chromium (Debian
 // `chromium`, driven by playwright-core). Run by tests/central_browser.rs, which starts central
 // and passes: BASE_URL, REGULATOR_TOKEN, UNIT_TOKEN, LIFT_CODE (lift-a's registration code),
 // SCREENSHOTS (directory), DOCS (the README's screenshots, or empty: see keepForDocs).
@@ -199,6 +199,21 @@ try {
   await ready(unit);
   await inEnglish('unit overview', unit);
   await shot(unit, 'unit-en');
+  // A page at a time (`?limit=2`): the worst two first, the rest on "more", which then hides;
+  // the cards still count every piece.
+  await unit.goto(`${env.BASE_URL}/unit?limit=2`);
+  await ready(unit);
+  const shown = () => unit.$$eval('#equipment tbody tr', rows => rows.map(r => r.dataset.equipment));
+  const firstPage = await shown();
+  check(JSON.stringify(firstPage) === JSON.stringify(['lift-a', 'boiler-1']), `the first page, worst first: ${JSON.stringify(firstPage)}`);
+  check(await unit.isVisible('#equipment-more') && (await unit.textContent('#equipment-more')) === 'More equipment', 'more equipment follows');
+  check(await unit.isHidden('#overdue-more'), 'the one overdue inspection fits its page');
+  check((await unit.textContent('[data-card="unit.card_equipment"]')) === '4', 'the card counts every piece, not the page');
+  await unit.click('#equipment-more');
+  await unit.waitForSelector('#equipment tbody tr:nth-child(4)', { state: 'attached' });
+  const allPages = await shown();
+  check(JSON.stringify(allPages) === JSON.stringify(['lift-a', 'boiler-1', 'cyl-1', 'station-1']), `both pages, each piece once: ${JSON.stringify(allPages)}`);
+  check(await unit.isHidden('#equipment-more'), 'no more button after the last page');
 
   check(refused.length === 0, `CSP violations: ${JSON.stringify(refused)}`);
   console.log(JSON.stringify(results));

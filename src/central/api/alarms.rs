@@ -38,17 +38,18 @@ pub(super) async fn alarms(
             ("area", &filter.area),
             ("limit", &limit),
         ],
-        page.next,
+        ("before", page.next),
     ))
 }
 
 /// `response` with, when another page follows, a `Link: <path?…&before=next>; rel="next"`
-/// header (RFC 8288) repeating the request's given query values.
+/// header (RFC 8288) repeating the request's given query values; the cursor is passed as
+/// `before` or `after` as the list takes it.
 pub(super) fn with_next_link(
     mut response: Response,
     path: &str,
     query: &[(&str, &Option<String>)],
-    next: Option<String>,
+    (cursor_param, next): (&str, Option<String>),
 ) -> Response {
     let Some(next) = next else { return response };
     let mut serializer = url::form_urlencoded::Serializer::new(String::new());
@@ -57,7 +58,7 @@ pub(super) fn with_next_link(
             serializer.append_pair(key, v);
         }
     }
-    serializer.append_pair("before", &next);
+    serializer.append_pair(cursor_param, &next);
     let link = format!("<{path}?{}>; rel=\"next\"", serializer.finish());
     if let Ok(value) = header::HeaderValue::from_str(&link) {
         response.headers_mut().insert(header::LINK, value);

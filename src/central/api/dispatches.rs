@@ -47,7 +47,7 @@ pub(super) async fn dispatches(
         Json(json!(list)).into_response(),
         "/api/v1/dispatches",
         &[("state", &filter.state), ("limit", &limit)],
-        page.next,
+        ("before", page.next),
     ))
 }
 

@@ -1,16 +1,68 @@
-//! The equipment page's data: search by registration code, 96333 code, name or address, and
-//! one piece of equipment with its registry, readings and history. A regulator sees all; an
-//! equipment unit only its own.
+//! The equipment unit's overview and the equipment page's data: the equipment list (paged,
+//! worst state first) and its counts, search by registration code, 96333 code, name or
+//! address, and one piece of equipment with its registry, readings and history. A regulator
+//! sees all; an equipment unit only its own.
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::alarms::with_next_link;
 use super::map::display;
 use super::{caller, ApiError, AppState};
 use crate::central::config::Role;
+use crate::central::store::{EquipmentFilter, StoreError};
+
+/// `GET /api/v1/equipment?inspection=overdue&limit=&after=`: one page of the equipment, worst
+/// state first (store/equipment_list.rs), each with its position in the basemap's system
+/// (`display`); a `Link: <…>; rel="next"` header carries the URL of the next page.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filter): Query<EquipmentFilter>,
+) -> Result<Response, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    let unit = c.equipment_scope("list equipment")?;
+    let today = chrono::Utc::now().date_naive();
+    let page = match state.store.equipment_page(&filter, unit, today).await {
+        Err(StoreError::BadQuery(why)) => return Err(ApiError::BadRequest(why)),
+        other => other?,
+    };
+    let rows: Vec<serde_json::Value> = page
+        .equipment
+        .iter()
+        .map(|e| {
+            let mut v = json!(e);
+            v["display"] = json!(display(&state.config, e.lat.zip(e.lon)));
+            v
+        })
+        .collect();
+    let limit = filter.limit.map(|l| l.to_string());
+    Ok(with_next_link(
+        Json(json!(rows)).into_response(),
+        "/api/v1/equipment",
+        &[("inspection", &filter.inspection), ("limit", &limit)],
+        ("after", page.next),
+    ))
+}
+
+/// `GET /api/v1/equipment/counts`: how many pieces of the caller's equipment are in each
+/// state, past their inspection, and their open alarms; counted in the store, so that the
+/// overview's cards need not the whole list.
+pub(super) async fn counts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    let unit = c.equipment_scope("count equipment")?;
+    let today = chrono::Utc::now().date_naive();
+    Ok(Json(json!(
+        state.store.equipment_counts(unit, today).await?
+    )))
+}
 
 /// Whose equipment the caller may see: all (None) or one using unit's.
 fn scope(c: &super::Caller, what: &'static str) -> Result<Option<String>, ApiError> {

@@ -1,6 +1,5 @@
-//! The map's data: the basemap settings, the district outline, the equipment with its state,
-//! and the map's compact markers and clusters for a box and zoom; each position converted to
-//! the basemap's coordinate system.
+//! The map's data: the basemap settings, the district outline, and the map's compact markers
+//! and clusters for a box and zoom; each position converted to the basemap's coordinate system.
 
 use std::collections::HashMap;
 
@@ -13,7 +12,7 @@ use serde_json::json;
 use super::{caller, ApiError, AppState};
 use crate::central::config::{CentralConfig, TileCrs};
 use crate::central::geo;
-use crate::central::store::MapPoint;
+use crate::central::store::{MapPoint, WORST_FIRST};
 
 pub(super) async fn map_config(State(state): State<AppState>) -> Json<serde_json::Value> {
     let m = &state.config.map;
@@ -56,26 +55,6 @@ pub(super) async fn map_district(
     Ok(Json(value))
 }
 
-/// Equipment with its state and, for drawing, its position in the basemap's system.
-pub(super) async fn equipment(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let c = caller(&state.config, &headers)?;
-    let unit = c.equipment_scope("list equipment")?;
-    let today = chrono::Utc::now().date_naive();
-    let rows = state.store.equipment_states(unit, today).await?;
-    let out: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(&e).expect("equipment serializes");
-            v["display"] = json!(display(&state.config, e.lat.zip(e.lon)));
-            v
-        })
-        .collect();
-    Ok(Json(json!(out)))
-}
-
 /// A WGS-84 position in the basemap's system, for drawing. A coordinate off the globe is not
 /// drawn: one such marker would zoom the map out to the whole world.
 pub(super) fn display(config: &CentralConfig, position: Option<(f64, f64)>) -> Option<[f64; 2]> {
@@ -96,8 +75,6 @@ pub const MARKER_LIMIT: usize = 2_000;
 pub const MARKER_ZOOM: u8 = 15;
 /// A server cluster's cell, in screen pixels at the request's zoom.
 const CELL_PX: f64 = 60.0;
-/// `WORST_FIRST` of map.js: the state a cluster wears is the first of these among its points.
-const WORST_FIRST: [&str; 5] = ["trapped", "alarm", "offline", "overdue", "normal"];
 
 #[derive(Deserialize)]
 pub(super) struct MarkerQuery {

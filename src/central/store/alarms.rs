@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 pub use super::page::Bind;
-use super::page::Paging;
+use super::page::{Key, Paging};
 use super::{rfc3339, Store, StoreError};
 
 /// Alarms per page when the request does not say.
@@ -20,7 +20,8 @@ pub const DEFAULT_PAGE: i64 = 200;
 pub const MAX_PAGE: i64 = 1000;
 
 const PAGING: Paging = Paging {
-    time_column: "raised_ms",
+    key: &[Key::Int("raised_ms"), Key::Text("id")],
+    descending: true,
     default: DEFAULT_PAGE,
     max: MAX_PAGE,
 };

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::page::{Bind, Paging};
+use super::page::{Bind, Key, Paging};
 use super::{rfc3339, Store, StoreError};
 use crate::central::dispatch::{Dispatch, Level, Record, Status, Step};
 
@@ -14,7 +14,8 @@ pub const DEFAULT_BOARD_PAGE: i64 = 100;
 pub const MAX_BOARD_PAGE: i64 = 500;
 
 const BOARD_PAGING: Paging = Paging {
-    time_column: "created_ms",
+    key: &[Key::Int("created_ms"), Key::Text("id")],
+    descending: true,
     default: DEFAULT_BOARD_PAGE,
     max: MAX_BOARD_PAGE,
 };

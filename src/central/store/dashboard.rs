@@ -1,6 +1,6 @@
-//! What the dashboard reads: every piece of equipment with its state for the map, an alarm's
-//! timeline, the audit log and the regulator's indicators; and the operator's alarm
-//! acknowledgement, audited.
+//! What the dashboard reads: a piece of equipment's row with its state, an alarm's timeline,
+//! the audit log and the regulator's indicators; and the operator's alarm acknowledgement,
+//! audited.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -107,42 +107,16 @@ struct DispatchTimes {
     status: String,
 }
 
-pub(super) const EQUIPMENT_STATE_SQL: &str = "SELECT e.gateway, e.id, e.kind, e.name, e.registration_code, e.using_unit,
+/// An equipment row with what decides its state (`equipment_state_from_row`), over
+/// `equipment e LEFT JOIN gateways g ON g.id = e.gateway`.
+pub(super) const EQUIPMENT_STATE_COLUMNS: &str = "e.gateway, e.id, e.kind, e.name, e.registration_code, e.using_unit,
     e.maintenance_unit, e.address, e.lat, e.lon, e.next_inspection, e.insured, e.record,
     COALESCE(g.state, 'unknown') AS gateway_state,
     (SELECT COUNT(*) FROM alarms a WHERE a.gateway = e.gateway AND a.equipment = e.id AND a.cleared_ms IS NULL) AS open_alarms,
     (SELECT COUNT(*) FROM alarms a WHERE a.gateway = e.gateway AND a.equipment = e.id AND a.cleared_ms IS NULL AND a.trapped = 1) AS open_trapped,
-    (SELECT a.message FROM alarms a WHERE a.gateway = e.gateway AND a.equipment = e.id ORDER BY a.raised_ms DESC LIMIT 1) AS latest_alarm
-    FROM equipment e LEFT JOIN gateways g ON g.id = e.gateway";
+    (SELECT a.message FROM alarms a WHERE a.gateway = e.gateway AND a.equipment = e.id ORDER BY a.raised_ms DESC LIMIT 1) AS latest_alarm";
 
 impl Store {
-    /// Every piece of equipment with its state for the map; only `using_unit`'s when given.
-    pub async fn equipment_states(
-        &self,
-        using_unit: Option<&str>,
-        today: chrono::NaiveDate,
-    ) -> Result<Vec<EquipmentState>, StoreError> {
-        let rows = match using_unit {
-            None => {
-                sqlx::query(&format!("{EQUIPMENT_STATE_SQL} ORDER BY e.gateway, e.id"))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Some(u) => {
-                sqlx::query(&format!(
-                    "{EQUIPMENT_STATE_SQL} WHERE e.using_unit = $1 ORDER BY e.gateway, e.id"
-                ))
-                .bind(u)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        let today = today.to_string();
-        rows.iter()
-            .map(|r| equipment_state_from_row(r, &today))
-            .collect()
-    }
-
     pub async fn alarm_unit(&self, id: &str) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT using_unit FROM alarms WHERE id = $1")
@@ -318,7 +292,7 @@ impl Store {
     }
 }
 
-/// One row of [`EQUIPMENT_STATE_SQL`] with its map state on `today` (YYYY-MM-DD).
+/// One row of [`EQUIPMENT_STATE_COLUMNS`] with its map state on `today` (YYYY-MM-DD).
 pub(super) fn equipment_state_from_row(
     r: &sqlx::any::AnyRow,
     today: &str,

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::alarms::{alarm_from_row, like_pattern, AlarmRow, COLUMNS};
 use super::board::{dispatch_from_row, DISPATCH_COLUMNS};
-use super::dashboard::{equipment_state_from_row, EQUIPMENT_STATE_SQL};
+use super::dashboard::{equipment_state_from_row, EQUIPMENT_STATE_COLUMNS};
 use super::{rfc3339, EquipmentState, Store, StoreError};
 use crate::central::dispatch::Dispatch;
 use crate::model::FillRecord;
@@ -108,7 +108,8 @@ impl Store {
         today: chrono::NaiveDate,
     ) -> Result<Option<EquipmentDetail>, StoreError> {
         let Some(row) = sqlx::query(&format!(
-            "{EQUIPMENT_STATE_SQL} WHERE e.gateway = $1 AND e.id = $2 AND ($3 = '' OR e.using_unit = $3)"
+            "SELECT {EQUIPMENT_STATE_COLUMNS} FROM equipment e LEFT JOIN gateways g ON g.id = e.gateway
+             WHERE e.gateway = $1 AND e.id = $2 AND ($3 = '' OR e.using_unit = $3)"
         ))
         .bind(gateway.to_owned())
         .bind(id.to_owned())

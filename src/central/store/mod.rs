@@ -24,6 +24,7 @@ pub mod cylinders;
 mod dashboard;
 mod dispatches;
 mod equipment;
+mod equipment_list;
 pub mod exchange;
 mod gateways;
 pub mod hazards;
@@ -43,6 +44,10 @@ pub use board::{DispatchFilter, DispatchPage};
 pub use dashboard::{AuditRow, EquipmentState, EventRow};
 pub use dispatches::{DueDispatch, RescueStep};
 pub use equipment::{EquipmentDetail, EquipmentMatch};
+pub use equipment_list::{
+    EquipmentCounts, EquipmentFilter, EquipmentPage, StateCounts, DEFAULT_EQUIPMENT_PAGE,
+    MAX_EQUIPMENT_PAGE, WORST_FIRST,
+};
 pub use incidents::IngestOutcome;
 pub use map::{MapPoint, MapView};
 pub use notifications::{redact_link_tokens, Notification};

@@ -1,7 +1,11 @@
-//! Keyset pages, newest first, for the alarm list and the dispatch board. A page is the rows
-//! before a cursor `{time_ms}_{id}` (the last row of the previous page), ordered by the list's
-//! time column and id, both descending; one row more than the page is read to know whether
-//! another follows. A page does not shift when new rows arrive meanwhile.
+//! Keyset pages, for the alarm list and the dispatch board (newest first) and the equipment
+//! list (worst state first). A page is the rows past a cursor (the key of the last row of the
+//! previous page), ordered by the list's key columns, the last of which make a row unique; one
+//! row more than the page is read to know whether another follows. A page does not shift when
+//! new rows arrive meanwhile.
+//!
+//! A cursor is the key's values joined by `_`, a text with its `%` and `_` written `%25` and
+//! `%5F`: `{raised_ms}_{id}` for an alarm, `{state_rank}_{name}_{gateway}_{id}` for equipment.
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -28,10 +32,28 @@ impl Bind {
     }
 }
 
+/// A column of a list's order.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Key {
+    Int(&'static str),
+    Text(&'static str),
+}
+
+impl Key {
+    fn column(self) -> &'static str {
+        match self {
+            Key::Int(c) | Key::Text(c) => c,
+        }
+    }
+}
+
 /// How one list is paged.
 pub(super) struct Paging {
-    /// The column rows are ordered by, with `id` after it.
-    pub time_column: &'static str,
+    /// The columns rows are ordered by, most significant first; together they are unique.
+    pub key: &'static [Key],
+    /// Newest first: every key column descending, and the cursor passed as `before`;
+    /// otherwise ascending, the cursor passed as `after`.
+    pub descending: bool,
     /// Rows per page when the request does not say.
     pub default: i64,
     /// The most rows one page holds.
@@ -39,28 +61,53 @@ pub(super) struct Paging {
 }
 
 impl Paging {
+    /// The query parameter that carries the cursor: `before` or `after`.
+    pub fn cursor_param(&self) -> &'static str {
+        if self.descending {
+            "before"
+        } else {
+            "after"
+        }
+    }
+
+    /// `ORDER BY` the key, each column named with `prefix` (a table's name and a dot, or
+    /// nothing).
+    pub fn order_by(&self, prefix: &str) -> String {
+        let direction = if self.descending { " DESC" } else { "" };
+        let columns: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| format!("{prefix}{}{direction}", k.column()))
+            .collect();
+        format!("ORDER BY {}", columns.join(", "))
+    }
+
     /// The end of a page's query after its `FROM` (`WHERE … ORDER BY … LIMIT $n`), with the
-    /// cursor `before` added to `conditions` and the limit to `binds`, and the page size.
+    /// cursor added to `conditions` and the limit to `binds`, and the page size.
     pub fn tail(
         &self,
         mut conditions: Vec<String>,
         binds: &mut Vec<Bind>,
-        before: Option<&str>,
+        cursor: Option<&str>,
         limit: Option<i64>,
     ) -> Result<(String, i64), StoreError> {
-        let time = self.time_column;
-        if let Some(cursor) = before.filter(|c| !c.is_empty()) {
-            let (ms, id) = parse_cursor(cursor).ok_or_else(|| {
+        if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
+            let values = self.parse_cursor(cursor).ok_or_else(|| {
                 StoreError::BadQuery(format!(
-                    "`before` must be the `next` cursor of a previous page, not `{cursor}`"
+                    "`{}` must be the `next` cursor of a previous page, not `{cursor}`",
+                    self.cursor_param()
                 ))
             })?;
-            binds.push(Bind::Int(ms));
-            binds.push(Bind::Text(id));
+            let first = binds.len() + 1;
+            binds.extend(values);
+            let columns: Vec<&str> = self.key.iter().map(|k| k.column()).collect();
+            let placeholders: Vec<String> =
+                (first..=binds.len()).map(|n| format!("${n}")).collect();
             conditions.push(format!(
-                "({time}, id) < (${}, ${})",
-                binds.len() - 1,
-                binds.len()
+                "({}) {} ({})",
+                columns.join(", "),
+                if self.descending { "<" } else { ">" },
+                placeholders.join(", ")
             ));
         }
         let limit = limit.unwrap_or(self.default);
@@ -76,15 +123,12 @@ impl Paging {
         } else {
             format!("WHERE {} ", conditions.join(" AND "))
         };
-        let tail = format!(
-            "{filter}ORDER BY {time} DESC, id DESC LIMIT ${}",
-            binds.len()
-        );
+        let tail = format!("{filter}{} LIMIT ${}", self.order_by(""), binds.len());
         Ok((tail, limit))
     }
 
     /// Runs a page's query and returns its rows (at most `limit`) and the next page's cursor
-    /// when more matched.
+    /// when more matched. The rows hold the key's columns under their names.
     pub async fn fetch(
         &self,
         pool: &AnyPool,
@@ -100,19 +144,131 @@ impl Paging {
         let mut next = None;
         if rows.len() as i64 > limit {
             rows.truncate(limit as usize);
-            let last = &rows[limit as usize - 1];
-            next = Some(format!(
-                "{}_{}",
-                last.try_get::<i64, _>(self.time_column)?,
-                last.try_get::<String, _>("id")?
-            ));
+            next = Some(self.cursor_of(&rows[limit as usize - 1])?);
         }
         Ok((rows, next))
     }
+
+    /// The cursor after `row`.
+    fn cursor_of(&self, row: &AnyRow) -> Result<String, StoreError> {
+        let mut parts = Vec::with_capacity(self.key.len());
+        for key in self.key {
+            parts.push(match key {
+                Key::Int(c) => row.try_get::<i64, _>(*c)?.to_string(),
+                Key::Text(c) => escape(&row.try_get::<String, _>(*c)?),
+            });
+        }
+        Ok(parts.join("_"))
+    }
+
+    /// The key's values in a cursor, or `None` when it is not one of this list's.
+    fn parse_cursor(&self, cursor: &str) -> Option<Vec<Bind>> {
+        let parts: Vec<&str> = cursor.split('_').collect();
+        if parts.len() != self.key.len() {
+            return None;
+        }
+        parts
+            .iter()
+            .zip(self.key)
+            .map(|(part, key)| match key {
+                Key::Int(_) => part.parse().ok().map(Bind::Int),
+                Key::Text(_) => unescape(part).map(Bind::Text),
+            })
+            .collect()
+    }
 }
 
-fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
-    let (ms, id) = cursor.split_once('_')?;
-    let ms = ms.parse().ok()?;
-    (!id.is_empty()).then(|| (ms, id.to_owned()))
+/// A text for a cursor: `%` and `_` written `%25` and `%5F`.
+fn escape(text: &str) -> String {
+    text.replace('%', "%25").replace('_', "%5F")
+}
+
+/// The text `escape` wrote, or `None` when `part` holds another `%` sequence; an empty text
+/// is no key (every key text is an id or a name).
+fn unescape(part: &str) -> Option<String> {
+    let mut out = String::with_capacity(part.len());
+    let mut rest = part;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at..at + 3)?;
+        out.push(match code {
+            "%25" => '%',
+            "%5F" => '_',
+            _ => return None,
+        });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EQUIPMENT: Paging = Paging {
+        key: &[
+            Key::Int("state_rank"),
+            Key::Text("name"),
+            Key::Text("gateway"),
+            Key::Text("id"),
+        ],
+        descending: false,
+        default: 10,
+        max: 20,
+    };
+
+    #[test]
+    fn a_cursor_holds_any_text_and_only_its_own_key() {
+        for (cursor, expected) in [
+            (
+                "0_Lift%5F1 100%25_gw_1_x",
+                None, // five parts: the gateway's `_` was not escaped
+            ),
+            (
+                "0_Lift%5F1 100%25_gw%5F1_x",
+                Some(vec![
+                    Bind::Int(0),
+                    Bind::Text("Lift_1 100%".into()),
+                    Bind::Text("gw_1".into()),
+                    Bind::Text("x".into()),
+                ]),
+            ),
+            ("x_Lift_gw_id", None),
+            ("0_Lift 50%_gw_id", None),
+            ("0__gw_id", None),
+            ("1700000000000_abc", None),
+        ] {
+            assert_eq!(EQUIPMENT.parse_cursor(cursor), expected, "{cursor}");
+        }
+        assert_eq!(escape("Lift_1 100%"), "Lift%5F1 100%25");
+        assert_eq!(unescape(&escape("a%5F_%%25")).as_deref(), Some("a%5F_%%25"));
+    }
+
+    #[test]
+    fn ascending_pages_continue_after_the_cursor() {
+        let mut binds = vec![Bind::Text("2026-05-01".into())];
+        let (tail, limit) = EQUIPMENT
+            .tail(
+                vec!["using_unit = $1".into()],
+                &mut binds,
+                Some("3_Lift 1_gw1_lift-1"),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            tail,
+            "WHERE using_unit = $1 AND (state_rank, name, gateway, id) > ($2, $3, $4, $5) \
+             ORDER BY state_rank, name, gateway, id LIMIT $6"
+        );
+        assert_eq!(limit, 10);
+        assert_eq!(binds.len(), 6);
+        assert_eq!(binds[5], Bind::Int(11));
+        let err = EQUIPMENT
+            .tail(Vec::new(), &mut Vec::new(), Some("3_x"), None)
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("`after` must be the `next` cursor"));
+    }
 }

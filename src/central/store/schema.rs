@@ -355,4 +355,13 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE cylinders ADD COLUMN origin TEXT NOT NULL DEFAULT 'register'",
         ],
     ),
+    (
+        12,
+        &[
+            // An equipment unit's page of the equipment list and its counts
+            // (`store/equipment_list.rs`) read its own rows, not the city's; the index holds
+            // every column they rank by.
+            "CREATE INDEX equipment_unit ON equipment (using_unit, name, gateway, id, next_inspection)",
+        ],
+    ),
 ];

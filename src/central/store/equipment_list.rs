@@ -1,0 +1,260 @@
+//! The equipment list (`GET /api/v1/equipment`) and its counts (`GET /api/v1/equipment/counts`),
+//! for the equipment unit's overview: paged and counted in SQL, on both engines, so that a
+//! regulator's city (over 100,000 rows) is never read whole.
+//!
+//! Equipment comes worst state first ([`WORST_FIRST`]: trapped, alarm, offline, overdue,
+//! normal), then by name, gateway and id: keyset pages of `(state_rank, name, gateway, id)`
+//! (store/page.rs), the cursor passed as `after`. The state is decided as
+//! `equipment_state_from_row` decides it, from the open alarms (few, found by
+//! `alarms_open_list`) and the gateways' state, for every row the caller sees: a page costs one
+//! pass over them, then only the page's rows are read whole. The state is live: a piece whose
+//! state changes while a user pages may show on two pages or on none; the counts and the map
+//! are what is true now.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::dashboard::{equipment_state_from_row, EQUIPMENT_STATE_COLUMNS};
+use super::page::{Bind, Key, Paging};
+use super::{EquipmentState, Store, StoreError};
+
+/// Equipment per page when the request does not say.
+pub const DEFAULT_EQUIPMENT_PAGE: i64 = 100;
+/// The most equipment one page holds.
+pub const MAX_EQUIPMENT_PAGE: i64 = 500;
+
+/// The map's states, worst first (`WORST_FIRST` of map.js): a state's rank is its place here,
+/// and a map cluster wears the first of these among its points.
+pub const WORST_FIRST: [&str; 5] = ["trapped", "alarm", "offline", "overdue", "normal"];
+
+const PAGING: Paging = Paging {
+    key: &[
+        Key::Int("state_rank"),
+        Key::Text("name"),
+        Key::Text("gateway"),
+        Key::Text("id"),
+    ],
+    descending: false,
+    default: DEFAULT_EQUIPMENT_PAGE,
+    max: MAX_EQUIPMENT_PAGE,
+};
+
+/// Every piece of equipment with its using unit, next inspection and the rank of its state in
+/// [`WORST_FIRST`] on the day bound to `$1` (YYYY-MM-DD).
+const RANKED: &str = "SELECT e.gateway, e.id, e.name, e.using_unit, e.next_inspection,
+    CAST(CASE WHEN o.trapped > 0 THEN 0 WHEN o.n > 0 THEN 1 WHEN g.state = 'offline' THEN 2
+        WHEN e.next_inspection < $1 THEN 3 ELSE 4 END AS BIGINT) AS state_rank
+    FROM equipment e LEFT JOIN gateways g ON g.id = e.gateway
+    LEFT JOIN (SELECT gateway, equipment, COUNT(*) AS n, MAX(trapped) AS trapped FROM alarms
+        WHERE cleared_ms IS NULL GROUP BY gateway, equipment) o
+        ON o.gateway = e.gateway AND o.equipment = e.id";
+
+/// The query string of `GET /api/v1/equipment`. An empty or absent field accepts everything.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EquipmentFilter {
+    /// `overdue`: only equipment past its next inspection date, whatever its state.
+    pub inspection: Option<String>,
+    /// At most this many (default [`DEFAULT_EQUIPMENT_PAGE`], at most [`MAX_EQUIPMENT_PAGE`]).
+    pub limit: Option<i64>,
+    /// The `next` cursor of the previous page: only equipment that comes after it.
+    pub after: Option<String>,
+}
+
+/// One page of the equipment list, and the cursor of the next when more match.
+#[derive(Debug, Clone)]
+pub struct EquipmentPage {
+    pub equipment: Vec<EquipmentState>,
+    pub next: Option<String>,
+}
+
+/// How many pieces of equipment are in each state; each piece counts in one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StateCounts {
+    pub trapped: i64,
+    pub alarm: i64,
+    pub offline: i64,
+    pub overdue: i64,
+    pub normal: i64,
+}
+
+/// The overview's totals over the equipment a caller sees.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EquipmentCounts {
+    pub equipment: i64,
+    pub states: StateCounts,
+    /// Past its next inspection date, whatever its state (the `overdue` state is only the
+    /// pieces with nothing worse).
+    pub inspection_overdue: i64,
+    /// Alarms not cleared on this equipment.
+    pub open_alarms: i64,
+}
+
+impl EquipmentFilter {
+    /// The query of one page (one row more than the page), its bound values and the page size;
+    /// only `using_unit`'s equipment when given.
+    pub fn sql(
+        &self,
+        using_unit: Option<&str>,
+        today: chrono::NaiveDate,
+    ) -> Result<(String, Vec<Bind>, i64), StoreError> {
+        let mut binds = vec![Bind::Text(today.to_string())];
+        let mut conditions = Vec::new();
+        if let Some(u) = using_unit {
+            binds.push(Bind::Text(u.to_owned()));
+            conditions.push(format!("using_unit = ${}", binds.len()));
+        }
+        match self.inspection.as_deref().filter(|v| !v.is_empty()) {
+            None => {}
+            Some("overdue") => conditions.push("next_inspection < $1".into()),
+            Some(other) => {
+                return Err(StoreError::BadQuery(format!(
+                    "unknown inspection `{other}`: use overdue"
+                )))
+            }
+        }
+        let (tail, limit) =
+            PAGING.tail(conditions, &mut binds, self.after.as_deref(), self.limit)?;
+        // The page's keys first, then only those rows read whole with their alarms.
+        let sql = format!(
+            "SELECT p.state_rank, {EQUIPMENT_STATE_COLUMNS}
+             FROM (SELECT state_rank, name, gateway, id FROM ({RANKED}) ranked {tail}) p
+             JOIN equipment e ON e.gateway = p.gateway AND e.id = p.id
+             LEFT JOIN gateways g ON g.id = e.gateway {}",
+            PAGING.order_by("p.")
+        );
+        Ok((sql, binds, limit))
+    }
+}
+
+impl Store {
+    /// One page of the equipment that matches `filter`, worst state first on `today`; only
+    /// `using_unit`'s when given.
+    pub async fn equipment_page(
+        &self,
+        filter: &EquipmentFilter,
+        using_unit: Option<&str>,
+        today: chrono::NaiveDate,
+    ) -> Result<EquipmentPage, StoreError> {
+        let (sql, binds, limit) = filter.sql(using_unit, today)?;
+        let (rows, next) = PAGING.fetch(&self.pool, &sql, binds, limit).await?;
+        let today = today.to_string();
+        let equipment = rows
+            .iter()
+            .map(|r| equipment_state_from_row(r, &today))
+            .collect::<Result<_, _>>()?;
+        Ok(EquipmentPage { equipment, next })
+    }
+
+    /// How many pieces of equipment are in each state on `today`, past their inspection, and
+    /// their open alarms; only `using_unit`'s when given.
+    pub async fn equipment_counts(
+        &self,
+        using_unit: Option<&str>,
+        today: chrono::NaiveDate,
+    ) -> Result<EquipmentCounts, StoreError> {
+        let sql = format!(
+            "SELECT state_rank, COUNT(*) AS n,
+                SUM(CASE WHEN next_inspection < $1 THEN 1 ELSE 0 END) AS inspection_overdue
+             FROM ({RANKED}) ranked {} GROUP BY state_rank",
+            if using_unit.is_some() {
+                "WHERE using_unit = $2"
+            } else {
+                ""
+            }
+        );
+        let mut query = sqlx::query(&sql).bind(today.to_string());
+        if let Some(u) = using_unit {
+            query = query.bind(u.to_owned());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut counts = EquipmentCounts::default();
+        let mut by_rank = [0; WORST_FIRST.len()];
+        for r in &rows {
+            let rank: i64 = r.try_get("state_rank")?;
+            let n: i64 = r.try_get("n")?;
+            *by_rank
+                .get_mut(rank as usize)
+                .ok_or_else(|| StoreError::Corrupt(format!("state rank {rank}")))? = n;
+            counts.equipment += n;
+            counts.inspection_overdue += r.try_get::<i64, _>("inspection_overdue")?;
+        }
+        let [trapped, alarm, offline, overdue, normal] = by_rank;
+        counts.states = StateCounts {
+            trapped,
+            alarm,
+            offline,
+            overdue,
+            normal,
+        };
+        counts.open_alarms = match using_unit {
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM alarms WHERE cleared_ms IS NULL"),
+            Some(u) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM alarms WHERE cleared_ms IS NULL AND using_unit = $1",
+            )
+            .bind(u.to_owned()),
+        }
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_page_past_a_cursor_reads_only_the_page_whole() {
+        let filter = EquipmentFilter {
+            inspection: Some("overdue".into()),
+            limit: Some(20),
+            after: Some("3_Lift 1_gw1_lift-1".into()),
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
+        let (sql, binds, limit) = filter.sql(Some("Tower Property Co."), today).unwrap();
+        assert!(
+            sql.contains(
+                ") ranked WHERE using_unit = $2 AND next_inspection < $1 \
+                 AND (state_rank, name, gateway, id) > ($3, $4, $5, $6) \
+                 ORDER BY state_rank, name, gateway, id LIMIT $7) p"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("ORDER BY p.state_rank, p.name, p.gateway, p.id"),
+            "{sql}"
+        );
+        assert_eq!(
+            binds,
+            [
+                Bind::Text("2026-05-01".into()),
+                Bind::Text("Tower Property Co.".into()),
+                Bind::Int(3),
+                Bind::Text("Lift 1".into()),
+                Bind::Text("gw1".into()),
+                Bind::Text("lift-1".into()),
+                Bind::Int(21),
+            ]
+        );
+        assert_eq!(limit, 20);
+        for (filter, expected) in [
+            (
+                EquipmentFilter {
+                    inspection: Some("soon".into()),
+                    ..Default::default()
+                },
+                "unknown inspection `soon`",
+            ),
+            (
+                EquipmentFilter {
+                    limit: Some(MAX_EQUIPMENT_PAGE + 1),
+                    ..Default::default()
+                },
+                "limit must be between 1 and 500",
+            ),
+        ] {
+            let error = filter.sql(None, today).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+}
