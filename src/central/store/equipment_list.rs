@@ -5,11 +5,13 @@
 //! Equipment comes worst state first ([`WORST_FIRST`]: trapped, alarm, offline, overdue,
 //! normal), then by name, gateway and id: keyset pages of `(state_rank, name, gateway, id)`
 //! (store/page.rs), the cursor passed as `after`. The state is decided as
-//! `equipment_state_from_row` decides it, from the open alarms (few, found by
-//! `alarms_open_list`) and the gateways' state, for every row the caller sees: a page costs one
-//! pass over them, then only the page's rows are read whole. The state is live: a piece whose
-//! state changes while a user pages may show on two pages or on none; the counts and the map
-//! are what is true now.
+//! `equipment_state_from_row` decides it, from the open alarms and the gateways' state. A page
+//! reads each state from the cursor's on by itself, in name order off an index
+//! (`equipment_name`, or `equipment_unit` for a unit), cut at the page's size: the rare states
+//! start from the open alarms and the offline gateways, so a page reads about a page of rows;
+//! then only the page's rows are read whole. The counts are one pass over the rows the caller
+//! sees. The state is live: a piece whose state changes while a user pages may show on two
+//! pages or on none; the counts and the map are what is true now.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -89,37 +91,134 @@ pub struct EquipmentCounts {
     pub open_alarms: i64,
 }
 
+/// An open alarm on `e`; and one with a trapped passenger.
+const OPEN: &str = "EXISTS (SELECT 1 FROM alarms a
+    WHERE a.gateway = e.gateway AND a.equipment = e.id AND a.cleared_ms IS NULL)";
+const TRAPPED: &str = "EXISTS (SELECT 1 FROM alarms a
+    WHERE a.gateway = e.gateway AND a.equipment = e.id AND a.cleared_ms IS NULL AND a.trapped > 0)";
+/// `e`'s gateway is offline.
+const OFFLINE: &str =
+    "EXISTS (SELECT 1 FROM gateways g WHERE g.id = e.gateway AND g.state = 'offline')";
+
+/// Where each state's equipment is found (after `FROM`, a join that ends with `equipment e`)
+/// and what else makes a row that state, in [`WORST_FIRST`] order. The rare states start from
+/// what makes them (open alarms, offline gateways); `CROSS JOIN` keeps that order on SQLite.
+fn states() -> [(String, String); 5] {
+    let open = |trapped: &str| {
+        format!(
+            "(SELECT DISTINCT gateway, equipment FROM alarms WHERE cleared_ms IS NULL{trapped}) o
+             CROSS JOIN equipment e"
+        )
+    };
+    let on_open = "e.gateway = o.gateway AND e.id = o.equipment".to_owned();
+    let plain = "equipment e".to_owned();
+    [
+        (open(" AND trapped > 0"), on_open.clone()),
+        (
+            open(""),
+            format!("{on_open} AND NOT {TRAPPED}"),
+        ),
+        (
+            "gateways g0 CROSS JOIN equipment e".to_owned(),
+            format!("g0.state = 'offline' AND e.gateway = g0.id AND NOT {OPEN}"),
+        ),
+        (
+            plain.clone(),
+            format!("e.next_inspection < $1 AND NOT {OFFLINE} AND NOT {OPEN}"),
+        ),
+        (
+            plain,
+            format!(
+                "(e.next_inspection IS NULL OR e.next_inspection >= $1) AND NOT {OFFLINE} AND NOT {OPEN}"
+            ),
+        ),
+    ]
+}
+
 impl EquipmentFilter {
     /// The query of one page (one row more than the page), its bound values and the page size;
-    /// only `using_unit`'s equipment when given.
+    /// only `using_unit`'s equipment when given. Each state from the cursor's on is read on
+    /// its own, ordered by name off an index and cut at the page's size, so a page reads
+    /// about a page of rows, not the registry.
     pub fn sql(
         &self,
         using_unit: Option<&str>,
         today: chrono::NaiveDate,
     ) -> Result<(String, Vec<Bind>, i64), StoreError> {
         let mut binds = vec![Bind::Text(today.to_string())];
-        let mut conditions = Vec::new();
+        let mut common = Vec::new();
         if let Some(u) = using_unit {
             binds.push(Bind::Text(u.to_owned()));
-            conditions.push(format!("using_unit = ${}", binds.len()));
+            common.push(format!("e.using_unit = ${}", binds.len()));
         }
-        match self.inspection.as_deref().filter(|v| !v.is_empty()) {
-            None => {}
-            Some("overdue") => conditions.push("next_inspection < $1".into()),
+        let overdue_only = match self.inspection.as_deref().filter(|v| !v.is_empty()) {
+            None => false,
+            Some("overdue") => {
+                common.push("e.next_inspection < $1".into());
+                true
+            }
             Some(other) => {
                 return Err(StoreError::BadQuery(format!(
                     "unknown inspection `{other}`: use overdue"
                 )))
             }
+        };
+        let bad_cursor = || {
+            StoreError::BadQuery(format!(
+                "`after` must be the `next` cursor of a previous page, not `{}`",
+                self.after.as_deref().unwrap_or_default()
+            ))
+        };
+        let (from_rank, past) = match PAGING.cursor(self.after.as_deref())? {
+            None => (0, None),
+            Some(mut values) => {
+                let Bind::Int(rank) = values.remove(0) else {
+                    return Err(bad_cursor());
+                };
+                if !(0..WORST_FIRST.len() as i64).contains(&rank) {
+                    return Err(bad_cursor());
+                }
+                let columns = ["e.name", "e.gateway", "e.id"];
+                (
+                    rank as usize,
+                    Some(PAGING.past(&columns, values, &mut binds)),
+                )
+            }
+        };
+        let limit = PAGING.limit(self.limit)?;
+        binds.push(Bind::Int(limit + 1));
+        let cut = format!("LIMIT ${}", binds.len());
+        let branches: Vec<String> = states()
+            .into_iter()
+            .enumerate()
+            .skip(from_rank)
+            // A normal piece is never past its inspection.
+            .filter(|(rank, _)| !(overdue_only && WORST_FIRST[*rank] == "normal"))
+            .map(|(rank, (from, state))| {
+                let mut conditions = vec![state];
+                conditions.extend(common.iter().cloned());
+                if rank == from_rank {
+                    conditions.extend(past.clone());
+                }
+                format!(
+                    "SELECT * FROM (SELECT CAST({rank} AS BIGINT) AS state_rank, e.name, e.gateway, e.id
+                     FROM {from} WHERE {} ORDER BY e.name, e.gateway, e.id {cut}) s{rank}",
+                    conditions.join(" AND ")
+                )
+            })
+            .collect();
+        if branches.is_empty() {
+            // Only a normal piece's cursor, with only overdue pieces asked for: not one of ours.
+            return Err(bad_cursor());
         }
-        let (tail, limit) =
-            PAGING.tail(conditions, &mut binds, self.after.as_deref(), self.limit)?;
         // The page's keys first, then only those rows read whole with their alarms.
         let sql = format!(
             "SELECT p.state_rank, {EQUIPMENT_STATE_COLUMNS}
-             FROM (SELECT state_rank, name, gateway, id FROM ({RANKED}) ranked {tail}) p
+             FROM (SELECT state_rank, name, gateway, id FROM ({}) ranked {} {cut}) p
              JOIN equipment e ON e.gateway = p.gateway AND e.id = p.id
              LEFT JOIN gateways g ON g.id = e.gateway {}",
+            branches.join(" UNION ALL "),
+            PAGING.order_by(""),
             PAGING.order_by("p.")
         );
         Ok((sql, binds, limit))
@@ -212,11 +311,21 @@ mod tests {
         };
         let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
         let (sql, binds, limit) = filter.sql(Some("Tower Property Co."), today).unwrap();
+        // Past an overdue piece, with only overdue pieces asked for: the overdue state alone,
+        // from the cursor on, off the unit's rows.
+        assert!(!sql.contains(") s0") && !sql.contains(") s4"), "{sql}");
         assert!(
             sql.contains(
-                ") ranked WHERE using_unit = $2 AND next_inspection < $1 \
-                 AND (state_rank, name, gateway, id) > ($3, $4, $5, $6) \
-                 ORDER BY state_rank, name, gateway, id LIMIT $7) p"
+                "WHERE e.next_inspection < $1 AND NOT EXISTS (SELECT 1 FROM gateways g \
+                 WHERE g.id = e.gateway AND g.state = 'offline') AND NOT EXISTS"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(
+                "AND e.using_unit = $2 AND e.next_inspection < $1 \
+                 AND (e.name, e.gateway, e.id) > ($3, $4, $5) \
+                 ORDER BY e.name, e.gateway, e.id LIMIT $6) s3"
             ),
             "{sql}"
         );
@@ -229,7 +338,6 @@ mod tests {
             [
                 Bind::Text("2026-05-01".into()),
                 Bind::Text("Tower Property Co.".into()),
-                Bind::Int(3),
                 Bind::Text("Lift 1".into()),
                 Bind::Text("gw1".into()),
                 Bind::Text("lift-1".into()),
@@ -251,6 +359,21 @@ mod tests {
                     ..Default::default()
                 },
                 "limit must be between 1 and 500",
+            ),
+            (
+                EquipmentFilter {
+                    after: Some("7_Lift 1_gw1_lift-1".into()),
+                    ..Default::default()
+                },
+                "`after` must be the `next` cursor",
+            ),
+            (
+                EquipmentFilter {
+                    inspection: Some("overdue".into()),
+                    after: Some("4_Lift 1_gw1_lift-1".into()),
+                    ..Default::default()
+                },
+                "`after` must be the `next` cursor",
             ),
         ] {
             let error = filter.sql(None, today).unwrap_err().to_string();

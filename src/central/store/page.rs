@@ -91,32 +91,11 @@ impl Paging {
         cursor: Option<&str>,
         limit: Option<i64>,
     ) -> Result<(String, i64), StoreError> {
-        if let Some(cursor) = cursor.filter(|c| !c.is_empty()) {
-            let values = self.parse_cursor(cursor).ok_or_else(|| {
-                StoreError::BadQuery(format!(
-                    "`{}` must be the `next` cursor of a previous page, not `{cursor}`",
-                    self.cursor_param()
-                ))
-            })?;
-            let first = binds.len() + 1;
-            binds.extend(values);
+        if let Some(values) = self.cursor(cursor)? {
             let columns: Vec<&str> = self.key.iter().map(|k| k.column()).collect();
-            let placeholders: Vec<String> =
-                (first..=binds.len()).map(|n| format!("${n}")).collect();
-            conditions.push(format!(
-                "({}) {} ({})",
-                columns.join(", "),
-                if self.descending { "<" } else { ">" },
-                placeholders.join(", ")
-            ));
+            conditions.push(self.past(&columns, values, binds));
         }
-        let limit = limit.unwrap_or(self.default);
-        if !(1..=self.max).contains(&limit) {
-            return Err(StoreError::BadQuery(format!(
-                "limit must be between 1 and {}, not {limit}",
-                self.max
-            )));
-        }
+        let limit = self.limit(limit)?;
         binds.push(Bind::Int(limit + 1));
         let filter = if conditions.is_empty() {
             String::new()
@@ -125,6 +104,45 @@ impl Paging {
         };
         let tail = format!("{filter}{} LIMIT ${}", self.order_by(""), binds.len());
         Ok((tail, limit))
+    }
+
+    /// The key's values in `cursor` (absent or empty: the first page), or a bad query.
+    pub fn cursor(&self, cursor: Option<&str>) -> Result<Option<Vec<Bind>>, StoreError> {
+        let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        self.parse_cursor(cursor).map(Some).ok_or_else(|| {
+            StoreError::BadQuery(format!(
+                "`{}` must be the `next` cursor of a previous page, not `{cursor}`",
+                self.cursor_param()
+            ))
+        })
+    }
+
+    /// The condition that a row's `columns` come after (or, newest first, before) `values`,
+    /// which are added to `binds`.
+    pub fn past(&self, columns: &[&str], values: Vec<Bind>, binds: &mut Vec<Bind>) -> String {
+        let first = binds.len() + 1;
+        binds.extend(values);
+        let placeholders: Vec<String> = (first..=binds.len()).map(|n| format!("${n}")).collect();
+        format!(
+            "({}) {} ({})",
+            columns.join(", "),
+            if self.descending { "<" } else { ">" },
+            placeholders.join(", ")
+        )
+    }
+
+    /// The page size asked for, or the default; a bad query beyond the maximum.
+    pub fn limit(&self, limit: Option<i64>) -> Result<i64, StoreError> {
+        let limit = limit.unwrap_or(self.default);
+        if !(1..=self.max).contains(&limit) {
+            return Err(StoreError::BadQuery(format!(
+                "limit must be between 1 and {}, not {limit}",
+                self.max
+            )));
+        }
+        Ok(limit)
     }
 
     /// Runs a page's query and returns its rows (at most `limit`) and the next page's cursor

@@ -362,6 +362,8 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             // (`store/equipment_list.rs`) read its own rows, not the city's; the index holds
             // every column they rank by.
             "CREATE INDEX equipment_unit ON equipment (using_unit, name, gateway, id, next_inspection)",
+            // A regulator's page reads the city by name the same way, a state at a time.
+            "CREATE INDEX equipment_name ON equipment (name, gateway, id, next_inspection)",
         ],
     ),
 ];
