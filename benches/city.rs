@@ -632,8 +632,7 @@ async fn run(store: &'static str, scale: Scale, dir: &std::path::Path) -> Row {
     // and the whole city's risk ranking, as a regulator opens them.
     let (scorecard_times, _) =
         timed_gets(&http, &vec![format!("{base}/api/v1/scorecards"); 3]).await;
-    let (risk_times, risk_bytes) =
-        timed_gets(&http, &vec![format!("{base}/api/v1/risk"); 3]).await;
+    let (risk_times, risk_bytes) = timed_gets(&http, &vec![format!("{base}/api/v1/risk"); 3]).await;
     // The whole city's ranking as one CSV download, the heaviest report a regulator can ask.
     let (risk_csv_times, risk_csv_bytes) =
         timed_gets(&http, &[format!("{base}/api/v1/risk?format=csv")]).await;
