@@ -105,6 +105,11 @@ struct LevelLabel {
     level: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
 /// The central service's own telemetry: each counted thing is one method that counts and logs.
 pub struct CentralMetrics {
     registry: Registry,
@@ -117,6 +122,7 @@ pub struct CentralMetrics {
     escalations: Family<LevelLabel, Counter>,
     notifications_sent: Family<ChannelLabel, Counter>,
     notification_failures: Family<ChannelLabel, Counter>,
+    exchange_refused: Family<KindLabel, Counter>,
     intake_commit_seconds: Histogram,
     /// Requests refused by the API's limits (`http_limits.rs` counts them).
     pub http_rejected: crate::http_limits::Rejections,
@@ -186,6 +192,12 @@ impl CentralMetrics {
             "Failed notification attempts (retried), by channel",
             notification_failures.clone(),
         );
+        let exchange_refused = Family::default();
+        registry.register(
+            "exchange_refused",
+            "Records the higher-level platform refused, set aside from the upward exchange, by kind",
+            exchange_refused.clone(),
+        );
         let intake_commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
             "intake_commit_seconds",
@@ -205,6 +217,7 @@ impl CentralMetrics {
             escalations,
             notifications_sent,
             notification_failures,
+            exchange_refused,
             intake_commit_seconds,
             log_limiter: Default::default(),
         }
@@ -313,6 +326,28 @@ impl CentralMetrics {
         });
     }
 
+    /// The higher-level platform refused one record, now set aside (`exchange.rs`); logged
+    /// once per record, not rate-limited: each needs a regulator's look.
+    pub fn exchange_refused(&self, kind: &str, key: &str, status: u16, answer: &str) {
+        self.exchange_refused
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+        tracing::warn!(
+            kind,
+            key,
+            status,
+            answer,
+            "the higher-level platform refused a record; set aside until a regulator re-queues it"
+        );
+    }
+
+    /// How many records of `kind` the higher-level platform refused.
+    pub fn exchange_refused_count(&self, kind: &str) -> u64 {
+        self.exchange_refused
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .get()
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("encoding metrics");
@@ -398,7 +433,12 @@ impl Central {
         ));
         tasks.push((
             "central-exchange",
-            tokio::spawn(exchange::run(config.clone(), store.clone(), stop.clone())),
+            tokio::spawn(exchange::run(
+                config.clone(),
+                store.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )),
         ));
         tasks.push((
             "central-hazard-overdue",

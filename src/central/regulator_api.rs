@@ -1,13 +1,13 @@
 //! The regulator's tools over HTTP: the risk ranking (`risk.rs`) and the maintenance-unit
 //! scorecards (`scorecard.rs`), as JSON, as CSV (`?format=csv`), and their pages; the upward
-//! exchange's status (`exchange.rs`, `/exchange`).
+//! exchange's status (`exchange.rs`, `/exchange`) and the re-queue of a record it refused.
 //! Scopes: a regulator sees everything; an equipment unit sees the ranking of its own equipment;
 //! a rescue team sees its own unit's scorecard.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/risk", get(risk_list))
         .route("/api/v1/scorecards", get(scorecards))
         .route("/api/v1/exchange/status", get(exchange_status))
+        .route("/api/v1/exchange/requeue", post(exchange_requeue))
         .merge(super::hazards_api::routes())
         .merge(super::cylinders_api::routes())
 }
@@ -280,4 +281,30 @@ async fn exchange_status(
         "settings": state.config.exchange,
         "queue": state.store.exchange_status().await?,
     })))
+}
+
+#[derive(Debug, Deserialize)]
+struct Requeue {
+    key: String,
+}
+
+/// `POST /api/v1/exchange/requeue {"key"}`: puts a record the receiver refused back in its
+/// place in the queue (regulators; audited `exchange.requeue`). 404 when the key names no
+/// refused record.
+async fn exchange_requeue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(r): Json<Requeue>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = caller(&state.config, &headers)?;
+    if c.role != Role::Regulator {
+        return Err(ApiError::Forbidden("re-queue an exchange record"));
+    }
+    let cleared = state
+        .store
+        .exchange_requeue(&r.key, &c.name, c.role.as_str(), now_ms())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("refused exchange record {}", r.key)))?;
+    tracing::info!(key = %r.key, by = %c.name, "refused exchange record re-queued");
+    Ok(Json(json!({ "requeued": r.key, "refusal": cleared })))
 }

@@ -4,12 +4,14 @@
 //! order. The rest is queued by a scan of the store with deterministic keys (`INSERT … ON
 //! CONFLICT DO NOTHING`), so a scan repeated after a crash queues nothing twice and misses
 //! nothing committed; the scan also queues the current version of equipment written before the
-//! exchange was on. A row is marked sent only after the receiver confirmed it.
+//! exchange was on. A row is marked sent only after the receiver confirmed it; a row the
+//! receiver refused is set aside (`refused_ms`, with its status and answer), kept, left out of
+//! what is due, and put back in its place only by a regulator's re-queue (audited).
 
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{insert_audit, rfc3339, Store, StoreError};
 
 /// One record waiting for (or given to) the higher-level platform.
 #[derive(Debug, Clone)]
@@ -26,10 +28,28 @@ pub struct QueueStatus {
     pub pending: i64,
     pub sent: i64,
     pub failing: i64,
+    /// Records the receiver refused, set aside until a regulator re-queues them.
+    pub refused: i64,
     pub oldest_pending: Option<String>,
     pub last_error: Option<String>,
-    pub by_kind: std::collections::BTreeMap<String, (i64, i64)>,
+    /// Per kind: (pending, sent, refused).
+    pub by_kind: std::collections::BTreeMap<String, (i64, i64, i64)>,
+    /// The refused records, newest refusal first, at most [`REFUSED_LISTED`].
+    pub refused_records: Vec<Refused>,
 }
+
+/// A record the receiver refused, as the regulator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refused {
+    pub key: String,
+    pub kind: String,
+    pub refused: String,
+    pub status: i64,
+    pub answer: String,
+}
+
+/// How many refused records the status lists (the count covers them all).
+pub const REFUSED_LISTED: i64 = 200;
 
 const ENQUEUE: &str =
     "INSERT INTO exchange_queue (key, kind, record, created_ms, attempts, next_attempt_ms)
@@ -120,11 +140,11 @@ impl Store {
     /// Up to `limit` records due at `now`, in queue order (oldest first): the pending records
     /// from the head of the queue up to the first one still waiting for its retry. A failed
     /// batch so holds back what was queued after it, and a receiver never gets a record's
-    /// version before the one it replaces.
+    /// version before the one it replaces. Refused records are not due.
     pub async fn exchange_due(&self, now: i64, limit: i64) -> Result<Vec<Queued>, StoreError> {
         let rows = sqlx::query(
-            "SELECT key, kind, record, attempts, next_attempt_ms FROM exchange_queue WHERE sent_ms IS NULL
-             ORDER BY created_ms, key LIMIT $1",
+            "SELECT key, kind, record, attempts, next_attempt_ms FROM exchange_queue
+             WHERE sent_ms IS NULL AND refused_ms IS NULL ORDER BY created_ms, key LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -181,10 +201,76 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a record the receiver refused aside, with the receiver's status and an excerpt of
+    /// its answer; false when it was not waiting (sent, or set aside already).
+    pub async fn exchange_refused(
+        &self,
+        key: &str,
+        status: u16,
+        answer: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE exchange_queue SET refused_ms = $1, refused_status = $2, refused_answer = $3,
+             attempts = attempts + 1, last_error = $4
+             WHERE key = $5 AND sent_ms IS NULL AND refused_ms IS NULL",
+        )
+        .bind(now)
+        .bind(i64::from(status))
+        .bind(answer)
+        .bind(format!("receiver refused the record ({status})"))
+        .bind(key)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Puts a refused record back in its place in the queue, due now, with an audit entry
+    /// naming the refusal it clears. None when `key` is not a refused record.
+    pub async fn exchange_requeue(
+        &self,
+        key: &str,
+        actor: &str,
+        role: &str,
+        now: i64,
+    ) -> Result<Option<Refused>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(
+            "SELECT key, kind, refused_ms, refused_status, refused_answer FROM exchange_queue
+             WHERE key = $1 AND sent_ms IS NULL AND refused_ms IS NOT NULL",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let refused = refused_of(&row)?;
+        sqlx::query(
+            "UPDATE exchange_queue SET refused_ms = NULL, refused_status = NULL, refused_answer = NULL,
+             attempts = 0, next_attempt_ms = $1, last_error = NULL WHERE key = $2",
+        )
+        .bind(now)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        let detail = format!(
+            "refused {} at {}: {}",
+            refused.status, refused.refused, refused.answer
+        );
+        insert_audit(&mut tx, now, actor, role, "exchange.requeue", key, &detail).await?;
+        tx.commit().await?;
+        Ok(Some(refused))
+    }
+
     pub async fn exchange_status(&self) -> Result<QueueStatus, StoreError> {
         let rows = sqlx::query(
-            "SELECT kind, SUM(CASE WHEN sent_ms IS NULL THEN 1 ELSE 0 END), SUM(CASE WHEN sent_ms IS NULL THEN 0 ELSE 1 END),
-             SUM(CASE WHEN sent_ms IS NULL AND attempts > 0 THEN 1 ELSE 0 END), MIN(CASE WHEN sent_ms IS NULL THEN created_ms END)
+            "SELECT kind, SUM(CASE WHEN sent_ms IS NULL AND refused_ms IS NULL THEN 1 ELSE 0 END),
+             SUM(CASE WHEN sent_ms IS NULL THEN 0 ELSE 1 END),
+             SUM(CASE WHEN sent_ms IS NULL AND refused_ms IS NULL AND attempts > 0 THEN 1 ELSE 0 END),
+             MIN(CASE WHEN sent_ms IS NULL AND refused_ms IS NULL THEN created_ms END),
+             SUM(CASE WHEN sent_ms IS NULL AND refused_ms IS NOT NULL THEN 1 ELSE 0 END)
              FROM exchange_queue GROUP BY kind ORDER BY kind",
         )
         .fetch_all(&self.pool)
@@ -192,22 +278,41 @@ impl Store {
         let mut status = QueueStatus::default();
         let mut oldest: Option<i64> = None;
         for r in &rows {
-            let (pending, sent, failing): (i64, i64, i64) =
-                (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            let (pending, sent, failing, refused): (i64, i64, i64, i64) =
+                (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(5)?);
             status.pending += pending;
             status.sent += sent;
             status.failing += failing;
+            status.refused += refused;
             if let Some(t) = r.try_get::<Option<i64>, _>(4)? {
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
             }
-            status.by_kind.insert(r.try_get(0)?, (pending, sent));
+            status.by_kind.insert(r.try_get(0)?, (pending, sent, refused));
         }
         status.oldest_pending = oldest.map(super::rfc3339);
-        status.last_error = sqlx::query("SELECT last_error FROM exchange_queue WHERE sent_ms IS NULL AND last_error IS NOT NULL ORDER BY next_attempt_ms DESC LIMIT 1")
+        status.last_error = sqlx::query("SELECT last_error FROM exchange_queue WHERE sent_ms IS NULL AND refused_ms IS NULL AND last_error IS NOT NULL ORDER BY next_attempt_ms DESC LIMIT 1")
             .fetch_optional(&self.pool)
             .await?
             .map(|r| r.try_get(0))
             .transpose()?;
+        let refused = sqlx::query(
+            "SELECT key, kind, refused_ms, refused_status, refused_answer FROM exchange_queue
+             WHERE refused_ms IS NOT NULL AND sent_ms IS NULL ORDER BY refused_ms DESC, key LIMIT $1",
+        )
+        .bind(REFUSED_LISTED)
+        .fetch_all(&self.pool)
+        .await?;
+        status.refused_records = refused.iter().map(refused_of).collect::<Result<_, _>>()?;
         Ok(status)
     }
+}
+
+fn refused_of(r: &sqlx::any::AnyRow) -> Result<Refused, sqlx::Error> {
+    Ok(Refused {
+        key: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        refused: rfc3339(r.try_get(2)?),
+        status: r.try_get(3)?,
+        answer: r.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+    })
 }

@@ -366,4 +366,17 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX equipment_name ON equipment (name, gateway, id, next_inspection)",
         ],
     ),
+    (
+        13,
+        &[
+            // A record the higher-level platform refused (a 4xx that judges its content, found
+            // by bisecting its batch, `central/exchange.rs`) is set aside: kept, never retried
+            // on its own, listed for the regulator with the receiver's status and an excerpt of
+            // its answer until re-queued.
+            "ALTER TABLE exchange_queue ADD COLUMN refused_ms BIGINT",
+            "ALTER TABLE exchange_queue ADD COLUMN refused_status BIGINT",
+            "ALTER TABLE exchange_queue ADD COLUMN refused_answer TEXT",
+            "CREATE INDEX exchange_queue_refused ON exchange_queue (refused_ms)",
+        ],
+    ),
 ];
