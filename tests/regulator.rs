@@ -8,7 +8,7 @@ mod fleet;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1169,28 +1169,60 @@ async fn cylinders_are_traced_by_code(store_url: &str) {
 
 on_both_stores!(cylinders_are_traced_by_code: cylinders_are_traced_by_code_on_sqlite, cylinders_are_traced_by_code_on_postgres);
 
-/// A receiving platform for the upward exchange: answers 503 while `up` is false, else
-/// records each delivered key (with how often it was delivered, and the first data) and the
-/// order keys first arrived in, and answers 200.
+/// A receiving platform for the upward exchange: answers every batch with `down` while it is
+/// not 0 (503 at first); else answers 422 with [`REFUSAL`] (and a long tail) for a batch that
+/// holds a key in `refuse`, storing none of it; else records each delivered key (with how often
+/// it was delivered, and the first data) and the order keys first arrived in, and answers 200.
+/// `requests` holds each batch's keys and the status it got.
 struct Receiver {
     port: u16,
-    up: Arc<AtomicBool>,
+    down: Arc<AtomicU16>,
+    refuse: Arc<Mutex<BTreeSet<String>>>,
+    requests: Arc<Mutex<Vec<(u16, Vec<String>)>>>,
     delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>>,
     order: Arc<Mutex<Vec<String>>>,
 }
 
+/// How the receiver starts its answer to a record it cannot take.
+const REFUSAL: &str = "record refused: field `address` cannot be parsed";
+
 async fn receiver() -> Receiver {
-    let up = Arc::new(AtomicBool::new(false));
+    let down = Arc::new(AtomicU16::new(503));
+    let refuse: Arc<Mutex<BTreeSet<String>>> = Default::default();
+    let requests: Arc<Mutex<Vec<(u16, Vec<String>)>>> = Default::default();
     let delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>> = Default::default();
     let order: Arc<Mutex<Vec<String>>> = Default::default();
-    let (u, d, o) = (up.clone(), delivered.clone(), order.clone());
+    let (u, f, q, d, o) = (
+        down.clone(),
+        refuse.clone(),
+        requests.clone(),
+        delivered.clone(),
+        order.clone(),
+    );
     let app = axum::Router::new().route(
         "/records",
         axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let (u, d, o) = (u.clone(), d.clone(), o.clone());
+            let (u, f, q, d, o) = (u.clone(), f.clone(), q.clone(), d.clone(), o.clone());
             async move {
-                if !u.load(Ordering::SeqCst) {
-                    return StatusCode::SERVICE_UNAVAILABLE;
+                let keys: Vec<String> = body["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["key"].as_str().unwrap().to_owned())
+                    .collect();
+                let down = u.load(Ordering::SeqCst);
+                let refused = keys.iter().any(|k| f.lock().unwrap().contains(k));
+                let status = match (down, refused) {
+                    (0, false) => StatusCode::OK,
+                    (0, true) => StatusCode::UNPROCESSABLE_ENTITY,
+                    (s, _) => StatusCode::from_u16(s).unwrap(),
+                };
+                q.lock().unwrap().push((status.as_u16(), keys));
+                if status == StatusCode::UNPROCESSABLE_ENTITY {
+                    return (status, format!("{REFUSAL}; {}", "x".repeat(2000)));
+                }
+                if status != StatusCode::OK {
+                    return (status, String::new());
                 }
                 let mut d = d.lock().unwrap();
                 for r in body["records"].as_array().unwrap() {
@@ -1202,7 +1234,7 @@ async fn receiver() -> Receiver {
                     });
                     entry.0 += 1;
                 }
-                StatusCode::OK
+                (StatusCode::OK, String::new())
             }
         }),
     );
@@ -1211,7 +1243,9 @@ async fn receiver() -> Receiver {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Receiver {
         port,
-        up,
+        down,
+        refuse,
+        requests,
         delivered,
         order,
     }
@@ -1279,6 +1313,15 @@ fn expected_indicators(date: chrono::NaiveDate, now: i64) -> Value {
     })
 }
 
+/// The test config with an upward exchange to the receiver on `port`.
+fn exchange_config(store_url: &str, port: u16) -> CentralConfig {
+    let text = format!(
+        "{}\n[exchange]\nendpoint = \"http://127.0.0.1:{port}/records\"\narea_code = \"310115\"\npoll_interval_ms = 100\nretry_max_s = 1\n[exchange.field_map]\nregistration_code = \"equip_code\"\n",
+        config_text(store_url),
+    );
+    parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The fills the exchange test's store holds: (n, code, time, refusals).
 const FILLS: [(u32, &str, &str, &[&str]); 3] = [
     (1, "LPG-0001", "2026-11-10T02:00:00Z", &[]),
@@ -1292,12 +1335,7 @@ const FILLS: [(u32, &str, &str, &[&str]); 3] = [
 /// indicators arrive with every field as the fleet's facts give them.
 async fn exchange_delivers_every_record_once(store_url: &str) {
     let r = receiver().await;
-    let text = format!(
-        "{}\n[exchange]\nendpoint = \"http://127.0.0.1:{}/records\"\narea_code = \"310115\"\npoll_interval_ms = 100\nretry_max_s = 1\n[exchange.field_map]\nregistration_code = \"equip_code\"\n",
-        config_text(store_url),
-        r.port
-    );
-    let config = parse(&text, Path::new("regulator.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let config = exchange_config(store_url, r.port);
     // The fleet's history and some fills are in the store before central first starts, so the
     // day's indicators record is made from them.
     let store = Store::open(store_url).await.unwrap().with_exchange(true);
@@ -1343,7 +1381,7 @@ async fn exchange_delivers_every_record_once(store_url: &str) {
     store.close().await;
     // Central restarts; then the receiver comes back.
     let central = Central::start(config.clone()).await.unwrap();
-    r.up.store(true, Ordering::SeqCst);
+    r.down.store(0, Ordering::SeqCst);
     let router = router_of(&central);
     common::eventually("the queue drained", Duration::from_secs(20), || async {
         let (_, _, body) = get(&router, "/api/v1/exchange/status", REGULATOR).await;
@@ -1439,3 +1477,262 @@ async fn exchange_delivers_every_record_once(store_url: &str) {
 }
 
 on_both_stores!(exchange_delivers_every_record_once: exchange_delivers_every_record_once_on_sqlite, exchange_delivers_every_record_once_on_postgres);
+
+/// The exchange's status as a regulator reads it.
+async fn exchange_status(router: &axum::Router) -> Value {
+    let (status, _, body) = get(router, "/api/v1/exchange/status", REGULATOR).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// One record the receiver refuses does not hold the queue: a 503 or a 429 retries the whole
+/// batch and sets nothing aside; a 422 for a batch is narrowed down to the records it refuses
+/// (an earlier version of s1, and one incident), which are set aside, listed with the status and
+/// an excerpt of the answer, and counted, while every other record arrives once and in queue
+/// order, s1's later version too. A regulator re-queues one after the receiver was fixed and it
+/// arrives; one re-queued while the receiver still refuses it is set aside again.
+async fn exchange_sets_aside_a_refused_record(store_url: &str) {
+    let r = receiver().await;
+    let config = exchange_config(store_url, r.port);
+    let store = Store::open(store_url).await.unwrap().with_exchange(true);
+    fleet::write(&store, &config).await;
+    let changed_at = fleet::ms("2026-12-01T00:00:00Z");
+    store
+        .merge_registry(
+            &fleet::registry(Some(("s1", "5 West Road, Jing'an, north gate"))),
+            changed_at,
+        )
+        .await
+        .unwrap();
+    // The queue as the sender will find it, in its order (central adds the day's indicators).
+    store
+        .exchange_scan(seguard::central::now_ms())
+        .await
+        .unwrap();
+    let queued: Vec<String> = store
+        .exchange_due(i64::MAX, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.key)
+        .collect();
+    store.close().await;
+    let first = fleet::ms("2026-11-01T00:00:00Z");
+    let s1_first = format!("equipment:gw1:s1:{first}");
+    let s1_later = format!("equipment:gw1:s1:{changed_at}");
+    let incident = queued
+        .iter()
+        .filter(|k| k.starts_with("incident:"))
+        .nth(5)
+        .unwrap()
+        .clone();
+    assert!(queued.contains(&s1_first) && queued.contains(&s1_later));
+    assert!(
+        queued.len() > 20 && queued.len() < 100,
+        "one batch: {queued:?}"
+    );
+    let central = Central::start(config.clone()).await.unwrap();
+    let router = router_of(&central);
+    // Down with 503, then 429: the whole batch is retried and nothing is set aside.
+    for down in [503, 429] {
+        r.down.store(down, Ordering::SeqCst);
+        common::eventually(
+            "two whole batches refused",
+            Duration::from_secs(15),
+            || async {
+                let requests = r.requests.lock().unwrap();
+                (requests.iter().filter(|(s, _)| *s == down).count() >= 2).then_some(())
+            },
+        )
+        .await;
+        let v = exchange_status(&router).await;
+        assert_eq!(
+            (&v["queue"]["refused"], &v["queue"]["sent"]),
+            (&json!(0), &json!(0)),
+            "{v}"
+        );
+        assert!(
+            v["queue"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&down.to_string())),
+            "{v}"
+        );
+        assert_eq!(v["queue"]["refused_records"], json!([]));
+    }
+    let whole: Vec<Vec<String>> = r
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, keys)| keys.clone())
+        .collect();
+    assert!(
+        whole
+            .iter()
+            .all(|keys| keys.len() == queued.len() + 1 && keys[..queued.len()] == queued[..]),
+        "every retry carries the whole batch: {whole:?}"
+    );
+    assert!(r.delivered.lock().unwrap().is_empty());
+    // The receiver is up but cannot take two of the batch's records.
+    r.refuse
+        .lock()
+        .unwrap()
+        .extend([s1_first.clone(), incident.clone()]);
+    r.down.store(0, Ordering::SeqCst);
+    let v = common::eventually("the rest delivered", Duration::from_secs(20), || async {
+        let v = exchange_status(&router).await;
+        (v["queue"]["pending"] == 0 && v["queue"]["refused"] == 2).then_some(v)
+    })
+    .await;
+    // Give the sender a few more rounds: nothing is sent twice, nothing refused is retried.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused_requests = |key: &str| {
+        r.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, keys)| *s == 422 && keys == &[key.to_owned()])
+            .count()
+    };
+    assert_eq!(
+        (refused_requests(&s1_first), refused_requests(&incident)),
+        (1, 1),
+        "each refused record was tried alone once"
+    );
+    let delivered = r.delivered.lock().unwrap().clone();
+    let order = r.order.lock().unwrap().clone();
+    assert!(delivered.values().all(|(n, _)| *n == 1), "{delivered:?}");
+    let day = order.last().unwrap();
+    assert!(day.starts_with("indicators:310115:"), "{order:?}");
+    let expected: Vec<String> = queued
+        .iter()
+        .filter(|k| **k != s1_first && **k != incident)
+        .chain([day])
+        .cloned()
+        .collect();
+    assert_eq!(order, expected, "every other record, once, in queue order");
+    assert_eq!(
+        delivered[&s1_later].1["address"],
+        "5 West Road, Jing'an, north gate"
+    );
+    assert_eq!(v["queue"]["sent"], json!(order.len()));
+    assert_eq!(v["queue"]["by_kind"]["equipment"][2], 1);
+    assert_eq!(v["queue"]["by_kind"]["incident"][2], 1);
+    let listed = v["queue"]["refused_records"].as_array().unwrap();
+    let mut keys: Vec<&str> = listed.iter().map(|x| x["key"].as_str().unwrap()).collect();
+    keys.sort();
+    let mut want = [incident.as_str(), s1_first.as_str()];
+    want.sort();
+    assert_eq!(keys, want, "{v}");
+    for x in listed {
+        let kind = if x["key"] == json!(s1_first) {
+            "equipment"
+        } else {
+            "incident"
+        };
+        assert_eq!((&x["kind"], &x["status"]), (&json!(kind), &json!(422)));
+        let answer = x["answer"].as_str().unwrap();
+        assert!(answer.starts_with(REFUSAL), "{answer}");
+        assert_eq!(answer.chars().count(), 501, "500 characters and a cut mark");
+        assert!(x["refused"].as_str().unwrap().starts_with("20"), "{x}");
+    }
+    assert_eq!(
+        (
+            central.metrics.exchange_refused_count("equipment"),
+            central.metrics.exchange_refused_count("incident"),
+        ),
+        (1, 1)
+    );
+    assert!(central
+        .metrics
+        .render()
+        .contains("seguard_central_exchange_refused_total{kind=\"equipment\"} 1"));
+    // Only a regulator re-queues, and only a refused record.
+    let requeue = |key: &str| json!({ "key": key });
+    let (status, _) = post(
+        &router,
+        "/api/v1/exchange/requeue",
+        WEST_MALL,
+        requeue(&s1_first),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = post(
+        &router,
+        "/api/v1/exchange/requeue",
+        REGULATOR,
+        requeue(&s1_later),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The receiver was fixed for s1: re-queued, its first version arrives, once.
+    r.refuse.lock().unwrap().remove(&s1_first);
+    let (status, body) = post(
+        &router,
+        "/api/v1/exchange/requeue",
+        REGULATOR,
+        requeue(&s1_first),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["refusal"]["status"], 422);
+    common::eventually(
+        "the re-queued record delivered",
+        Duration::from_secs(10),
+        || async {
+            r.delivered
+                .lock()
+                .unwrap()
+                .contains_key(&s1_first)
+                .then_some(())
+        },
+    )
+    .await;
+    // The incident re-queued while the receiver still refuses it is set aside again.
+    let (status, _) = post(
+        &router,
+        "/api/v1/exchange/requeue",
+        REGULATOR,
+        requeue(&incident),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    common::eventually("refused again", Duration::from_secs(10), || async {
+        (refused_requests(&incident) == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = exchange_status(&router).await;
+    assert_eq!(
+        (&v["queue"]["pending"], &v["queue"]["refused"]),
+        (&json!(0), &json!(1)),
+        "{v}"
+    );
+    assert_eq!(v["queue"]["refused_records"][0]["key"], json!(incident));
+    assert_eq!(refused_requests(&incident), 2, "not retried by itself");
+    assert_eq!(central.metrics.exchange_refused_count("incident"), 2);
+    let delivered = r.delivered.lock().unwrap().clone();
+    assert_eq!(delivered[&s1_first].0, 1);
+    assert!(delivered.values().all(|(n, _)| *n == 1));
+    assert!(!delivered.contains_key(&incident));
+    assert_eq!(v["queue"]["sent"], json!(delivered.len()));
+    assert_eq!(r.order.lock().unwrap().last(), Some(&s1_first));
+    // Both re-queues are in the audit log, each naming the refusal it cleared.
+    let (_, _, body) = get(&router, "/api/v1/audit", REGULATOR).await;
+    let audit: Value = serde_json::from_str(&body).unwrap();
+    let requeued: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "exchange.requeue")
+        .map(|a| (a["target"].as_str().unwrap(), a["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(requeued.len(), 2, "{audit}");
+    assert!(requeued
+        .iter()
+        .all(|(_, detail)| detail.starts_with("refused 422") && detail.contains(REFUSAL)));
+    assert!(requeued.iter().any(|(k, _)| *k == s1_first));
+    central.stop().await;
+}
+
+on_both_stores!(exchange_sets_aside_a_refused_record: exchange_sets_aside_a_refused_record_on_sqlite, exchange_sets_aside_a_refused_record_on_postgres);

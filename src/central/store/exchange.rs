@@ -287,7 +287,9 @@ impl Store {
             if let Some(t) = r.try_get::<Option<i64>, _>(4)? {
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
             }
-            status.by_kind.insert(r.try_get(0)?, (pending, sent, refused));
+            status
+                .by_kind
+                .insert(r.try_get(0)?, (pending, sent, refused));
         }
         status.oldest_pending = oldest.map(super::rfc3339);
         status.last_error = sqlx::query("SELECT last_error FROM exchange_queue WHERE sent_ms IS NULL AND refused_ms IS NULL AND last_error IS NOT NULL ORDER BY next_attempt_ms DESC LIMIT 1")
