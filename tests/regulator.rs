@@ -1178,10 +1178,13 @@ struct Receiver {
     port: u16,
     down: Arc<AtomicU16>,
     refuse: Arc<Mutex<BTreeSet<String>>>,
-    requests: Arc<Mutex<Vec<(u16, Vec<String>)>>>,
+    requests: Arc<Mutex<Vec<Answered>>>,
     delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>>,
     order: Arc<Mutex<Vec<String>>>,
 }
+
+/// One batch the receiver got: the status it answered and the batch's keys.
+type Answered = (u16, Vec<String>);
 
 /// How the receiver starts its answer to a record it cannot take.
 const REFUSAL: &str = "record refused: field `address` cannot be parsed";
@@ -1189,7 +1192,7 @@ const REFUSAL: &str = "record refused: field `address` cannot be parsed";
 async fn receiver() -> Receiver {
     let down = Arc::new(AtomicU16::new(503));
     let refuse: Arc<Mutex<BTreeSet<String>>> = Default::default();
-    let requests: Arc<Mutex<Vec<(u16, Vec<String>)>>> = Default::default();
+    let requests: Arc<Mutex<Vec<Answered>>> = Default::default();
     let delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>> = Default::default();
     let order: Arc<Mutex<Vec<String>>> = Default::default();
     let (u, f, q, d, o) = (
