@@ -1,14 +1,18 @@
 //! The regulator's pages in headless Chromium: the risk ranking with its reasons and export,
 //! the maintenance-unit scorecards in both languages and their printable report, on the fleet of
 //! `common/regulator_fleet.rs`, and an inspection hazard walked from report to verified closure
-//! by the using unit, the regulator and the agency. Screenshots go to target/screenshots/regulator/.
+//! by the using unit, the regulator and the agency, and a record the higher-level platform
+//! refused, re-queued from the exchange page. Screenshots go to target/screenshots/regulator/.
 //! Needs Debian `chromium` and `npm ci` (playwright-core); tests/run provides both.
 
 mod common;
 #[path = "common/regulator_fleet.rs"]
 mod fleet;
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use seguard::auth::token_hash;
 use seguard::central::config::parse;
@@ -204,5 +208,89 @@ async fn a_cylinder_page_opened_from_its_code_on_a_phone() {
     .await;
     assert_eq!(results["state"], "valid");
     assert_eq!(results["undeclared_state"], "unregistered");
+    central.stop().await;
+}
+
+/// A higher-level platform on loopback that answers 422 for a batch holding a key in `refuse`
+/// and otherwise takes the batch, adding its keys to `delivered`; returns its port.
+async fn platform(refuse: Arc<Mutex<BTreeSet<String>>>, delivered: Arc<Mutex<Vec<String>>>) -> u16 {
+    let app = axum::Router::new().route(
+        "/records",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let (refuse, delivered) = (refuse.clone(), delivered.clone());
+            async move {
+                let keys: Vec<String> = body["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["key"].as_str().unwrap().to_owned())
+                    .collect();
+                if keys.iter().any(|k| refuse.lock().unwrap().contains(k)) {
+                    return (
+                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "field `address` cannot be parsed",
+                    );
+                }
+                delivered.lock().unwrap().extend(keys);
+                (axum::http::StatusCode::OK, "")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+#[tokio::test]
+async fn a_refused_exchange_record_is_listed_and_requeued_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("equipment:gw1:s1:{}", fleet::ms("2026-11-01T00:00:00Z"));
+    let refuse = Arc::new(Mutex::new(BTreeSet::from([key.clone()])));
+    let delivered: Arc<Mutex<Vec<String>>> = Default::default();
+    let port = platform(refuse.clone(), delivered.clone()).await;
+    let text = format!(
+        "{}\n[exchange]\nendpoint = \"http://127.0.0.1:{port}/records\"\narea_code = \"310115\"\npoll_interval_ms = 100\n",
+        config_text(&dir.path().join("c.db"))
+    );
+    let central = Central::start(parse(&text, Path::new("r.toml")).unwrap())
+        .await
+        .unwrap();
+    fleet::write(&central.store, &central.config).await;
+    common::eventually(
+        "the record refused, the rest sent",
+        Duration::from_secs(20),
+        || async {
+            let q = central.store.exchange_status().await.ok()?;
+            (q.refused == 1 && q.pending == 0 && q.sent > 0).then_some(())
+        },
+    )
+    .await;
+    assert!(!delivered.lock().unwrap().contains(&key));
+    // The platform was fixed; the regulator re-queues the record from the page.
+    refuse.lock().unwrap().clear();
+    let results = common::browser::run_script(
+        "exchange.mjs",
+        vec![
+            ("BASE_URL", format!("http://{}", central.addr)),
+            ("REGULATOR_TOKEN", REGULATOR.into()),
+            ("KEY", key.clone()),
+            (
+                "SCREENSHOTS",
+                root.join("target/screenshots/regulator")
+                    .display()
+                    .to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(results["after"], 0);
+    common::eventually(
+        "the re-queued record delivered",
+        Duration::from_secs(10),
+        || async { delivered.lock().unwrap().contains(&key).then_some(()) },
+    )
+    .await;
     central.stop().await;
 }
