@@ -192,6 +192,23 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
         ranking_of(&store, &config, &page).await,
         (5, vec![3, 4], ranked[2..4].to_vec())
     );
+    // Days are counted in `[central] time_zone`: at 01:00 on 1 December in Shanghai (still 30
+    // November in UTC) s2's inspection on 20 December is 19 days away, not 20.
+    let late = fleet::ms("2026-11-30T17:00:00Z");
+    let ranking = risk::ranking(&store, &config, late, &Default::default(), |r| r)
+        .await
+        .unwrap();
+    let s2 = &ranking.rows.iter().find(|(_, r)| r.id == "s2").unwrap().1;
+    let due = s2
+        .factors
+        .iter()
+        .find(|f| f.factor == "inspection_due_soon");
+    assert_eq!(
+        due.map(|f| f.value.clone()),
+        Some(json!(19)),
+        "{:?}",
+        s2.factors
+    );
     // Ranks count within a selection: the lifts alone, from their first.
     let lifts = risk::Selection {
         kind: Some("elevator"),

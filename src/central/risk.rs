@@ -292,9 +292,7 @@ pub async fn ranking<T>(
     };
     let cards = scorecard::over(store, config, window.from_ms, now_ms, now_ms).await?;
     let grades: BTreeMap<&str, &str> = cards.iter().map(|c| (c.unit.as_str(), c.grade)).collect();
-    let today = chrono::DateTime::from_timestamp_millis(now_ms)
-        .unwrap_or_default()
-        .date_naive();
+    let today = local_date(now_ms, config.zone());
     let area = selection.area.map(str::to_lowercase);
     let filter = FleetFilter {
         kind: selection.kind,
@@ -303,7 +301,7 @@ pub async fn ranking<T>(
     let mut top = Top::new(selection.offset.saturating_add(selection.limit));
     let mut total = 0;
     store
-        .each_equipment(window, local_date(now_ms, config.zone()), filter, |e| {
+        .each_equipment(window, today, filter, |e| {
             if area
                 .as_deref()
                 .is_some_and(|a| !e.address.to_lowercase().contains(a))

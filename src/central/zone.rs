@@ -21,6 +21,12 @@ impl CentralConfig {
     }
 }
 
+/// Today in `zone`: the date a regulator there calls today (an inspection is overdue from the
+/// local day after its date, not from 08:00 in Shanghai).
+pub fn today(zone: Tz) -> NaiveDate {
+    local_date(super::now_ms(), zone)
+}
+
 /// The local date of `now_ms` in `zone`.
 pub fn local_date(now_ms: i64, zone: Tz) -> NaiveDate {
     DateTime::from_timestamp_millis(now_ms)

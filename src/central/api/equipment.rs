@@ -26,7 +26,7 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let c = caller(&state.config, &headers)?;
     let unit = c.equipment_scope("list equipment")?;
-    let today = chrono::Utc::now().date_naive();
+    let today = crate::central::zone::today(state.config.zone());
     let page = match state.store.equipment_page(&filter, unit, today).await {
         Err(StoreError::BadQuery(why)) => return Err(ApiError::BadRequest(why)),
         other => other?,
@@ -58,7 +58,7 @@ pub(super) async fn counts(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = caller(&state.config, &headers)?;
     let unit = c.equipment_scope("count equipment")?;
-    let today = chrono::Utc::now().date_naive();
+    let today = crate::central::zone::today(state.config.zone());
     Ok(Json(json!(
         state.store.equipment_counts(unit, today).await?
     )))
@@ -104,7 +104,7 @@ pub(super) async fn detail(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let c = caller(&state.config, &headers)?;
     let unit = scope(&c, "read equipment")?;
-    let today = chrono::Utc::now().date_naive();
+    let today = crate::central::zone::today(state.config.zone());
     let detail = state
         .store
         .equipment_detail(&gateway, &id, unit.as_deref(), today)

@@ -119,7 +119,7 @@ pub(super) async fn markers(
     let zoom = q.zoom.unwrap_or(state.config.map.zoom).min(22);
     let view = state
         .store
-        .map_view(chrono::Utc::now().date_naive())
+        .map_view(crate::central::zone::today(state.config.zone()))
         .await?;
     let mut mine: Vec<(&MapPoint, [f64; 2])> = Vec::new();
     let mut bounds: Option<[f64; 4]> = None;
