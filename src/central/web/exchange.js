@@ -14,7 +14,8 @@ async function load() {
       [t('ex.failing'), esc(num(q.failing)), q.last_error ? val(q.last_error) : ''],
       [t('ex.refused'), esc(num(q.refused)), ''],
     ];
-    document.getElementById('cards').innerHTML = cards.map(([title, v, sub]) => `<div class="card"><div>${esc(title)}</div><div class="value">${v}</div><div class="sub">${sub}</div></div>`).join('');
+    // The endpoint is a URL, not a count: it wraps in text size rather than run out of its card.
+    document.getElementById('cards').innerHTML = cards.map(([title, v, sub], i) => `<div class="card"><div>${esc(title)}</div><div class="value${i === 0 ? ' text' : ''}">${v}</div><div class="sub">${sub}</div></div>`).join('');
     document.getElementById('kinds').innerHTML = Object.entries(q.by_kind).map(([k, [p, s2, r]]) => `<tr><td>${esc(label('exkind', k))}</td><td>${esc(num(p))}</td><td>${esc(num(s2))}</td><td>${esc(num(r))}</td></tr>`).join('');
     document.getElementById('refused').innerHTML = q.refused_records.map(r => `<tr data-key="${esc(r.key)}"><td>${val(r.key)}</td><td>${esc(label('exkind', r.kind))}</td><td>${esc(time(r.refused))}</td><td>${esc(r.status)}</td><td>${val(r.answer)}</td><td><button type="button" class="requeue">${esc(t('ex.requeue'))}</button></td></tr>`).join('');
     document.getElementById('none-refused').hidden = q.refused_records.length > 0;
