@@ -98,13 +98,13 @@ struct CylinderCounts {
     labelled: i64,
 }
 
-/// What the response and arrival rates read of a dispatch.
+/// The response and arrival rates' counts over every dispatch.
 #[derive(sqlx::FromRow)]
-struct DispatchTimes {
-    created_ms: i64,
-    responded_ms: Option<i64>,
-    on_site_ms: Option<i64>,
-    status: String,
+struct DispatchCounts {
+    responses: i64,
+    responded_in_time: i64,
+    arrivals: i64,
+    arrived_in_time: i64,
 }
 
 /// An equipment row with what decides its state (`equipment_state_from_row`), over
@@ -231,30 +231,21 @@ impl Store {
             .await?;
         let respond_ms = config.dispatch.respond_within.as_millis() as i64;
         let arrive_ms = config.dispatch.arrive_within.as_millis() as i64;
-        let rows: Vec<DispatchTimes> =
-            sqlx::query_as("SELECT created_ms, responded_ms, on_site_ms, status FROM dispatches")
-                .fetch_all(&self.pool)
-                .await?;
-        let (mut n_dispatch, mut responded_in_time, mut n_arrive, mut arrived_in_time) =
-            (0, 0, 0, 0);
-        for r in rows {
-            let DispatchTimes {
-                created_ms: created,
-                responded_ms: responded,
-                on_site_ms: on_site,
-                status,
-            } = r;
-            // Open dispatches count once their limit has passed.
-            if responded.is_some() || now - created > respond_ms {
-                n_dispatch += 1;
-                responded_in_time +=
-                    i32::from(responded.is_some_and(|t| t - created <= respond_ms));
-            }
-            if status != "false_alarm" && (on_site.is_some() || now - created > arrive_ms) {
-                n_arrive += 1;
-                arrived_in_time += i32::from(on_site.is_some_and(|t| t - created <= arrive_ms));
-            }
-        }
+        // Counted in SQL too: an open dispatch counts once its limit has passed; a false alarm
+        // is left out of arrival.
+        let d: DispatchCounts = sqlx::query_as(
+            "SELECT
+                COALESCE(SUM(CASE WHEN responded_ms IS NOT NULL OR $1 - created_ms > $2 THEN 1 ELSE 0 END), 0) AS responses,
+                COALESCE(SUM(CASE WHEN responded_ms - created_ms <= $2 THEN 1 ELSE 0 END), 0) AS responded_in_time,
+                COALESCE(SUM(CASE WHEN status <> 'false_alarm' AND (on_site_ms IS NOT NULL OR $1 - created_ms > $3) THEN 1 ELSE 0 END), 0) AS arrivals,
+                COALESCE(SUM(CASE WHEN status <> 'false_alarm' AND on_site_ms - created_ms <= $3 THEN 1 ELSE 0 END), 0) AS arrived_in_time
+             FROM dispatches",
+        )
+        .bind(now)
+        .bind(respond_ms)
+        .bind(arrive_ms)
+        .fetch_one(&self.pool)
+        .await?;
         let day_ago = now - 24 * 3600 * 1000;
         let raised: Vec<i64> = sqlx::query_scalar(
             "SELECT raised_ms FROM alarms WHERE raised_ms >= $1 ORDER BY raised_ms",
@@ -262,18 +253,7 @@ impl Store {
         .bind(day_ago)
         .fetch_all(&self.pool)
         .await?;
-        // A flood: more than 10 alarms within 10 minutes (ISA-18.2); count the windows that
-        // start at an alarm and hold more than 10.
-        let window = 10 * 60 * 1000;
-        let mut floods = 0;
-        let mut in_flood_until = i64::MIN;
-        for (i, t) in raised.iter().enumerate() {
-            let n = raised[i..].iter().take_while(|u| **u < t + window).count();
-            if n > 10 && *t >= in_flood_until {
-                floods += 1;
-                in_flood_until = t + window;
-            }
-        }
+        let floods = floods(&raised, 10 * 60 * 1000);
         let ratio = |a: usize, b: usize| {
             if b == 0 {
                 serde_json::Value::Null
@@ -285,11 +265,31 @@ impl Store {
             "inspection_overdue": { "overdue": overdue, "with_date": with_date, "rate": ratio(overdue, with_date) },
             "elevator_insurance": { "insured": insured, "elevators": elevators, "rate": ratio(insured, elevators) },
             "cylinder_labelling": { "labelled": cylinders.labelled, "seen": cylinders.seen, "rate": ratio(cylinders.labelled as usize, cylinders.seen as usize) },
-            "response_rate": { "within_s": config.dispatch.respond_within.as_secs_f64(), "in_time": responded_in_time, "dispatches": n_dispatch, "rate": ratio(responded_in_time as usize, n_dispatch) },
-            "arrival_rate": { "within_s": config.dispatch.arrive_within.as_secs_f64(), "in_time": arrived_in_time, "dispatches": n_arrive, "rate": ratio(arrived_in_time as usize, n_arrive) },
+            "response_rate": { "within_s": config.dispatch.respond_within.as_secs_f64(), "in_time": d.responded_in_time, "dispatches": d.responses, "rate": ratio(d.responded_in_time as usize, d.responses as usize) },
+            "arrival_rate": { "within_s": config.dispatch.arrive_within.as_secs_f64(), "in_time": d.arrived_in_time, "dispatches": d.arrivals, "rate": ratio(d.arrived_in_time as usize, d.arrivals as usize) },
             "alarms": { "last_24h": raised.len(), "per_hour": raised.len() as f64 / 24.0, "floods_last_24h": floods },
         }))
     }
+}
+
+/// Alarm floods among `raised` (ascending times): more than 10 alarms within `window` ms
+/// (ISA-18.2's flood); a flood is counted at the alarm that starts such a window, and the
+/// alarms within that window start no other.
+fn floods(raised: &[i64], window: i64) -> usize {
+    let mut floods = 0;
+    let mut in_flood_until = i64::MIN;
+    // `end` is the first alarm past the window that starts at `t` (it only moves on).
+    let mut end = 0;
+    for (i, t) in raised.iter().enumerate() {
+        while end < raised.len() && raised[end] < t + window {
+            end += 1;
+        }
+        if end - i > 10 && *t >= in_flood_until {
+            floods += 1;
+            in_flood_until = t + window;
+        }
+    }
+    floods
 }
 
 /// One row of [`EQUIPMENT_STATE_COLUMNS`] with its map state on `today` (YYYY-MM-DD).
@@ -333,4 +333,37 @@ pub(super) fn equipment_state_from_row(
         latest_alarm: r.try_get("latest_alarm")?,
         record: serde_json::from_str(&record).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_flood_is_more_than_ten_alarms_in_the_window() {
+        let minute = 60_000;
+        let every = |n: i64, from: i64, step: i64| (0..n).map(move |i| from + i * step);
+        let window = 10 * minute;
+        assert_eq!(
+            super::floods(&every(10, 0, minute / 2).collect::<Vec<_>>(), window),
+            0
+        );
+        assert_eq!(
+            super::floods(&every(11, 0, minute / 2).collect::<Vec<_>>(), window),
+            1
+        );
+        // Thirty in nine minutes are one flood; a second burst an hour later is another.
+        let two: Vec<i64> = every(30, 0, 18_000)
+            .chain(every(11, 60 * minute, 1_000))
+            .collect();
+        assert_eq!(super::floods(&two, window), 2);
+        // Eleven spread over more than the window are none.
+        assert_eq!(
+            super::floods(&every(11, 0, minute).collect::<Vec<_>>(), window),
+            0
+        );
+        // A steady stream of one every 30 s for an hour: a flood every ten minutes.
+        assert_eq!(
+            super::floods(&every(120, 0, minute / 2).collect::<Vec<_>>(), window),
+            6
+        );
+    }
 }
