@@ -414,8 +414,7 @@ async fn risk_and_scorecards_over_http_with_scopes_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
     let config = config(&url);
-    let central = Central::start(config.clone()).await.unwrap();
-    fleet::write(&central.store, &config).await;
+    let central = fleet::central_with_fleet(config.clone()).await;
     let router = router_of(&central);
     let ids = |body: &str| -> Vec<String> {
         let v: Value = serde_json::from_str(body).unwrap();
@@ -541,8 +540,7 @@ fn router_of(central: &Central) -> axum::Router {
 /// action recorded and a verifier's yes.
 async fn hazards_are_followed_to_verified_closure(store_url: &str) {
     let config = config(store_url);
-    let central = Central::start(config.clone()).await.unwrap();
-    fleet::write(&central.store, &config).await;
+    let central = fleet::central_with_fleet(config.clone()).await;
     let router = router_of(&central);
     let report = json!({
         "report_no": "DSEI-2026-0417", "gateway": "gw1", "equipment": "s1",
@@ -822,8 +820,7 @@ async fn post_batch(router: &axum::Router, token: &str, csv: &str) -> (StatusCod
 /// stored in one go, and uploading it again stores nothing twice.
 async fn inspection_batches_are_stored_whole(store_url: &str) {
     let config = config(store_url);
-    let central = Central::start(config.clone()).await.unwrap();
-    fleet::write(&central.store, &config).await;
+    let central = fleet::central_with_fleet(config.clone()).await;
     let router = router_of(&central);
     let stored = |router: axum::Router| async move {
         let (_, _, body) = get(&router, "/api/v1/inspections", AGENCY).await;

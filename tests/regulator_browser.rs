@@ -62,8 +62,7 @@ async fn ranked_list_and_scorecards_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let config = parse(&config_text(&dir.path().join("c.db")), Path::new("r.toml")).unwrap();
-    let central = Central::start(config).await.unwrap();
-    fleet::write(&central.store, &central.config).await;
+    let central = fleet::central_with_fleet(config).await;
     let results = common::browser::run_script(
         "regulator.mjs",
         vec![
@@ -93,8 +92,7 @@ async fn a_hazard_is_walked_from_report_to_verified_closure_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let config = parse(&config_text(&dir.path().join("c.db")), Path::new("r.toml")).unwrap();
-    let central = Central::start(config).await.unwrap();
-    fleet::write(&central.store, &central.config).await;
+    let central = fleet::central_with_fleet(config).await;
     let base = format!("http://{}", central.addr);
     // The agency posts its report as its system would.
     let response = reqwest::Client::new()

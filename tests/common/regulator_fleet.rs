@@ -305,6 +305,17 @@ pub fn registry(changed: Option<(&str, &str)>) -> GatewayRegistry {
 }
 
 /// Writes the fleet's registry and its November history.
+/// Central started on a store that already holds the fleet: written before central's dispatch
+/// timers run, so that none of them escalates a rescue between the steps `write` takes.
+pub async fn central_with_fleet(config: CentralConfig) -> seguard::central::Central {
+    let store = Store::open(secrecy::ExposeSecret::expose_secret(&config.store_url))
+        .await
+        .unwrap();
+    write(&store, &config).await;
+    store.close().await;
+    seguard::central::Central::start(config).await.unwrap()
+}
+
 pub async fn write(store: &Store, config: &CentralConfig) {
     store
         .merge_registry(&registry(None), ms("2026-11-01T00:00:00Z"))
