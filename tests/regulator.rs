@@ -263,6 +263,26 @@ async fn ranking_and_scorecards_hold(store_url: &str) {
             }),
         ]
     );
+    // The ranking's grades skip the recurring faults (no grade reads them): same grades and
+    // measures, recurring faults left at 0.
+    let graded = scorecard::for_grades(
+        &store,
+        &config,
+        period.from_ms,
+        period.to_ms,
+        fleet::ms("2026-12-01T00:00:00Z"),
+    )
+    .await
+    .unwrap();
+    let without_recurrences: Vec<scorecard::Scorecard> = cards
+        .iter()
+        .map(|c| scorecard::Scorecard {
+            recurring_faults: 0,
+            ..c.clone()
+        })
+        .collect();
+    assert_eq!(graded, without_recurrences);
+    assert!(cards.iter().any(|c| c.recurring_faults > 0));
     // October had nothing: no unit has data, so no grade is lowered.
     let october = Period::month("2026-10", chrono_tz::Asia::Shanghai).unwrap();
     let cards = scorecard::for_period(&store, &config, &october, fleet::ms("2026-12-01T00:00:00Z"))

@@ -290,7 +290,7 @@ pub async fn ranking<T>(
         to_ms: now_ms,
         recurrence_ms: s.recurrence.as_millis() as i64,
     };
-    let cards = scorecard::over(store, config, window.from_ms, now_ms, now_ms).await?;
+    let cards = scorecard::for_grades(store, config, window.from_ms, now_ms, now_ms).await?;
     let grades: BTreeMap<&str, &str> = cards.iter().map(|c| (c.unit.as_str(), c.grade)).collect();
     let today = local_date(now_ms, config.zone());
     let area = selection.area.map(str::to_lowercase);

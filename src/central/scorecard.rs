@@ -449,13 +449,35 @@ pub async fn over(
     to_ms: i64,
     now_ms: i64,
 ) -> Result<Vec<Scorecard>, StoreError> {
+    read(store, config, (from_ms, to_ms), now_ms, true).await
+}
+
+/// The scorecards of `[from_ms, to_ms)` for their grades alone: their recurring faults, which
+/// no grade reads, are left at 0 and not counted.
+pub async fn for_grades(
+    store: &Store,
+    config: &CentralConfig,
+    from_ms: i64,
+    to_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<Scorecard>, StoreError> {
+    read(store, config, (from_ms, to_ms), now_ms, false).await
+}
+
+async fn read(
+    store: &Store,
+    config: &CentralConfig,
+    (from_ms, to_ms): (i64, i64),
+    now_ms: i64,
+    recurrences: bool,
+) -> Result<Vec<Scorecard>, StoreError> {
     let settings = &config.scorecard;
     let window = Window {
         from_ms,
         to_ms,
         recurrence_ms: settings.recurrence.as_millis() as i64,
     };
-    let units = store.unit_facts(window).await?;
+    let units = store.unit_facts(window, recurrences).await?;
     let dispatches = store.dispatch_facts(from_ms, to_ms).await?;
     Ok(scorecards(
         &units,

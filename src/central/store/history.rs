@@ -198,29 +198,46 @@ impl Store {
     }
 
     /// Every maintenance unit named in the registry, with its elevators and their insurance now
-    /// and its equipment's trapped incidents and recurring faults over `window`, by name.
-    pub async fn unit_facts(&self, window: Window) -> Result<Vec<UnitFacts>, StoreError> {
+    /// and its equipment's trapped incidents and, when `recurrences`, recurring faults over
+    /// `window` (0 otherwise: a grade does not read them, and they are the dearest count), by
+    /// name.
+    pub async fn unit_facts(
+        &self,
+        window: Window,
+        recurrences: bool,
+    ) -> Result<Vec<UnitFacts>, StoreError> {
         let elevator = is_elevator_sql("e.kind");
+        let (recurring, recurring_join, recurring_sum) = if recurrences {
+            (
+                format!("recurring AS ({RECURRING}),"),
+                "LEFT JOIN recurring r ON r.gateway = e.gateway AND r.equipment = e.id",
+                "CAST(COALESCE(SUM(r.n), 0) AS BIGINT)",
+            )
+        } else {
+            (String::new(), "", "CAST(0 AS BIGINT)")
+        };
         let sql = format!(
-            "WITH recurring AS ({RECURRING}),
+            "WITH {recurring}
              trapped AS (
                 SELECT gateway, equipment, COUNT(*) AS n FROM alarms
-                WHERE trapped <> 0 AND raised_ms >= $1 AND raised_ms < $2 GROUP BY gateway, equipment)
+                WHERE trapped <> 0 AND raised_ms >= $1 AND raised_ms < $2
+                GROUP BY gateway, equipment)
              SELECT e.maintenance_unit,
                     SUM(CASE WHEN {elevator} THEN 1 ELSE 0 END),
                     SUM(CASE WHEN {elevator} AND e.insured <> 0 THEN 1 ELSE 0 END),
                     CAST(COALESCE(SUM(t.n), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(r.n), 0) AS BIGINT)
+                    {recurring_sum}
              FROM equipment e
              LEFT JOIN trapped t ON t.gateway = e.gateway AND t.equipment = e.id
-             LEFT JOIN recurring r ON r.gateway = e.gateway AND r.equipment = e.id
+             {recurring_join}
              WHERE e.maintenance_unit IS NOT NULL
              GROUP BY e.maintenance_unit ORDER BY e.maintenance_unit"
         );
-        sqlx::query(&sql)
-            .bind(window.from_ms)
-            .bind(window.to_ms)
-            .bind(window.recurrence_ms)
+        let mut query = sqlx::query(&sql).bind(window.from_ms).bind(window.to_ms);
+        if recurrences {
+            query = query.bind(window.recurrence_ms);
+        }
+        query
             .fetch_all(&self.pool)
             .await?
             .iter()
