@@ -1049,22 +1049,7 @@ async fn alarm_list_is_filtered_and_paged_in_the_store_on_sqlite() {
         ),
     ] {
         let (sql, binds, _) = filter.sql(None).unwrap();
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut query = sqlx::query(&explain);
-        for bind in binds {
-            query = match bind {
-                seguard::central::store::Bind::Text(v) => query.bind(v),
-                seguard::central::store::Bind::Int(v) => query.bind(v),
-            };
-        }
-        let plan: Vec<String> = query
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| sqlx::Row::get::<String, _>(r, 3))
-            .collect();
-        let plan = plan.join("; ");
+        let plan = common::sqlite_plan(&pool, &sql, binds).await;
         eprintln!("plan: {plan}");
         assert!(
             plan.contains(index) && !plan.contains("TEMP B-TREE"),

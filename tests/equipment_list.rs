@@ -348,29 +348,20 @@ async fn equipment_pages_and_counts_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("central.db").display());
     pages_hold_every_piece_once_worst_first(&url).await;
-    // A unit's page reads its own rows through the index, not the whole registry.
+    // A unit's page reads its own rows through its index, a regulator's the city's by name:
+    // neither reads the whole registry.
     let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap();
-    let (sql, binds, _) = seguard::central::store::EquipmentFilter::default()
-        .sql(Some(TOWER_UNIT), today)
-        .unwrap();
-    let explain = format!("EXPLAIN QUERY PLAN {sql}");
-    let mut query = sqlx::query(&explain);
-    for bind in binds {
-        query = bind.onto(query);
-    }
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let plan: Vec<String> = query
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| sqlx::Row::get::<String, _>(r, 3))
-        .collect();
-    let plan = plan.join("; ");
-    assert!(
-        plan.contains("INDEX equipment_unit (using_unit=?)"),
-        "{plan}"
-    );
+    for (unit, index) in [
+        (Some(TOWER_UNIT), "INDEX equipment_unit (using_unit=?)"),
+        (None, "SCAN e USING COVERING INDEX equipment_name"),
+    ] {
+        let (sql, binds, _) = seguard::central::store::EquipmentFilter::default()
+            .sql(unit, today)
+            .unwrap();
+        let plan = common::sqlite_plan(&pool, &sql, binds).await;
+        assert!(plan.contains(index), "{unit:?}: {plan}");
+    }
 }
 
 #[tokio::test]

@@ -6,10 +6,9 @@ mod common;
 #[path = "common/regulator_fleet.rs"]
 mod fleet;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -1203,91 +1202,6 @@ async fn cylinders_are_traced_by_code(store_url: &str) {
 
 on_both_stores!(cylinders_are_traced_by_code: cylinders_are_traced_by_code_on_sqlite, cylinders_are_traced_by_code_on_postgres);
 
-/// A receiving platform for the upward exchange: answers every batch with `down` while it is
-/// not 0 (503 at first); else answers 422 with [`REFUSAL`] (and a long tail) for a batch that
-/// holds a key in `refuse`, storing none of it; else records each delivered key (with how often
-/// it was delivered, and the first data) and the order keys first arrived in, and answers 200.
-/// `requests` holds each batch's keys and the status it got.
-struct Receiver {
-    port: u16,
-    down: Arc<AtomicU16>,
-    refuse: Arc<Mutex<BTreeSet<String>>>,
-    requests: Arc<Mutex<Vec<Answered>>>,
-    delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>>,
-    order: Arc<Mutex<Vec<String>>>,
-}
-
-/// One batch the receiver got: the status it answered and the batch's keys.
-type Answered = (u16, Vec<String>);
-
-/// How the receiver starts its answer to a record it cannot take.
-const REFUSAL: &str = "record refused: field `address` cannot be parsed";
-
-async fn receiver() -> Receiver {
-    let down = Arc::new(AtomicU16::new(503));
-    let refuse: Arc<Mutex<BTreeSet<String>>> = Default::default();
-    let requests: Arc<Mutex<Vec<Answered>>> = Default::default();
-    let delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>> = Default::default();
-    let order: Arc<Mutex<Vec<String>>> = Default::default();
-    let (u, f, q, d, o) = (
-        down.clone(),
-        refuse.clone(),
-        requests.clone(),
-        delivered.clone(),
-        order.clone(),
-    );
-    let app = axum::Router::new().route(
-        "/records",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let (u, f, q, d, o) = (u.clone(), f.clone(), q.clone(), d.clone(), o.clone());
-            async move {
-                let keys: Vec<String> = body["records"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r["key"].as_str().unwrap().to_owned())
-                    .collect();
-                let down = u.load(Ordering::SeqCst);
-                let refused = keys.iter().any(|k| f.lock().unwrap().contains(k));
-                let status = match (down, refused) {
-                    (0, false) => StatusCode::OK,
-                    (0, true) => StatusCode::UNPROCESSABLE_ENTITY,
-                    (s, _) => StatusCode::from_u16(s).unwrap(),
-                };
-                q.lock().unwrap().push((status.as_u16(), keys));
-                if status == StatusCode::UNPROCESSABLE_ENTITY {
-                    return (status, format!("{REFUSAL}; {}", "x".repeat(2000)));
-                }
-                if status != StatusCode::OK {
-                    return (status, String::new());
-                }
-                let mut d = d.lock().unwrap();
-                for r in body["records"].as_array().unwrap() {
-                    assert_eq!(r["area_code"], "310115");
-                    let key = r["key"].as_str().unwrap().to_owned();
-                    let entry = d.entry(key.clone()).or_insert_with(|| {
-                        o.lock().unwrap().push(key);
-                        (0, r["data"].clone())
-                    });
-                    entry.0 += 1;
-                }
-                (StatusCode::OK, String::new())
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Receiver {
-        port,
-        down,
-        refuse,
-        requests,
-        delivered,
-        order,
-    }
-}
-
 /// The daily indicators the fleet (with the fills `FILLS`) should give on `date` at `now`,
 /// worked out from the fleet's own facts, not from the store.
 fn expected_indicators(date: chrono::NaiveDate, now: i64) -> Value {
@@ -1371,7 +1285,7 @@ const FILLS: [(u32, &str, &str, &[&str]); 3] = [
 /// record changed twice while no scan ran arrives in both versions, in order; the daily
 /// indicators arrive with every field as the fleet's facts give them.
 async fn exchange_delivers_every_record_once(store_url: &str) {
-    let r = receiver().await;
+    let r = fleet::receiver().await;
     let config = exchange_config(store_url, r.port);
     // The fleet's history and some fills are in the store before central first starts, so the
     // day's indicators record is made from them.
@@ -1529,7 +1443,7 @@ async fn exchange_status(router: &axum::Router) -> Value {
 /// order, s1's later version too. A regulator re-queues one after the receiver was fixed and it
 /// arrives; one re-queued while the receiver still refuses it is set aside again.
 async fn exchange_sets_aside_a_refused_record(store_url: &str) {
-    let r = receiver().await;
+    let r = fleet::receiver().await;
     let config = exchange_config(store_url, r.port);
     let store = Store::open(store_url).await.unwrap().with_exchange(true);
     fleet::write(&store, &config).await;
@@ -1669,7 +1583,7 @@ async fn exchange_sets_aside_a_refused_record(store_url: &str) {
         };
         assert_eq!((&x["kind"], &x["status"]), (&json!(kind), &json!(422)));
         let answer = x["answer"].as_str().unwrap();
-        assert!(answer.starts_with(REFUSAL), "{answer}");
+        assert!(answer.starts_with(fleet::REFUSAL), "{answer}");
         assert_eq!(answer.chars().count(), 501, "500 characters and a cut mark");
         assert!(x["refused"].as_str().unwrap().starts_with("20"), "{x}");
     }
@@ -1767,7 +1681,7 @@ async fn exchange_sets_aside_a_refused_record(store_url: &str) {
     assert_eq!(requeued.len(), 2, "{audit}");
     assert!(requeued
         .iter()
-        .all(|(_, detail)| detail.starts_with("refused 422") && detail.contains(REFUSAL)));
+        .all(|(_, detail)| detail.starts_with("refused 422") && detail.contains(fleet::REFUSAL)));
     assert!(requeued.iter().any(|(k, _)| *k == s1_first));
     central.stop().await;
 }

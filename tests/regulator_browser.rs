@@ -9,9 +9,8 @@ mod common;
 #[path = "common/regulator_fleet.rs"]
 mod fleet;
 
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use seguard::auth::token_hash;
@@ -209,45 +208,15 @@ async fn a_cylinder_page_opened_from_its_code_on_a_phone() {
     central.stop().await;
 }
 
-/// A higher-level platform on loopback that answers 422 for a batch holding a key in `refuse`
-/// and otherwise takes the batch, adding its keys to `delivered`; returns its port.
-async fn platform(refuse: Arc<Mutex<BTreeSet<String>>>, delivered: Arc<Mutex<Vec<String>>>) -> u16 {
-    let app = axum::Router::new().route(
-        "/records",
-        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
-            let (refuse, delivered) = (refuse.clone(), delivered.clone());
-            async move {
-                let keys: Vec<String> = body["records"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r["key"].as_str().unwrap().to_owned())
-                    .collect();
-                if keys.iter().any(|k| refuse.lock().unwrap().contains(k)) {
-                    return (
-                        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                        "field `address` cannot be parsed",
-                    );
-                }
-                delivered.lock().unwrap().extend(keys);
-                (axum::http::StatusCode::OK, "")
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    port
-}
-
 #[tokio::test]
 async fn a_refused_exchange_record_is_listed_and_requeued_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let key = format!("equipment:gw1:s1:{}", fleet::ms("2026-11-01T00:00:00Z"));
-    let refuse = Arc::new(Mutex::new(BTreeSet::from([key.clone()])));
-    let delivered: Arc<Mutex<Vec<String>>> = Default::default();
-    let port = platform(refuse.clone(), delivered.clone()).await;
+    let platform = fleet::receiver().await;
+    platform.refuse.lock().unwrap().insert(key.clone());
+    platform.down.store(0, Ordering::SeqCst);
+    let port = platform.port;
     let text = format!(
         "{}\n[exchange]\nendpoint = \"http://127.0.0.1:{port}/records\"\narea_code = \"310115\"\npoll_interval_ms = 100\n",
         config_text(&dir.path().join("c.db"))
@@ -265,9 +234,9 @@ async fn a_refused_exchange_record_is_listed_and_requeued_in_chromium() {
         },
     )
     .await;
-    assert!(!delivered.lock().unwrap().contains(&key));
+    assert!(!platform.delivered.lock().unwrap().contains_key(&key));
     // The platform was fixed; the regulator re-queues the record from the page.
-    refuse.lock().unwrap().clear();
+    platform.refuse.lock().unwrap().clear();
     let results = common::browser::run_script(
         "exchange.mjs",
         vec![
@@ -287,7 +256,10 @@ async fn a_refused_exchange_record_is_listed_and_requeued_in_chromium() {
     common::eventually(
         "the re-queued record delivered",
         Duration::from_secs(10),
-        || async { delivered.lock().unwrap().contains(&key).then_some(()) },
+        || async {
+            let delivered = platform.delivered.lock().unwrap();
+            delivered.contains_key(&key).then_some(())
+        },
     )
     .await;
     central.stop().await;

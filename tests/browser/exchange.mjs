@@ -21,7 +21,7 @@ try {
   results.refused = rows;
   check(rows.length === 1 && rows[0].key === env.KEY, `refused rows ${JSON.stringify(rows)}`);
   check(rows[0].cells[3] === '422', `status ${rows[0].cells[3]}`);
-  check(rows[0].cells[4].startsWith('field `address`'), `answer ${rows[0].cells[4]}`);
+  check(rows[0].cells[4].startsWith('record refused: field `address`'), `answer ${rows[0].cells[4]}`);
   check(await page.isHidden('#none-refused'), 'says none refused while one is');
   const left = await englishLeft(page);
   check(left.length === 0, `exchange page in Chinese, English left: ${JSON.stringify(left)}`);

@@ -54,6 +54,28 @@ where
 }
 
 /// Waits until `url` answers 200 (a service's `/readyz` or `/healthz`).
+/// SQLite's plan of a query central builds (`EXPLAIN QUERY PLAN` with its bound values), its
+/// steps joined by `; `, to check which index a list query reads.
+pub async fn sqlite_plan(
+    pool: &sqlx::AnyPool,
+    sql: &str,
+    binds: Vec<seguard::central::store::Bind>,
+) -> String {
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut query = sqlx::query(&explain);
+    for bind in binds {
+        query = bind.onto(query);
+    }
+    let steps: Vec<String> = query
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 3))
+        .collect();
+    steps.join("; ")
+}
+
 pub async fn wait_http_ok(what: &str, url: &str) {
     eventually(what, Duration::from_secs(15), || async {
         let ok = reqwest::get(url).await.is_ok_and(|r| r.status() == 200);

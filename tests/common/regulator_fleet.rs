@@ -13,6 +13,11 @@
 //! | q2 | elevator | Quick Lifts | trapped Nov 12 (answered in 120 s, on site in 900 s) |
 //! | a1 | autoclave | none | one high-pressure alarm Nov 15 |
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use seguard::central::clean::Notes;
 use seguard::central::config::CentralConfig;
@@ -344,4 +349,91 @@ pub async fn rescue(store: &Store, config: &CentralConfig, r: &Rescue) {
     step(store, config, &d, Status::Responded, r.unit, r.responded).await;
     step(store, config, &d, Status::OnSite, r.unit, r.on_site).await;
     step(store, config, &d, Status::Completed, r.unit, r.completed).await;
+}
+
+/// A receiving platform for the upward exchange: answers every batch with `down` while it is
+/// not 0 (503 at first); else answers 422 with [`REFUSAL`] (and a long tail) for a batch that
+/// holds a key in `refuse`, storing none of it; else records each delivered key (with how often
+/// it was delivered, and the first data) and the order keys first arrived in, and answers 200.
+/// `requests` holds each batch's keys and the status it got.
+// The browser test reads only some of it.
+#[allow(dead_code)]
+pub struct Receiver {
+    pub port: u16,
+    pub down: Arc<AtomicU16>,
+    pub refuse: Arc<Mutex<BTreeSet<String>>>,
+    pub requests: Arc<Mutex<Vec<Answered>>>,
+    pub delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>>,
+    pub order: Arc<Mutex<Vec<String>>>,
+}
+
+/// One batch the receiver got: the status it answered and the batch's keys.
+pub type Answered = (u16, Vec<String>);
+
+/// How the receiver starts its answer to a record it cannot take.
+pub const REFUSAL: &str = "record refused: field `address` cannot be parsed";
+
+pub async fn receiver() -> Receiver {
+    let down = Arc::new(AtomicU16::new(503));
+    let refuse: Arc<Mutex<BTreeSet<String>>> = Default::default();
+    let requests: Arc<Mutex<Vec<Answered>>> = Default::default();
+    let delivered: Arc<Mutex<BTreeMap<String, (u32, Value)>>> = Default::default();
+    let order: Arc<Mutex<Vec<String>>> = Default::default();
+    let (u, f, q, d, o) = (
+        down.clone(),
+        refuse.clone(),
+        requests.clone(),
+        delivered.clone(),
+        order.clone(),
+    );
+    let app = axum::Router::new().route(
+        "/records",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let (u, f, q, d, o) = (u.clone(), f.clone(), q.clone(), d.clone(), o.clone());
+            async move {
+                let keys: Vec<String> = body["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["key"].as_str().unwrap().to_owned())
+                    .collect();
+                let down = u.load(Ordering::SeqCst);
+                let refused = keys.iter().any(|k| f.lock().unwrap().contains(k));
+                let status = match (down, refused) {
+                    (0, false) => StatusCode::OK,
+                    (0, true) => StatusCode::UNPROCESSABLE_ENTITY,
+                    (s, _) => StatusCode::from_u16(s).unwrap(),
+                };
+                q.lock().unwrap().push((status.as_u16(), keys));
+                if status == StatusCode::UNPROCESSABLE_ENTITY {
+                    return (status, format!("{REFUSAL}; {}", "x".repeat(2000)));
+                }
+                if status != StatusCode::OK {
+                    return (status, String::new());
+                }
+                let mut d = d.lock().unwrap();
+                for r in body["records"].as_array().unwrap() {
+                    assert_eq!(r["area_code"], "310115");
+                    let key = r["key"].as_str().unwrap().to_owned();
+                    let entry = d.entry(key.clone()).or_insert_with(|| {
+                        o.lock().unwrap().push(key);
+                        (0, r["data"].clone())
+                    });
+                    entry.0 += 1;
+                }
+                (StatusCode::OK, String::new())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver {
+        port,
+        down,
+        refuse,
+        requests,
+        delivered,
+        order,
+    }
 }
