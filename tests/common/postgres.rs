@@ -13,6 +13,9 @@ pub struct Postgres {
     pub dir: tempfile::TempDir,
     bin: PathBuf,
     process: Option<Process>,
+    /// Whether commits wait for the disk (the server's default). Off for tests, which time
+    /// nothing; on for benches, which compare it with SQLite's full sync.
+    durable: bool,
 }
 
 fn find_bin(name: &str) -> PathBuf {
@@ -74,7 +77,20 @@ fn running_as_root() -> bool {
 }
 
 impl Postgres {
+    /// A server for tests: `fsync=off`, since no test times it and a crash of the machine
+    /// takes the test's data with it anyway.
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// A server for benches: commits are flushed to disk (`fsync=on`, the default), as in
+    /// production and as SQLite's full sync is.
+    #[allow(dead_code)]
+    pub fn start_durable() -> Postgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("data dir");
@@ -112,6 +128,7 @@ impl Postgres {
             dir,
             bin,
             process: None,
+            durable,
         };
         pg.restart();
         pg
@@ -145,12 +162,13 @@ impl Postgres {
                 "-k",
                 self.dir.path().to_str().expect("utf-8"),
                 "-c",
-                "fsync=off",
-                "-c",
                 "max_connections=50",
             ]
             .map(String::from),
         );
+        if !self.durable {
+            args.extend(["-c", "fsync=off"].map(String::from));
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = Process::spawn(
             "postgres",
