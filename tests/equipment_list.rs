@@ -362,6 +362,24 @@ async fn equipment_pages_and_counts_on_sqlite() {
         let plan = common::sqlite_plan(&pool, &sql, binds).await;
         assert!(plan.contains(index), "{unit:?}: {plan}");
     }
+    // The counts read the rare states from the open alarms and the offline gateways, and the
+    // totals off indexes: no step reads the registry's rows one by one.
+    for unit in [None, Some(TOWER_UNIT)] {
+        let (rare, totals, binds) = seguard::central::store::counts_sql(unit, today);
+        for sql in [rare, totals] {
+            let plan = common::sqlite_plan(&pool, &sql, binds.clone()).await;
+            assert!(
+                !plan.split("; ").any(|step| step == "SCAN e"),
+                "{unit:?}: {plan}"
+            );
+        }
+    }
+    let (_, totals, binds) = seguard::central::store::counts_sql(None, today);
+    let plan = common::sqlite_plan(&pool, &totals, binds).await;
+    assert!(
+        plan.contains("SEARCH e USING COVERING INDEX equipment_inspection (next_inspection<?)"),
+        "{plan}"
+    );
 }
 
 #[tokio::test]

@@ -53,7 +53,6 @@ where
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-/// Waits until `url` answers 200 (a service's `/readyz` or `/healthz`).
 /// SQLite's plan of a query central builds (`EXPLAIN QUERY PLAN` with its bound values), its
 /// steps joined by `; `, to check which index a list query reads.
 pub async fn sqlite_plan(
@@ -76,6 +75,7 @@ pub async fn sqlite_plan(
     steps.join("; ")
 }
 
+/// Waits until `url` answers 200 (a service's `/readyz` or `/healthz`).
 pub async fn wait_http_ok(what: &str, url: &str) {
     eventually(what, Duration::from_secs(15), || async {
         let ok = reqwest::get(url).await.is_ok_and(|r| r.status() == 200);

@@ -9,8 +9,8 @@
 //! reads each state from the cursor's on by itself, in name order off an index
 //! (`equipment_name`, or `equipment_unit` for a unit), cut at the page's size: the rare states
 //! start from the open alarms and the offline gateways, so a page reads about a page of rows;
-//! then only the page's rows are read whole. The counts are one pass over the rows the caller
-//! sees. The state is live: a piece whose state changes while a user pages may show on two
+//! then only the page's rows are read whole. The counts read the rare states the same way and
+//! the totals off indexes ([`counts_sql`]). The state is live: a piece whose state changes while a user pages may show on two
 //! pages or on none; the counts and the map are what is true now.
 
 use serde::{Deserialize, Serialize};
@@ -40,16 +40,6 @@ const PAGING: Paging = Paging {
     default: DEFAULT_EQUIPMENT_PAGE,
     max: MAX_EQUIPMENT_PAGE,
 };
-
-/// Every piece of equipment with its using unit, next inspection and the rank of its state in
-/// [`WORST_FIRST`] on the day bound to `$1` (YYYY-MM-DD).
-const RANKED: &str = "SELECT e.gateway, e.id, e.name, e.using_unit, e.next_inspection,
-    CAST(CASE WHEN o.trapped > 0 THEN 0 WHEN o.n > 0 THEN 1 WHEN g.state = 'offline' THEN 2
-        WHEN e.next_inspection < $1 THEN 3 ELSE 4 END AS BIGINT) AS state_rank
-    FROM equipment e LEFT JOIN gateways g ON g.id = e.gateway
-    LEFT JOIN (SELECT gateway, equipment, COUNT(*) AS n, MAX(trapped) AS trapped FROM alarms
-        WHERE cleared_ms IS NULL GROUP BY gateway, equipment) o
-        ON o.gateway = e.gateway AND o.equipment = e.id";
 
 /// The query string of `GET /api/v1/equipment`. An empty or absent field accepts everything.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -245,57 +235,92 @@ impl Store {
     }
 
     /// How many pieces of equipment are in each state on `today`, past their inspection, and
-    /// their open alarms; only `using_unit`'s when given.
+    /// their open alarms; only `using_unit`'s when given. See [`counts_sql`].
     pub async fn equipment_counts(
         &self,
         using_unit: Option<&str>,
         today: chrono::NaiveDate,
     ) -> Result<EquipmentCounts, StoreError> {
-        let sql = format!(
-            "SELECT state_rank, COUNT(*) AS n,
-                SUM(CASE WHEN next_inspection < $1 THEN 1 ELSE 0 END) AS inspection_overdue
-             FROM ({RANKED}) ranked {} GROUP BY state_rank",
-            if using_unit.is_some() {
-                "WHERE using_unit = $2"
-            } else {
-                ""
-            }
-        );
-        let mut query = sqlx::query(&sql).bind(today.to_string());
-        if let Some(u) = using_unit {
-            query = query.bind(u.to_owned());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut counts = EquipmentCounts::default();
-        let mut by_rank = [0; WORST_FIRST.len()];
-        for r in &rows {
+        let (rare, totals, binds) = counts_sql(using_unit, today);
+        let bound = |sql| {
+            binds
+                .iter()
+                .cloned()
+                .fold(sqlx::query(sql), |query, bind| bind.onto(query))
+        };
+        let mut by_rank = [0; RARE_STATES];
+        let mut rare_overdue = 0;
+        for r in bound(&rare).fetch_all(&self.pool).await? {
             let rank: i64 = r.try_get("state_rank")?;
-            let n: i64 = r.try_get("n")?;
             *by_rank
                 .get_mut(rank as usize)
-                .ok_or_else(|| StoreError::Corrupt(format!("state rank {rank}")))? = n;
-            counts.equipment += n;
-            counts.inspection_overdue += r.try_get::<i64, _>("inspection_overdue")?;
+                .ok_or_else(|| StoreError::Corrupt(format!("state rank {rank}")))? =
+                r.try_get("n")?;
+            rare_overdue += r
+                .try_get::<Option<i64>, _>("inspection_overdue")?
+                .unwrap_or(0);
         }
-        let [trapped, alarm, offline, overdue, normal] = by_rank;
-        counts.states = StateCounts {
-            trapped,
-            alarm,
-            offline,
-            overdue,
-            normal,
-        };
-        counts.open_alarms = match using_unit {
-            None => sqlx::query_scalar("SELECT COUNT(*) FROM alarms WHERE cleared_ms IS NULL"),
-            Some(u) => sqlx::query_scalar(
-                "SELECT COUNT(*) FROM alarms WHERE cleared_ms IS NULL AND using_unit = $1",
-            )
-            .bind(u.to_owned()),
-        }
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(counts)
+        let r = bound(&totals).fetch_one(&self.pool).await?;
+        let equipment: i64 = r.try_get("equipment")?;
+        let inspection_overdue: i64 = r.try_get("inspection_overdue")?;
+        let [trapped, alarm, offline] = by_rank;
+        let overdue = inspection_overdue - rare_overdue;
+        Ok(EquipmentCounts {
+            equipment,
+            states: StateCounts {
+                trapped,
+                alarm,
+                offline,
+                overdue,
+                normal: equipment - trapped - alarm - offline - overdue,
+            },
+            inspection_overdue,
+            open_alarms: r.try_get("open_alarms")?,
+        })
     }
+}
+
+/// The states worse than `overdue` (trapped, alarm, offline): few pieces, found from what
+/// makes them (open alarms, offline gateways).
+const RARE_STATES: usize = 3;
+
+/// The counts' two queries and their bound values (`$1` today, `$2` the using unit): the rare
+/// states, each with how many of its pieces are past inspection, read from their sources as a
+/// page reads them ([`states`]); and the totals (equipment, past inspection, open alarms), each
+/// a count off an index (`equipment_inspection`, `equipment_unit`, `alarms_open_list`). The
+/// `overdue` state is then the pieces past inspection that no rare state holds, and `normal`
+/// the rest, so the counts never read the city's registry row by row.
+pub fn counts_sql(
+    using_unit: Option<&str>,
+    today: chrono::NaiveDate,
+) -> (String, String, Vec<Bind>) {
+    let mut binds = vec![Bind::Text(today.to_string())];
+    let (unit_e, unit_a) = match using_unit {
+        Some(u) => {
+            binds.push(Bind::Text(u.to_owned()));
+            (" AND e.using_unit = $2", " AND using_unit = $2")
+        }
+        None => ("", ""),
+    };
+    let rare = states()
+        .into_iter()
+        .take(RARE_STATES)
+        .enumerate()
+        .map(|(rank, (from, on))| {
+            format!(
+                "SELECT CAST({rank} AS BIGINT) AS state_rank, COUNT(*) AS n,
+                    SUM(CASE WHEN e.next_inspection < $1 THEN 1 ELSE 0 END) AS inspection_overdue
+                 FROM {from} WHERE {on}{unit_e}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let totals = format!(
+        "SELECT (SELECT COUNT(*) FROM equipment e WHERE 1 = 1{unit_e}) AS equipment,
+            (SELECT COUNT(*) FROM equipment e WHERE e.next_inspection < $1{unit_e}) AS inspection_overdue,
+            (SELECT COUNT(*) FROM alarms WHERE cleared_ms IS NULL{unit_a}) AS open_alarms"
+    );
+    (rare, totals, binds)
 }
 
 #[cfg(test)]

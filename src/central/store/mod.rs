@@ -45,8 +45,8 @@ pub use dashboard::{AuditRow, EquipmentState, EventRow};
 pub use dispatches::{DueDispatch, RescueStep};
 pub use equipment::{EquipmentDetail, EquipmentMatch};
 pub use equipment_list::{
-    EquipmentCounts, EquipmentFilter, EquipmentPage, StateCounts, DEFAULT_EQUIPMENT_PAGE,
-    MAX_EQUIPMENT_PAGE, WORST_FIRST,
+    counts_sql, EquipmentCounts, EquipmentFilter, EquipmentPage, StateCounts,
+    DEFAULT_EQUIPMENT_PAGE, MAX_EQUIPMENT_PAGE, WORST_FIRST,
 };
 pub use incidents::IngestOutcome;
 pub use map::{MapPoint, MapView};

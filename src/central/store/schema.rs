@@ -379,4 +379,12 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX exchange_queue_refused ON exchange_queue (refused_ms)",
         ],
     ),
+    (
+        14,
+        &[
+            // The equipment counts (`store/equipment_list.rs`) count the city's pieces past
+            // inspection off this index instead of reading every row.
+            "CREATE INDEX equipment_inspection ON equipment (next_inspection)",
+        ],
+    ),
 ];
