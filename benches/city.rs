@@ -26,7 +26,8 @@
 //! `cargo bench --bench city` or `benches/run-all.sh city` (release; on a machine doing nothing
 //! else). Under `cargo test --bench city` a small city (2,000 lifts,
 //! 20,000 events, a power cut of 200 lifts) proves it runs. `SEGUARD_CITY_STORES=sqlite` or
-//! `postgres` runs one store.
+//! `postgres` runs one store. `SEGUARD_PG_STATS=1` has PostgreSQL load pg_stat_statements and
+//! prints the power cut's statements, dearest first, with the server's time against the wall's.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -204,6 +205,10 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
         .expect("store");
     let (messages, trapped) = flood_messages(lifts);
     let n = messages.len();
+    let stats = url.starts_with("postgres") && std::env::var_os("SEGUARD_PG_STATS").is_some();
+    if stats {
+        statements_reset(&pool).await;
+    }
     let mut client = common::mqtt::TestClient::connect(broker, "city-bench-flood").await;
     let started_ms = chrono::Utc::now().timestamp_millis();
     let started = Instant::now();
@@ -225,6 +230,9 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
         stored_at = started.elapsed();
+    }
+    if stats {
+        statements_report(&pool, stored_at).await;
     }
     let taken: Vec<f64> = sqlx::query_scalar::<_, i64>(&format!(
         "SELECT received_ms - time_ms FROM events WHERE {flood}"
@@ -273,6 +281,46 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
         dispatches: made,
         notified_ms: (last - first) as f64,
     }
+}
+
+/// Forgets what PostgreSQL's statements cost so far (`SEGUARD_PG_STATS=1`: the server loads
+/// pg_stat_statements).
+async fn statements_reset(pool: &sqlx::AnyPool) {
+    for sql in [
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        "SELECT pg_stat_statements_reset()",
+    ] {
+        sqlx::query(sql).execute(pool).await.expect(sql);
+    }
+}
+
+/// Prints what the server spent since [`statements_reset`], dearest statement first: calls,
+/// server time and rows; then the sums against the `wall` time they were spent in. Server time
+/// far below the wall time means the time went to round trips and to central itself.
+async fn statements_report(pool: &sqlx::AnyPool, wall: Duration) {
+    let rows = sqlx::query(
+        "SELECT CAST(calls AS BIGINT), CAST(total_exec_time AS DOUBLE PRECISION), CAST(rows AS BIGINT),
+            LEFT(regexp_replace(query, '\\s+', ' ', 'g'), 120)
+         FROM pg_stat_statements ORDER BY total_exec_time DESC",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("pg_stat_statements");
+    let (mut calls, mut ms) = (0, 0.0);
+    for (i, r) in rows.iter().enumerate() {
+        use sqlx::Row;
+        let (n, spent, returned, text): (i64, f64, i64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        calls += n;
+        ms += spent;
+        if i < 20 {
+            println!("  {n:>6} calls {spent:>8.1} ms {returned:>6} rows | {text}");
+        }
+    }
+    println!(
+        "  the server: {calls} statements, {ms:.0} ms, in {:.0} ms of the flood",
+        wall.as_secs_f64() * 1000.0
+    );
 }
 
 /// Milliseconds of each GET, and the bytes of the last body.

@@ -166,6 +166,19 @@ impl Postgres {
             ]
             .map(String::from),
         );
+        // What the server spent, statement by statement, for a bench that asks
+        // (`SEGUARD_PG_STATS=1`, benches/city.rs).
+        if std::env::var_os("SEGUARD_PG_STATS").is_some() {
+            args.extend(
+                [
+                    "-c",
+                    "shared_preload_libraries=pg_stat_statements",
+                    "-c",
+                    "pg_stat_statements.track=all",
+                ]
+                .map(String::from),
+            );
+        }
         if !self.durable {
             args.extend(["-c", "fsync=off"].map(String::from));
         }
