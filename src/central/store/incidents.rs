@@ -85,6 +85,7 @@ impl Store {
         now: i64,
     ) -> Result<IngestOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
+        register_gateways(&mut tx, [incident], now).await?;
         let outcome = self
             .ingest_in(&mut tx, config, incident, notes, source, now)
             .await?;
@@ -107,6 +108,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        register_gateways(&mut tx, batch.iter().map(|(incident, _)| *incident), now).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (incident, notes) in batch {
             outcomes.push(
@@ -171,15 +173,6 @@ impl Store {
             now,
             self.exchange,
         )
-        .await?;
-        sqlx::query(
-            "INSERT INTO gateways (id, site, state, since_ms, updated_ms) VALUES ($1, $2, 'unknown', NULL, $3)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&incident.gateway)
-        .bind(&incident.site.id)
-        .bind(now)
-        .execute(&mut **tx)
         .await?;
 
         let open: Option<String> = sqlx::query_scalar(
@@ -271,6 +264,34 @@ impl Store {
             dispatch: created_dispatch,
         })
     }
+}
+
+/// Makes sure each gateway the incidents come from has a row (its state unknown until it
+/// reports one), once per gateway and in the order of their ids, whichever of the incidents
+/// turn out to be new. A duplicate's gateway has its row from the first time.
+async fn register_gateways<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    incidents: impl IntoIterator<Item = &'a Incident>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut sites = std::collections::BTreeMap::new();
+    for incident in incidents {
+        sites
+            .entry(incident.gateway.as_str())
+            .or_insert(incident.site.id.as_str());
+    }
+    for (gateway, site) in sites {
+        sqlx::query(
+            "INSERT INTO gateways (id, site, state, since_ms, updated_ms) VALUES ($1, $2, 'unknown', NULL, $3)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(gateway)
+        .bind(site)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The transition as the wire spells it (`raise`, `clear`, `acknowledge`...).

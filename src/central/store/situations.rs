@@ -34,9 +34,11 @@ pub struct Situation {
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 impl Store {
-    /// Inside the ingest transaction, after alarm `alarm_id` was raised at `at` (WGS-84): joins
+    /// Inside the ingest transaction, after alarm `alarm_id` was raised at `at` (WGS-84) and
+    /// before its dispatch is made (`create_dispatch` reads the situation off the alarm): joins
     /// it to the open situation within `radius_km`, or opens one when more than `count` alarms
-    /// were raised around it within the window (attaching those too). Returns the situation.
+    /// were raised around it within the window (attaching those too, with their dispatches).
+    /// Returns the situation.
     pub(super) async fn join_situation(
         &self,
         tx: &mut Tx<'_>,
@@ -46,7 +48,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<String>, StoreError> {
         if let Some(id) = open_situation_near(tx, flood, at).await? {
-            attach_alarm(tx, &id, alarm_id).await?;
+            attach_raised(tx, &id, alarm_id).await?;
             return Ok(Some(id));
         }
         let since = now - flood.window.as_millis() as i64;
@@ -80,7 +82,7 @@ impl Store {
                 .await?;
             // Another instance may have opened it while we waited.
             if let Some(id) = open_situation_near(tx, flood, at).await? {
-                attach_alarm(tx, &id, alarm_id).await?;
+                attach_raised(tx, &id, alarm_id).await?;
                 return Ok(Some(id));
             }
         }
@@ -98,7 +100,7 @@ impl Store {
         for alarm in &members {
             attach_alarm(tx, &id, alarm).await?;
         }
-        attach_alarm(tx, &id, alarm_id).await?;
+        attach_raised(tx, &id, alarm_id).await?;
         tracing::warn!(situation = %id, alarms = members.len(), lat = at.0, lon = at.1, "alarm flood: a situation opened");
         Ok(Some(id))
     }
@@ -234,17 +236,23 @@ async fn open_situation_near(
     Ok(None)
 }
 
+/// Puts an alarm into a situation; alone for the alarm being raised, which has no dispatch yet.
+async fn attach_raised(tx: &mut Tx<'_>, situation: &str, alarm_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE alarms SET situation_id = $1 WHERE id = $2")
+        .bind(situation)
+        .bind(alarm_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Puts an alarm, and its dispatch if it has one, into a situation.
 async fn attach_alarm(tx: &mut Tx<'_>, situation: &str, alarm_id: &str) -> Result<(), StoreError> {
-    for table in [
-        "alarms SET situation_id = $1 WHERE id = $2",
-        "dispatches SET situation_id = $1 WHERE alarm_id = $2",
-    ] {
-        sqlx::query(&format!("UPDATE {table}"))
-            .bind(situation)
-            .bind(alarm_id)
-            .execute(&mut **tx)
-            .await?;
-    }
+    attach_raised(tx, situation, alarm_id).await?;
+    sqlx::query("UPDATE dispatches SET situation_id = $1 WHERE alarm_id = $2")
+        .bind(situation)
+        .bind(alarm_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
