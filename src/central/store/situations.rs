@@ -236,23 +236,32 @@ async fn open_situation_near(
     Ok(None)
 }
 
-/// Puts an alarm into a situation; alone for the alarm being raised, which has no dispatch yet.
+/// Puts the alarm being raised into a situation: it has no dispatch yet.
 async fn attach_raised(tx: &mut Tx<'_>, situation: &str, alarm_id: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE alarms SET situation_id = $1 WHERE id = $2")
-        .bind(situation)
-        .bind(alarm_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    attach(tx, situation, alarm_id, &[ALARM_JOINS]).await
 }
 
 /// Puts an alarm, and its dispatch if it has one, into a situation.
 async fn attach_alarm(tx: &mut Tx<'_>, situation: &str, alarm_id: &str) -> Result<(), StoreError> {
-    attach_raised(tx, situation, alarm_id).await?;
-    sqlx::query("UPDATE dispatches SET situation_id = $1 WHERE alarm_id = $2")
-        .bind(situation)
-        .bind(alarm_id)
-        .execute(&mut **tx)
-        .await?;
+    attach(tx, situation, alarm_id, &[ALARM_JOINS, DISPATCH_JOINS]).await
+}
+
+const ALARM_JOINS: &str = "UPDATE alarms SET situation_id = $1 WHERE id = $2";
+const DISPATCH_JOINS: &str = "UPDATE dispatches SET situation_id = $1 WHERE alarm_id = $2";
+
+/// Runs each of `updates` with the situation as `$1` and the alarm as `$2`.
+async fn attach(
+    tx: &mut Tx<'_>,
+    situation: &str,
+    alarm_id: &str,
+    updates: &[&str],
+) -> Result<(), StoreError> {
+    for update in updates {
+        sqlx::query(update)
+            .bind(situation)
+            .bind(alarm_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
