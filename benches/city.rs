@@ -220,8 +220,8 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
         .map(|g| format!("'flood{g:02}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let flood = format!("gateway IN ({gateways})");
-    let count = format!("SELECT COUNT(*) FROM events WHERE {flood}");
+    let flood_gateways = format!("gateway IN ({gateways})");
+    let count = format!("SELECT COUNT(*) FROM events WHERE {flood_gateways}");
     let mut stored_at = started.elapsed();
     while (scalar(&pool, &count).await as usize) < n {
         assert!(
@@ -235,7 +235,7 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
         statements_report(&pool, stored_at).await;
     }
     let taken: Vec<f64> = sqlx::query_scalar::<_, i64>(&format!(
-        "SELECT received_ms - time_ms FROM events WHERE {flood}"
+        "SELECT received_ms - time_ms FROM events WHERE {flood_gateways}"
     ))
     .fetch_all(&pool)
     .await
@@ -243,11 +243,12 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
     .into_iter()
     .map(|ms| ms as f64)
     .collect();
-    let dispatches =
-        format!("SELECT COUNT(*) FROM dispatches WHERE {flood} AND created_ms >= {started_ms}");
+    let dispatches = format!(
+        "SELECT COUNT(*) FROM dispatches WHERE {flood_gateways} AND created_ms >= {started_ms}"
+    );
     let unsent = format!(
         "SELECT COUNT(*) FROM notifications n JOIN dispatches d ON d.id = n.dispatch_id
-         WHERE d.{flood} AND n.sent_ms IS NULL"
+         WHERE d.{flood_gateways} AND n.sent_ms IS NULL"
     );
     while scalar(&pool, &dispatches).await < trapped as i64 || scalar(&pool, &unsent).await > 0 {
         assert!(
@@ -258,12 +259,12 @@ async fn flood(url: &str, broker: u16, lifts: usize) -> Flood {
     }
     let first = scalar(
         &pool,
-        &format!("SELECT MIN(created_ms) FROM dispatches WHERE {flood}"),
+        &format!("SELECT MIN(created_ms) FROM dispatches WHERE {flood_gateways}"),
     )
     .await;
     let last = scalar(
         &pool,
-        &format!("SELECT MAX(n.sent_ms) FROM notifications n JOIN dispatches d ON d.id = n.dispatch_id WHERE d.{flood}"),
+        &format!("SELECT MAX(n.sent_ms) FROM notifications n JOIN dispatches d ON d.id = n.dispatch_id WHERE d.{flood_gateways}"),
     )
     .await;
     let made = scalar(&pool, &dispatches).await;

@@ -363,7 +363,8 @@ async fn equipment_pages_and_counts_on_sqlite() {
         assert!(plan.contains(index), "{unit:?}: {plan}");
     }
     // The counts read the rare states from the open alarms and the offline gateways, and the
-    // totals off indexes: no step reads the registry's rows one by one.
+    // totals off indexes: no step scans the registry's table, and the city's pieces past
+    // inspection are a range of their index.
     for unit in [None, Some(TOWER_UNIT)] {
         let (rare, totals, binds) = seguard::central::store::counts_sql(unit, today);
         for sql in [rare, totals] {

@@ -61,11 +61,7 @@ pub async fn sqlite_plan(
     binds: Vec<seguard::central::store::Bind>,
 ) -> String {
     let explain = format!("EXPLAIN QUERY PLAN {sql}");
-    let mut query = sqlx::query(&explain);
-    for bind in binds {
-        query = bind.onto(query);
-    }
-    let steps: Vec<String> = query
+    let steps: Vec<String> = seguard::central::store::bound(&explain, binds)
         .fetch_all(pool)
         .await
         .unwrap()

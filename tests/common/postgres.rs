@@ -85,7 +85,6 @@ impl Postgres {
 
     /// A server for benches: commits are flushed to disk (`fsync=on`, the default), as in
     /// production and as SQLite's full sync is.
-    #[allow(dead_code)]
     pub fn start_durable() -> Postgres {
         Self::start_with(true)
     }

@@ -10,14 +10,15 @@
 //! (`equipment_name`, or `equipment_unit` for a unit), cut at the page's size: the rare states
 //! start from the open alarms and the offline gateways, so a page reads about a page of rows;
 //! then only the page's rows are read whole. The counts read the rare states the same way and
-//! the totals off indexes ([`counts_sql`]). The state is live: a piece whose state changes while a user pages may show on two
-//! pages or on none; the counts and the map are what is true now.
+//! the totals off indexes ([`counts_sql`]). The state is live: a piece whose state changes
+//! while a user pages may show on two pages or on none; the counts and the map are what is
+//! true now.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::dashboard::{equipment_state_from_row, EQUIPMENT_STATE_COLUMNS};
-use super::page::{Bind, Key, Paging};
+use super::page::{bound, Bind, Key, Paging};
 use super::{EquipmentState, Store, StoreError};
 
 /// Equipment per page when the request does not say.
@@ -242,15 +243,9 @@ impl Store {
         today: chrono::NaiveDate,
     ) -> Result<EquipmentCounts, StoreError> {
         let (rare, totals, binds) = counts_sql(using_unit, today);
-        let bound = |sql| {
-            binds
-                .iter()
-                .cloned()
-                .fold(sqlx::query(sql), |query, bind| bind.onto(query))
-        };
         let mut by_rank = [0; RARE_STATES];
         let mut rare_overdue = 0;
-        for r in bound(&rare).fetch_all(&self.pool).await? {
+        for r in bound(&rare, binds.clone()).fetch_all(&self.pool).await? {
             let rank: i64 = r.try_get("state_rank")?;
             *by_rank
                 .get_mut(rank as usize)
@@ -260,7 +255,7 @@ impl Store {
                 .try_get::<Option<i64>, _>("inspection_overdue")?
                 .unwrap_or(0);
         }
-        let r = bound(&totals).fetch_one(&self.pool).await?;
+        let r = bound(&totals, binds).fetch_one(&self.pool).await?;
         let equipment: i64 = r.try_get("equipment")?;
         let inspection_overdue: i64 = r.try_get("inspection_overdue")?;
         let [trapped, alarm, offline] = by_rank;

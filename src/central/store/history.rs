@@ -166,11 +166,7 @@ impl Store {
              LEFT JOIN hazard h ON h.gateway = e.gateway AND h.equipment = e.id
              {condition}"
         );
-        let mut query = sqlx::query(&sql);
-        for bind in binds {
-            query = bind.onto(query);
-        }
-        let mut rows = query.fetch(&self.pool);
+        let mut rows = super::page::bound(&sql, binds).fetch(&self.pool);
         while let Some(r) = rows.try_next().await? {
             let record: &str = r.try_get(9)?;
             let in_service = serde_json::from_str::<RecordDates>(record)

@@ -51,6 +51,7 @@ pub use equipment_list::{
 pub use incidents::IngestOutcome;
 pub use map::{MapPoint, MapView};
 pub use notifications::{redact_link_tokens, Notification};
+pub use page::bound;
 pub use rejected::{Refused, RejectedRow};
 pub use rescue::RescueFacts;
 pub use situations::Situation;

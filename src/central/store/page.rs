@@ -32,6 +32,16 @@ impl Bind {
     }
 }
 
+/// `sql` with `binds` bound to its placeholders in order.
+pub fn bound<'q>(
+    sql: &'q str,
+    binds: impl IntoIterator<Item = Bind>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    binds
+        .into_iter()
+        .fold(sqlx::query(sql), |query, bind| bind.onto(query))
+}
+
 /// A column of a list's order.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Key {
@@ -154,11 +164,7 @@ impl Paging {
         binds: Vec<Bind>,
         limit: i64,
     ) -> Result<(Vec<AnyRow>, Option<String>), StoreError> {
-        let mut query = sqlx::query(sql);
-        for bind in binds {
-            query = bind.onto(query);
-        }
-        let mut rows = query.fetch_all(pool).await?;
+        let mut rows = bound(sql, binds).fetch_all(pool).await?;
         let mut next = None;
         if rows.len() as i64 > limit {
             rows.truncate(limit as usize);
